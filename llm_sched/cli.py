@@ -1,0 +1,122 @@
+"""Command line: ``python main.py [flags]`` or ``llm-sched [flags]``.
+
+Parsing is plain argparse and every mode imports what it needs when it runs, so ``--help``,
+``--version`` and ``--check`` start fast. User errors print one clear message and exit non-zero,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from llm_sched import __version__
+from llm_sched.config import PROVIDER_CHOICES
+from llm_sched.errors import UserError
+
+# (command, what it does): the overview printed by ``python main.py`` with no flags.
+MODES: tuple[tuple[str, str], ...] = (
+    ("python main.py --check", "check Python, packages, LLM endpoints and shipped cassettes"),
+    ("python main.py --setup-env", "guided setup of ./.env (provider, endpoint, key)"),
+)
+
+OVERVIEW = """\
+llm-sched {version}: specialist LLM agents (GPU, memory, compute, storage, general) that
+schedule HPC jobs by Byzantine fault-tolerant consensus. Each agent proposes a placement and
+votes on candidates; a placement commits only with a Byzantine quorum (4 of 5, 5 of 7), so lying,
+silent or crashed agents cannot push a bad placement through. Models: SambaStudio, SambaNova
+Cloud or Ollama; offline, recorded cassettes or the agents' heuristics answer instead.
+
+Modes:
+{modes}
+
+Settings come from the environment, ./.env and ~/.env (see .env.example).
+Every flag: python main.py --help"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llm-sched",
+        description="LLM-backed agents that schedule HPC jobs by fault-tolerant consensus.",
+    )
+    parser.add_argument("--version", action="version", version=f"llm-sched {__version__}")
+    modes = parser.add_argument_group("modes")
+    modes.add_argument("--check", action="store_true", help="check the environment and exit (0 ready, 1 broken)")
+    modes.add_argument("--setup-env", action="store_true", help="guided setup that writes ./.env")
+    common = parser.add_argument_group("settings")
+    common.add_argument(
+        "--provider",
+        choices=PROVIDER_CHOICES,
+        metavar="P",
+        help=f"LLM provider for this run, overrides LLM_SCHED_PROVIDER: {', '.join(PROVIDER_CHOICES)}",
+    )
+    setup = parser.add_argument_group("--setup-env without questions (for scripts)")
+    setup.add_argument("--yes", action="store_true", help="ask nothing: use the flags, current settings and defaults")
+    setup.add_argument("--ollama-host", metavar="URL", help="Ollama server, e.g. http://localhost:11434")
+    setup.add_argument("--ollama-model", metavar="NAME", help="Ollama model, e.g. llama3.1:8b")
+    setup.add_argument("--sambanova-api-base", metavar="URL", help="SambaNova Cloud API base URL")
+    setup.add_argument("--sambanova-model", metavar="NAME", help="SambaNova Cloud model name")
+    setup.add_argument("--sambastudio-url", metavar="URL", help="SambaStudio endpoint URL")
+    setup.add_argument("--api-key-stdin", action="store_true", help="read the provider's API key from standard input")
+    setup.add_argument("--probe", action="store_true", help="check that the endpoint answers before writing")
+    return parser
+
+
+def _overview() -> str:
+    width = max(len(command) for command, _ in MODES)
+    modes = "\n".join(f"  {command.ljust(width)}  {what}" for command, what in MODES)
+    return OVERVIEW.format(version=__version__, modes=modes)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    return {"LLM_SCHED_PROVIDER": args.provider} if args.provider else {}
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from llm_sched.config import load_settings
+    from llm_sched.envcheck import render_check, run_check
+
+    report = run_check(load_settings(_overrides(args)))
+    render_check(report)
+    return report.exit_code
+
+
+def _run_setup(args: argparse.Namespace) -> int:
+    from llm_sched.setup_env import SetupRequest, run_setup
+
+    request = SetupRequest(
+        provider=args.provider,
+        ollama_host=args.ollama_host,
+        ollama_model=args.ollama_model,
+        sambanova_api_base=args.sambanova_api_base,
+        sambanova_model=args.sambanova_model,
+        sambastudio_url=args.sambastudio_url,
+        api_key_stdin=args.api_key_stdin,
+        probe=args.probe,
+        yes=args.yes,
+    )
+    run_setup(request)
+    return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.check:
+        return _run_check(args)
+    if args.setup_env:
+        return _run_setup(args)
+    print(_overview())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,295 @@
+"""A scripted stand-in LLM provider HTTP server for tests.
+
+Speaks just enough of three wire protocols for the *real* clients to run
+against 127.0.0.1: Ollama (``/api/tags``, ``/api/chat``), OpenAI-compatible
+(``.../chat/completions``, ``/v1/models``; used by ``ChatSambaNova``) and
+SambaStudio generic v1/v2 (``/api[/v2]/predict/generic[/stream]/<p>/<e>``).
+Every chat request pops the next scripted :class:`Reply` (else ``default``),
+so one script drives any protocol; streaming is answered when asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterable
+
+__all__ = ["Reply", "RequestRecord", "StandIn"]
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One received HTTP request; ``headers`` keys are lower-cased."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any  # parsed JSON, or None if absent / not JSON
+    at: float  # time.monotonic() on arrival
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A scripted answer: assistant ``content`` or an HTTP error ``code``."""
+
+    content: str = ""
+    code: int = 200
+    retry_after: float | None = None
+    body: Any = None  # error body override (dict -> JSON, str -> raw)
+    delay: float = 0.0
+    fn: Callable[[RequestRecord], Reply] | None = None
+
+    @classmethod
+    def json(cls, obj: Any) -> Reply:
+        """Assistant content is ``json.dumps(obj)``."""
+        return cls(content=json.dumps(obj))
+
+    @classmethod
+    def text(cls, s: str) -> Reply:
+        """Assistant content is the raw string ``s``."""
+        return cls(content=s)
+
+    @classmethod
+    def status(cls, code: int, retry_after: float | None = None, body: Any = None) -> Reply:
+        """An HTTP error with a provider-shaped JSON body (or ``body``)."""
+        return cls(code=code, retry_after=retry_after, body=body)
+
+    @classmethod
+    def dynamic(cls, fn: Callable[[RequestRecord], Reply]) -> Reply:
+        """Compute the reply from the request (e.g. echo an id in the prompt)."""
+        return cls(fn=fn)
+
+    def delayed(self, seconds: float) -> Reply:
+        """Same reply, sent after sleeping ``seconds`` in the handler thread."""
+        return replace(self, delay=seconds)
+
+
+def _chunks(text: str, size: int = 16) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _tokens(obj: Any) -> int:
+    # Rough 4-chars-per-token estimate: only needs to be plausible and > 0.
+    return max(1, len(obj if isinstance(obj, str) else json.dumps(obj)) // 4)
+
+
+class StandIn:
+    """Threaded fake provider on 127.0.0.1:<ephemeral>; use as a context manager."""
+
+    def __init__(self, models: Iterable[str] = ("llama3.1:8b",)) -> None:
+        self.models: list[str] = list(models)
+        self.default: Reply = Reply.json({"ok": True})
+        self._queue: deque[Reply] = deque()
+        self._requests: list[RequestRecord] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> StandIn:
+        """Bind an ephemeral port and serve in a daemon thread."""
+        handler = type("Handler", (_Handler,), {"owner": self})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        # Don't let stop() wait for handlers still sleeping in .delayed().
+        server.block_on_close = False
+        self._server = server
+        # A short poll interval keeps stop() (which waits for the poll) fast.
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> StandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- scripting -----------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321``."""
+        assert self._server is not None, "StandIn not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Snapshot of all requests received so far, in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    def script(self, *replies: Reply) -> None:
+        """Queue replies, consumed one per chat request (FIFO)."""
+        with self._lock:
+            self._queue.extend(replies)
+
+    def reset(self) -> None:
+        """Forget queued replies and recorded requests."""
+        with self._lock:
+            self._queue.clear()
+            self._requests.clear()
+
+    def _record(self, rec: RequestRecord) -> None:
+        with self._lock:
+            self._requests.append(rec)
+
+    def _next(self, rec: RequestRecord) -> Reply:
+        with self._lock:
+            reply = self._queue.popleft() if self._queue else self.default
+        while True:  # delays and dynamic replies may nest
+            if reply.delay:
+                time.sleep(reply.delay)
+            if reply.fn is None:
+                return reply
+            reply = reply.fn(rec)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.0: one request per connection, so close-delimited streams need no
+    # chunked encoding and every request gets its own handler thread.
+    protocol_version = "HTTP/1.0"
+    owner: StandIn
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # keep pytest output clean
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # client gave up (e.g. its timeout beat a .delayed reply)
+
+    def do_GET(self) -> None:
+        path, models = self._recv().path, self.owner.models
+        if path == "/api/tags":
+            now = datetime.now(timezone.utc).isoformat()
+            details = {"format": "gguf", "family": "llama", "parameter_size": "8.0B",
+                       "quantization_level": "Q4_K_M"}
+            self._send(200, {"models": [
+                {"name": m, "model": m, "modified_at": now, "size": 4_920_753_328,
+                 "digest": uuid.uuid5(uuid.NAMESPACE_DNS, m).hex * 2, "details": details}
+                for m in models]})
+        elif path.endswith("/models"):
+            self._send(200, {"object": "list", "data": [
+                {"id": m, "object": "model", "created": 0, "owned_by": "standin"} for m in models]})
+        else:
+            self._send(404, {"error": f"unknown path {path}"})
+
+    def do_POST(self) -> None:
+        rec = self._recv()
+        path, body = rec.path, rec.body if isinstance(rec.body, dict) else {}
+        if path == "/api/chat":
+            answer = self._ollama
+        elif path.endswith("/chat/completions"):
+            answer = self._openai
+        elif "/predict/generic/" in path:
+            answer = self._studio
+        else:
+            self._send(404, {"error": f"unknown path {path}"})
+            return
+        reply = self.owner._next(rec)
+        if reply.code != 200:
+            self._error(reply, openai=answer == self._openai)
+            return
+        n_in = _tokens(body.get("messages") or body.get("items") or body.get("instances") or "")
+        answer(path, body, reply.content, n_in, _tokens(reply.content))
+
+    # -- protocols -----------------------------------------------------------
+    def _ollama(self, path: str, body: dict[str, Any], text: str, n_in: int, n_out: int) -> None:
+        head = {"model": body.get("model", "standin"),
+                "created_at": datetime.now(timezone.utc).isoformat()}
+        final = {**head, "done": True, "done_reason": "stop",
+                 "prompt_eval_count": n_in, "eval_count": n_out}
+        if not body.get("stream", True):  # Ollama streams unless told not to
+            self._send(200, {**final, "message": {"role": "assistant", "content": text}})
+            return
+        parts = [{**head, "done": False, "message": {"role": "assistant", "content": c}}
+                 for c in _chunks(text)]
+        parts.append({**final, "message": {"role": "assistant", "content": ""}})
+        self._stream("application/x-ndjson", [json.dumps(p) + "\n" for p in parts])
+
+    def _openai(self, path: str, body: dict[str, Any], text: str, n_in: int, n_out: int) -> None:
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()),
+                "model": body.get("model", "standin")}
+        usage = {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}
+        if not body.get("stream"):
+            choice = {"index": 0, "message": {"role": "assistant", "content": text},
+                      "finish_reason": "stop"}
+            self._send(200, {**head, "object": "chat.completion", "choices": [choice],
+                             "usage": usage})
+            return
+
+        def event(delta: dict[str, str], finish: str | None, **extra: Any) -> str:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            chunk = {**head, "object": "chat.completion.chunk", "choices": [choice], **extra}
+            return f"data: {json.dumps(chunk)}\n\n"
+
+        # Every delta carries "content": SambaStudio's SSE parser indexes it blindly.
+        events = [event({"role": "assistant", "content": c}, None) for c in _chunks(text)]
+        events += [event({"content": ""}, "stop", usage=usage), "data: [DONE]\n\n"]
+        self._stream("text/event-stream", events)
+
+    def _studio(self, path: str, body: dict[str, Any], text: str, n_in: int, n_out: int) -> None:
+        v2 = path.startswith("/api/v2/")
+        if "/generic/stream/" in path:  # NDJSON; the client json.loads every line, even blank
+            lines = [{"result": {"items": [{"value": {"stream_token": c}}]} if v2
+                      else {"responses": [{"stream_token": c}]}} for c in _chunks(text) or [""]]
+            self._stream("application/json", [json.dumps(x) + "\n" for x in lines])
+            return
+        result = {"completion": text, "stop_reason": "end_of_text", "prompt_tokens_count": n_in,
+                  "completion_tokens_count": n_out, "total_tokens_count": n_in + n_out}
+        self._send(200, {"items": [{"id": "item0", "value": result}]} if v2
+                   else {"predictions": [result]})
+
+    # -- plumbing ------------------------------------------------------------
+    def _recv(self) -> RequestRecord:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        rec = RequestRecord(self.command, self.path, headers, body, time.monotonic())
+        self.owner._record(rec)
+        return rec
+
+    def _error(self, reply: Reply, openai: bool) -> None:
+        phrase = self.responses.get(reply.code, ("Error",))[0]
+        body = reply.body
+        if body is None:  # mimic each service's error envelope
+            kind = "rate_limit_exceeded" if reply.code == 429 else phrase.lower().replace(" ", "_")
+            body = {"error": {"message": phrase, "type": kind, "code": kind}} if openai \
+                else {"error": phrase}
+        ra = reply.retry_after
+        self._send(reply.code, body, {} if ra is None else {"Retry-After": f"{ra:g}"})
+
+    def _send(self, code: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        """Send ``obj`` as JSON (a ``str`` is sent verbatim)."""
+        data = (obj if isinstance(obj, str) else json.dumps(obj)).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _stream(self, ctype: str, pieces: list[str]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.end_headers()  # no Content-Length: the HTTP/1.0 body ends at close
+        for p in pieces:
+            self.wfile.write(p.encode())
+            self.wfile.flush()
