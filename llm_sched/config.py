@@ -40,6 +40,7 @@ ENV_VARS: dict[str, str] = {
     "sambanova_model": "SAMBANOVA_MODEL",
     "ollama_host": "OLLAMA_HOST",
     "ollama_model": "OLLAMA_MODEL",
+    "replay_provider": "LLM_SCHED_REPLAY_PROVIDER",
     "llm_timeout": "LLM_SCHED_TIMEOUT",
     "llm_max_attempts": "LLM_SCHED_MAX_ATTEMPTS",
     "llm_backoff_initial": "LLM_SCHED_BACKOFF_INITIAL",
@@ -86,6 +87,7 @@ class Settings(BaseModel):
     sambanova_model: str = DEFAULT_SAMBANOVA_MODEL
     ollama_host: str | None = None
     ollama_model: str = DEFAULT_OLLAMA_MODEL
+    replay_provider: Literal["sambastudio", "sambanova", "ollama"] = "ollama"
     llm_timeout: float = Field(30.0, gt=0, le=3600, description="seconds per LLM call attempt")
     llm_max_attempts: int = Field(3, ge=1, le=20, description="attempts per LLM call, first included")
     llm_backoff_initial: float = Field(0.5, ge=0, le=60, description="first retry delay, seconds")

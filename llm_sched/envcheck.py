@@ -130,24 +130,28 @@ def _probe_all(settings: Settings, timeout: float) -> dict[str, ProbeResult]:
         return {p: f.result() for p, f in futures.items()}
 
 
-def _verdict(settings: Settings, probes: dict[str, ProbeResult], broken_packages: bool) -> tuple[str, int]:
+def _verdict(
+    settings: Settings, probes: dict[str, ProbeResult], broken_packages: bool, cassettes: bool
+) -> tuple[str, int]:
     provider = settings.resolved_provider()
     how = "chosen by LLM_SCHED_PROVIDER" if settings.provider != "auto" else "auto"
     if provider in probes and not probes[provider].ok:
         return f"A run would use {provider} ({how}), but it is not ready: {probes[provider].detail}", 1
     if broken_packages:
         return f"A run would use {provider} ({how}), but required packages are missing.", 1
-    if provider == "replay" and settings.provider == "auto":
-        return "A run would use replay: no endpoint is configured, so the shipped cassettes answer.", 0
+    if provider == "replay":
+        answers = "the shipped cassettes answer" if cassettes else "no cassettes are shipped, so heuristics answer"
+        return f"A run would use replay ({how}): {answers}.", 0
     return f"A run would use {provider} ({how}).", 0
 
 
 def run_check(settings: Settings, timeout: float = PROBE_TIMEOUT_S) -> CheckReport:
     """Gather every check for ``settings``; probes run only for configured endpoints."""
     probes = _probe_all(settings, timeout)
-    rows = [_python_row(), *_package_rows(), *_provider_rows(settings, probes), _cassette_row(settings)]
+    cassette_row = _cassette_row(settings)
+    rows = [_python_row(), *_package_rows(), *_provider_rows(settings, probes), cassette_row]
     broken = any(r.status == "fail" for r in rows if r.section in ("python", "packages"))
-    verdict, code = _verdict(settings, probes, broken)
+    verdict, code = _verdict(settings, probes, broken, cassettes=cassette_row.status == "ok")
     return CheckReport(tuple(rows), settings.resolved_provider(), verdict, code)
 
 

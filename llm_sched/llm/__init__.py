@@ -1,0 +1,32 @@
+"""The LLM layer: ask "answer this prompt as an instance of this Pydantic model" of any provider.
+
+Public API: :func:`llm_session` (settings -> client, with record/replay), :class:`LLMClient` and its
+``structured`` call, :class:`Answer`, :class:`CallRecord`, :class:`CallContext`, :class:`Message`.
+Imports are lazy so that ``--help`` and ``--check`` never load the client libraries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "llm_session": "llm_sched.llm.factory",
+    "build_transport": "llm_sched.llm.factory",
+    "LLMClient": "llm_sched.llm.client",
+    "RetryPolicy": "llm_sched.llm.client",
+    "ReplayMissError": "llm_sched.llm.client",
+    "Answer": "llm_sched.llm.records",
+    "CallRecord": "llm_sched.llm.records",
+    "CallContext": "llm_sched.llm.records",
+    "Message": "llm_sched.llm.records",
+    "Outcome": "llm_sched.llm.records",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,0 +1,89 @@
+"""SambaStudio through ``langchain_community.llms.sambanova.SambaStudio`` (text in, text out).
+
+That client is synchronous ``requests`` code: it posts with no timeout and turns any non-200 answer
+into a bare ``RuntimeError``, dropping the ``Retry-After`` header. So its module gets a
+``requests.Session`` subclass that, only inside our calls (a context variable says so), applies our
+timeout and raises a classified :class:`TransportError` that keeps the header. Outside our calls the
+session behaves exactly like ``requests.Session``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import types
+from typing import Any
+
+import requests
+from pydantic import BaseModel, SecretStr
+
+from llm_sched.llm.records import Message
+from llm_sched.llm.transport import RawReply, TransportError, schema_instruction, status_error
+
+_CALL_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("sambastudio_timeout", default=None)
+
+
+class _BoundedSession(requests.Session):
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        timeout = _CALL_TIMEOUT.get()
+        if timeout is None:
+            return super().request(method, url, *args, **kwargs)
+        kwargs.setdefault("timeout", timeout)
+        response = super().request(method, url, *args, **kwargs)
+        if response.status_code != 200:
+            raise status_error(response.status_code, response.text[:200], response.headers.get("Retry-After"))
+        return response
+
+
+class _RequestsWithBoundedSession(types.ModuleType):
+    """``requests`` as SambaStudio's module sees it: the same, but ``Session`` is bounded."""
+
+    Session = _BoundedSession
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(requests, name)
+
+
+def _install() -> None:
+    import langchain_community.llms.sambanova as studio_module
+
+    if not isinstance(studio_module.requests, _RequestsWithBoundedSession):
+        studio_module.requests = _RequestsWithBoundedSession("requests")  # type: ignore[assignment]
+
+
+def render_prompt(messages: list[Message], schema: type[BaseModel]) -> str:
+    """One text prompt: the conversation with role labels, then the JSON-schema instruction."""
+    lines = [f"{m.role}: {m.content}" for m in messages]
+    return "\n\n".join([*lines, schema_instruction(schema), "assistant:"])
+
+
+class SambaStudioTransport:
+    provider = "sambastudio"
+
+    def __init__(self, url: str, api_key: SecretStr, timeout: float, model: str | None = None) -> None:
+        from langchain_community.llms.sambanova import SambaStudio
+
+        _install()
+        self.url = url
+        self.endpoint = url
+        self.model = model or "sambastudio-endpoint"
+        kwargs = {"select_expert": model} if model else {}
+        self._llm = SambaStudio(sambastudio_url=url, sambastudio_api_key=api_key, model_kwargs=kwargs)
+
+    def _invoke(self, prompt: str) -> str:
+        return self._llm.invoke(prompt)
+
+    async def complete(self, messages: list[Message], schema: type[BaseModel], timeout: float) -> RawReply:
+        token = _CALL_TIMEOUT.set(timeout)
+        try:
+            # to_thread copies the context, so the worker thread sees the timeout set above.
+            text = await asyncio.to_thread(self._invoke, render_prompt(messages, schema))
+        except requests.Timeout as exc:
+            raise TransportError("timeout", f"no answer from {self.url} within {timeout:g} s") from exc
+        except requests.RequestException as exc:
+            raise TransportError("connection", f"{self.url}: {exc}") from exc
+        except RuntimeError as exc:  # the client's own error for an unreadable answer
+            raise TransportError("server", f"{self.url}: {exc}"[:500]) from exc
+        finally:
+            _CALL_TIMEOUT.reset(token)
+        return RawReply(text)
