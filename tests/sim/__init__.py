@@ -1,0 +1,1 @@
+"""Tests of the discrete-event simulator, the SWF reader and the centralized baselines."""
