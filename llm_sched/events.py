@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from llm_sched.domain.decisions import Decision, Proposal, Vote
+from llm_sched.domain.model import Job, Placement
 from llm_sched.llm.records import CallRecord
 
 # Fields that differ between two runs with the same seed and cassette.
@@ -37,6 +39,125 @@ class LLMCallEvent(RunEvent):
 
     kind: Literal["llm_call"] = "llm_call"
     record: CallRecord
+
+
+class ScenarioStarted(RunEvent):
+    kind: Literal["scenario_started"] = "scenario_started"
+    scenario: str
+    seed: int
+    provider: str
+    agents: dict[str, str]  # agent id -> specialty
+    n: int
+    f: int
+    quorum: int
+
+
+class PhaseStarted(RunEvent):
+    kind: Literal["phase_started"] = "phase_started"
+    phase: str
+    description: str = ""
+
+
+class FaultChanged(RunEvent):
+    """A scheduled fault began or ended (the schedule is the scenario's, not known to the graph)."""
+
+    kind: Literal["fault_changed"] = "fault_changed"
+    agent: str
+    behaviour: str
+    active: bool
+
+
+class JobSubmitted(RunEvent):
+    kind: Literal["job_submitted"] = "job_submitted"
+    job: Job
+    sim_time: float
+
+
+class ProposalMade(RunEvent):
+    kind: Literal["proposal"] = "proposal"
+    agent: str
+    job_id: str
+    proposal: Proposal | None  # None: silent (no answer in time)
+
+
+class CandidateChosen(RunEvent):
+    kind: Literal["candidate"] = "candidate"
+    job_id: str
+    round: int
+    proposer: str
+    placement: Placement
+    score: float
+
+
+class VoteCast(RunEvent):
+    kind: Literal["vote"] = "vote"
+    agent: str
+    job_id: str
+    round: int
+    vote: Vote | None  # None: silent
+
+
+class TallyDone(RunEvent):
+    kind: Literal["tally"] = "tally"
+    job_id: str
+    round: int
+    accepts: int
+    rejects: int
+    silent: int
+    quorum: int
+    passed: bool
+    candidate_feasible: bool  # the verifiable fact reputations are computed from
+
+
+class ProposalBlocked(RunEvent):
+    """An infeasible candidate that the honest quorum voted down."""
+
+    kind: Literal["proposal_blocked"] = "proposal_blocked"
+    job_id: str
+    proposer: str
+    reasons: list[str]
+
+
+class ReputationChanged(RunEvent):
+    kind: Literal["reputation"] = "reputation"
+    agent: str
+    old: float
+    new: float
+    reason: str
+
+
+class AgentExcluded(RunEvent):
+    """Reputation fell below the threshold: the agent is detected as faulty and may not propose."""
+
+    kind: Literal["agent_excluded"] = "agent_excluded"
+    agent: str
+    reputation: float
+    job_id: str
+
+
+class AgentReadmitted(RunEvent):
+    kind: Literal["agent_readmitted"] = "agent_readmitted"
+    agent: str
+    reputation: float
+    job_id: str
+
+
+class DecisionMade(RunEvent):
+    kind: Literal["decision"] = "decision"
+    decision: Decision
+    unanimous: bool
+
+
+class JobFinished(RunEvent):
+    kind: Literal["job_finished"] = "job_finished"
+    job_id: str
+    sim_time: float
+
+
+class ScenarioEnded(RunEvent):
+    kind: Literal["scenario_ended"] = "scenario_ended"
+    scenario: str
+    wall_s: float
 
 
 Subscriber = Callable[[RunEvent], None]
@@ -107,4 +228,4 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-__all__ = ["EventBus", "JsonlSink", "LLMCallEvent", "RunEvent", "comparable", "read_jsonl"]
+NONDETERMINISTIC_FIELDS = NONDETERMINISTIC_FIELDS | {"wall_s"}

@@ -1,0 +1,1 @@
+"""Specialist agents: heuristics, LLM answer models, prompts, Byzantine behaviours, the agent graph."""

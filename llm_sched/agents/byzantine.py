@@ -1,0 +1,63 @@
+"""Byzantine behaviours: how a faulty agent corrupts what an honest one would have said.
+
+Each behaviour takes the honest proposal or vote and returns the faulty one (``None`` is silence).
+The consensus graph never sees these names: it only sees what the agent sends.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from llm_sched.domain import ClusterState, Job, Placement, check_placement
+from llm_sched.domain.decisions import Proposal, Vote
+
+Behaviour = Literal["invalid_nodes", "overloaded_nodes", "inflated_scores", "vote_flipping", "silent", "corrupted_output"]
+BEHAVIOURS: tuple[str, ...] = get_args(Behaviour)
+
+
+def _busiest_nodes(state: ClusterState, job: Job) -> Placement | None:
+    """The job's node count taken from the most loaded nodes of one pool (likely over capacity)."""
+    for pool_id in sorted(state.pools):
+        nodes = sorted(state.pools[pool_id].nodes, key=lambda n: (-state.load[n.id], n.id))
+        if len(nodes) >= job.nodes:
+            return Placement(job_id=job.id, pool=pool_id, nodes=tuple(n.id for n in nodes[: job.nodes]))
+    return None
+
+
+def corrupt_proposal(behaviour: str, honest: Proposal, job: Job, state: ClusterState) -> Proposal | None:
+    """The proposal a faulty agent sends instead of ``honest``."""
+    if behaviour == "silent":
+        return None
+    if behaviour == "invalid_nodes":
+        pool = sorted(state.pools)[0]
+        ghosts = tuple(f"ghost-node-{i:02d}" for i in range(job.nodes))
+        return honest.model_copy(update={"placement": Placement(job_id=job.id, pool=pool, nodes=ghosts),
+                                         "score": 0.99, "reasoning": "These nodes are idle and ideal."})
+    if behaviour == "overloaded_nodes":
+        placement = _busiest_nodes(state, job)
+        return honest.model_copy(update={"placement": placement, "score": 0.97,
+                                         "reasoning": "Plenty of capacity on these nodes."})
+    if behaviour == "inflated_scores":
+        return honest.model_copy(update={"score": 1.0, "reasoning": honest.reasoning + " (certain: perfect fit)"})
+    if behaviour == "corrupted_output":
+        return honest.model_copy(update={"placement": None, "score": 0.0, "reasoning": "\x00{{corrupted"})
+    return honest  # vote_flipping lies only when voting
+
+
+def corrupt_vote(behaviour: str, honest: Vote, job: Job, candidate: Placement, state: ClusterState) -> Vote | None:
+    """The vote a faulty agent sends instead of ``honest``."""
+    if behaviour == "silent":
+        return None
+    if behaviour == "vote_flipping":
+        feasible = check_placement(state, job, candidate).ok
+        return honest.model_copy(update={"accept": not feasible, "confidence": 1.0,
+                                         "reasoning": "Voting against the evidence."})
+    if behaviour in ("invalid_nodes", "overloaded_nodes"):
+        # Colluding liars back infeasible placements and block feasible ones.
+        feasible = check_placement(state, job, candidate).ok
+        return honest.model_copy(update={"accept": not feasible, "confidence": 0.99})
+    if behaviour == "inflated_scores":
+        return honest.model_copy(update={"confidence": 1.0})
+    if behaviour == "corrupted_output":
+        return None  # an unreadable vote counts as no vote
+    return honest

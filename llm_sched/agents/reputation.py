@@ -1,0 +1,56 @@
+"""Reputation from verifiable facts only: proposals that fail the feasibility check, votes for
+infeasible placements, and silence (no answer in time). Good conduct earns it back.
+
+Every honest agent can recompute these facts from the shared state, so every honest agent holds
+the same reputations. Nothing here knows which agent is faulty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PENALTY_INFEASIBLE_PROPOSAL = 0.30
+PENALTY_ACCEPTED_INFEASIBLE = 0.20
+PENALTY_SILENCE = 0.10
+REWARD_GOOD_CONDUCT = 0.10
+EXCLUDE_BELOW = 0.5  # cannot propose below this
+READMIT_AT = 0.6  # hysteresis: back to proposing only once clearly recovered
+
+
+@dataclass(frozen=True)
+class Change:
+    agent: str
+    old: float
+    new: float
+    reason: str
+
+
+@dataclass
+class Reputation:
+    """Scores in [0, 1] per agent, and who is excluded from proposing."""
+
+    scores: dict[str, float]
+    excluded: set[str] = field(default_factory=set)
+
+    @classmethod
+    def fresh(cls, agents: list[str]) -> Reputation:
+        return cls({a: 1.0 for a in agents})
+
+    def can_propose(self, agent: str) -> bool:
+        return agent not in self.excluded
+
+    def adjust(self, agent: str, delta: float, reason: str) -> Change | None:
+        old = self.scores[agent]
+        new = round(min(1.0, max(0.0, old + delta)), 4)
+        if new == old:
+            return None
+        self.scores[agent] = new
+        return Change(agent, old, new, reason)
+
+    def update_exclusions(self) -> tuple[list[str], list[str]]:
+        """Apply the thresholds; returns (newly excluded, newly readmitted), sorted."""
+        excluded = sorted(a for a, s in self.scores.items() if s < EXCLUDE_BELOW and a not in self.excluded)
+        readmitted = sorted(a for a in self.excluded if self.scores[a] >= READMIT_AT)
+        self.excluded.update(excluded)
+        self.excluded.difference_update(readmitted)
+        return excluded, readmitted

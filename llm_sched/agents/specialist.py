@@ -1,0 +1,196 @@
+"""A specialist agent: a LangGraph state machine with a proposal path and a vote path.
+
+Proposal: gather feasible options from state -> ask the model to choose one -> validated answer,
+or the heuristic's best when the model fails or is off. Vote: run the feasibility check -> ask the
+model only about feasible candidates -> validated answer, or the heuristic. The check overrides the
+model: an honest agent never accepts an infeasible placement. A faulty agent (``behaviour`` set by the
+scenario's fault schedule) corrupts what it would honestly have sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from llm_sched.agents.answers import ProposalAnswer, VoteAnswer
+from llm_sched.agents.byzantine import corrupt_proposal, corrupt_vote
+from llm_sched.agents.heuristics import Option, placement_options, score_placement
+from llm_sched.agents.prompts import render
+from llm_sched.agents.reputation import Reputation
+from llm_sched.domain import ClusterState, Feasibility, Job, check_placement
+from llm_sched.domain.decisions import Proposal, Vote
+from llm_sched.llm.client import LLMClient
+from llm_sched.llm.records import Answer, CallContext
+
+
+@dataclass
+class World:
+    """What every agent can see: the shared state, reputations, and who watches which pool."""
+
+    state: ClusterState
+    reputation: Reputation
+    pool_owner: dict[str, str]
+    scenario: str = ""
+
+    def owner_reputation(self) -> dict[str, float]:
+        return {pool: self.reputation.scores.get(agent, 1.0) for pool, agent in self.pool_owner.items()}
+
+
+class AgentState(TypedDict, total=False):
+    step: str  # "proposal" or "vote"
+    job: Job
+    round: int
+    candidate: Proposal
+    options: list[Option]
+    feasibility: Feasibility
+    answer: Answer[Any] | None
+    result: Proposal | Vote | None
+
+
+def _fmt_time(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
+
+
+@dataclass
+class SpecialistAgent:
+    """One agent; ``propose`` and ``vote`` run its graph. ``llm`` None means heuristics only."""
+
+    agent_id: str
+    specialty: str
+    world: World
+    llm: LLMClient | None = None
+    behaviour: str | None = None
+    graph: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.graph = self._build()
+
+    def _build(self) -> Any:
+        from langgraph.graph import END, START, StateGraph
+
+        builder = StateGraph(AgentState)
+        builder.add_node("options", self._options)
+        builder.add_node("ask_proposal", self._ask_proposal)
+        builder.add_node("propose", self._propose)
+        builder.add_node("check", self._check)
+        builder.add_node("ask_vote", self._ask_vote)
+        builder.add_node("vote", self._vote)
+        builder.add_conditional_edges(START, lambda s: "options" if s["step"] == "proposal" else "check")
+        builder.add_conditional_edges("options", lambda s: "ask_proposal" if self._asks(s["options"]) else "propose")
+        builder.add_edge("ask_proposal", "propose")
+        builder.add_conditional_edges("check", lambda s: "ask_vote" if self._asks(s["feasibility"].ok) else "vote")
+        builder.add_edge("ask_vote", "vote")
+        builder.add_edge("propose", END)
+        builder.add_edge("vote", END)
+        return builder.compile()
+
+    def _asks(self, worth_asking: object) -> bool:
+        # A silent or garbled agent sends nothing useful, so it does not ask its model either.
+        return bool(worth_asking) and self.llm is not None and self.behaviour not in ("silent", "corrupted_output")
+
+    async def propose(self, job: Job) -> Proposal | None:
+        out = await self.graph.ainvoke({"step": "proposal", "job": job})
+        return out.get("result")
+
+    async def vote(self, job: Job, candidate: Proposal, round_no: int) -> Vote | None:
+        out = await self.graph.ainvoke({"step": "vote", "job": job, "candidate": candidate, "round": round_no})
+        return out.get("result")
+
+    # -- proposal path -------------------------------------------------------------------------
+    def _options(self, s: AgentState) -> dict[str, Any]:
+        return {"options": placement_options(self.world.state, s["job"], self.specialty, self.world.owner_reputation())}
+
+    async def _ask_proposal(self, s: AgentState) -> dict[str, Any]:
+        job, options = s["job"], s["options"]
+        listing = "\n".join(
+            f"{o.option_id}: pool {o.placement.pool}, nodes {', '.join(o.placement.nodes)}; heuristic score {o.score:.2f} "
+            f"({', '.join(f'{k} {v:.2f}' for k, v in o.factors.items())})"
+            for o in options
+        )
+        messages = render(self.specialty, "proposal", self._job_values(job) | {"options": listing})
+        context = self._context("proposal", job, {"job_id": job.id, "options": [o.option_id for o in options]})
+        answer = await self.llm.structured(messages, ProposalAnswer, context=context)  # type: ignore[union-attr]
+        return {"answer": answer}
+
+    def _propose(self, s: AgentState) -> dict[str, Any]:
+        job, options, answer = s["job"], s["options"], s.get("answer")
+        if not options:
+            from llm_sched.agents.heuristics import why_infeasible
+
+            honest = Proposal(agent=self.agent_id, job_id=job.id, placement=None, score=0.0,
+                              reasoning=why_infeasible(self.world.state, job), via="check")
+        elif answer is not None and answer.value is not None:
+            chosen = next(o for o in options if o.option_id == answer.value.option_id)
+            honest = Proposal(agent=self.agent_id, job_id=job.id, placement=chosen.placement, score=answer.value.score,
+                              reasoning=answer.value.reasoning, via="llm", llm=answer.record)
+        else:
+            best = options[0]
+            honest = Proposal(agent=self.agent_id, job_id=job.id, placement=best.placement, score=best.score,
+                              reasoning=self._heuristic_reason(best), via="fallback" if answer else "heuristic",
+                              llm=answer.record if answer else None)
+        result = corrupt_proposal(self.behaviour, honest, job, self.world.state) if self.behaviour else honest
+        return {"result": result}
+
+    @staticmethod
+    def _heuristic_reason(option: Option) -> str:
+        factors = ", ".join(f"{k} {v:.2f}" for k, v in option.factors.items())
+        return f"best heuristic score {option.score:.2f} ({factors})"
+
+    # -- vote path -----------------------------------------------------------------------------
+    def _check(self, s: AgentState) -> dict[str, Any]:
+        placement = s["candidate"].placement
+        assert placement is not None, "candidates always carry a placement"
+        return {"feasibility": check_placement(self.world.state, s["job"], placement)}
+
+    async def _ask_vote(self, s: AgentState) -> dict[str, Any]:
+        job, candidate = s["job"], s["candidate"]
+        placement = candidate.placement
+        assert placement is not None
+        state = self.world.state
+        node_state = "; ".join(
+            f"{n}: load {state.load[n]:.0%}, free {state.available(n).cores} cores, "
+            f"{state.available(n).memory_gb:g} GB, {state.available(n).gpus} GPUs"
+            for n in placement.nodes
+        )
+        values = self._job_values(job) | {
+            "proposer": candidate.agent,
+            "claimed_score": f"{candidate.score:.2f}",
+            "pool": placement.pool,
+            "nodes": ", ".join(placement.nodes),
+            "feasibility": s["feasibility"].summary(),
+            "node_state": node_state,
+        }
+        context = self._context(f"vote-r{s['round']}", job, {"job_id": job.id})
+        answer = await self.llm.structured(render(self.specialty, "vote", values), VoteAnswer, context=context)  # type: ignore[union-attr]
+        return {"answer": answer}
+
+    def _vote(self, s: AgentState) -> dict[str, Any]:
+        job, candidate, feasibility, answer = s["job"], s["candidate"], s["feasibility"], s.get("answer")
+        base = {"agent": self.agent_id, "job_id": job.id, "round": s["round"]}
+        if not feasibility.ok:  # the check overrides any model
+            honest = Vote(**base, accept=False, confidence=1.0, reasoning=f"infeasible: {feasibility.summary()}", via="check")
+        elif answer is not None and answer.value is not None:
+            v = answer.value
+            honest = Vote(**base, accept=v.accept, confidence=v.confidence, reasoning=v.reasoning, via="llm",
+                          llm=answer.record)
+        else:
+            placement = candidate.placement
+            assert placement is not None
+            score, _ = score_placement(self.world.state, job, placement, self.specialty,
+                                       self.world.owner_reputation().get(placement.pool, 1.0))
+            honest = Vote(**base, accept=True, confidence=score, reasoning=f"feasible; heuristic score {score:.2f}",
+                          via="fallback" if answer else "heuristic", llm=answer.record if answer else None)
+        if self.behaviour:
+            placement = candidate.placement
+            assert placement is not None
+            return {"result": corrupt_vote(self.behaviour, honest, job, placement, self.world.state)}
+        return {"result": honest}
+
+    # -- shared --------------------------------------------------------------------------------
+    def _job_values(self, job: Job) -> dict[str, str]:
+        return {"agent": self.agent_id, "job_id": job.id, "kind": job.kind, "runtime": _fmt_time(job.runtime_s),
+                "job": f"{job.name + ': ' if job.name else ''}{job.describe()}"}
+
+    def _context(self, step: str, job: Job, validation: dict[str, Any]) -> CallContext:
+        return CallContext(agent=self.agent_id, step=step, scenario=self.world.scenario, job_id=job.id,
+                           validation=validation)

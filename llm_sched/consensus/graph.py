@@ -1,0 +1,231 @@
+"""The consensus graph (LangGraph): propose in parallel, choose, vote in parallel, tally, commit.
+
+Proposals from every eligible agent fan out with ``Send``; the best candidate (highest score, ties
+by agent id) goes to a vote of all agents, also fanned out; the tally commits only with the
+Byzantine quorum q = ceil((n+f+1)/2). Otherwise the next distinct candidate is tried, up to a round
+bound, and then the job is rejected with a reason. Nothing here knows which agent is faulty: it only
+sees what agents send. Fan-in is sorted by agent id, so events come out in the same order every run.
+Reputations change only on verifiable facts (the feasibility check anyone can run, and silence).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import Counter
+from collections.abc import Mapping
+from typing import Annotated, Any, TypedDict
+
+from llm_sched.agents.reputation import (
+    PENALTY_ACCEPTED_INFEASIBLE,
+    PENALTY_INFEASIBLE_PROPOSAL,
+    PENALTY_SILENCE,
+    REWARD_GOOD_CONDUCT,
+    Change,
+)
+from llm_sched.agents.specialist import SpecialistAgent, World
+from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum
+from llm_sched.domain import Job, check_placement
+from llm_sched.domain.decisions import Decision, Proposal, Vote
+from llm_sched.events import (
+    AgentExcluded,
+    AgentReadmitted,
+    CandidateChosen,
+    DecisionMade,
+    EventBus,
+    LLMCallEvent,
+    ProposalBlocked,
+    ProposalMade,
+    ReputationChanged,
+    TallyDone,
+    VoteCast,
+)
+
+
+class ConsensusState(TypedDict, total=False):
+    job: Job
+    round: int
+    proposals: Annotated[list[tuple[str, Proposal | None]], operator.add]
+    tried: list[tuple[str, str, tuple[str, ...]]]
+    candidate: Proposal | None
+    votes: Annotated[list[tuple[str, int, Vote | None]], operator.add]
+    passed: bool
+    decision: Decision
+
+
+class ConsensusGraph:
+    """Decides one job at a time among ``agents``; ``quorum`` defaults to the Byzantine quorum."""
+
+    def __init__(
+        self,
+        agents: Mapping[str, SpecialistAgent],
+        world: World,
+        bus: EventBus,
+        *,
+        quorum: int | None = None,
+        max_rounds: int | None = None,
+    ) -> None:
+        self.agents = dict(sorted(agents.items()))
+        self.world = world
+        self.bus = bus
+        self.n = len(self.agents)
+        self.f = byzantine_f(self.n)
+        self.quorum = quorum if quorum is not None else byzantine_quorum(self.n)
+        self.max_rounds = max_rounds if max_rounds is not None else self.n
+        self.graph = self._build()
+
+    def _build(self) -> Any:
+        from langgraph.graph import END, START, StateGraph
+
+        builder = StateGraph(ConsensusState)
+        builder.add_node("propose", self._propose)
+        builder.add_node("collect", self._collect)
+        builder.add_node("choose", self._choose)
+        builder.add_node("vote", self._vote)
+        builder.add_node("tally", self._tally)
+        builder.add_node("commit", self._commit)
+        builder.add_node("reject", self._reject)
+        builder.add_conditional_edges(START, self._fan_out_proposals, ["propose", "collect"])
+        builder.add_edge("propose", "collect")
+        builder.add_edge("collect", "choose")
+        builder.add_conditional_edges("choose", self._fan_out_votes, ["vote", "reject"])
+        builder.add_edge("vote", "tally")
+        builder.add_conditional_edges("tally", self._after_tally, ["commit", "choose"])
+        builder.add_edge("commit", END)
+        builder.add_edge("reject", END)
+        return builder.compile()
+
+    async def decide(self, job: Job) -> Decision:
+        """Run the graph for ``job``; returns the agreed decision (state is not changed here)."""
+        limit = 20 + 4 * self.max_rounds
+        out = await self.graph.ainvoke({"job": job, "round": 1, "tried": []}, {"recursion_limit": limit})
+        return out["decision"]
+
+    # -- proposals -----------------------------------------------------------------------------
+    def _fan_out_proposals(self, s: ConsensusState) -> Any:
+        from langgraph.types import Send
+
+        eligible = [a for a in self.agents if self.world.reputation.can_propose(a)]
+        return [Send("propose", {"job": s["job"], "agent": a}) for a in eligible] or "collect"
+
+    async def _propose(self, payload: dict[str, Any]) -> dict[str, Any]:
+        agent = payload["agent"]
+        return {"proposals": [(agent, await self.agents[agent].propose(payload["job"]))]}
+
+    def _collect(self, s: ConsensusState) -> dict[str, Any]:
+        job = s["job"]
+        for agent, proposal in sorted(s.get("proposals", []), key=lambda item: item[0]):
+            if proposal is not None and proposal.llm is not None:
+                self.bus.emit(LLMCallEvent(record=proposal.llm))
+            self.bus.emit(ProposalMade(agent=agent, job_id=job.id, proposal=proposal))
+            if proposal is None:
+                self._apply([self.world.reputation.adjust(agent, -PENALTY_SILENCE, "no proposal in time")], job)
+        return {}
+
+    def _choose(self, s: ConsensusState) -> dict[str, Any]:
+        tried = set(s.get("tried", []))
+        best: dict[tuple[str, str, tuple[str, ...]], Proposal] = {}
+        for _agent, p in sorted(s.get("proposals", []), key=lambda item: item[0]):
+            if p is None or p.placement is None or p.placement.key() in tried:
+                continue
+            key = p.placement.key()
+            if key not in best or p.score > best[key].score:
+                best[key] = p
+        ranked = sorted(best.values(), key=lambda p: (-p.score, p.agent))
+        if not ranked or s["round"] > self.max_rounds:
+            return {"candidate": None}
+        candidate = ranked[0]
+        assert candidate.placement is not None
+        self.bus.emit(CandidateChosen(job_id=s["job"].id, round=s["round"], proposer=candidate.agent,
+                                      placement=candidate.placement, score=candidate.score))
+        return {"candidate": candidate}
+
+    # -- votes ---------------------------------------------------------------------------------
+    def _fan_out_votes(self, s: ConsensusState) -> Any:
+        from langgraph.types import Send
+
+        if s.get("candidate") is None:
+            return "reject"
+        return [Send("vote", {"job": s["job"], "agent": a, "candidate": s["candidate"], "round": s["round"]})
+                for a in self.agents]
+
+    async def _vote(self, payload: dict[str, Any]) -> dict[str, Any]:
+        agent, round_no = payload["agent"], payload["round"]
+        vote = await self.agents[agent].vote(payload["job"], payload["candidate"], round_no)
+        return {"votes": [(agent, round_no, vote)]}
+
+    def _tally(self, s: ConsensusState) -> dict[str, Any]:
+        job, round_no, candidate = s["job"], s["round"], s["candidate"]
+        assert candidate is not None and candidate.placement is not None
+        votes = sorted((v for v in s.get("votes", []) if v[1] == round_no), key=lambda v: v[0])
+        for agent, _, vote in votes:
+            if vote is not None and vote.llm is not None:
+                self.bus.emit(LLMCallEvent(record=vote.llm))
+            self.bus.emit(VoteCast(agent=agent, job_id=job.id, round=round_no, vote=vote))
+        accepts = sum(1 for _, _, v in votes if v is not None and v.accept)
+        silent = sum(1 for _, _, v in votes if v is None)
+        feasibility = check_placement(self.world.state, job, candidate.placement)
+        passed = accepts >= self.quorum
+        self.bus.emit(TallyDone(job_id=job.id, round=round_no, accepts=accepts, rejects=len(votes) - accepts - silent,
+                                silent=silent, quorum=self.quorum, passed=passed, candidate_feasible=feasibility.ok))
+        if not feasibility.ok and not passed:
+            self.bus.emit(ProposalBlocked(job_id=job.id, proposer=candidate.agent, reasons=list(feasibility.reasons)))
+        self._apply(self._reputation_changes(candidate, votes, feasibility.ok), job)
+        if passed:
+            return {"passed": True}
+        return {"passed": False, "round": round_no + 1, "tried": [*s.get("tried", []), candidate.placement.key()]}
+
+    def _reputation_changes(
+        self, candidate: Proposal, votes: list[tuple[str, int, Vote | None]], feasible: bool
+    ) -> list[Change | None]:
+        rep = self.world.reputation
+        changes = []
+        if not feasible:
+            changes.append(rep.adjust(candidate.agent, -PENALTY_INFEASIBLE_PROPOSAL, "proposed an infeasible placement"))
+        for agent, _, vote in votes:
+            if vote is None:
+                changes.append(rep.adjust(agent, -PENALTY_SILENCE, "no vote in time"))
+            elif vote.accept and not feasible:
+                changes.append(rep.adjust(agent, -PENALTY_ACCEPTED_INFEASIBLE, "accepted an infeasible placement"))
+            elif vote.accept == feasible:
+                changes.append(rep.adjust(agent, REWARD_GOOD_CONDUCT, "vote consistent with the facts"))
+            # Rejecting a feasible placement is a judgement, not a verifiable fault: no change.
+        return changes
+
+    def _apply(self, changes: list[Change | None], job: Job) -> None:
+        for change in changes:
+            if change is not None:
+                self.bus.emit(ReputationChanged(agent=change.agent, old=change.old, new=change.new, reason=change.reason))
+        excluded, readmitted = self.world.reputation.update_exclusions()
+        for agent in excluded:
+            self.bus.emit(AgentExcluded(agent=agent, reputation=self.world.reputation.scores[agent], job_id=job.id))
+        for agent in readmitted:
+            self.bus.emit(AgentReadmitted(agent=agent, reputation=self.world.reputation.scores[agent], job_id=job.id))
+
+    @staticmethod
+    def _after_tally(s: ConsensusState) -> str:
+        return "commit" if s.get("passed") else "choose"
+
+    # -- outcomes ------------------------------------------------------------------------------
+    def _commit(self, s: ConsensusState) -> dict[str, Any]:
+        job, candidate = s["job"], s["candidate"]
+        assert candidate is not None
+        votes = [v for _, r, v in s.get("votes", []) if r == s["round"]]
+        accepts = sum(1 for v in votes if v is not None and v.accept)
+        decision = Decision(job_id=job.id, outcome="commit", placement=candidate.placement, proposer=candidate.agent,
+                            reason=candidate.reasoning, rounds=s["round"], accepts=accepts, voters=self.n)
+        self.bus.emit(DecisionMade(decision=decision, unanimous=accepts == self.n))
+        return {"decision": decision}
+
+    def _reject(self, s: ConsensusState) -> dict[str, Any]:
+        job = s["job"]
+        proposals = [p for _, p in s.get("proposals", []) if p is not None]
+        abstentions = Counter(p.reasoning for p in proposals if p.placement is None and p.via == "check")
+        rounds = s["round"] - 1
+        if sum(abstentions.values()) >= self.quorum:
+            # A quorum of agents found no feasible option: their reason is the agreed one.
+            reason = abstentions.most_common(1)[0][0]
+        else:
+            reason = f"no candidate reached the quorum of {self.quorum} in {rounds} round{'s' if rounds != 1 else ''}"
+        decision = Decision(job_id=job.id, outcome="reject", reason=reason, rounds=rounds, voters=self.n)
+        self.bus.emit(DecisionMade(decision=decision, unanimous=sum(abstentions.values()) == self.n))
+        return {"decision": decision}

@@ -1,0 +1,59 @@
+"""Proposals, votes and decisions: what agents say and what the group agrees."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from llm_sched.domain.model import Placement
+from llm_sched.llm.records import CallRecord
+
+# How an answer was produced: the model's validated answer, the heuristic after a failed model call,
+# the heuristic alone (no model), or the deterministic check alone (no question worth asking).
+Via = Literal["llm", "fallback", "heuristic", "check"]
+_FROZEN = ConfigDict(frozen=True)
+
+
+class Proposal(BaseModel):
+    """An agent's proposed placement for a job (``placement`` None: it sees no feasible option)."""
+
+    model_config = _FROZEN
+
+    agent: str
+    job_id: str
+    placement: Placement | None
+    score: float
+    reasoning: str
+    via: Via
+    llm: CallRecord | None = None
+
+
+class Vote(BaseModel):
+    """An agent's vote on the candidate of one round."""
+
+    model_config = _FROZEN
+
+    agent: str
+    job_id: str
+    round: int
+    accept: bool
+    confidence: float
+    reasoning: str
+    via: Via
+    llm: CallRecord | None = None
+
+
+class Decision(BaseModel):
+    """What the group agreed for a job: commit a placement, or reject with a reason."""
+
+    model_config = _FROZEN
+
+    job_id: str
+    outcome: Literal["commit", "reject"]
+    placement: Placement | None = None
+    proposer: str | None = None
+    reason: str
+    rounds: int
+    accepts: int = 0
+    voters: int = 0

@@ -1,0 +1,77 @@
+"""The live state placements are checked and reserved against."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from llm_sched.domain.model import Job, Node, Placement, Pool, Resources
+
+# A node whose cores are this busy with background work takes no new job: it is "overloaded".
+OVERLOAD_THRESHOLD = 0.9
+
+
+class OverAllocationError(RuntimeError):
+    """A commit that does not fit: a bug in the caller, since commits are checked first."""
+
+
+class ClusterState:
+    """Pools, per-node background load, and the capacity reserved by committed placements."""
+
+    def __init__(self, pools: Iterable[Pool]) -> None:
+        self.pools: dict[str, Pool] = {}
+        self.nodes: dict[str, Node] = {}
+        self.pool_of: dict[str, str] = {}
+        for pool in pools:
+            if pool.id in self.pools:
+                raise ValueError(f"duplicate pool id {pool.id}")
+            self.pools[pool.id] = pool
+            for node in pool.nodes:
+                if node.id in self.nodes:
+                    raise ValueError(f"node {node.id} is in pools {self.pool_of[node.id]} and {pool.id}")
+                self.nodes[node.id] = node
+                self.pool_of[node.id] = pool.id
+        self.load: dict[str, float] = {n.id: n.load for n in self.nodes.values()}
+        self._used: dict[str, Resources] = {n: Resources() for n in self.nodes}
+        self.running: dict[str, tuple[Job, Placement]] = {}
+
+    def background(self, node_id: str) -> Resources:
+        """Capacity taken by background work: that fraction of the node's cores."""
+        node = self.nodes[node_id]
+        return Resources(cores=math.ceil(node.capacity.cores * self.load[node_id] - 1e-9))
+
+    def used(self, node_id: str) -> Resources:
+        return self._used[node_id]
+
+    def available(self, node_id: str) -> Resources:
+        node = self.nodes[node_id]
+        return node.capacity.minus(self.background(node_id)).minus(self._used[node_id])
+
+    def overloaded(self, node_id: str) -> bool:
+        return self.load[node_id] >= OVERLOAD_THRESHOLD
+
+    def commit(self, job: Job, placement: Placement) -> None:
+        """Reserve the job's resources on the placement's nodes (after checking it still fits)."""
+        from llm_sched.domain.feasibility import check_placement
+
+        verdict = check_placement(self, job, placement)
+        if not verdict.ok:
+            raise OverAllocationError(f"commit of {job.id} refused: {'; '.join(verdict.reasons)}")
+        for node_id in placement.nodes:
+            self._used[node_id] = self._used[node_id].plus(job.per_node)
+        self.running[job.id] = (job, placement)
+
+    def release(self, job_id: str) -> Placement:
+        """Give back what a running job reserved; returns its placement."""
+        job, placement = self.running.pop(job_id)
+        for node_id in placement.nodes:
+            self._used[node_id] = self._used[node_id].minus(job.per_node)
+        return placement
+
+    def pool_usage(self, pool_id: str) -> dict[str, float]:
+        """Fractions of the pool's cores reserved by jobs and busy with background work."""
+        nodes = self.pools[pool_id].nodes
+        total = sum(n.capacity.cores for n in nodes) or 1
+        jobs = sum(self._used[n.id].cores for n in nodes)
+        background = sum(self.background(n.id).cores for n in nodes)
+        return {"jobs": jobs / total, "background": background / total, "total": min(1.0, (jobs + background) / total)}

@@ -1,0 +1,1 @@
+"""Tests of the domain, the specialist agents and the consensus graph."""
