@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	@touch $(STAMP)
 
-# The main job, offline, on the embedded defaults.
+# The main job, offline, on the embedded defaults: healthy, Byzantine and recovery scenarios.
 demo: $(STAMP)
-	$(PY) main.py --check
+	$(PY) main.py --interactive --no-pause
 
 test: $(STAMP)
 	$(PY) -m pytest -q

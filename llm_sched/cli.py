@@ -17,6 +17,8 @@ from llm_sched.errors import UserError
 
 # (command, what it does): the overview printed by ``python main.py`` with no flags.
 MODES: tuple[tuple[str, str], ...] = (
+    ("python main.py --interactive", "healthy, Byzantine and recovery scenarios with every prompt and answer shown"),
+    ("python main.py --scenario NAME", "run one scenario (healthy, byzantine, recovery, fault_tolerance, ...)"),
     ("python main.py --check", "check Python, packages, LLM endpoints and shipped cassettes"),
     ("python main.py --setup-env", "guided setup of ./.env (provider, endpoint, key)"),
 )
@@ -44,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     modes = parser.add_argument_group("modes")
     modes.add_argument("--check", action="store_true", help="check the environment and exit (0 ready, 1 broken)")
     modes.add_argument("--setup-env", action="store_true", help="guided setup that writes ./.env")
+    modes.add_argument("--interactive", action="store_true",
+                       help="run fault_tolerance with full transparency (prompts, raw answers, votes, reputations)")
+    modes.add_argument("--scenario", metavar="NAME", help="run scenarios/NAME.yaml (or a path to a scenario file)")
+    run = parser.add_argument_group("running scenarios")
+    run.add_argument("--seed", type=int, metavar="S", help="seed for this run (default: the scenario's)")
+    run.add_argument("--record", action="store_true",
+                     help="record the run's LLM traffic to scenarios/cassettes/<scenario>-<provider>.yaml")
+    run.add_argument("--no-pause", action="store_true", help="do not wait for Enter between phases")
     common = parser.add_argument_group("settings")
     common.add_argument(
         "--provider",
@@ -100,11 +110,34 @@ def _run_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_scenario(args: argparse.Namespace, name: str, transparent: bool) -> int:
+    from rich.console import Console
+
+    from llm_sched.config import load_settings
+    from llm_sched.runner import run_scenario
+    from llm_sched.scenarios import load_scenario
+    from llm_sched.ui.console import ConsoleView, summary_table
+
+    settings = load_settings(_overrides(args))
+    scenario = load_scenario(name, settings.scenarios_dir)
+    view = ConsoleView(transparent=transparent, pause=transparent and not args.no_pause)
+    result = run_scenario(scenario, settings, seed=args.seed, record=args.record, subscribers=[view])
+    console = Console(highlight=False)
+    console.print()
+    console.print(summary_table(result.summary))
+    console.print(f"run files: {result.run_dir / 'events.jsonl'}, {result.run_dir / 'summary.json'}")
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.check:
         return _run_check(args)
     if args.setup_env:
         return _run_setup(args)
+    if args.interactive:
+        return _run_scenario(args, args.scenario or "fault_tolerance", transparent=True)
+    if args.scenario:
+        return _run_scenario(args, args.scenario, transparent=False)
     print(_overview())
     return 0
 

@@ -27,9 +27,9 @@ def crash_f(n: int) -> int:
 def byzantine_quorum(n: int) -> int:
     """Byzantine quorum ceil((n + f + 1) / 2): any two such quorums share at least f+1 agents.
 
-    This is smaller than 2f+1 only when n > 3f+1 (for example n=5: q=4, not 3), and it is what
-    keeps one honest agent in every intersection while still leaving n - f >= q honest agents
-    able to form a quorum on their own.
+    It equals 2f+1 when n = 3f+1 and is larger otherwise (n=5: q=4, not 3, because two quorums of
+    3 out of 5 may share only the one Byzantine agent). It keeps an honest agent in every
+    intersection while n - f >= q honest agents can still form a quorum on their own.
     """
     f = byzantine_f(n)
     return -(-(n + f + 1) // 2)

@@ -1,0 +1,184 @@
+"""The console view of a run: one subscriber on the event stream.
+
+``transparent`` (``--interactive``) shows every prompt and raw model answer in panels, JSON
+highlighted; otherwise one block per job. Between phases it pauses for Enter when asked to and when
+standard input is a terminal; it never waits without one.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.rule import Rule
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from llm_sched.events import RunEvent
+
+_VIA_STYLE = {"llm": "green", "fallback": "yellow", "heuristic": "cyan", "check": "magenta"}
+
+
+class ConsoleView:
+    """Prints events as they happen; ``console`` may be redirected for tests."""
+
+    def __init__(self, console: Console | None = None, *, transparent: bool = False, pause: bool = False) -> None:
+        self.console = console or Console(highlight=False)
+        self.transparent = transparent
+        self.pause = pause and sys.stdin.isatty()
+        self._phases = 0
+        self._votes: list[Any] = []
+
+    def __call__(self, event: RunEvent) -> None:
+        handler = getattr(self, f"_on_{event.kind}", None)
+        if handler is not None:
+            handler(event)
+
+    # -- structure -----------------------------------------------------------------------------
+    def _on_scenario_started(self, e: Any) -> None:
+        agents = ", ".join(f"{a} ({s})" for a, s in e.agents.items())
+        self.console.print(Rule(Text(f"scenario {e.scenario}", style="bold")))
+        self.console.print(Text(f"provider: {e.provider}   seed: {e.seed}"))
+        self.console.print(Text(f"agents (n={e.n}, tolerates f={e.f} Byzantine): {agents}"))
+        self.console.print(Text(f"commit needs a Byzantine quorum of q = {e.quorum} of {e.n} votes"))
+
+    def _on_phase_started(self, e: Any) -> None:
+        if self._phases and self.pause:
+            self.console.input("\n[dim]Press Enter for the next phase...[/]")
+        self._phases += 1
+        self.console.print()
+        self.console.print(Rule(Text(f"phase: {e.phase}", style="bold cyan")))
+        if e.description:
+            self.console.print(Text(e.description, style="italic"))
+
+    def _on_fault_changed(self, e: Any) -> None:
+        state = Text("turns Byzantine", style="bold red") if e.active else Text("is honest again", style="green")
+        self.console.print(Text(f"fault schedule: {e.agent} ") + state + Text(f" ({e.behaviour})"))
+
+    def _on_job_submitted(self, e: Any) -> None:
+        job = e.job
+        title = f"{job.id} {job.kind}{': ' + job.name if job.name else ''}"
+        self.console.print()
+        self.console.print(Text(f"job {title} - {job.describe()}, t={e.sim_time:g} s", style="bold"))
+
+    def _on_job_finished(self, e: Any) -> None:
+        if self.transparent:
+            self.console.print(Text(f"  {e.job_id} finished at t={e.sim_time:g} s, its nodes released", style="dim"))
+
+    # -- the LLM -------------------------------------------------------------------------------
+    def _on_llm_call(self, e: Any) -> None:
+        if not self.transparent:
+            return
+        r = e.record
+        prompt = "\n\n".join(f"[{m.role}]\n{m.content}" for m in r.messages)
+        parts: list[Any] = [Text(prompt, style="dim")]
+        for i, raw in enumerate(r.raw):
+            label = "answer" if i == 0 else "answer after repair request"
+            parts += [Text(f"\n{label}:", style="bold"), _highlight(raw)]
+        meta = f"{r.provider}/{r.model} outcome {r.outcome}, {r.attempts} attempt(s)"
+        if r.tokens_in is not None:
+            meta += f", tokens {r.tokens_in} in / {r.tokens_out} out"
+        if r.error:
+            parts.append(Text(f"\n{r.error}", style="yellow"))
+        style = {"ok": "green", "repaired": "yellow"}.get(r.outcome, "red")
+        self.console.print(Panel(Group(*parts), title=f"{r.agent} {r.step} prompt and answer", subtitle=meta,
+                                 border_style=style))
+
+    # -- proposals, votes, outcome -------------------------------------------------------------
+    def _on_proposal(self, e: Any) -> None:
+        p = e.proposal
+        if p is None:
+            self.console.print(Text(f"  {e.agent}: no proposal (silent)", style="red"))
+            return
+        where = f"{p.placement.pool}: {', '.join(p.placement.nodes)}" if p.placement else "nothing feasible"
+        line = Text(f"  {e.agent} proposes {where} score {p.score:.2f} ")
+        line.append(f"[{p.via}]", style=_VIA_STYLE[p.via])
+        self.console.print(line)
+        if self.transparent:
+            self.console.print(Text(f"    {p.reasoning}", style="dim"))
+
+    def _on_candidate(self, e: Any) -> None:
+        self._votes = []
+        self.console.print(Text(f"  round {e.round}: vote on {e.proposer}'s {e.placement.pool} "
+                                f"[{', '.join(e.placement.nodes)}] (score {e.score:.2f})"))
+
+    def _on_vote(self, e: Any) -> None:
+        self._votes.append(e)
+
+    def _on_tally(self, e: Any) -> None:
+        table = Table(show_header=True, header_style="bold", box=None, padding=(0, 1))
+        for column in ("agent", "vote", "confidence", "via", "reasoning"):
+            table.add_column(column, overflow="fold")
+        for v in self._votes:
+            if v.vote is None:
+                table.add_row(v.agent, Text("silent", style="red"), "-", "-", "no answer in time")
+                continue
+            vote = Text("accept", style="green") if v.vote.accept else Text("reject", style="red")
+            table.add_row(v.agent, vote, f"{v.vote.confidence:.2f}", Text(v.vote.via, style=_VIA_STYLE[v.vote.via]),
+                          Text(v.vote.reasoning if self.transparent else v.vote.reasoning[:70]))
+        self.console.print(table)
+        verdict = Text("passes", style="green") if e.passed else Text("fails", style="red")
+        tally = Text(f"  tally: {e.accepts} accept, {e.rejects} reject, {e.silent} silent; needs {e.quorum} -> ")
+        self.console.print(tally + verdict)
+
+    def _on_proposal_blocked(self, e: Any) -> None:
+        self.console.print(Text(f"  blocked: {e.proposer}'s proposal is infeasible ({'; '.join(e.reasons[:2])})",
+                                style="bold red"))
+
+    def _on_reputation(self, e: Any) -> None:
+        style = "green" if e.new > e.old else "red"
+        self.console.print(Text(f"  reputation {e.agent}: {e.old:.2f} -> {e.new:.2f} ({e.reason})", style=style))
+
+    def _on_agent_excluded(self, e: Any) -> None:
+        self.console.print(Text(f"  DETECTED: {e.agent} (reputation {e.reputation:.2f}) may no longer propose",
+                                style="bold red"))
+
+    def _on_agent_readmitted(self, e: Any) -> None:
+        self.console.print(Text(f"  {e.agent} readmitted (reputation {e.reputation:.2f})", style="bold green"))
+
+    def _on_decision(self, e: Any) -> None:
+        d = e.decision
+        if d.outcome == "commit":
+            how = "unanimous" if e.unanimous else f"{d.accepts} of {d.voters}"
+            text = f"  COMMIT {d.job_id} -> {d.placement.pool} [{', '.join(d.placement.nodes)}] ({how}, round {d.rounds})"
+            self.console.print(Text(text, style="bold green"))
+        else:
+            self.console.print(Text(f"  REJECT {d.job_id}: {d.reason}", style="bold yellow"))
+
+
+def _highlight(raw: str) -> Any:
+    try:
+        return Syntax(json.dumps(json.loads(raw), indent=2), "json", theme="ansi_dark", word_wrap=True)
+    except ValueError:
+        return Text(raw)
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    """The end-of-run table; every figure comes from :func:`llm_sched.summary.summarize`."""
+    table = Table(title=f"summary: {summary['scenario']}", show_header=True, header_style="bold")
+    table.add_column("figure")
+    table.add_column("value", overflow="fold")
+    detected = ", ".join(f"{d['agent']} at {d['job_id']}" for d in summary["faulty_agents_detected"]) or "none"
+    readmitted = ", ".join(f"{d['agent']} at {d['job_id']}" for d in summary["agents_readmitted"]) or "none"
+    outcomes = ", ".join(f"{k} {v}" for k, v in summary["llm_outcomes"].items()) or "-"
+    rows = [
+        ("jobs", summary["jobs"]),
+        ("decisions committed", summary["committed"]),
+        ("decisions rejected (agreed, with reason)", summary["rejected"]),
+        ("unanimous decisions", summary["unanimous"]),
+        ("voting rounds", summary["rounds"]),
+        ("invalid proposals blocked", summary["invalid_proposals_blocked"]),
+        ("faulty agents detected", detected),
+        ("agents readmitted", readmitted),
+        ("silent answers", summary["silent_answers"]),
+        ("LLM calls", f"{summary['llm_calls']} ({outcomes})"),
+        ("fallbacks to heuristics", summary["fallbacks"]),
+        ("wall time", f"{summary['wall_s']:.2f} s"),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table
