@@ -128,6 +128,7 @@ def run_scenario(
     *,
     seed: int | None = None,
     record: bool = False,
+    recorded_how: str = "live endpoint",
     subscribers: Iterable[Subscriber] = (),
     runs_dir: Path | None = None,
 ) -> RunResult:
@@ -139,7 +140,7 @@ def run_scenario(
     bus = EventBus([sink, *subscribers])
     started = time.monotonic()
     try:
-        with llm_session(settings, scenario=scenario.name, seed=seed, record=record) as llm:
+        with llm_session(settings, scenario=scenario.name, seed=seed, record=record, recorded_how=recorded_how) as llm:
             graph, world = _build(scenario, seed, llm)
             graph.bus = bus
             bus.emit(ScenarioStarted(scenario=scenario.name, seed=seed, provider=provider_note,
