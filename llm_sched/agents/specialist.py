@@ -9,7 +9,8 @@ scenario's fault schedule) corrupts what it would honestly have sent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cache
 from typing import Any, TypedDict
 
 from llm_sched.agents.answers import ProposalAnswer, VoteAnswer
@@ -19,6 +20,7 @@ from llm_sched.agents.prompts import render
 from llm_sched.agents.reputation import Reputation
 from llm_sched.domain import ClusterState, Feasibility, Job, check_placement
 from llm_sched.domain.decisions import Proposal, Vote
+from llm_sched.lgraph import bound, delegate, route
 from llm_sched.llm.client import LLMClient
 from llm_sched.llm.records import Answer, CallContext
 
@@ -60,40 +62,45 @@ class SpecialistAgent:
     world: World
     llm: LLMClient | None = None
     behaviour: str | None = None
-    graph: Any = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self.graph = self._build()
-
-    def _build(self) -> Any:
+    @staticmethod
+    @cache
+    def graph() -> Any:
+        """The agent state machine, compiled once and shared: each call binds its agent."""
         from langgraph.graph import END, START, StateGraph
 
         builder = StateGraph(AgentState)
-        builder.add_node("options", self._options)
-        builder.add_node("ask_proposal", self._ask_proposal)
-        builder.add_node("propose", self._propose)
-        builder.add_node("check", self._check)
-        builder.add_node("ask_vote", self._ask_vote)
-        builder.add_node("vote", self._vote)
-        builder.add_conditional_edges(START, lambda s: "options" if s["step"] == "proposal" else "check")
-        builder.add_conditional_edges("options", lambda s: "ask_proposal" if self._asks(s["options"]) else "propose")
+        for name in ("_options", "_ask_proposal", "_propose", "_check", "_ask_vote", "_vote"):
+            builder.add_node(name.lstrip("_"), delegate(name))
+        builder.add_conditional_edges(START, route("_route_start"), ["options", "check"])
+        builder.add_conditional_edges("options", route("_route_options"), ["ask_proposal", "propose"])
         builder.add_edge("ask_proposal", "propose")
-        builder.add_conditional_edges("check", lambda s: "ask_vote" if self._asks(s["feasibility"].ok) else "vote")
+        builder.add_conditional_edges("check", route("_route_check"), ["ask_vote", "vote"])
         builder.add_edge("ask_vote", "vote")
         builder.add_edge("propose", END)
         builder.add_edge("vote", END)
         return builder.compile()
+
+    def _route_start(self, s: AgentState) -> str:
+        return "options" if s["step"] == "proposal" else "check"
+
+    def _route_options(self, s: AgentState) -> str:
+        return "ask_proposal" if self._asks(s["options"]) else "propose"
+
+    def _route_check(self, s: AgentState) -> str:
+        return "ask_vote" if self._asks(s["feasibility"].ok) else "vote"
 
     def _asks(self, worth_asking: object) -> bool:
         # A silent or garbled agent sends nothing useful, so it does not ask its model either.
         return bool(worth_asking) and self.llm is not None and self.behaviour not in ("silent", "corrupted_output")
 
     async def propose(self, job: Job) -> Proposal | None:
-        out = await self.graph.ainvoke({"step": "proposal", "job": job})
+        out = await self.graph().ainvoke({"step": "proposal", "job": job}, bound(self))
         return out.get("result")
 
     async def vote(self, job: Job, candidate: Proposal, round_no: int) -> Vote | None:
-        out = await self.graph.ainvoke({"step": "vote", "job": job, "candidate": candidate, "round": round_no})
+        out = await self.graph().ainvoke({"step": "vote", "job": job, "candidate": candidate, "round": round_no},
+                                         bound(self))
         return out.get("result")
 
     # -- proposal path -------------------------------------------------------------------------

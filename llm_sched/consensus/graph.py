@@ -13,6 +13,7 @@ from __future__ import annotations
 import operator
 from collections import Counter
 from collections.abc import Mapping
+from functools import cache
 from typing import Annotated, Any, TypedDict
 
 from llm_sched.agents.reputation import (
@@ -26,6 +27,7 @@ from llm_sched.agents.specialist import SpecialistAgent, World
 from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum
 from llm_sched.domain import Job, check_placement
 from llm_sched.domain.decisions import Decision, Proposal, Vote
+from llm_sched.lgraph import bound, delegate, route
 from llm_sched.events import (
     AgentExcluded,
     AgentReadmitted,
@@ -71,33 +73,30 @@ class ConsensusGraph:
         self.f = byzantine_f(self.n)
         self.quorum = quorum if quorum is not None else byzantine_quorum(self.n)
         self.max_rounds = max_rounds if max_rounds is not None else self.n
-        self.graph = self._build()
 
-    def _build(self) -> Any:
+    @staticmethod
+    @cache
+    def graph() -> Any:
+        """The consensus graph, compiled once and shared: each decision binds its ConsensusGraph."""
         from langgraph.graph import END, START, StateGraph
 
         builder = StateGraph(ConsensusState)
-        builder.add_node("propose", self._propose)
-        builder.add_node("collect", self._collect)
-        builder.add_node("choose", self._choose)
-        builder.add_node("vote", self._vote)
-        builder.add_node("tally", self._tally)
-        builder.add_node("commit", self._commit)
-        builder.add_node("reject", self._reject)
-        builder.add_conditional_edges(START, self._fan_out_proposals, ["propose", "collect"])
+        for name in ("_propose", "_collect", "_choose", "_vote", "_tally", "_commit", "_reject"):
+            builder.add_node(name.lstrip("_"), delegate(name))
+        builder.add_conditional_edges(START, route("_fan_out_proposals"), ["propose", "collect"])
         builder.add_edge("propose", "collect")
         builder.add_edge("collect", "choose")
-        builder.add_conditional_edges("choose", self._fan_out_votes, ["vote", "reject"])
+        builder.add_conditional_edges("choose", route("_fan_out_votes"), ["vote", "reject"])
         builder.add_edge("vote", "tally")
-        builder.add_conditional_edges("tally", self._after_tally, ["commit", "choose"])
+        builder.add_conditional_edges("tally", route("_after_tally"), ["commit", "choose"])
         builder.add_edge("commit", END)
         builder.add_edge("reject", END)
         return builder.compile()
 
     async def decide(self, job: Job) -> Decision:
         """Run the graph for ``job``; returns the agreed decision (state is not changed here)."""
-        limit = 20 + 4 * self.max_rounds
-        out = await self.graph.ainvoke({"job": job, "round": 1, "tried": []}, {"recursion_limit": limit})
+        config = bound(self, recursion_limit=20 + 4 * self.max_rounds)
+        out = await self.graph().ainvoke({"job": job, "round": 1, "tried": []}, config)
         return out["decision"]
 
     # -- proposals -----------------------------------------------------------------------------
@@ -201,8 +200,7 @@ class ConsensusGraph:
         for agent in readmitted:
             self.bus.emit(AgentReadmitted(agent=agent, reputation=self.world.reputation.scores[agent], job_id=job.id))
 
-    @staticmethod
-    def _after_tally(s: ConsensusState) -> str:
+    def _after_tally(self, s: ConsensusState) -> str:
         return "commit" if s.get("passed") else "choose"
 
     # -- outcomes ------------------------------------------------------------------------------
