@@ -40,14 +40,14 @@ def _bucket(text: str) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % 100
 
 
-def answer(record: RequestRecord) -> Reply:
-    """The stand-in model: a good answer from the prompt's facts, sometimes a deliberately bad one."""
+def answer(record: RequestRecord, faults: bool = True) -> Reply:
+    """The stand-in model: a good answer from the prompt's facts; with ``faults``, sometimes a bad one."""
     texts = _texts(record)
     prompt = next((t for t in texts if _JOB.search(t)), "")
     repairing = len(texts) > 2 and "not valid" in texts[-1]
     job = _JOB.search(prompt)
     job_id = job.group(1) if job else "?"
-    bucket = _bucket(prompt)
+    bucket = _bucket(prompt) if faults else 50  # 50: a bucket that is never a deliberate fault
     options = _OPTION.findall(prompt)
     if options:
         if not repairing and bucket < 6:
