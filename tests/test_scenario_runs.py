@@ -109,3 +109,31 @@ def test_interactive_output_shows_sections_votes_and_a_summary_matching_the_even
         assert re.search(rf"{re.escape(name)}\s+│ {value}\s", out), name
     assert f"LLM calls                                │ {summary['llm_calls']} (" in out
     assert "storage-agent at " + summary["faulty_agents_detected"][0]["job_id"] in out
+
+
+def test_record_writes_the_scenarios_cassette_and_it_replays(cli: Cli, tmp_path: Path) -> None:
+    import shutil
+
+    from llm_sched.config import PROJECT_ROOT
+    from llm_sched.llm.cassettes import read_metadata
+    from tests.cassette_recorder import answer
+    from tests.standin import Reply, StandIn
+
+    scenarios = tmp_path / "scenarios"
+    shutil.copytree(PROJECT_ROOT / "scenarios", scenarios, ignore=shutil.ignore_patterns("cassettes"))
+    cli.env.update(LLM_SCHED_SCENARIOS_DIR=str(scenarios))
+    with StandIn() as server:
+        server.default = Reply.dynamic(answer)
+        cli.env.update(OLLAMA_HOST=server.url)
+        recorded = cli("--scenario", "healthy", "--record")
+    assert recorded.code == 0, recorded.text
+    cassette = scenarios / "cassettes" / "healthy-ollama.yaml"
+    assert read_metadata(cassette)["how"] == "live endpoint" and read_metadata(cassette)["scenario"] == "healthy"
+    del cli.env["OLLAMA_HOST"]  # the server is gone: only the cassette can answer now
+    replayed = cli("--scenario", "healthy", "--provider", "replay")
+    assert replayed.code == 0, replayed.text
+    first, second = _run_dirs(cli)
+    # Everything but the provider line ("ollama" vs "replay (ollama cassette)") is the same run.
+    live = [e for e in read_jsonl(first / "events.jsonl") if e["kind"] != "scenario_started"]
+    replay = [e for e in read_jsonl(second / "events.jsonl") if e["kind"] != "scenario_started"]
+    assert same_run(live, replay)
