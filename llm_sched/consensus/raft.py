@@ -1,0 +1,360 @@
+"""Raft (Ongaro and Ousterhout, USENIX ATC 2014) as a sans-IO core, crash-fault model.
+
+Leader election: a follower that hears no leader for a randomized election timeout (drawn from a
+seeded ``random.Random`` handed in) becomes a candidate for term+1 and sends REQUEST-VOTE to the
+n-1 others; a majority of votes (its own included) makes it leader: 2(n-1) messages per candidate.
+Replication: the leader appends one entry per slot and sends it in APPEND-ENTRIES to each follower,
+who answers: 2(n-1) messages per decision. An entry of the leader's term stored on a majority is
+committed; followers learn the commit index from the next append or heartbeat.
+
+Choices, each for a reason:
+- Each AppendEntries carries at most one entry, so the count per decision is exactly Raft's.
+  The leader keeps at most ``window`` uncommitted entries in flight, and a follower holds an entry
+  that overtook its predecessor (the network reorders) until the gap fills.
+- Log index and application slot differ: a new leader with uncommitted entries of older terms
+  appends a no-op (Raft section 5.4.2: it may only count replicas for entries of its own term).
+- The run has a known number of slots, so agents go quiet once everything is decided and known:
+  followers that decided every slot stop their election timers, and the leader stops its
+  heartbeats once every follower reported the final commit index. A finished agent that receives
+  a vote request from a candidate with a shorter log re-arms its election timer (until it hears a
+  leader), so a lagging agent is never left without an up-to-date leader.
+- Persisted (``RaftPersisted``): term, vote, log and decided slots, as in the paper; the commit
+  index, leader state and timers are volatile.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from llm_sched.consensus.messages import NIL, AgentId, Kind, Message, Output, Propose, Signer, Value, digest_of
+from llm_sched.consensus.quorum import majority
+
+FOLLOWER, CANDIDATE, LEADER = "follower", "candidate", "leader"
+
+
+@dataclass(frozen=True, slots=True)
+class RaftConfig:
+    """Timers in simulated time units; ``window`` bounds the uncommitted entries in flight."""
+
+    election_timeout: float = 50.0  # drawn uniformly from [T, 2T) each time the timer is armed
+    heartbeat: float = 15.0
+    window: int = 4
+    quorum: int | None = None  # overrides the majority only to show that a smaller one is unsafe
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One log entry: the term it was created in and the slot it decides (-1: a no-op)."""
+
+    term: int
+    slot: int
+    value: Value | None
+
+
+@dataclass(frozen=True, slots=True)
+class RaftPersisted:
+    """Raft's persistent state (term, vote, log) plus the decided slots."""
+
+    term: int
+    voted_for: AgentId | None
+    log: tuple[Entry, ...]
+    decided: Mapping[int, Value]
+
+
+def _pack(*numbers: int) -> bytes:
+    return "|".join(map(str, numbers)).encode()
+
+
+def _unpack(payload: bytes, count: int) -> list[int] | None:
+    try:
+        numbers = [int(x) for x in payload.decode().split("|")]
+    except ValueError:
+        return None
+    return numbers if len(numbers) == count else None
+
+
+class RaftCore:
+    """One Raft server deciding slots 0 .. slots-1."""
+
+    def __init__(
+        self,
+        node_id: AgentId,
+        peers: Sequence[AgentId],
+        slots: int,
+        signer: Signer,
+        propose: Propose,
+        rng: random.Random,
+        config: RaftConfig = RaftConfig(),
+        restore: RaftPersisted | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.peers = tuple(sorted(peers))
+        self.others = tuple(p for p in self.peers if p != node_id)
+        self.majority = config.quorum or majority(len(self.peers))
+        self.slots, self.config = slots, config
+        self._signer, self._propose, self._rng = signer, propose, rng
+        self.term, self.voted_for = 0, cast(AgentId | None, None)
+        self.log: list[Entry] = []
+        self._decided: dict[int, Value] = {}
+        self.role = FOLLOWER
+        self.commit = -1
+        self._votes: set[AgentId] = set()
+        self._next: dict[AgentId, int] = {}
+        self._match: dict[AgentId, int] = {}
+        self._known_commit: dict[AgentId, int] = {}
+        self._wanted = False  # finished, but a lagging peer asked for votes: keep the election timer
+        self._early: dict[int, Message] = {}  # log index -> an entry that arrived before its predecessor
+        self._now = 0.0
+        self._deadline: float | None = None
+        self._started = False
+        if restore is not None:
+            self.term, self.voted_for = restore.term, restore.voted_for
+            self.log = list(restore.log)
+            self._decided = dict(restore.decided)
+
+    # --- public interface -------------------------------------------------------------------
+
+    @property
+    def decided(self) -> dict[int, Value]:
+        """Decided values by slot."""
+        return dict(self._decided)
+
+    @property
+    def done(self) -> bool:
+        """Every slot decided."""
+        return len(self._decided) >= self.slots
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has something to do (election, leader or heartbeat timer)."""
+        return self._deadline
+
+    def persisted(self) -> RaftPersisted:
+        """Snapshot of the durable state (see :class:`RaftPersisted`)."""
+        return RaftPersisted(self.term, self.voted_for, tuple(self.log), dict(self._decided))
+
+    def tick(self, now: float) -> Output:
+        """Advance time: a due timer starts an election or, for the leader, a heartbeat."""
+        self._now = now
+        out = Output()
+        if not self._started:
+            self._started = True
+            self._arm()
+        elif self._deadline is not None and now >= self._deadline:
+            if self.role == LEADER:
+                self._heartbeat(out)
+            else:
+                self._campaign(out)
+        return out
+
+    def step(self, msg: Message) -> Output:
+        """Handle one message whose MAC the transport has already checked."""
+        out = Output()
+        if msg.sender not in self.others:
+            return out
+        if msg.view > self.term:  # any newer term: adopt it and follow
+            self.term, self.voted_for, self.role = msg.view, None, FOLLOWER
+            self._early.clear()
+            self._arm()
+        handler = self._handlers.get(msg.kind)
+        if handler is not None and msg.view == self.term:
+            handler(self, msg, out)
+        elif msg.kind is Kind.REQUEST_VOTE:  # a stale candidate still gets its "no"
+            self._send(msg.sender, Kind.VOTE, 0, payload=_pack(0), out=out)
+        return out
+
+    # --- elections ------------------------------------------------------------------------------
+
+    def _campaign(self, out: Output) -> None:
+        self.term += 1
+        self.role, self.voted_for, self._votes = CANDIDATE, self.node_id, {self.node_id}
+        last = len(self.log) - 1
+        for p in self.others:
+            self._send(p, Kind.REQUEST_VOTE, last, payload=_pack(self._last_term()), out=out)
+        self._arm()
+        self._maybe_lead(out)
+
+    def _on_request_vote(self, msg: Message, out: Output) -> None:
+        fields = _unpack(msg.payload, 1)
+        if fields is None:
+            return
+        theirs = (fields[0], msg.slot)  # (last log term, last log index)
+        up_to_date = theirs >= (self._last_term(), len(self.log) - 1)
+        grant = up_to_date and self.voted_for in (None, msg.sender) and self.role != LEADER
+        if grant:
+            self.voted_for = msg.sender
+            self._arm()
+        self._send(msg.sender, Kind.VOTE, 0, payload=_pack(int(grant)), out=out)
+        if not up_to_date and self.done and self.role == FOLLOWER:
+            self._wanted = True  # a lagging peer needs a leader with the whole log: stand by
+            self._arm()
+
+    def _on_vote(self, msg: Message, out: Output) -> None:
+        fields = _unpack(msg.payload, 1)
+        if self.role == CANDIDATE and fields == [1]:
+            self._votes.add(msg.sender)
+            self._maybe_lead(out)
+
+    def _maybe_lead(self, out: Output) -> None:
+        if self.role != CANDIDATE or len(self._votes) < self.majority:
+            return
+        self.role = LEADER
+        self._next = {p: len(self.log) for p in self.others}
+        self._match = {p: -1 for p in self.others}
+        self._known_commit = {p: -1 for p in self.others}
+        if self.commit < len(self.log) - 1:  # older-term entries can only commit under a new one
+            self.log.append(Entry(self.term, -1, None))
+        self._fill()
+        self._replicate(out)
+        self._advance_commit(out)
+        self._arm()
+
+    # --- replication ----------------------------------------------------------------------------
+
+    def _fill(self) -> None:
+        """Append entries for slots not yet in the log, up to ``window`` uncommitted ones."""
+        logged = {e.slot for e in self.log}
+        for s in range(self.slots):
+            if len(self.log) - 1 - self.commit >= self.config.window:
+                break
+            if s not in logged and s not in self._decided:
+                self.log.append(Entry(self.term, s, self._propose(s)))
+
+    def _replicate(self, out: Output, to: Sequence[AgentId] | None = None) -> None:
+        """Send every follower the entries it has not been sent yet (pipelined)."""
+        sent = False
+        for p in self.others if to is None else to:
+            while self._next[p] < len(self.log):
+                self._send_entry(p, self._next[p], out)
+                self._next[p] += 1
+                sent = True
+        if sent:
+            self._arm()  # heartbeats are for idle periods: traffic postpones the next one
+
+    def _send_entry(self, p: AgentId, index: int, out: Output) -> None:
+        e = self.log[index]
+        prev_term = self.log[index - 1].term if index > 0 else -1
+        payload = _pack(index - 1, prev_term, self.commit, e.term)
+        self._send(p, Kind.APPEND, e.slot, digest_of(e.value), e.value, payload, out)
+
+    def _heartbeat(self, out: Output) -> None:
+        """Re-send what a follower lacks, else a heartbeat with the commit index."""
+        last = len(self.log) - 1
+        for p in self.others:
+            if self._match[p] < last:
+                self._next[p] = self._match[p] + 1
+                self._send_entry(p, self._next[p], out)
+                self._next[p] += 1
+            elif self._known_commit[p] < self.commit or not self._finished():
+                payload = _pack(last, self._last_term(), self.commit)
+                self._send(p, Kind.HEARTBEAT, -1, payload=payload, out=out)
+        self._arm()
+
+    def _on_append(self, msg: Message, out: Output) -> None:
+        entry = msg.kind is Kind.APPEND
+        fields = _unpack(msg.payload, 4 if entry else 3)
+        if fields is None:
+            return
+        prev_index, prev_term, leader_commit = fields[:3]
+        self.role, self._wanted = FOLLOWER, False
+        self._arm()
+        reply = Kind.APPEND_REPLY if entry else Kind.HEARTBEAT_REPLY
+        if entry and len(self.log) <= prev_index < len(self.log) + self.config.window:
+            # Overtaken by a later entry of the same leader: hold it until the gap fills instead
+            # of making the leader resend (the network reorders; TCP would not).
+            self._early[prev_index + 1] = msg
+            return
+        if prev_index >= len(self.log) or (prev_index >= 0 and self.log[prev_index].term != prev_term):
+            hint = min(len(self.log), prev_index)  # the leader retries from here
+            self._send(msg.sender, reply, 0, payload=_pack(0, hint, self.commit), out=out)
+            return
+        match = prev_index
+        if entry:
+            match = prev_index + 1
+            new = Entry(fields[3], msg.slot, msg.value)
+            if match < len(self.log) and self.log[match].term != new.term:
+                del self.log[match:]  # a conflicting suffix from a deposed leader
+            if match == len(self.log):
+                self.log.append(new)
+        self._commit_to(min(leader_commit, match), out)
+        self._send(msg.sender, reply, 0, payload=_pack(1, match, self.commit), out=out)
+        held = self._early.pop(len(self.log), None)
+        if held is not None:
+            self._on_append(held, out)
+
+    def _on_reply(self, msg: Message, out: Output) -> None:
+        fields = _unpack(msg.payload, 3)
+        if self.role != LEADER or fields is None:
+            return
+        ok, index, their_commit = fields
+        p = msg.sender
+        self._known_commit[p] = max(self._known_commit[p], their_commit)
+        if ok:
+            self._match[p] = max(self._match[p], index)
+            self._next[p] = max(self._next[p], index + 1)
+            self._advance_commit(out)
+            self._replicate(out, (p,))  # after a retransmission, stream the rest
+        elif index < self._next[p]:
+            self._next[p] = max(0, index)
+            self._replicate(out, (p,))
+        if self._finished():
+            self._arm()
+
+    def _advance_commit(self, out: Output) -> None:
+        for n in range(len(self.log) - 1, self.commit, -1):
+            if self.log[n].term != self.term:
+                break  # only entries of the leader's own term are counted (section 5.4.2)
+            if 1 + sum(m >= n for m in self._match.values()) >= self.majority:
+                self._commit_to(n, out)
+                self._fill()
+                self._replicate(out)
+                break
+
+    def _commit_to(self, index: int, out: Output) -> None:
+        for i in range(self.commit + 1, index + 1):
+            e = self.log[i]
+            if e.slot >= 0 and e.slot not in self._decided and e.value is not None:
+                self._decided[e.slot] = e.value
+                out.decisions.append((e.slot, e.value))
+        self.commit = max(self.commit, index)
+        if self.done and self.role != LEADER:
+            self._arm()
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def _finished(self) -> bool:
+        """Leader: every slot committed and every follower knows the final commit index."""
+        last = len(self.log) - 1
+        return self.done and self.commit == last and all(
+            self._match[p] == last and self._known_commit[p] == last for p in self.others
+        )
+
+    def _last_term(self) -> int:
+        return self.log[-1].term if self.log else -1
+
+    def _send(
+        self, to: AgentId, kind: Kind, slot: int, digest: str = NIL, value: Value | None = None,
+        payload: bytes = b"", out: Output | None = None,
+    ) -> None:
+        assert out is not None
+        out.messages.append(self._signer.make(to, kind, self.term, slot, digest, value, payload))
+
+    def _arm(self) -> None:
+        if self.role == LEADER:
+            self._deadline = None if self._finished() else self._now + self.config.heartbeat
+        elif self.done and self.role == FOLLOWER and not self._wanted:
+            self._deadline = None  # nothing left to decide and nobody lagging: no elections
+        else:
+            t = self.config.election_timeout
+            self._deadline = self._now + t + self._rng.random() * t
+
+    _handlers = {
+        Kind.REQUEST_VOTE: _on_request_vote,
+        Kind.VOTE: _on_vote,
+        Kind.APPEND: _on_append,
+        Kind.HEARTBEAT: _on_append,
+        Kind.APPEND_REPLY: _on_reply,
+        Kind.HEARTBEAT_REPLY: _on_reply,
+    }

@@ -1,0 +1,199 @@
+"""Table-driven tests of PBFT's rules over message sequences: certificates across view changes.
+
+n = 4 (q = 3, f = 1); the primary of view v is replica v mod 4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from llm_sched.consensus.harness import ToyApp
+from llm_sched.consensus.messages import BROADCAST, NIL, Decision, KeyRing, Kind, Message, Output, Value, digest_of
+from llm_sched.consensus.pbft import PbftCore
+
+RING = KeyRing("pbft-rules", range(4))
+VALUES: dict[str, Value] = {
+    "v": Decision("job-0", ("gpu-0",), "v"),
+    "w": Decision("job-0", ("gpu-1",), "w"),
+    "v1": Decision("job-1", ("cpu-0",), "v1"),
+    "fresh0": Decision("job-0", ("mem-0",), "fresh"),
+    "fresh1": Decision("job-1", ("mem-0",), "fresh"),
+}
+NAMES = {digest_of(v): k for k, v in VALUES.items()}
+
+
+def fresh(slot: int) -> Value:
+    return VALUES[f"fresh{slot}"]
+
+
+def core(node: int) -> PbftCore:
+    c = PbftCore(node, range(4), 2, RING.signer(node), RING, fresh, ToyApp().validate)
+    c.tick(0.0)
+    return c
+
+
+def pp(view: int, slot: int, name: str, receiver: int = BROADCAST) -> Message:
+    value = VALUES[name]
+    return RING.signer(view % 4).make(receiver, Kind.PRE_PREPARE, view, slot, digest_of(value), value)
+
+
+def vote(kind: Kind, sender: int, view: int, slot: int, name: str, receiver: int = BROADCAST) -> Message:
+    return RING.signer(sender).make(receiver, kind, view, slot, digest_of(VALUES[name]))
+
+
+def prepared(view: int, slot: int, name: str) -> tuple[Message, ...]:
+    """A prepared certificate: the pre-prepare and q-1 = 2 prepares from backups."""
+    backups = [r for r in range(4) if r != view % 4][:2]
+    return (pp(view, slot, name), *(vote(Kind.PREPARE, b, view, slot, name) for b in backups))
+
+
+def committed(view: int, slot: int, name: str) -> tuple[Message, ...]:
+    """A commit certificate: the pre-prepare and q = 3 commits."""
+    return (pp(view, slot, name), *(vote(Kind.COMMIT, r, view, slot, name) for r in range(3)))
+
+
+def vc(sender: int, view: int, *certs: tuple[Message, ...], receiver: int = 2) -> Message:
+    proof = tuple(m for cert in certs for m in cert)
+    return RING.signer(sender).make(receiver, Kind.VIEW_CHANGE, view, 0, NIL, proof=proof)
+
+
+def o_set(out: Output) -> dict[int, str]:
+    nv = [m for m in out.messages if m.kind is Kind.NEW_VIEW]
+    assert nv, "no new-view sent"
+    return {m.slot: NAMES[m.digest] for m in nv[0].proof if m.kind is Kind.PRE_PREPARE}
+
+
+# --- the new primary's choice -------------------------------------------------------------------
+
+
+@dataclass
+class PlanCase:
+    name: str
+    from_0: Sequence[tuple[Message, ...]]  # certificates in replica 0's view-change for view 2
+    from_3: Sequence[tuple[Message, ...]]
+    reproposed: dict[int, str]
+    decided: dict[int, str] = field(default_factory=dict)
+
+
+PLAN_CASES = [
+    PlanCase("no certificates: nothing to re-propose", [], [], {}),
+    PlanCase("a prepared certificate is re-proposed", [prepared(0, 0, "v")], [], {0: "v"}),
+    PlanCase("the highest view's certificate wins", [prepared(0, 0, "v")], [prepared(1, 0, "w")], {0: "w"}),
+    PlanCase("order of reports does not matter", [prepared(1, 0, "w")], [prepared(0, 0, "v")], {0: "w"}),
+    PlanCase("slots are chosen independently", [prepared(0, 0, "v")], [prepared(1, 1, "v1")], {0: "v", 1: "v1"}),
+    PlanCase("a commit certificate decides the slot outright",
+             [committed(0, 0, "v")], [prepared(0, 1, "v1")], {1: "v1"}, decided={0: "v"}),
+]
+
+
+@pytest.mark.parametrize("case", PLAN_CASES, ids=[c.name for c in PLAN_CASES])
+def test_new_primary_carries_certificates(case: PlanCase) -> None:
+    new_primary = core(2)
+    out = new_primary.step(vc(0, 2, *case.from_0))
+    out.extend(new_primary.step(vc(3, 2, *case.from_3)))  # f+1 ask for view 2: join, then lead it
+    assert new_primary.view == 2 and new_primary.active
+    assert o_set(out) == case.reproposed
+    assert {s: NAMES[digest_of(v)] for s, v in out.decisions} == case.decided
+    pre_prepares = {m.slot: NAMES[m.digest] for m in out.messages if m.kind is Kind.PRE_PREPARE}
+    for slot in range(2):  # slots neither decided nor re-proposed get a fresh proposal
+        if slot not in case.reproposed and slot not in case.decided:
+            assert pre_prepares[slot] == f"fresh{slot}"
+
+
+def test_forged_certificate_voids_the_view_change() -> None:
+    bad_prepare = RING.signer(3).seal(vote(Kind.PREPARE, 1, 0, 0, "w"))  # claims replica 1
+    forged = (pp(0, 0, "w"), bad_prepare, vote(Kind.PREPARE, 3, 0, 0, "w"))
+    new_primary = core(2)
+    out = new_primary.step(vc(0, 2))
+    out.extend(new_primary.step(vc(3, 2, forged)))
+    assert new_primary.view == 0 and not [m for m in out.messages if m.kind is Kind.NEW_VIEW]
+
+
+# --- a replica checking a new-view --------------------------------------------------------------
+
+
+def new_view(sender: int, view: int, vcs: Sequence[Message], reproposals: dict[int, str]) -> Message:
+    o = tuple(
+        RING.signer(sender).make(BROADCAST, Kind.PRE_PREPARE, view, s, digest_of(VALUES[n]), VALUES[n])
+        for s, n in reproposals.items()
+    )
+    return RING.signer(sender).make(3, Kind.NEW_VIEW, view, 0, NIL, proof=tuple(vcs) + o)
+
+
+QUORUM_OF_VCS = [vc(0, 2, prepared(0, 0, "v"), receiver=3), vc(1, 2, receiver=3), vc(2, 2, receiver=3)]
+
+
+@pytest.mark.parametrize(
+    ("name", "message", "accepted"),
+    [
+        ("honest new-view", new_view(2, 2, QUORUM_OF_VCS, {0: "v"}), True),
+        ("ignores the prepared certificate", new_view(2, 2, QUORUM_OF_VCS, {0: "w"}), False),
+        ("omits the prepared slot", new_view(2, 2, QUORUM_OF_VCS, {}), False),
+        ("adds a slot nobody prepared", new_view(2, 2, QUORUM_OF_VCS, {0: "v", 1: "v1"}), False),
+        ("fewer than q view-changes", new_view(2, 2, QUORUM_OF_VCS[:2], {0: "v"}), False),
+        ("not from the view's primary", new_view(1, 2, QUORUM_OF_VCS, {0: "v"}), False),
+    ],
+)
+def test_replica_checks_the_new_view(name: str, message: Message, accepted: bool) -> None:
+    replica = core(3)
+    out = replica.step(message)
+    prepares = [m for m in out.messages if m.kind is Kind.PREPARE and m.receiver == 0]
+    if accepted:
+        assert replica.view == 2 and replica.active
+        assert [(m.view, m.slot, NAMES[m.digest]) for m in prepares] == [(2, 0, "v")]
+    else:
+        assert replica.view == 0 and not prepares
+
+
+# --- the normal case, step by step --------------------------------------------------------------
+
+
+def test_prepared_certificate_goes_into_the_view_change() -> None:
+    """Replica 2 prepares v in view 0 (no commits arrive); its view-change proves it."""
+    replica = core(2)
+    out = replica.step(pp(0, 0, "v", receiver=2))
+    assert [NAMES[m.digest] for m in out.messages if m.kind is Kind.PREPARE and m.receiver == 0] == ["v"]
+    out = replica.step(vote(Kind.PREPARE, 1, 0, 0, "v", receiver=2))
+    assert [m.kind for m in out.messages if m.receiver == 0] == [Kind.COMMIT]  # prepared: commit
+    out = replica.tick(1_000.0)  # no commits: the primary is suspected
+    vcs = [m for m in out.messages if m.kind is Kind.VIEW_CHANGE]
+    assert len(vcs) == 3 and vcs[0].view == 1
+    kinds = sorted((m.kind.value, NAMES[m.digest]) for m in vcs[0].proof)
+    assert kinds == [("pre-prepare", "v"), ("prepare", "v"), ("prepare", "v")]
+
+
+@pytest.mark.parametrize(
+    ("name", "steps", "decided"),
+    [
+        ("pre-prepare, prepares and q commits decide",
+         [pp(0, 0, "v", 3), vote(Kind.PREPARE, 1, 0, 0, "v", 3), vote(Kind.COMMIT, 0, 0, 0, "v", 3),
+          vote(Kind.COMMIT, 1, 0, 0, "v", 3)], "v"),
+        ("commits before prepared do not decide",
+         [pp(0, 0, "v", 3)] + [vote(Kind.COMMIT, r, 0, 0, "v", 3) for r in range(3)], None),
+        ("a prepare from the primary does not count",
+         [pp(0, 0, "v", 3), vote(Kind.PREPARE, 0, 0, 0, "v", 3)]
+         + [vote(Kind.COMMIT, r, 0, 0, "v", 3) for r in range(3)], None),
+        ("a second pre-prepare for the slot is ignored",
+         [pp(0, 0, "v", 3), pp(0, 0, "w", 3), vote(Kind.PREPARE, 1, 0, 0, "w", 3)]
+         + [vote(Kind.COMMIT, r, 0, 0, "w", 3) for r in range(3)], None),
+        ("an infeasible value is never prepared",
+         [RING.signer(0).make(3, Kind.PRE_PREPARE, 0, 0, digest_of(Decision("job-0", ("ghost",))),
+                              Decision("job-0", ("ghost",)))], None),
+    ],
+)
+def test_normal_case_rules(name: str, steps: list[Message], decided: str | None) -> None:
+    replica = core(3)
+    out = Output()
+    for m in steps:
+        out.extend(replica.step(m))
+    assert [NAMES[digest_of(v)] for _, v in out.decisions] == ([decided] if decided else [])
+
+
+def test_infeasible_value_gets_no_prepare() -> None:
+    bad = Decision("job-0", ("ghost",))
+    replica = core(3)
+    out = replica.step(RING.signer(0).make(3, Kind.PRE_PREPARE, 0, 0, digest_of(bad), bad))
+    assert not [m for m in out.messages if m.kind is Kind.PREPARE]
