@@ -70,12 +70,12 @@ def test_heuristic_never_fails_even_with_a_broken_endpoint_configured(cli: Cli) 
 
 
 def test_keys_never_appear_in_check_output(cli: Cli, standin: StandIn) -> None:
-    cli.env.update(
-        SAMBANOVA_API_KEY=FAKE_KEY,
-        SAMBANOVA_API_BASE=standin.url + "/v1",
-        SAMBASTUDIO_URL=standin.url + "/api/v2/predict/generic/p/e",
-        SAMBASTUDIO_API_KEY=FAKE_KEY,
-    )
+    cli.env.update({
+        "SAMBANOVA_API_KEY": FAKE_KEY,
+        "SAMBANOVA_API_BASE": standin.url + "/v1",
+        "SAMBASTUDIO_URL": standin.url + "/api/v2/predict/generic/p/e",
+        "SAMBASTUDIO_API_KEY": FAKE_KEY,
+    })
     result = cli("--check")
     assert FAKE_KEY not in result.text
     assert FAKE_KEY[4:-4] not in result.text  # not even the middle of it
