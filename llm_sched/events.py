@@ -20,8 +20,8 @@ from llm_sched.domain.decisions import Decision, Proposal, Vote
 from llm_sched.domain.model import Job, Placement
 from llm_sched.llm.records import CallRecord
 
-# Fields that differ between two runs with the same seed and cassette.
-NONDETERMINISTIC_FIELDS = frozenset({"ts", "latency_s"})
+# Fields that differ between two runs with the same seed and cassette (times measured, not simulated).
+NONDETERMINISTIC_FIELDS = frozenset({"ts", "latency_s", "wall_s"})
 
 
 class RunEvent(BaseModel):
@@ -227,5 +227,3 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
-
-NONDETERMINISTIC_FIELDS = NONDETERMINISTIC_FIELDS | {"wall_s"}

@@ -141,8 +141,7 @@ def run_scenario(
     started = time.monotonic()
     try:
         with llm_session(settings, scenario=scenario.name, seed=seed, record=record, recorded_how=recorded_how) as llm:
-            graph, world = _build(scenario, seed, llm)
-            graph.bus = bus
+            graph, world = _build(scenario, seed, llm, bus)
             bus.emit(ScenarioStarted(scenario=scenario.name, seed=seed, provider=provider_note,
                                      agents={a: ag.specialty for a, ag in graph.agents.items()},
                                      n=graph.n, f=graph.f, quorum=graph.quorum))
@@ -155,9 +154,9 @@ def run_scenario(
     return RunResult(run_dir, summary, bus.events)
 
 
-def _build(scenario: Scenario, seed: int, llm: Any) -> tuple[ConsensusGraph, World]:
+def _build(scenario: Scenario, seed: int, llm: Any, bus: EventBus) -> tuple[ConsensusGraph, World]:
     state = scenario.cluster.build_state(seed)
     agent_ids = [a.id for a in scenario.cluster.agents]
     world = World(state, Reputation.fresh(agent_ids), {a.pool: a.id for a in scenario.cluster.agents}, scenario.name)
     agents = {a.id: SpecialistAgent(a.id, a.specialty, world, llm) for a in scenario.cluster.agents}
-    return ConsensusGraph(agents, world, EventBus()), world
+    return ConsensusGraph(agents, world, bus), world

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llm_sched.config import (
     DEFAULT_OLLAMA_HOST,
@@ -23,6 +24,9 @@ from llm_sched.config import (
 from llm_sched.envcheck import probe_provider
 from llm_sched.envfile import write_env_file
 from llm_sched.errors import UserError
+
+if TYPE_CHECKING:  # rich is imported only when a prompt is shown
+    from rich.console import Console
 
 SETUP_PROVIDERS = tuple(p for p in PROVIDER_CHOICES if p != "auto") + ("auto",)
 
@@ -111,7 +115,7 @@ def _collect(provider: str, request: SetupRequest, settings: Settings, ask: Ask 
     return values
 
 
-def _console():  # type: ignore[no-untyped-def]
+def _console() -> Console:
     from rich.console import Console
 
     return Console(highlight=False)

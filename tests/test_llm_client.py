@@ -78,7 +78,7 @@ async def test_good_answer_is_validated(provider: str, server: StandIn) -> None:
     answer = await make_client(provider, server, bus=bus).structured(MESSAGES, Pick, context=CONTEXT)
     assert answer.value == Pick(**GOOD)
     assert (answer.record.outcome, answer.record.attempts) == ("ok", 1)
-    assert answer.record.raw == [f'{{"node_id": "gpu-01", "score": 0.8, "reasoning": "free GPUs"}}']
+    assert answer.record.raw == ['{"node_id": "gpu-01", "score": 0.8, "reasoning": "free GPUs"}']
     assert [type(e) for e in bus.events] == [LLMCallEvent]
     assert bus.events[0].record == answer.record  # type: ignore[attr-defined]
 

@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 
 from llm_sched.agents.answers import ProposalAnswer, VoteAnswer
 from llm_sched.agents.byzantine import corrupt_proposal, corrupt_vote
-from llm_sched.agents.heuristics import Option, placement_options, score_placement
+from llm_sched.agents.heuristics import Option, placement_options, score_placement, why_infeasible
 from llm_sched.agents.prompts import render
 from llm_sched.agents.reputation import Reputation
 from llm_sched.domain import ClusterState, Feasibility, Job, check_placement
@@ -122,8 +122,6 @@ class SpecialistAgent:
     def _propose(self, s: AgentState) -> dict[str, Any]:
         job, options, answer = s["job"], s["options"], s.get("answer")
         if not options:
-            from llm_sched.agents.heuristics import why_infeasible
-
             honest = Proposal(agent=self.agent_id, job_id=job.id, placement=None, score=0.0,
                               reasoning=why_infeasible(self.world.state, job), via="check")
         elif answer is not None and answer.value is not None:

@@ -19,6 +19,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from llm_sched.config import Settings
 from llm_sched.errors import UserError
 from llm_sched.events import EventBus, LLMCallEvent
 from llm_sched.llm.extract import extract_json_object
@@ -41,12 +42,12 @@ class RetryPolicy:
     backoff_max: float = 10.0
 
     @classmethod
-    def from_settings(cls, settings: object) -> RetryPolicy:
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
         return cls(
-            attempts=settings.llm_max_attempts,  # type: ignore[attr-defined]
-            timeout=settings.llm_timeout,  # type: ignore[attr-defined]
-            backoff_initial=settings.llm_backoff_initial,  # type: ignore[attr-defined]
-            backoff_max=settings.llm_backoff_max,  # type: ignore[attr-defined]
+            attempts=settings.llm_max_attempts,
+            timeout=settings.llm_timeout,
+            backoff_initial=settings.llm_backoff_initial,
+            backoff_max=settings.llm_backoff_max,
         )
 
 

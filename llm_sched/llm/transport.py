@@ -7,6 +7,7 @@ with a ``kind`` the retry policy understands, so retries, validation and repair 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -84,8 +85,6 @@ def is_replay_miss(exc: BaseException) -> bool:
 
 def schema_instruction(schema: type[BaseModel]) -> str:
     """The text that asks a text-only model for one JSON object of ``schema``."""
-    import json
-
     return (
         "Answer with exactly one JSON object and nothing else. It must validate against this JSON schema:\n"
         + json.dumps(schema.model_json_schema(), sort_keys=True)
