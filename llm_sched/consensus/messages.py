@@ -257,3 +257,25 @@ class Core(Protocol):
     def next_deadline(self) -> float | None: ...
 
     def persisted(self) -> object: ...
+
+
+class DecidedSlots:
+    """The accessors of a core that keeps ``_decided`` values by slot and a single ``_deadline`` timer."""
+
+    slots: int
+    _decided: dict[int, Value]
+    _deadline: float | None
+
+    @property
+    def decided(self) -> dict[int, Value]:
+        """Decided values by slot."""
+        return dict(self._decided)
+
+    @property
+    def done(self) -> bool:
+        """Every slot decided."""
+        return len(self._decided) >= self.slots
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has something to do (election, leader or heartbeat timer)."""
+        return self._deadline

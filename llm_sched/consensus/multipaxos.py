@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from llm_sched.consensus.messages import (
+    DecidedSlots,
     BROADCAST,
     NIL,
     AgentId,
@@ -73,7 +74,7 @@ def _parse_slots(payload: bytes) -> set[int]:
         return set()
 
 
-class MultiPaxosCore:
+class MultiPaxosCore(DecidedSlots):
     """One Multi-Paxos agent deciding slots 0 .. slots-1."""
 
     def __init__(
@@ -111,20 +112,6 @@ class MultiPaxosCore:
             self._decided = dict(restore.decided)
 
     # --- public interface -------------------------------------------------------------------
-
-    @property
-    def decided(self) -> dict[int, Value]:
-        """Decided values by slot."""
-        return dict(self._decided)
-
-    @property
-    def done(self) -> bool:
-        """Every slot decided."""
-        return len(self._decided) >= self.slots
-
-    def next_deadline(self) -> float | None:
-        """When ``tick`` next has something to do (election, leader or heartbeat timer)."""
-        return self._deadline
 
     def persisted(self) -> PaxosPersisted:
         """Snapshot of the durable state (see :class:`PaxosPersisted`)."""
@@ -226,13 +213,19 @@ class MultiPaxosCore:
         self._arm()  # traffic: the next heartbeat can wait
         self._maybe_decide(s, out)
 
-    def _on_accept(self, msg: Message, out: Output) -> None:
+    def _adopt_ballot(self, msg: Message, out: Output) -> bool:
+        """Reject a message from an older ballot; otherwise promise its ballot (stepping down if outbid)."""
         if msg.view < self.promised:
             out.messages.append(self._signer.make(msg.sender, Kind.REJECT, self.promised, 0, NIL))
-            return
+            return False
         self.promised = msg.view
         if self.role != FOLLOWER and msg.view > self.ballot:
             self.role = FOLLOWER
+        return True
+
+    def _on_accept(self, msg: Message, out: Output) -> None:
+        if not self._adopt_ballot(msg, out):
+            return
         self._accepted[msg.slot] = msg
         out.messages.append(self._signer.make(msg.sender, Kind.ACCEPTED, msg.view, msg.slot, msg.digest))
         self._arm()
@@ -274,12 +267,8 @@ class MultiPaxosCore:
         return self._signer.make(BROADCAST, Kind.ACCEPT, self.ballot, s, digest_of(value), value)
 
     def _on_learn(self, msg: Message, out: Output) -> None:
-        if msg.view < self.promised:
-            out.messages.append(self._signer.make(msg.sender, Kind.REJECT, self.promised, 0, NIL))
+        if not self._adopt_ballot(msg, out):
             return
-        self.promised = msg.view
-        if self.role != FOLLOWER and msg.view > self.ballot:
-            self.role = FOLLOWER
         for acc in msg.proof:
             if acc.kind is Kind.ACCEPT and acc.value is not None:
                 self._learn(acc.slot, acc.value, out)

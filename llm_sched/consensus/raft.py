@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from llm_sched.consensus.messages import NIL, AgentId, Kind, Message, Output, Propose, Signer, Value, digest_of
+from llm_sched.consensus.messages import NIL, AgentId, DecidedSlots, Kind, Message, Output, Propose, Signer, Value, digest_of
 from llm_sched.consensus.quorum import majority
 
 FOLLOWER, CANDIDATE, LEADER = "follower", "candidate", "leader"
@@ -76,7 +76,7 @@ def _unpack(payload: bytes, count: int) -> list[int] | None:
     return numbers if len(numbers) == count else None
 
 
-class RaftCore:
+class RaftCore(DecidedSlots):
     """One Raft server deciding slots 0 .. slots-1."""
 
     def __init__(
@@ -116,20 +116,6 @@ class RaftCore:
             self._decided = dict(restore.decided)
 
     # --- public interface -------------------------------------------------------------------
-
-    @property
-    def decided(self) -> dict[int, Value]:
-        """Decided values by slot."""
-        return dict(self._decided)
-
-    @property
-    def done(self) -> bool:
-        """Every slot decided."""
-        return len(self._decided) >= self.slots
-
-    def next_deadline(self) -> float | None:
-        """When ``tick`` next has something to do (election, leader or heartbeat timer)."""
-        return self._deadline
 
     def persisted(self) -> RaftPersisted:
         """Snapshot of the durable state (see :class:`RaftPersisted`)."""
