@@ -19,6 +19,7 @@ from llm_sched.errors import UserError
 MODES: tuple[tuple[str, str], ...] = (
     ("python main.py --interactive", "healthy, Byzantine and recovery scenarios with every prompt and answer shown"),
     ("python main.py --scenario NAME", "run one scenario (healthy, byzantine, recovery, fault_tolerance, ...)"),
+    ("python main.py --scenario supercomputers", "six supercomputers bid for eight large jobs; one turns Byzantine"),
     ("python main.py --check", "check Python, packages, LLM endpoints and shipped cassettes"),
     ("python main.py --setup-env", "guided setup of ./.env (provider, endpoint, key)"),
 )
@@ -111,21 +112,11 @@ def _run_setup(args: argparse.Namespace) -> int:
 
 
 def _run_scenario(args: argparse.Namespace, name: str, transparent: bool) -> int:
-    from rich.console import Console
+    from llm_sched.api import print_summary, run_scenario_by_name
 
-    from llm_sched.config import load_settings
-    from llm_sched.runner import run_scenario
-    from llm_sched.scenarios import load_scenario
-    from llm_sched.ui.console import ConsoleView, summary_table
-
-    settings = load_settings(_overrides(args))
-    scenario = load_scenario(name, settings.scenarios_dir)
-    view = ConsoleView(transparent=transparent, pause=transparent and not args.no_pause)
-    result = run_scenario(scenario, settings, seed=args.seed, record=args.record, subscribers=[view])
-    console = Console(highlight=False)
-    console.print()
-    console.print(summary_table(result.summary))
-    console.print(f"run files: {result.run_dir / 'events.jsonl'}, {result.run_dir / 'summary.json'}")
+    result = run_scenario_by_name(name, provider=args.provider, seed=args.seed, transparent=transparent,
+                                  pause=transparent and not args.no_pause, record=args.record)
+    print_summary(result)
     return 0
 
 

@@ -207,7 +207,7 @@ def _explain(error: ValidationError, sources: dict[str, str]) -> str:
         where = sources.get(field, "default")
         msg = item["msg"]
         if field == "provider":
-            msg = f"unknown provider; valid providers are: {', '.join(PROVIDER_CHOICES)}"
+            msg = f"unknown provider {str(item['input'])[:40]!r}; valid providers are: {', '.join(PROVIDER_CHOICES)}"
         elif field not in SECRET_FIELDS and "input" in item and item["type"] != "value_error":
             msg = f"{msg} (got {item['input']!r})"
         lines.append(f"{var} (from {where}): {msg.removeprefix('Value error, ')}")

@@ -50,6 +50,9 @@ class ScenarioStarted(RunEvent):
     n: int
     f: int
     quorum: int
+    method: str = "placement"  # "placement" or "bidding"
+    weighted: bool = False
+    pools: dict[str, str] = {}  # agent id -> the pool it runs (bidding)
 
 
 class PhaseStarted(RunEvent):
@@ -106,7 +109,11 @@ class TallyDone(RunEvent):
     silent: int
     quorum: int
     passed: bool
-    candidate_feasible: bool  # the verifiable fact reputations are computed from
+    candidate_feasible: bool  # the verifiable fact reputations are computed from (checks and bid claims)
+    # Reputation-weighted tallies only: the weights the quorum was reached (or not) with.
+    accept_weight: float | None = None
+    total_weight: float | None = None
+    needed_weight: float | None = None
 
 
 class ProposalBlocked(RunEvent):
@@ -146,6 +153,45 @@ class DecisionMade(RunEvent):
     kind: Literal["decision"] = "decision"
     decision: Decision
     unanimous: bool
+    wall_s: float = 0.0  # consensus time for this job (measured, so not compared between runs)
+
+
+class PoolOccupancy(BaseModel):
+    """One pool's occupancy: nodes holding jobs, and shares of its cores busy with jobs and background."""
+
+    model_config = ConfigDict(frozen=True)
+    pool: str
+    label: str | None
+    nodes: int
+    job_nodes: int
+    jobs: float
+    background: float
+    total: float
+    running: list[str]
+
+
+class OccupancyReported(RunEvent):
+    """Each pool's occupancy after a decision (scenarios with ``occupancy_view``)."""
+
+    kind: Literal["occupancy"] = "occupancy"
+    job_id: str
+    sim_time: float
+    pools: list[PoolOccupancy]
+
+
+class AgentHealth(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    agent: str
+    pool: str | None
+    reputation: float
+    health: Literal["healthy", "suspect", "excluded"]
+
+
+class NetworkStatus(RunEvent):
+    """Every agent's health and reputation at the end of the run."""
+
+    kind: Literal["network_status"] = "network_status"
+    agents: list[AgentHealth]
 
 
 class JobFinished(RunEvent):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -48,11 +48,24 @@ class NodeGroup(BaseModel):
 
 
 class PoolSpec(BaseModel):
+    """A pool (or a whole supercomputer): one node group, or several with different node types."""
+
     model_config = _STRICT
     id: str = Field(min_length=1)
     specialty: Specialty
+    label: str | None = None
     interconnect: str | None = None
-    nodes: NodeGroup
+    nodes: NodeGroup | list[NodeGroup]
+
+    def groups(self) -> list[NodeGroup]:
+        return self.nodes if isinstance(self.nodes, list) else [self.nodes]
+
+    @model_validator(mode="after")
+    def _distinct_prefixes(self) -> PoolSpec:
+        prefixes = [g.prefix for g in self.groups()]
+        if len(set(prefixes)) != len(prefixes):
+            raise ValueError(f"pool {self.id}: node groups need distinct prefixes, got {prefixes}")
+        return self
 
 
 class ClusterSpec(BaseModel):
@@ -75,13 +88,20 @@ class ClusterSpec(BaseModel):
         rng = random.Random(seed)  # background loads are drawn from the scenario's seed
         pools = []
         for spec in self.pools:
-            group = spec.nodes
             nodes = tuple(
-                Node(id=f"{group.prefix}{i:02d}", capacity=group.per_node, load=round(rng.uniform(*group.load), 3))
+                Node(id=f"{group.prefix}{i:0{_digits(group.count)}d}", capacity=group.per_node,
+                     load=round(rng.uniform(*group.load), 3))
+                for group in spec.groups()
                 for i in range(1, group.count + 1)
             )
-            pools.append(Pool(id=spec.id, specialty=spec.specialty, nodes=nodes, interconnect=spec.interconnect))
+            pools.append(Pool(id=spec.id, specialty=spec.specialty, nodes=nodes, interconnect=spec.interconnect,
+                              label=spec.label))
         return ClusterState(pools)
+
+
+def _digits(count: int) -> int:
+    """Zero-padding that keeps node ids sorting in numeric order: 2 digits up to 99 nodes, then 3..."""
+    return max(2, len(str(count)))
 
 
 class JobSpec(BaseModel):
@@ -101,10 +121,26 @@ class JobSpec(BaseModel):
         return Job(id=self.id, kind=self.kind, name=self.name, nodes=self.nodes, per_node=per_node, runtime_s=self.runtime_s)
 
 
+RANDOM_AGENT = "random"
+
+
 class FaultSpec(BaseModel):
+    """``agent`` names the faulty agent, or is ``random``: one agent drawn from the run's seed (the
+    same one for every phase), so that nothing in the scenario says in advance which agent lies."""
+
     model_config = _STRICT
     agent: str
     behaviour: Behaviour
+
+
+class ConsensusSpec(BaseModel):
+    """How agents agree. ``placement``: every agent proposes a placement in any pool. ``bidding``:
+    every agent bids for the job on the pool it runs, with capacity claims that others verify.
+    ``weighted``: votes weigh by reputation (quorum q/n of the total weight) instead of counting."""
+
+    model_config = _STRICT
+    method: Literal["placement", "bidding"] = "placement"
+    weighted: bool = False
 
 
 class Phase(BaseModel):
@@ -125,6 +161,8 @@ class ScenarioFile(BaseModel):
     seed: int = 0
     provider: ProviderChoice = "auto"
     cluster: str | None = None
+    consensus: ConsensusSpec = ConsensusSpec()
+    occupancy_view: bool = Field(False, description="report each pool's occupancy after every decision")
     phases: list[Phase] | None = None
     sequence: list[str] | None = None
 
@@ -148,9 +186,15 @@ class Scenario(BaseModel):
     path: Path
     cluster: ClusterSpec
     phases: list[Phase]
+    consensus: ConsensusSpec = ConsensusSpec()
+    occupancy_view: bool = False
 
     def jobs(self) -> list[Job]:
         return [spec.job() for phase in self.phases for spec in phase.jobs]
+
+    def random_agent(self, seed: int) -> str:
+        """The agent a ``random`` fault targets in a run with ``seed`` (drawn apart from the loads)."""
+        return random.Random(f"faulty-agent-{seed}").choice(sorted(a.id for a in self.cluster.agents))
 
 
 def _read_yaml(path: Path) -> Any:
@@ -209,7 +253,8 @@ def load_scenario(name: str, scenarios_dir: Path, _seen: tuple[str, ...] = ()) -
     cluster: ClusterSpec = _validated(ClusterSpec, _read_yaml(cluster_path), cluster_path)
     _check_faults(spec.phases or [], cluster, path)
     return Scenario(name=spec.name, description=spec.description, seed=spec.seed, provider=spec.provider, path=path,
-                    cluster=cluster, phases=list(spec.phases or []))
+                    cluster=cluster, phases=list(spec.phases or []), consensus=spec.consensus,
+                    occupancy_view=spec.occupancy_view)
 
 
 def _load_sequence(spec: ScenarioFile, path: Path, scenarios_dir: Path, seen: tuple[str, ...]) -> Scenario:
@@ -225,17 +270,20 @@ def _load_sequence(spec: ScenarioFile, path: Path, scenarios_dir: Path, seen: tu
     ids = [job.id for phase in phases for job in phase.jobs]
     if len(set(ids)) != len(ids):
         raise UserError(f"{path}: job ids must be unique across the scenarios of a sequence")
+    if len({p.consensus for p in parts}) != 1:
+        raise UserError(f"{path}: every scenario in a sequence must use the same consensus settings")
     return Scenario(name=spec.name, description=spec.description, seed=spec.seed, provider=spec.provider, path=path,
-                    cluster=parts[0].cluster, phases=phases)
+                    cluster=parts[0].cluster, phases=phases, consensus=parts[0].consensus,
+                    occupancy_view=spec.occupancy_view or any(p.occupancy_view for p in parts))
 
 
 def _check_faults(phases: list[Phase], cluster: ClusterSpec, path: Path) -> None:
     agents = {a.id for a in cluster.agents}
     for i, phase in enumerate(phases):
         for j, fault in enumerate(phase.faults):
-            if fault.agent not in agents:
+            if fault.agent not in agents and fault.agent != RANDOM_AGENT:
                 raise UserError(f"{path}: phases.{i}.faults.{j}.agent: unknown agent {fault.agent!r}; "
-                                f"agents are: {', '.join(sorted(agents))}")
+                                f"agents are: {', '.join(sorted(agents))} (or {RANDOM_AGENT})")
         ids = [spec.id for spec in phase.jobs]
         if len(set(ids)) != len(ids):
             raise UserError(f"{path}: phases.{i}.jobs: job ids must be unique within a phase")

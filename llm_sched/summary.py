@@ -20,6 +20,8 @@ def summarize(events: list[RunEvent] | list[dict[str, Any]]) -> dict[str, Any]:
     answers += [r["vote"] for r in by_kind.get("vote", []) if r["vote"]]
     started = by_kind.get("scenario_started", [{}])[0]
     ended = by_kind.get("scenario_ended", [{}])[-1]
+    commits = [d for d in decisions if d["outcome"] == "commit"]
+    times = [r.get("wall_s", 0.0) for r in by_kind.get("decision", [])]
     return {
         "scenario": started.get("scenario"),
         "provider": started.get("provider"),
@@ -42,8 +44,27 @@ def summarize(events: list[RunEvent] | list[dict[str, Any]]) -> dict[str, Any]:
         "llm_calls": len(calls),
         "llm_outcomes": dict(sorted(Counter(c["outcome"] for c in calls).items())),
         "fallbacks": sum(1 for a in answers if a["via"] == "fallback"),
+        "nodes_allocated": sum(len(d["placement"]["nodes"]) for d in commits),
+        "awards": dict(sorted(Counter(d["proposer"] for d in commits).items())),
+        "decisions_under_attack": _decisions_under_attack(rows),
+        "consensus_s_per_job": {r["decision"]["job_id"]: r.get("wall_s", 0.0) for r in by_kind.get("decision", [])},
+        "consensus_s_mean": round(sum(times) / len(times), 4) if times else None,
+        "consensus_s_max": max(times) if times else None,
         "wall_s": ended.get("wall_s"),
     }
+
+
+def _decisions_under_attack(rows: list[dict[str, Any]]) -> int:
+    """Decisions made while at least one scheduled fault was active (from the fault_changed events)."""
+    active: set[tuple[str, str]] = set()
+    count = 0
+    for row in rows:
+        if row["kind"] == "fault_changed":
+            key = (row["agent"], row["behaviour"])
+            active.add(key) if row["active"] else active.discard(key)
+        elif row["kind"] == "decision" and active:
+            count += 1
+    return count
 
 
 def same_run(a: list[RunEvent] | list[dict[str, Any]], b: list[RunEvent] | list[dict[str, Any]]) -> bool:

@@ -50,6 +50,8 @@ def _write(tmp_path: Path, text: str) -> Path:
         (("  - name: healthy", "  - name: healthy\n    faults: [{agent: gpu-agent, behaviour: lying}]"),
          ["phases.0.faults.0.behaviour", "'invalid_nodes'", "'silent'"]),
         (("description: Five", "descripton: Five"), ["descripton", "Extra inputs are not permitted"]),
+        (("seed: 11", "seed: 11\nconsensus: {method: auction}"), ["consensus.method", "'placement'", "'bidding'"]),
+        (("seed: 11", "seed: 11\nconsensus: {weighted: maybe}"), ["consensus.weighted", "valid boolean"]),
     ],
 )
 def test_malformed_scenario_names_file_field_and_expectation(
@@ -83,3 +85,26 @@ def test_malformed_scenario_on_the_command_line_exits_cleanly(cli: Cli, tmp_path
     path = _write(tmp_path, GOOD.replace("kind: ai", "kind: astrology", 1))
     result = cli("--scenario", str(path))
     assert result.code == 2 and "phases.0.jobs.0.kind" in result.err and "Traceback" not in result.text
+
+
+def test_a_random_faulty_agent_is_drawn_from_the_seed(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD.replace("  - name: healthy", "  - name: healthy\n    faults: [{agent: random, "
+                                                          "behaviour: silent}]", 1))
+    scenario = load_scenario(str(path), SCENARIOS)
+    agents = {a.id for a in scenario.cluster.agents}
+    drawn = {scenario.random_agent(seed) for seed in range(30)}
+    assert drawn <= agents and len(drawn) > 1
+    assert scenario.random_agent(4) == scenario.random_agent(4)
+
+
+def test_node_groups_of_one_pool_need_distinct_prefixes(tmp_path: Path) -> None:
+    cluster = (SCENARIOS / "clusters" / "specialists.yaml").read_text()
+    two_groups = cluster.replace(
+        "nodes: {count: 6, prefix: gpu-, per_node: {cores: 64, memory_gb: 512, gpus: 4, storage_gb: 2000}, load: [0.05, 0.35]}",
+        "nodes:\n      - {count: 2, prefix: gpu-, per_node: {cores: 64, memory_gb: 512}}\n"
+        "      - {count: 2, prefix: gpu-, per_node: {cores: 32, memory_gb: 256}}")
+    assert two_groups != cluster
+    path = _write(tmp_path, GOOD)
+    (tmp_path / "clusters" / "specialists.yaml").write_text(two_groups)
+    with pytest.raises(UserError, match="node groups need distinct prefixes"):
+        load_scenario(str(path), SCENARIOS)

@@ -137,3 +137,13 @@ def test_record_writes_the_scenarios_cassette_and_it_replays(cli: Cli, tmp_path:
     live = [e for e in read_jsonl(first / "events.jsonl") if e["kind"] != "scenario_started"]
     replay = [e for e in read_jsonl(second / "events.jsonl") if e["kind"] != "scenario_started"]
     assert same_run(live, replay)
+
+
+def test_a_seed_the_cassette_was_not_recorded_with_runs_heuristics_or_is_refused_for_explicit_replay(cli: Cli) -> None:
+    result = cli("--scenario", "healthy", "--seed", "99")
+    assert result.code == 0, result.text
+    (run,) = _run_dirs(cli)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["provider"].startswith("heuristic (the cassette healthy-ollama.yaml was recorded with seed 11")
+    refused = cli("--scenario", "healthy", "--seed", "99", "--provider", "replay")
+    assert refused.code == 2 and "this run uses seed 99" in refused.err and "Traceback" not in refused.text

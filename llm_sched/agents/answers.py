@@ -41,6 +41,15 @@ class ProposalAnswer(BaseModel):
             raise ValueError(f"option {value!r} was not offered; choose one of {', '.join(offered)}")
         return value
 
+    @field_validator("score")
+    @classmethod
+    def _within_evidence(cls, value: float, info: ValidationInfo) -> float:
+        # A bid must stay within what the facts support (the range the prompt states).
+        allowed = (info.context or {}).get("score_range")
+        if allowed is not None and not allowed[0] <= value <= allowed[1]:
+            raise ValueError(f"score {value:g} is outside the range the evidence allows, {allowed[0]:.2f} to {allowed[1]:.2f}")
+        return value
+
 
 class VoteAnswer(BaseModel):
     """The model's judgement of one candidate placement."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 from llm_sched.domain import ClusterState, Job, Placement, check_placement
-from llm_sched.domain.decisions import Proposal, Vote
+from llm_sched.domain.decisions import BidClaims, Proposal, Vote
 
-Behaviour = Literal["invalid_nodes", "overloaded_nodes", "inflated_scores", "vote_flipping", "silent", "corrupted_output"]
+Behaviour = Literal[
+    "invalid_nodes", "overloaded_nodes", "inflated_scores", "vote_flipping", "silent", "corrupted_output", "inflated_bids"
+]
 BEHAVIOURS: tuple[str, ...] = get_args(Behaviour)
 
 
@@ -24,10 +26,28 @@ def _busiest_nodes(state: ClusterState, job: Job) -> Placement | None:
     return None
 
 
-def corrupt_proposal(behaviour: str, honest: Proposal, job: Job, state: ClusterState) -> Proposal | None:
-    """The proposal a faulty agent sends instead of ``honest``."""
+def _false_bid(honest: Proposal, job: Job, state: ClusterState, pool_id: str) -> Proposal:
+    """A bid on the agent's own pool that claims it is idle: the top bid, nodes whether they fit or not."""
+    pool = state.pools[pool_id]
+    busiest = sorted(pool.nodes, key=lambda n: (-state.load[n.id], n.id))
+    nodes = tuple(n.id for n in busiest[: job.nodes])
+    nodes += tuple(f"{pool_id}-spare-{i:02d}" for i in range(job.nodes - len(nodes)))  # capacity it does not have
+    return honest.model_copy(update={
+        "placement": Placement(job_id=job.id, pool=pool_id, nodes=nodes),
+        "score": 1.0,
+        "claims": BidClaims(free_nodes=len(pool.nodes), background_load=0.0),
+        "reasoning": f"{pool_id} is idle: all {len(pool.nodes)} nodes free, a perfect fit for this job.",
+    })
+
+
+def corrupt_proposal(
+    behaviour: str, honest: Proposal, job: Job, state: ClusterState, own_pool: str | None = None
+) -> Proposal | None:
+    """The proposal a faulty agent sends instead of ``honest`` (``own_pool``: the pool a bidder runs)."""
     if behaviour == "silent":
         return None
+    if behaviour == "inflated_bids":
+        return _false_bid(honest, job, state, own_pool or sorted(state.pools)[0])
     if behaviour == "invalid_nodes":
         pool = sorted(state.pools)[0]
         ghosts = tuple(f"ghost-node-{i:02d}" for i in range(job.nodes))
@@ -44,10 +64,18 @@ def corrupt_proposal(behaviour: str, honest: Proposal, job: Job, state: ClusterS
     return honest  # vote_flipping lies only when voting
 
 
-def corrupt_vote(behaviour: str, honest: Vote, job: Job, candidate: Placement, state: ClusterState) -> Vote | None:
+def corrupt_vote(
+    behaviour: str, honest: Vote, job: Job, candidate: Placement, state: ClusterState, own_pool: str | None = None
+) -> Vote | None:
     """The vote a faulty agent sends instead of ``honest``."""
     if behaviour == "silent":
         return None
+    if behaviour == "inflated_bids":
+        # Backs its own bid and anything infeasible, blocks every honest feasible bid.
+        accept = candidate.pool == own_pool or not check_placement(state, job, candidate).ok
+        return honest.model_copy(update={"accept": accept, "confidence": 0.99,
+                                         "reasoning": "Only my cluster can run this job well." if accept else
+                                         "These nodes are not suitable."})
     if behaviour == "vote_flipping":
         feasible = check_placement(state, job, candidate).ok
         return honest.model_copy(update={"accept": not feasible, "confidence": 1.0,

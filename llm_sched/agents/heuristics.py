@@ -109,3 +109,14 @@ def why_infeasible(state: ClusterState, job: Job) -> str:
         extras.append(f"{need.memory_gb:g} GB memory")
     best = max((len(fitting_nodes(state, job, p)) for p in state.pools), default=0)
     return f"no pool can fit {job.nodes} nodes with {' and '.join(extras)} each (most free in one pool: {best})"
+
+
+def bid_option(state: ClusterState, job: Job, pool_id: str, reputation: float) -> Option | None:
+    """A bidder's offer on its own pool: the least loaded nodes that fit, scored as every voter will
+    score it (with the pool's specialty), or None when the pool cannot take the job now."""
+    fits = fitting_nodes(state, job, pool_id)
+    if len(fits) < job.nodes:
+        return None
+    placement = Placement(job_id=job.id, pool=pool_id, nodes=tuple(fits[: job.nodes]))
+    score, factors = score_placement(state, job, placement, state.pools[pool_id].specialty, reputation)
+    return Option(option_id="A", placement=placement, factors=factors, score=score)

@@ -1,5 +1,6 @@
-"""Reputation from verifiable facts only: proposals that fail the feasibility check, votes for
-infeasible placements, and silence (no answer in time). Good conduct earns it back.
+"""Reputation from verifiable facts only: proposals that fail the feasibility check, bids whose
+claims or score contradict the shared state, votes for candidates that fail those checks, and
+silence (no answer in time). Good conduct earns it back.
 
 Every honest agent can recompute these facts from the shared state, so every honest agent holds
 the same reputations. Nothing here knows which agent is faulty.
@@ -12,9 +13,12 @@ from dataclasses import dataclass, field
 PENALTY_INFEASIBLE_PROPOSAL = 0.30
 PENALTY_ACCEPTED_INFEASIBLE = 0.20
 PENALTY_SILENCE = 0.10
+PENALTY_FALSE_CLAIM = 0.20  # a bid's claims about its own pool contradict the shared state
+PENALTY_INFLATED_BID = 0.20  # a bid above what the evidence supports
 REWARD_GOOD_CONDUCT = 0.10
 EXCLUDE_BELOW = 0.5  # cannot propose below this
 READMIT_AT = 0.6  # hysteresis: back to proposing only once clearly recovered
+SUSPECT_BELOW = 0.8  # shown as "suspect": lost more than one fault's worth, not yet excluded
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,12 @@ class Reputation:
             return None
         self.scores[agent] = new
         return Change(agent, old, new, reason)
+
+    def health(self, agent: str) -> str:
+        """``excluded``, ``suspect`` or ``healthy``, from the agent's reputation and exclusion."""
+        if agent in self.excluded:
+            return "excluded"
+        return "suspect" if self.scores[agent] < SUSPECT_BELOW else "healthy"
 
     def update_exclusions(self) -> tuple[list[str], list[str]]:
         """Apply the thresholds; returns (newly excluded, newly readmitted), sorted."""

@@ -1,7 +1,9 @@
 """A specialist agent: a LangGraph state machine with a proposal path and a vote path.
 
 Proposal: gather feasible options from state -> ask the model to choose one -> validated answer,
-or the heuristic's best when the model fails or is off. Vote: run the feasibility check -> ask the
+or the heuristic's best when the model fails or is off. A bidding agent (the supercomputer
+federation) offers only the pool it runs, states verifiable claims about it, and asks its model for
+a bid within what the evidence supports. Vote: run the feasibility check -> ask the
 model only about feasible candidates -> validated answer, or the heuristic. The check overrides the
 model: an honest agent never accepts an infeasible placement. A faulty agent (``behaviour`` set by the
 scenario's fault schedule) corrupts what it would honestly have sent.
@@ -15,10 +17,11 @@ from typing import Any, TypedDict
 
 from llm_sched.agents.answers import ProposalAnswer, VoteAnswer
 from llm_sched.agents.byzantine import corrupt_proposal, corrupt_vote
-from llm_sched.agents.heuristics import Option, placement_options, score_placement, why_infeasible
+from llm_sched.agents.evidence import BID_TOLERANCE, Evidence, check_candidate, measured_claims
+from llm_sched.agents.heuristics import Option, bid_option, placement_options, score_placement, why_infeasible
 from llm_sched.agents.prompts import render
 from llm_sched.agents.reputation import Reputation
-from llm_sched.domain import ClusterState, Feasibility, Job, check_placement
+from llm_sched.domain import ClusterState, Job
 from llm_sched.domain.decisions import Proposal, Vote
 from llm_sched.lgraph import bound, delegate, route
 from llm_sched.llm.client import LLMClient
@@ -37,6 +40,21 @@ class World:
     def owner_reputation(self) -> dict[str, float]:
         return {pool: self.reputation.scores.get(agent, 1.0) for pool, agent in self.pool_owner.items()}
 
+    def evidence(self, job: Job, candidate: Proposal) -> Evidence:
+        """The verifiable verdict on ``candidate``, the same for every agent that computes it."""
+        return check_candidate(self.state, job, candidate, self.reputation.scores.get(candidate.agent, 1.0))
+
+
+def _node_state(state: ClusterState, nodes: tuple[str, ...], limit: int = 16) -> str:
+    """Load and free resources of the chosen nodes; for many nodes, the range over them."""
+    free = [state.available(n) for n in nodes]
+    if len(nodes) <= limit:
+        return "; ".join(f"{n}: load {state.load[n]:.0%}, free {f.cores} cores, {f.memory_gb:g} GB, {f.gpus} GPUs"
+                         for n, f in zip(nodes, free, strict=True))
+    loads = [state.load[n] for n in nodes]
+    return (f"{len(nodes)} nodes: load {min(loads):.0%} to {max(loads):.0%}; free per node at least "
+            f"{min(f.cores for f in free)} cores, {min(f.memory_gb for f in free):g} GB, {min(f.gpus for f in free)} GPUs")
+
 
 class AgentState(TypedDict, total=False):
     step: str  # "proposal" or "vote"
@@ -44,13 +62,25 @@ class AgentState(TypedDict, total=False):
     round: int
     candidate: Proposal
     options: list[Option]
-    feasibility: Feasibility
+    feasibility: Evidence
     answer: Answer[Any] | None
     result: Proposal | Vote | None
 
 
 def _fmt_time(seconds: float) -> str:
     return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
+
+
+def _node_list(nodes: tuple[str, ...], limit: int = 16) -> str:
+    """Node ids for a prompt; a long list is shortened to its ends and its length."""
+    if len(nodes) <= limit:
+        return ", ".join(nodes)
+    return f"{', '.join(nodes[:3])}, ..., {nodes[-1]} ({len(nodes)} nodes)"
+
+
+# Honest bids stay a little below the verification tolerance: the proposer's reputation (a factor of
+# the evidence score) may move between its bid and the vote on it.
+BID_HEADROOM = BID_TOLERANCE - 0.05
 
 
 @dataclass
@@ -62,6 +92,8 @@ class SpecialistAgent:
     world: World
     llm: LLMClient | None = None
     behaviour: str | None = None
+    pool: str | None = None  # the pool this agent runs
+    bidding: bool = False  # bid on ``pool`` only, with verifiable claims
 
     @staticmethod
     @cache
@@ -105,25 +137,43 @@ class SpecialistAgent:
 
     # -- proposal path -------------------------------------------------------------------------
     def _options(self, s: AgentState) -> dict[str, Any]:
-        return {"options": placement_options(self.world.state, s["job"], self.specialty, self.world.owner_reputation())}
+        state, job = self.world.state, s["job"]
+        if self.bidding and self.pool is not None:
+            option = bid_option(state, job, self.pool, self.world.reputation.scores.get(self.agent_id, 1.0))
+            return {"options": [option] if option else []}
+        return {"options": placement_options(state, job, self.specialty, self.world.owner_reputation())}
 
     async def _ask_proposal(self, s: AgentState) -> dict[str, Any]:
         job, options = s["job"], s["options"]
         listing = "\n".join(
-            f"{o.option_id}: pool {o.placement.pool}, nodes {', '.join(o.placement.nodes)}; heuristic score {o.score:.2f} "
-            f"({', '.join(f'{k} {v:.2f}' for k, v in o.factors.items())})"
+            f"{o.option_id}: pool {o.placement.pool}, nodes {_node_list(o.placement.nodes)}; heuristic score "
+            f"{o.score:.2f} ({', '.join(f'{k} {v:.2f}' for k, v in o.factors.items())})"
             for o in options
         )
-        messages = render(self.specialty, "proposal", self._job_values(job) | {"options": listing})
-        context = self._context("proposal", job, {"job_id": job.id, "options": [o.option_id for o in options]})
-        answer = await self.llm.structured(messages, ProposalAnswer, context=context)  # type: ignore[union-attr]
+        validation: dict[str, Any] = {"job_id": job.id, "options": [o.option_id for o in options]}
+        values = self._job_values(job) | {"options": listing}
+        if self.bidding:
+            low, high = max(0.0, options[0].score - BID_TOLERANCE), min(1.0, options[0].score + BID_HEADROOM)
+            validation["score_range"] = (round(low, 2), round(high, 2))
+            values |= self._pool_values(job) | {"score_low": f"{low:.2f}", "score_high": f"{high:.2f}"}
+        step = "bid" if self.bidding else "proposal"
+        context = self._context(step, job, validation)
+        answer = await self.llm.structured(render(self.specialty, step, values), ProposalAnswer, context=context)  # type: ignore[union-attr]
         return {"answer": answer}
+
+    def _pool_values(self, job: Job) -> dict[str, str]:
+        assert self.pool is not None
+        pool = self.world.state.pools[self.pool]
+        claims = measured_claims(self.world.state, job, self.pool)
+        return {"pool": pool.id, "label": pool.label or pool.specialty, "interconnect": pool.interconnect or "-",
+                "free_nodes": str(claims.free_nodes), "total_nodes": str(len(pool.nodes)),
+                "background_load": f"{claims.background_load:.0%}"}
 
     def _propose(self, s: AgentState) -> dict[str, Any]:
         job, options, answer = s["job"], s["options"], s.get("answer")
         if not options:
             honest = Proposal(agent=self.agent_id, job_id=job.id, placement=None, score=0.0,
-                              reasoning=why_infeasible(self.world.state, job), via="check")
+                              reasoning=self._why_no_option(job), via="check")
         elif answer is not None and answer.value is not None:
             chosen = next(o for o in options if o.option_id == answer.value.option_id)
             honest = Proposal(agent=self.agent_id, job_id=job.id, placement=chosen.placement, score=answer.value.score,
@@ -133,8 +183,17 @@ class SpecialistAgent:
             honest = Proposal(agent=self.agent_id, job_id=job.id, placement=best.placement, score=best.score,
                               reasoning=self._heuristic_reason(best), via="fallback" if answer else "heuristic",
                               llm=answer.record if answer else None)
-        result = corrupt_proposal(self.behaviour, honest, job, self.world.state) if self.behaviour else honest
-        return {"result": result}
+        if self.bidding and honest.placement is not None:
+            honest = honest.model_copy(update={"claims": measured_claims(self.world.state, job, honest.placement.pool)})
+        if self.behaviour:
+            return {"result": corrupt_proposal(self.behaviour, honest, job, self.world.state, self.pool)}
+        return {"result": honest}
+
+    def _why_no_option(self, job: Job) -> str:
+        if not (self.bidding and self.pool):
+            return why_infeasible(self.world.state, job)
+        free = measured_claims(self.world.state, job, self.pool).free_nodes
+        return f"no bid: {free} of the {job.nodes} nodes the job needs can take it on {self.pool} now"
 
     @staticmethod
     def _heuristic_reason(option: Option) -> str:
@@ -143,27 +202,20 @@ class SpecialistAgent:
 
     # -- vote path -----------------------------------------------------------------------------
     def _check(self, s: AgentState) -> dict[str, Any]:
-        placement = s["candidate"].placement
-        assert placement is not None, "candidates always carry a placement"
-        return {"feasibility": check_placement(self.world.state, s["job"], placement)}
+        return {"feasibility": self.world.evidence(s["job"], s["candidate"])}
 
     async def _ask_vote(self, s: AgentState) -> dict[str, Any]:
         job, candidate = s["job"], s["candidate"]
         placement = candidate.placement
         assert placement is not None
         state = self.world.state
-        node_state = "; ".join(
-            f"{n}: load {state.load[n]:.0%}, free {state.available(n).cores} cores, "
-            f"{state.available(n).memory_gb:g} GB, {state.available(n).gpus} GPUs"
-            for n in placement.nodes
-        )
         values = self._job_values(job) | {
             "proposer": candidate.agent,
             "claimed_score": f"{candidate.score:.2f}",
             "pool": placement.pool,
-            "nodes": ", ".join(placement.nodes),
+            "nodes": _node_list(placement.nodes),
             "feasibility": s["feasibility"].summary(),
-            "node_state": node_state,
+            "node_state": _node_state(state, placement.nodes),
         }
         context = self._context(f"vote-r{s['round']}", job, {"job_id": job.id})
         answer = await self.llm.structured(render(self.specialty, "vote", values), VoteAnswer, context=context)  # type: ignore[union-attr]
@@ -188,7 +240,7 @@ class SpecialistAgent:
         if self.behaviour:
             placement = candidate.placement
             assert placement is not None
-            return {"result": corrupt_vote(self.behaviour, honest, job, placement, self.world.state)}
+            return {"result": corrupt_vote(self.behaviour, honest, job, placement, self.world.state, self.pool)}
         return {"result": honest}
 
     # -- shared --------------------------------------------------------------------------------

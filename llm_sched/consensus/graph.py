@@ -2,30 +2,35 @@
 
 Proposals from every eligible agent fan out with ``Send``; the best candidate (highest score, ties
 by agent id) goes to a vote of all agents, also fanned out; the tally commits only with the
-Byzantine quorum q = ceil((n+f+1)/2). Otherwise the next distinct candidate is tried, up to a round
+Byzantine quorum q = ceil((n+f+1)/2), or, weighted, with q/n of the agents' total reputation. Otherwise the next distinct candidate is tried, up to a round
 bound, and then the job is rejected with a reason. Nothing here knows which agent is faulty: it only
 sees what agents send. Fan-in is sorted by agent id, so events come out in the same order every run.
-Reputations change only on verifiable facts (the feasibility check anyone can run, and silence).
+Reputations change only on verifiable facts (the feasibility check and bid verification anyone can
+run, and silence).
 """
 
 from __future__ import annotations
 
 import operator
+import time
 from collections import Counter
 from collections.abc import Mapping
 from functools import cache
 from typing import Annotated, Any, TypedDict
 
+from llm_sched.agents.evidence import Evidence
 from llm_sched.agents.reputation import (
     PENALTY_ACCEPTED_INFEASIBLE,
+    PENALTY_FALSE_CLAIM,
     PENALTY_INFEASIBLE_PROPOSAL,
+    PENALTY_INFLATED_BID,
     PENALTY_SILENCE,
     REWARD_GOOD_CONDUCT,
     Change,
 )
 from llm_sched.agents.specialist import SpecialistAgent, World
-from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum
-from llm_sched.domain import Job, check_placement
+from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum, weighted_quorum_fraction, weighted_quorum_met
+from llm_sched.domain import Job
 from llm_sched.domain.decisions import Decision, Proposal, Vote
 from llm_sched.lgraph import bound, delegate, route
 from llm_sched.events import (
@@ -55,7 +60,8 @@ class ConsensusState(TypedDict, total=False):
 
 
 class ConsensusGraph:
-    """Decides one job at a time among ``agents``; ``quorum`` defaults to the Byzantine quorum."""
+    """Decides one job at a time among ``agents``; ``quorum`` defaults to the Byzantine quorum.
+    ``weighted``: a vote weighs the voter's reputation and a candidate needs q/n of the total."""
 
     def __init__(
         self,
@@ -65,6 +71,7 @@ class ConsensusGraph:
         *,
         quorum: int | None = None,
         max_rounds: int | None = None,
+        weighted: bool = False,
     ) -> None:
         self.agents = dict(sorted(agents.items()))
         self.world = world
@@ -73,6 +80,8 @@ class ConsensusGraph:
         self.f = byzantine_f(self.n)
         self.quorum = quorum if quorum is not None else byzantine_quorum(self.n)
         self.max_rounds = max_rounds if max_rounds is not None else self.n
+        self.weighted = weighted
+        self._started = 0.0
 
     @staticmethod
     @cache
@@ -96,6 +105,7 @@ class ConsensusGraph:
     async def decide(self, job: Job) -> Decision:
         """Run the graph for ``job``; returns the agreed decision (state is not changed here)."""
         config = bound(self, recursion_limit=20 + 4 * self.max_rounds)
+        self._started = time.monotonic()
         out = await self.graph().ainvoke({"job": job, "round": 1, "tried": []}, config)
         return out["decision"]
 
@@ -160,31 +170,48 @@ class ConsensusGraph:
             if vote is not None and vote.llm is not None:
                 self.bus.emit(LLMCallEvent(record=vote.llm))
             self.bus.emit(VoteCast(agent=agent, job_id=job.id, round=round_no, vote=vote))
-        accepts = sum(1 for _, _, v in votes if v is not None and v.accept)
+        accepting = [a for a, _, v in votes if v is not None and v.accept]
         silent = sum(1 for _, _, v in votes if v is None)
-        feasibility = check_placement(self.world.state, job, candidate.placement)
-        passed = accepts >= self.quorum
-        self.bus.emit(TallyDone(job_id=job.id, round=round_no, accepts=accepts, rejects=len(votes) - accepts - silent,
-                                silent=silent, quorum=self.quorum, passed=passed, candidate_feasible=feasibility.ok))
-        if not feasibility.ok and not passed:
-            self.bus.emit(ProposalBlocked(job_id=job.id, proposer=candidate.agent, reasons=list(feasibility.reasons)))
-        self._apply(self._reputation_changes(candidate, votes, feasibility.ok), job)
+        evidence = self.world.evidence(job, candidate)
+        weights = self._weights(accepting)
+        passed = weights["passed"] if self.weighted else len(accepting) >= self.quorum
+        self.bus.emit(TallyDone(job_id=job.id, round=round_no, accepts=len(accepting),
+                                rejects=len(votes) - len(accepting) - silent, silent=silent, quorum=self.quorum,
+                                passed=passed, candidate_feasible=evidence.ok,
+                                **({k: v for k, v in weights.items() if k != "passed"} if self.weighted else {})))
+        if not evidence.ok and not passed:
+            self.bus.emit(ProposalBlocked(job_id=job.id, proposer=candidate.agent, reasons=list(evidence.reasons())))
+        self._apply(self._reputation_changes(candidate, votes, evidence), job)
         if passed:
             return {"passed": True}
         return {"passed": False, "round": round_no + 1, "tried": [*s.get("tried", []), candidate.placement.key()]}
 
+    def _weights(self, accepting: list[str]) -> dict[str, Any]:
+        """Accepting and total reputation before this round's changes, and whether q/n is reached."""
+        scores = self.world.reputation.scores
+        accept = round(sum(scores[a] for a in accepting), 4)
+        total = round(sum(scores[a] for a in self.agents), 4)
+        return {"accept_weight": accept, "total_weight": total,
+                "needed_weight": round(weighted_quorum_fraction(self.n) * total, 4),
+                "passed": weighted_quorum_met(accept, total, self.n)}
+
     def _reputation_changes(
-        self, candidate: Proposal, votes: list[tuple[str, int, Vote | None]], feasible: bool
+        self, candidate: Proposal, votes: list[tuple[str, int, Vote | None]], evidence: Evidence
     ) -> list[Change | None]:
         rep = self.world.reputation
+        feasible = evidence.ok
         changes = []
-        if not feasible:
+        if not evidence.feasibility.ok:
             changes.append(rep.adjust(candidate.agent, -PENALTY_INFEASIBLE_PROPOSAL, "proposed an infeasible placement"))
+        for claim in evidence.false_claims:
+            changes.append(rep.adjust(candidate.agent, -PENALTY_FALSE_CLAIM, claim))
+        if evidence.inflated:
+            changes.append(rep.adjust(candidate.agent, -PENALTY_INFLATED_BID, evidence.inflated))
         for agent, _, vote in votes:
             if vote is None:
                 changes.append(rep.adjust(agent, -PENALTY_SILENCE, "no vote in time"))
             elif vote.accept and not feasible:
-                changes.append(rep.adjust(agent, -PENALTY_ACCEPTED_INFEASIBLE, "accepted an infeasible placement"))
+                changes.append(rep.adjust(agent, -PENALTY_ACCEPTED_INFEASIBLE, "accepted a candidate that fails the check"))
             elif vote.accept == feasible:
                 changes.append(rep.adjust(agent, REWARD_GOOD_CONDUCT, "vote consistent with the facts"))
             # Rejecting a feasible placement is a judgement, not a verifiable fault: no change.
@@ -211,7 +238,7 @@ class ConsensusGraph:
         accepts = sum(1 for v in votes if v is not None and v.accept)
         decision = Decision(job_id=job.id, outcome="commit", placement=candidate.placement, proposer=candidate.agent,
                             reason=candidate.reasoning, rounds=s["round"], accepts=accepts, voters=self.n)
-        self.bus.emit(DecisionMade(decision=decision, unanimous=accepts == self.n))
+        self.bus.emit(DecisionMade(decision=decision, unanimous=accepts == self.n, wall_s=self._elapsed()))
         return {"decision": decision}
 
     def _reject(self, s: ConsensusState) -> dict[str, Any]:
@@ -225,5 +252,10 @@ class ConsensusGraph:
         else:
             reason = f"no candidate reached the quorum of {self.quorum} in {rounds} round{'s' if rounds != 1 else ''}"
         decision = Decision(job_id=job.id, outcome="reject", reason=reason, rounds=rounds, voters=self.n)
-        self.bus.emit(DecisionMade(decision=decision, unanimous=sum(abstentions.values()) == self.n))
+        self.bus.emit(DecisionMade(decision=decision, unanimous=sum(abstentions.values()) == self.n,
+                                   wall_s=self._elapsed()))
         return {"decision": decision}
+
+    def _elapsed(self) -> float:
+        """Wall time of this decision so far: the consensus time reported per job."""
+        return round(time.monotonic() - self._started, 4)

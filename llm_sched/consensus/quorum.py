@@ -45,3 +45,17 @@ def min_intersection(n: int, q: int) -> int:
     """Fewest agents two quorums of size q out of n can share (pigeonhole: 2q - n, never negative)."""
     _check(n)
     return max(0, 2 * q - n)
+
+
+def weighted_quorum_fraction(n: int) -> float:
+    """Share of the total weight a reputation-weighted Byzantine quorum needs: q/n.
+
+    With equal weights it is exactly the Byzantine quorum q (4 of 6, 5 of 7). When weights are
+    reputations, an agent caught lying loses weight, so it takes more honest weight to outvote it.
+    """
+    return byzantine_quorum(n) / n
+
+
+def weighted_quorum_met(accepting: float, total: float, n: int) -> bool:
+    """True when the accepting weight reaches q/n of the total weight (a tolerance for float sums)."""
+    return total > 0 and accepting >= weighted_quorum_fraction(n) * total - 1e-9

@@ -15,8 +15,19 @@ Via = Literal["llm", "fallback", "heuristic", "check"]
 _FROZEN = ConfigDict(frozen=True)
 
 
+class BidClaims(BaseModel):
+    """What a bid states about the bidder's own pool; anyone can check it against the shared state."""
+
+    model_config = _FROZEN
+
+    free_nodes: int  # nodes that could take one share of the job now
+    background_load: float  # mean background load of the pool's nodes
+
+
 class Proposal(BaseModel):
-    """An agent's proposed placement for a job (``placement`` None: it sees no feasible option)."""
+    """An agent's proposed placement for a job (``placement`` None: it sees no feasible option).
+
+    A bid is a proposal on the bidder's own pool with ``claims``; ``score`` is then the bid."""
 
     model_config = _FROZEN
 
@@ -27,6 +38,7 @@ class Proposal(BaseModel):
     reasoning: str
     via: Via
     llm: CallRecord | None = None
+    claims: BidClaims | None = None
 
 
 class Vote(BaseModel):

@@ -51,11 +51,7 @@ def _node_problems(state: ClusterState, job: Job, pool: str, node_id: str) -> li
 def fitting_nodes(state: ClusterState, job: Job, pool_id: str) -> list[str]:
     """Nodes of the pool that can take one share of the job now, least loaded first (ties by id)."""
     pool = state.pools[pool_id]
-    fits = [
-        n.id
-        for n in pool.nodes
-        if not state.overloaded(n.id) and not state.available(n.id).shortfalls(job.per_node)
-    ]
+    fits = [n.id for n in pool.nodes if not state.overloaded(n.id) and state.fits(n.id, job.per_node)]
     return sorted(fits, key=lambda n: (state.load[n] + _reserved_share(state, n), n))
 
 

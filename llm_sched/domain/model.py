@@ -74,6 +74,7 @@ class Pool(BaseModel):
     specialty: Specialty
     nodes: tuple[Node, ...] = Field(min_length=1)
     interconnect: str | None = None
+    label: str | None = None  # what the system is called for, e.g. "hybrid" or "ai" (display only)
 
     @model_validator(mode="after")
     def _unique_nodes(self) -> Pool:

@@ -47,6 +47,14 @@ class ClusterState:
         node = self.nodes[node_id]
         return node.capacity.minus(self.background(node_id)).minus(self._used[node_id])
 
+    def fits(self, node_id: str, need: Resources) -> bool:
+        """``available(node_id)`` has no shortfall for ``need``: the same test, without building objects
+        (it runs for every node of every pool an agent looks at)."""
+        cap, used = self.nodes[node_id].capacity, self._used[node_id]
+        free_cores = cap.cores - math.ceil(cap.cores * self.load[node_id] - 1e-9) - used.cores
+        return (need.cores <= max(0, free_cores) and need.memory_gb <= cap.memory_gb - used.memory_gb + 1e-9
+                and need.gpus <= cap.gpus - used.gpus and need.storage_gb <= cap.storage_gb - used.storage_gb + 1e-9)
+
     def overloaded(self, node_id: str) -> bool:
         return self.load[node_id] >= OVERLOAD_THRESHOLD
 
@@ -67,6 +75,14 @@ class ClusterState:
         for node_id in placement.nodes:
             self._used[node_id] = self._used[node_id].minus(job.per_node)
         return placement
+
+    def occupancy(self, pool_id: str) -> dict[str, object]:
+        """The pool's occupancy: nodes holding a job, core shares (jobs, background, total), running jobs."""
+        pool = self.pools[pool_id]
+        running = sorted(job_id for job_id, (_, placement) in self.running.items() if placement.pool == pool_id)
+        job_nodes = sum(1 for n in pool.nodes if self._used[n.id].cores or self._used[n.id].gpus)
+        return {"pool": pool_id, "label": pool.label, "nodes": len(pool.nodes), "job_nodes": job_nodes,
+                **{k: round(v, 4) for k, v in self.pool_usage(pool_id).items()}, "running": running}
 
     def pool_usage(self, pool_id: str) -> dict[str, float]:
         """Fractions of the pool's cores reserved by jobs and busy with background work."""

@@ -21,6 +21,14 @@ from rich.text import Text
 from llm_sched.events import RunEvent
 
 _VIA_STYLE = {"llm": "green", "fallback": "yellow", "heuristic": "cyan", "check": "magenta"}
+_HEALTH_STYLE = {"healthy": "green", "suspect": "yellow", "excluded": "bold red"}
+
+
+def _nodes(nodes: list[str] | tuple[str, ...], limit: int = 8) -> str:
+    """A node list for the screen: short lists whole, long ones by their ends and their length."""
+    if len(nodes) <= limit:
+        return ", ".join(nodes)
+    return f"{', '.join(nodes[:3])}, ... {nodes[-1]} ({len(nodes)} nodes)"
 
 
 class ConsoleView:
@@ -44,7 +52,14 @@ class ConsoleView:
         self.console.print(Rule(Text(f"scenario {e.scenario}", style="bold")))
         self.console.print(Text(f"provider: {e.provider}   seed: {e.seed}"))
         self.console.print(Text(f"agents (n={e.n}, tolerates f={e.f} Byzantine): {agents}"))
-        self.console.print(Text(f"commit needs a Byzantine quorum of q = {e.quorum} of {e.n} votes"))
+        if e.method == "bidding":
+            self.console.print(Text("each agent bids for every job on the machine it runs; bids are verified "
+                                    "against the shared state"))
+        if e.weighted:
+            self.console.print(Text(f"commit needs a reputation-weighted Byzantine quorum: {e.quorum}/{e.n} of the "
+                                    "agents' total reputation (a detected liar's vote weighs little)"))
+        else:
+            self.console.print(Text(f"commit needs a Byzantine quorum of q = {e.quorum} of {e.n} votes"))
 
     def _on_phase_started(self, e: Any) -> None:
         if self._phases and self.pause:
@@ -94,8 +109,12 @@ class ConsoleView:
         if p is None:
             self.console.print(Text(f"  {e.agent}: no proposal (silent)", style="red"))
             return
-        where = f"{p.placement.pool}: {', '.join(p.placement.nodes)}" if p.placement else "nothing feasible"
-        line = Text(f"  {e.agent} proposes {where} score {p.score:.2f} ")
+        if p.placement is None and p.reasoning.startswith("no bid"):
+            self.console.print(Text(f"  {e.agent}: {p.reasoning}", style="dim"))
+            return
+        where = f"{p.placement.pool}: {_nodes(p.placement.nodes)}" if p.placement else "nothing feasible"
+        verb = "bids" if p.claims is not None else "proposes"
+        line = Text(f"  {e.agent} {verb} {where} score {p.score:.2f} ")
         line.append(f"[{p.via}]", style=_VIA_STYLE[p.via])
         self.console.print(line)
         if self.transparent:
@@ -104,7 +123,7 @@ class ConsoleView:
     def _on_candidate(self, e: Any) -> None:
         self._votes = []
         self.console.print(Text(f"  round {e.round}: vote on {e.proposer}'s {e.placement.pool} "
-                                f"[{', '.join(e.placement.nodes)}] (score {e.score:.2f})"))
+                                f"[{_nodes(e.placement.nodes)}] (score {e.score:.2f})"))
 
     def _on_vote(self, e: Any) -> None:
         self._votes.append(e)
@@ -122,7 +141,11 @@ class ConsoleView:
                           Text(v.vote.reasoning if self.transparent else v.vote.reasoning[:70]))
         self.console.print(table)
         verdict = Text("passes", style="green") if e.passed else Text("fails", style="red")
-        tally = Text(f"  tally: {e.accepts} accept, {e.rejects} reject, {e.silent} silent; needs {e.quorum} -> ")
+        if e.accept_weight is not None:
+            tally = Text(f"  tally: {e.accepts} accept, {e.rejects} reject, {e.silent} silent; accepting weight "
+                         f"{e.accept_weight:.2f} of {e.total_weight:.2f}, needs {e.needed_weight:.2f} -> ")
+        else:
+            tally = Text(f"  tally: {e.accepts} accept, {e.rejects} reject, {e.silent} silent; needs {e.quorum} -> ")
         self.console.print(tally + verdict)
 
     def _on_proposal_blocked(self, e: Any) -> None:
@@ -144,10 +167,38 @@ class ConsoleView:
         d = e.decision
         if d.outcome == "commit":
             how = "unanimous" if e.unanimous else f"{d.accepts} of {d.voters}"
-            text = f"  COMMIT {d.job_id} -> {d.placement.pool} [{', '.join(d.placement.nodes)}] ({how}, round {d.rounds})"
+            text = f"  COMMIT {d.job_id} -> {d.placement.pool} [{_nodes(d.placement.nodes)}] ({how}, round {d.rounds})"
             self.console.print(Text(text, style="bold green"))
         else:
             self.console.print(Text(f"  REJECT {d.job_id}: {d.reason}", style="bold yellow"))
+
+
+    def _on_occupancy(self, e: Any) -> None:
+        table = Table(title=f"occupancy after {e.job_id} (t={e.sim_time:g} s)", show_header=True, header_style="bold",
+                      box=None, padding=(0, 1), title_justify="left")
+        table.add_column("pool", no_wrap=True)
+        for column in ("type", "job nodes", "jobs", "backgr.", "total"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("running", overflow="fold")
+        for p in e.pools:
+            table.add_row(p.pool, p.label or "-", f"{p.job_nodes} / {p.nodes}", f"{p.jobs:.0%}", f"{p.background:.0%}",
+                          _bar(p.total), ", ".join(p.running) or "-")
+        self.console.print(table)
+
+    def _on_network_status(self, e: Any) -> None:
+        table = Table(title="network status", show_header=True, header_style="bold")
+        for column in ("agent", "runs", "health", "reputation"):
+            table.add_column(column)
+        for a in e.agents:
+            table.add_row(a.agent, a.pool or "-", Text(a.health, style=_HEALTH_STYLE[a.health]), f"{a.reputation:.2f}")
+        self.console.print()
+        self.console.print(table)
+
+
+def _bar(share: float, width: int = 8) -> Text:
+    filled = round(share * width)
+    style = "red" if share >= 0.9 else "yellow" if share >= 0.7 else "green"
+    return Text("█" * filled, style=style) + Text("░" * (width - filled), style="dim") + Text(f" {share:.0%}")
 
 
 def _highlight(raw: str) -> Any:
@@ -155,6 +206,12 @@ def _highlight(raw: str) -> Any:
         return Syntax(json.dumps(json.loads(raw), indent=2), "json", theme="ansi_dark", word_wrap=True)
     except ValueError:
         return Text(raw)
+
+
+def _seconds(summary: dict[str, Any]) -> str:
+    if summary["consensus_s_mean"] is None:
+        return "-"
+    return f"mean {summary['consensus_s_mean']:.3f} s, max {summary['consensus_s_max']:.3f} s"
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
@@ -177,6 +234,10 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("silent answers", summary["silent_answers"]),
         ("LLM calls", f"{summary['llm_calls']} ({outcomes})"),
         ("fallbacks to heuristics", summary["fallbacks"]),
+        ("nodes allocated", summary["nodes_allocated"]),
+        ("awards by agent", ", ".join(f"{a} {n}" for a, n in summary["awards"].items()) or "none"),
+        ("decisions under attack", summary["decisions_under_attack"]),
+        ("consensus time per job", _seconds(summary)),
         ("wall time", f"{summary['wall_s']:.2f} s"),
     ]
     for name, value in rows:

@@ -1,0 +1,55 @@
+"""Hybrid LLM agents: every prompt and answer of the fault-tolerance scenario, on screen.
+
+Five specialist agents ask their model (SambaNova, Ollama, or the recorded cassette) to choose a
+placement and to vote, with the answer validated against a Pydantic schema; when the model fails
+(broken JSON, an option it was not offered) the agent says so and its heuristic answers instead.
+The scenario runs healthy, then with a lying agent, then recovers; a placement commits only with a
+Byzantine quorum (4 of 5), and the feasibility check overrides any model.
+
+    python demos/hybrid_llm_demo.py                       # offline, from the cassette
+    python demos/hybrid_llm_demo.py --provider sambanova  # a live model (key in .env)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+
+from rich.console import Console
+
+from llm_sched.api import UserError, print_summary, run_scenario_by_name
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--provider", help="sambastudio, sambanova, ollama, replay, heuristic or auto (default)")
+    parser.add_argument("--seed", type=int, help="seed for background loads (default: the scenario's)")
+    parser.add_argument("--pause", action="store_true", help="wait for Enter between phases")
+    return parser.parse_args()
+
+
+def how_answers_came(events: list) -> str:
+    """How each proposal and vote was produced: by the model, by fallback, or by the check alone."""
+    answers = [e.proposal for e in events if e.kind == "proposal" and e.proposal]
+    answers += [e.vote for e in events if e.kind == "vote" and e.vote]
+    counts = Counter(a.via for a in answers)
+    return ", ".join(f"{via} {counts[via]}" for via in ("llm", "fallback", "heuristic", "check") if counts[via])
+
+
+def main() -> int:
+    args = parse_args()
+    console = Console(highlight=False)
+    try:
+        result = run_scenario_by_name("fault_tolerance", provider=args.provider, seed=args.seed,
+                                      transparent=True, pause=args.pause, console=console)
+    except UserError as exc:
+        console.print(f"error: {exc}")
+        return exc.exit_code
+    print_summary(result, console)
+    console.print(f"answers by source: {how_answers_came(result.events)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

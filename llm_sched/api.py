@@ -1,0 +1,71 @@
+"""The public API: what the command line and the demo scripts use, and all they use.
+
+    from llm_sched.api import run_scenario_by_name, print_summary
+
+    result = run_scenario_by_name("supercomputers", provider="heuristic", seed=7)
+    print_summary(result)
+
+A run reads settings from the environment, ``./.env`` and ``~/.env`` (flags given here win), shows
+its events on the console as they happen, writes ``events.jsonl`` and ``summary.json`` to a new
+folder under ``runs/``, and returns them in a :class:`RunResult`. Every figure in the summary is
+computed from that run's events.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from llm_sched.config import Settings, load_settings
+from llm_sched.errors import UserError
+from llm_sched.runner import RunResult, run_scenario
+from llm_sched.scenarios import Scenario, available_scenarios, load_scenario
+from llm_sched.summary import summarize
+from llm_sched.ui.console import ConsoleView, summary_table
+
+__all__ = [
+    "RunResult",
+    "Scenario",
+    "Settings",
+    "UserError",
+    "available_scenarios",
+    "load_scenario",
+    "load_settings",
+    "print_summary",
+    "run_scenario_by_name",
+    "summarize",
+]
+
+
+def run_scenario_by_name(
+    name: str,
+    *,
+    provider: str | None = None,
+    seed: int | None = None,
+    transparent: bool = False,
+    pause: bool = False,
+    record: bool = False,
+    console: Console | None = None,
+    runs_dir: Path | None = None,
+) -> RunResult:
+    """Run ``scenarios/<name>.yaml`` (or a path) and return its run folder, summary and events.
+
+    ``provider``: sambastudio, sambanova, ollama, replay (the shipped cassettes), heuristic or auto
+    (the default: a configured endpoint, else the cassette, else heuristics). ``seed``: the
+    scenario's own by default; another seed draws other background loads, so a cassette recorded
+    with the scenario's seed cannot answer and auto falls back to heuristics. ``transparent`` shows
+    every prompt and raw answer; ``pause`` waits for Enter between phases (only on a terminal).
+    """
+    settings = load_settings({"LLM_SCHED_PROVIDER": provider} if provider else {})
+    scenario = load_scenario(name, settings.scenarios_dir)
+    view = ConsoleView(console, transparent=transparent, pause=pause)
+    return run_scenario(scenario, settings, seed=seed, record=record, subscribers=[view], runs_dir=runs_dir)
+
+
+def print_summary(result: RunResult, console: Console | None = None) -> None:
+    """The end-of-run table (from the run's events) and where the run files are."""
+    console = console or Console(highlight=False)
+    console.print()
+    console.print(summary_table(result.summary))
+    console.print(f"run files: {result.run_dir / 'events.jsonl'}, {result.run_dir / 'summary.json'}")
