@@ -11,6 +11,13 @@ random delays), duplication and corruption (before GST). A corrupted frame gets 
 the receiver's transport checks the MAC over the received bytes and discards it, as it does any
 forged message. Crashed agents lose their volatile state; on restart the core is rebuilt from what
 it had persisted (``Core.persisted()``, taken at the crash: persistence happens before every send).
+
+Timed link faults (:class:`LinkFault`, used by fault plans in ``llm_sched.faults``) act only on the
+links of their agents during their window, before or after GST: a drop before the partition check,
+an extra copy, a damaged frame, an extra delay. They draw from the same random stream only while one
+applies, so runs without them keep their history. The network records what its faults did: crashes,
+restarts and the start and end of every partition and link fault in ``fault_events``, and per fault
+the messages it affected in ``Accounting.fault_effects``.
 """
 
 from __future__ import annotations
@@ -57,6 +64,26 @@ class Partition:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkFault:
+    """During [start, end) messages to or from ``agents`` suffer ``kind`` (whatever GST says).
+
+    ``drop``, ``duplicate``, ``corrupt``: the probability per message; ``delay``: the mean of an
+    exponential extra delay per message; ``slow``: a fixed extra delay per slow endpoint, as
+    :attr:`FaultPlan.slow` but only for the window.
+    """
+
+    kind: str
+    start: float
+    end: float
+    agents: frozenset[AgentId]
+    intensity: float
+
+    def covers(self, a: AgentId, b: AgentId, t: float) -> bool:
+        """True when the link a-b is affected at time t."""
+        return self.start <= t < self.end and (a in self.agents or b in self.agents)
+
+
+@dataclass(frozen=True, slots=True)
 class Crash:
     """The agent stops at ``at`` and, unless ``restart_at`` is None, comes back then."""
 
@@ -74,12 +101,14 @@ class FaultPlan:
     partitions: tuple[Partition, ...] = ()
     crashes: tuple[Crash, ...] = ()
     slow: tuple[tuple[AgentId, float], ...] = ()  # (agent, extra delay on its messages in and out)
+    link_faults: tuple[LinkFault, ...] = ()
 
     @property
     def heal_time(self) -> float:
-        """When the network is stable for good: GST, the last partition's end, the last crash
-        and the last restart (an agent that stays down is a fault that no longer changes)."""
+        """When the network is stable for good: GST, the last partition's or link fault's end, the
+        last crash and the last restart (an agent that stays down is a fault that no longer changes)."""
         ends = [self.gst, *(p.end for p in self.partitions), *(c.at for c in self.crashes)]
+        ends += [lf.end for lf in self.link_faults]
         ends += [c.restart_at for c in self.crashes if c.restart_at is not None]
         return max(ends)
 
@@ -91,10 +120,13 @@ class Accounting:
     sent: Counter[str] = field(default_factory=Counter)
     sent_bytes: Counter[str] = field(default_factory=Counter)
     delivered: Counter[str] = field(default_factory=Counter)
-    dropped: Counter[str] = field(default_factory=Counter)  # by reason: loss, partition, crashed
+    dropped: Counter[str] = field(default_factory=Counter)  # by reason: loss, partition, crashed, link-fault
     duplicated: int = 0
     corrupted: int = 0  # frames the network damaged
     rejected: int = 0  # frames a receiver discarded because the MAC failed (damaged or forged)
+    # messages each fault affected: "partition:<i>" and "link:<i>" (index in the FaultPlan),
+    # "down:<agent>" (deliveries lost because the agent was crashed)
+    fault_effects: Counter[str] = field(default_factory=Counter)
 
     @property
     def total_sent(self) -> int:
@@ -127,6 +159,8 @@ class Network:
         self.decisions: dict[AgentId, dict[int, Value]] = {a: {} for a in self.agents}
         self.decided_at: dict[AgentId, dict[int, float]] = {a: {} for a in self.agents}
         self.conflicts: list[tuple[AgentId, int, Value, Value]] = []  # one agent deciding twice
+        # (time, event, subject): crash/restart (agent), partition-start/-end and link-start/-end (index)
+        self.fault_events: list[tuple[float, str, int]] = []
         self._factory, self._keyring, self._on_send = factory, keyring, on_send
         self._rng = random.Random(seed)
         self._slow = dict(faults.slow)
@@ -144,6 +178,11 @@ class Network:
             self._push(c.at, _CRASH, c.node, None)
             if c.restart_at is not None:
                 self._push(c.restart_at, _RESTART, c.node, None)
+        for kind, windows in (("partition", faults.partitions), ("link", faults.link_faults)):
+            for i, w in enumerate(windows):
+                for edge, t in (("start", w.start), ("end", w.end)):
+                    if t != float("inf"):
+                        self._push(t, _CALL, -1, self._recorder(t, f"{kind}-{edge}", i))
 
     # --- public interface -------------------------------------------------------------------
 
@@ -193,6 +232,9 @@ class Network:
 
     # --- events ---------------------------------------------------------------------------------
 
+    def _recorder(self, t: float, event: str, subject: int) -> Callable[[], None]:
+        return lambda: self.fault_events.append((t, event, subject))
+
     def _push(self, t: float, etype: int, node: AgentId, data: object) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (t, self._seq, etype, node, data))
@@ -202,6 +244,7 @@ class Network:
         core = self.cores.get(node)
         if core is None:
             self.stats.dropped["crashed"] += 1
+            self.stats.fault_effects[f"down:{node}"] += 1
             return
         if self._cut(origin, node, t):
             self.stats.dropped["partition"] += 1
@@ -265,15 +308,36 @@ class Network:
         if lossy and faults.link.drop and rng.random() < faults.link.drop:
             stats.dropped["loss"] += 1
             return
+        timed = self._link_faults(origin, msg.receiver, t) if faults.link_faults else ()
+        for i, lf in timed:
+            if lf.kind == "drop" and rng.random() < lf.intensity:
+                stats.dropped["link-fault"] += 1
+                stats.fault_effects[f"link:{i}"] += 1
+                return
         if self._cut(origin, msg.receiver, t):
             stats.dropped["partition"] += 1
             return
         copies = 2 if lossy and faults.link.duplicate and rng.random() < faults.link.duplicate else 1
+        for i, lf in timed:
+            if lf.kind == "duplicate" and rng.random() < lf.intensity:
+                copies += 1
+                stats.fault_effects[f"link:{i}"] += 1
         stats.duplicated += copies - 1
         for _ in range(copies):
             corrupted = bool(lossy and faults.link.corrupt and rng.random() < faults.link.corrupt)
+            delay = self._delay(origin, msg.receiver)
+            for i, lf in timed:
+                if lf.kind == "corrupt" and not corrupted and rng.random() < lf.intensity:
+                    corrupted = True
+                    stats.fault_effects[f"link:{i}"] += 1
+                elif lf.kind == "delay":
+                    delay += rng.expovariate(1.0 / lf.intensity)
+                    stats.fault_effects[f"link:{i}"] += 1
+                elif lf.kind == "slow":
+                    delay += lf.intensity * ((origin in lf.agents) + (msg.receiver in lf.agents))
+                    stats.fault_effects[f"link:{i}"] += 1
             stats.corrupted += corrupted
-            self._push(t + self._delay(origin, msg.receiver), _DELIVER, msg.receiver, (msg, origin, corrupted))
+            self._push(t + delay, _DELIVER, msg.receiver, (msg, origin, corrupted))
 
     def _delay(self, origin: AgentId, receiver: AgentId) -> float:
         link = self.faults.link
@@ -282,14 +346,22 @@ class Network:
             delay += self._rng.expovariate(1.0 / link.jitter)
         return delay + self._slow.get(origin, 0.0) + self._slow.get(receiver, 0.0)
 
+    def _link_faults(self, a: AgentId, b: AgentId, t: float) -> list[tuple[int, LinkFault]]:
+        return [(i, lf) for i, lf in enumerate(self.faults.link_faults) if lf.covers(a, b, t)]
+
     def _cut(self, a: AgentId, b: AgentId, t: float) -> bool:
-        return any(p.cuts(a, b, t) for p in self.faults.partitions)
+        for i, p in enumerate(self.faults.partitions):
+            if p.cuts(a, b, t):
+                self.stats.fault_effects[f"partition:{i}"] += 1
+                return True
+        return False
 
     def _crash(self, t: float, node: AgentId) -> None:
         core = self.cores.pop(node, None)
         if core is not None:
             self._persisted[node] = core.persisted()
             self._hash.update(struct.pack("!dBi", t, _CRASH, node))
+            self.fault_events.append((t, "crash", node))
 
     def _restart(self, t: float, node: AgentId) -> None:
         if node in self.cores:
@@ -297,5 +369,6 @@ class Network:
         core = self._factory(node, self._persisted.get(node))
         self.cores[node] = core
         self._hash.update(struct.pack("!dBi", t, _RESTART, node))
+        self.fault_events.append((t, "restart", node))
         self._handle(node, t, core.tick(t))
 
