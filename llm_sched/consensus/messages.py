@@ -90,6 +90,26 @@ class Kind(StrEnum):
     REJECT = "reject"  # a higher ballot was promised
     LEARN = "learn"  # the leader's periodic message: decided values, and "I am alive"
     LEARN_ACK = "learn-ack"
+    # Weighted voting, and the commit phases bidding and negotiation share with it
+    WEIGHTED_PROPOSAL = "weighted-proposal"
+    WEIGHTED_VOTE = "weighted-vote"  # accept or reject, to the coordinator
+    LOCK_CERT = "lock-cert"  # the coordinator's certificate of accepting votes
+    COMMIT_VOTE = "commit-vote"
+    COMMIT_CERT = "commit-cert"  # the coordinator's certificate of commit votes: decide
+    ROUND_FAILED = "round-failed"  # rejections that leave no quorum: next round at once
+    NEW_ROUND = "new-round"  # "I moved to this round", with my lock certificate
+    # Contract-net bidding
+    ANNOUNCE = "announce"
+    BID = "bid"
+    AWARD = "award"
+    # Negotiation
+    OFFER = "offer"
+    COUNTER = "counter"  # a rejection carrying a counter-proposal
+    # Gossip
+    GOSSIP_PROPOSAL = "gossip-proposal"  # an original, never sent on its own
+    GOSSIP_VOTE = "gossip-vote"  # an original, never sent on its own
+    GOSSIP = "gossip"  # a push: signed originals the receiver may lack
+    GOSSIP_PULL = "gossip-pull"  # "this is what I hold, send me the rest"
 
 
 def _frame(parts: Iterable[bytes]) -> bytes:

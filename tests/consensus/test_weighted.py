@@ -1,0 +1,309 @@
+"""Reputation-weighted voting: exact message counts, rounds, reputation, and seeded random schedules
+with Byzantine agents on lossy links; plus runs beyond the fault bound, to show the checks can fail.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+from llm_sched.consensus.harness import Collusion, SplitBrainCore, ToyApp, check_agreement, check_validity
+from llm_sched.consensus.messages import (
+    AgentId, Core, Decision, KeyRing, Kind, Message, Output, Propose, Signer, Validate, Value, digest_of,
+)
+from llm_sched.consensus.network import Crash, FaultPlan, LinkModel, Network, Partition
+from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum
+from llm_sched.consensus.weighted import ACCEPT, REJECT, WeightedConfig, WeightedCore
+
+APP = ToyApp()
+SIZES = (4, 5, 7, 10)
+ROUND_KINDS = (Kind.WEIGHTED_PROPOSAL, Kind.WEIGHTED_VOTE, Kind.LOCK_CERT, Kind.COMMIT_VOTE, Kind.COMMIT_CERT)
+
+
+class Liar:
+    """An honest core whose outgoing messages a behaviour rewrites (or drops)."""
+
+    def __init__(self, inner: Core, behaviour: str, signer: Signer, rng: random.Random) -> None:
+        self.node_id, self.inner, self.behaviour = inner.node_id, inner, behaviour
+        self._signer, self._rng = signer, rng
+
+    def step(self, msg: Message) -> Output:
+        return self._rewrite(self.inner.step(msg))
+
+    def tick(self, now: float) -> Output:
+        return self._rewrite(self.inner.tick(now))
+
+    def next_deadline(self) -> float | None:
+        return self.inner.next_deadline()
+
+    def persisted(self) -> object:
+        return self.inner.persisted()
+
+    def _rewrite(self, out: Output) -> Output:
+        sent = []
+        for m in out.messages:
+            b = self.behaviour
+            if b == "mixed":
+                b = self._rng.choice(("honest", "silent", "vote-against", "invalid"))
+            kept = self._apply(b, m)
+            if kept is not None:
+                sent.append(kept)
+        return Output(sent, out.decisions)
+
+    def _apply(self, behaviour: str, m: Message) -> Message | None:
+        if behaviour == "silent":
+            return None
+        if behaviour == "vote-against" and m.kind is Kind.WEIGHTED_VOTE:
+            return self._signer.seal(replace(m, payload=REJECT if m.payload == ACCEPT else ACCEPT))
+        if behaviour == "vote-against" and m.kind is Kind.COMMIT_VOTE:
+            return None  # withhold the second phase too
+        if behaviour == "invalid" and m.kind is Kind.WEIGHTED_PROPOSAL:
+            lie = APP.invalid(m.slot)
+            return self._signer.seal(replace(m, value=lie, digest=digest_of(lie)))
+        return m
+
+
+@dataclass
+class Case:
+    """One run: agents, weights, Byzantine behaviours, the network's faults."""
+
+    n: int
+    slots: int = 1
+    seed: int = 0
+    weights: Mapping[AgentId, float] = field(default_factory=dict)
+    byzantine: Mapping[AgentId, str] = field(default_factory=dict)
+    faults: FaultPlan = FaultPlan()
+    fraction: float | None = None
+    validate: Callable[[AgentId], Validate] = lambda _: APP.validate
+    propose: Callable[[AgentId], Propose] = APP.propose_for
+
+    @property
+    def honest(self) -> list[AgentId]:
+        return [a for a in range(self.n) if a not in self.byzantine]
+
+
+PROPOSALS = (Kind.WEIGHTED_PROPOSAL,)
+
+
+def run(
+    case: Case, until: float = 20_000.0, stop_when_done: bool = True, on_send: Callable[[Message], None] | None = None
+) -> Network:
+    """Drive the case on the simulated network; stop once every honest agent decided every slot."""
+    ring = KeyRing(case.seed, range(case.n))
+    rng = random.Random(f"{case.seed}/byzantine")
+    collusion = Collusion.split(case.honest, rng)
+    config = WeightedConfig(weights=case.weights, quorum_fraction=case.fraction)
+
+    def core(a: AgentId, propose: Propose, restore: object | None) -> WeightedCore:
+        return WeightedCore(
+            a, range(case.n), case.slots, ring.signer(a), ring, propose, case.validate(a), config,
+            restore,  # type: ignore[arg-type]
+        )
+
+    def factory(a: AgentId, restore: object | None) -> Core:
+        behaviour = case.byzantine.get(a)
+        if behaviour is None:
+            return core(a, case.propose(a), restore)
+        if behaviour == "equivocate":  # one honest core per half of the honest agents
+            return SplitBrainCore(a, (core(a, case.propose(a), None), core(a, APP.alternative, None)), collusion)
+        return Liar(core(a, case.propose(a), restore), behaviour, ring.signer(a), rng)
+
+    net = Network(range(case.n), factory, ring, case.seed, case.faults, on_send)
+    heal = case.faults.heal_time
+
+    def done() -> bool:
+        return net.now >= heal and all(len(net.decisions[a]) == case.slots for a in case.honest if net.is_up(a))
+
+    net.run(until, stop=done if stop_when_done else None)
+    return net
+
+
+def checked(case: Case) -> tuple[Network, list[str]]:
+    """Run the case; list agreement and validity violations among honest agents (a decided value
+    must pass the feasibility check and have been proposed by some coordinator)."""
+    proposed: dict[int, set[Value]] = {}
+
+    def observe(m: Message) -> None:
+        if m.kind in PROPOSALS and m.value is not None:
+            proposed.setdefault(m.slot, set()).add(m.value)
+
+    net = run(case, on_send=observe)
+    decided = {a: net.decisions[a] for a in case.honest}
+    return net, check_agreement(decided) + check_validity(decided, proposed, APP.validate)
+
+
+def lossy(rng: random.Random, n: int, honest: list[AgentId], rough: bool = True) -> FaultPlan:
+    """Random delays, drops, duplicates and corruption until GST; with ``rough`` maybe a partition
+    that heals and an honest agent that crashes and restarts from what it persisted."""
+    link = LinkModel(1.0, rng.choice((0.0, 0.5, 2.0, 5.0)), rng.choice((0.0, 0.05, 0.2)),
+                     rng.choice((0.0, 0.1)), rng.choice((0.0, 0.05)))
+    partitions: tuple[Partition, ...] = ()
+    crashes: tuple[Crash, ...] = ()
+    if rough and rng.random() < 0.4:
+        members = rng.sample(range(n), n)
+        cut, start = rng.randint(1, n - 1), rng.uniform(0.0, 40.0)
+        groups = (frozenset(members[:cut]), frozenset(members[cut:]))
+        partitions = (Partition(start, start + rng.uniform(10.0, 150.0), groups),)
+    if rough and rng.random() < 0.3:
+        at = rng.uniform(0.0, 80.0)
+        crashes = (Crash(rng.choice(honest), at, at + rng.uniform(5.0, 100.0)),)
+    return FaultPlan(link, rng.uniform(0.0, 120.0), partitions, crashes)
+
+
+# --- normal case ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_normal_case_is_five_times_n_minus_one(n: int) -> None:
+    """Documented formula: proposal, votes, lock certificate, commit votes, commit certificate,
+    each n-1 point-to-point messages: 5(n-1) per decision."""
+    weights = {a: 1.0 + a / 10 for a in range(n)}  # unequal reputations change nothing here
+    net = run(Case(n, weights=weights), stop_when_done=False)
+    assert all(net.decisions[a] == {0: APP.propose_for(0)(0)} for a in range(n))
+    assert net.stats.total_sent == 5 * (n - 1)
+    assert [net.stats.sent[k] for k in ROUND_KINDS] == [n - 1] * 5
+    assert net.stats.delivered == net.stats.sent
+    assert max(net.decided_at[a][0] for a in range(n)) == 5.0  # five message delays
+
+
+def test_counts_are_per_decision() -> None:
+    net = run(Case(7, slots=4), stop_when_done=False)
+    assert net.stats.total_sent == 4 * 5 * 6
+    assert [net.decisions[3][s] for s in range(4)] == [APP.propose_for(s % 7)(s) for s in range(4)]
+
+
+# --- rounds --------------------------------------------------------------------------------------
+
+
+CPU1 = Decision("job-0", ("cpu-1",), "agent 0: cpu-1 is free")  # it is not: only agent 3 knows
+
+
+def _knows_cpu1_is_full(agent: AgentId) -> Validate:
+    """Agent 3, the specialist, refuses cpu-1; the others cannot tell and accept any known node."""
+    if agent != 3:
+        return APP.validate
+    return lambda slot, value: APP.validate(slot, value) and value != CPU1
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_silent_coordinator_times_out_to_the_next(n: int) -> None:
+    case = Case(n, byzantine={0: "silent"})
+    net = run(case, stop_when_done=False)
+    timeout = WeightedConfig().base_timeout
+    for a in case.honest:
+        assert net.decisions[a] == {0: APP.propose_for(1)(0)}  # round 1's coordinator is agent 1
+        assert net.decided_at[a][0] > timeout
+    assert net.stats.sent[Kind.NEW_ROUND] == (n - 1) ** 2  # the n-1 live agents announce round 1
+    assert net.stats.sent[Kind.WEIGHTED_PROPOSAL] == n - 1  # only agent 1 proposed
+
+
+def test_invalid_proposal_is_refused_and_the_next_coordinator_decides() -> None:
+    case = Case(4, byzantine={0: "invalid"})
+    net = run(case)
+    assert all(net.decisions[a] == {0: APP.propose_for(1)(0)} for a in case.honest)
+    assert net.stats.sent[Kind.LOCK_CERT] == 3  # only round 1 got as far as a lock
+
+
+def test_refusals_end_the_round_without_waiting() -> None:
+    """An honest coordinator whose proposal the others find infeasible: once the refusals leave
+    no quorum it sends ROUND-FAILED with them, and round 1 starts before any timeout."""
+    everyone_knows = lambda a: APP.validate if a == 0 else _knows_cpu1_is_full(3)
+    proposes: Callable[[AgentId], Propose] = lambda a: (lambda s: CPU1) if a == 0 else APP.propose_for(a)
+    net = run(Case(4, validate=everyone_knows, propose=proposes))
+    assert all(net.decisions[a] == {0: APP.propose_for(1)(0)} for a in range(4))
+    assert net.stats.sent[Kind.ROUND_FAILED] == 3
+    assert max(net.decided_at[a][0] for a in range(4)) < WeightedConfig().base_timeout
+
+
+# --- reputation ----------------------------------------------------------------------------------
+
+def test_a_low_reputation_liar_cannot_swing_the_vote() -> None:
+    """Agent 0 proposes an infeasible placement and votes for it. Agents 1 and 2 cannot tell; agent
+    3 refuses. With equal weights the liar's vote is the third of q = 3 and carries it; with the
+    liar's reputation at 0.2 the same votes weigh 2.2 of the 2.4 needed, and the next coordinator's
+    feasible proposal is decided instead."""
+    liar_proposes: Callable[[AgentId], Propose] = lambda a: (lambda s: CPU1) if a == 0 else APP.propose_for(a)
+    equal = run(Case(4, validate=_knows_cpu1_is_full, propose=liar_proposes))
+    assert all(equal.decisions[a] == {0: CPU1} for a in range(4))
+    weighted = run(Case(4, weights={0: 0.2}, validate=_knows_cpu1_is_full, propose=liar_proposes))
+    assert all(weighted.decisions[a] == {0: APP.propose_for(1)(0)} for a in range(4))
+    assert weighted.stats.sent[Kind.ROUND_FAILED] == 3  # the coordinator saw the quorum was gone
+
+
+# --- random schedules ----------------------------------------------------------------------------
+
+
+def random_weights(rng: random.Random, n: int, bad: list[AgentId]) -> dict[AgentId, float]:
+    """Reputations in [0.5, 2]; faulty weight below a third of the total and the honest weight a
+    quorum on its own (for safety and for termination), redrawn until both hold."""
+    q = byzantine_quorum(n)
+    while True:
+        weights = {a: rng.uniform(0.5, 2.0) for a in range(n)}
+        total, faulty = sum(weights.values()), sum(weights[a] for a in bad)
+        if faulty < total / 3 and total - faulty >= q / n * total:
+            return weights
+
+
+def random_case(seed: int) -> Case:
+    rng = random.Random(f"weighted/{seed}")
+    n = rng.choice((4, 4, 5, 7))
+    bad = sorted(rng.sample(range(n), byzantine_f(n)))
+    behaviour = rng.choice(("silent", "vote-against", "invalid", "mixed", "equivocate"))
+    honest = [a for a in range(n) if a not in bad]
+    weights = random_weights(rng, n, bad) if rng.random() < 0.5 else {}
+    return Case(n, rng.randint(1, 3), seed, weights, {a: behaviour for a in bad}, lossy(rng, n, honest))
+
+
+def test_random_schedules_agree_and_decide() -> None:
+    """f Byzantine agents (faulty weight < 1/3), lossy links until GST, partitions, crashes."""
+    runs, messages = 300, 0
+    for seed in range(runs):
+        case = random_case(seed)
+        net, found = checked(case)
+        assert found == [], f"seed {seed}"
+        assert all(len(net.decisions[a]) == case.slots for a in case.honest), f"seed {seed} did not finish"
+        messages += net.stats.total_sent
+    print(f"\nweighted voting: {runs} random schedules, {messages} messages, no violation")
+
+
+# --- beyond the bound: the checks can fail -------------------------------------------------------
+
+
+def equivocation_case(
+    seed: int, n: int, colluders: list[AgentId], weight: float | None, fraction: float | None = None
+) -> Case:
+    rng = random.Random(f"weighted-attack/{seed}")
+    weights = {a: weight for a in colluders} if weight is not None else {}
+    honest = [a for a in range(n) if a not in colluders]
+    return Case(n, 1, seed, weights, {a: "equivocate" for a in colluders}, lossy(rng, n, honest, rough=False), fraction)
+
+
+def first_violation(make: Callable[[int], Case], seeds: range) -> tuple[int, list[str]] | None:
+    for seed in seeds:
+        _, found = checked(make(seed))
+        if found:
+            return seed, found
+    return None
+
+
+def test_faulty_weight_above_a_third_breaks_agreement() -> None:
+    """n = 6, two colluders run one honest core per half of the honest agents. At weight 1.2 each
+    they hold 2.4/6.4 = 37.5% of the weight and agreement breaks; at 0.9 (1.8/5.8 = 31%) the same
+    attack never succeeds."""
+    above = first_violation(lambda s: equivocation_case(s, 6, [0, 1], 1.2), range(50))
+    assert above is not None and above[1][0].startswith("agreement")
+    seed = above[0]
+    assert checked(equivocation_case(seed, 6, [0, 1], 1.2))[1] == above[1]  # replays from its seed
+    assert first_violation(lambda s: equivocation_case(s, 6, [0, 1], 0.9), range(100)) is None
+
+
+def test_a_quorum_below_q_breaks_agreement() -> None:
+    """Equal weights, f equivocating colluders, and a quorum one agent short of q."""
+    n = 7
+    fraction = (byzantine_quorum(n) - 1) / n
+    found = first_violation(lambda s: equivocation_case(s, n, [0, 1], None, fraction), range(50))
+    assert found is not None and found[1][0].startswith("agreement")
+    assert first_violation(lambda s: equivocation_case(s, n, [0, 1], None), range(50)) is None
