@@ -1,0 +1,681 @@
+"""The failure-aware scheduling simulator: central FCFS/EASY against decentralized agents.
+
+Model
+-----
+A machine of ``N`` nodes is split into ``k`` pools of contiguous nodes, as equal as possible (the
+first ``N mod k`` pools get one node more), each owned by one resource agent. Pool ``p``'s specialty
+is ``KINDS[p mod 4]`` (ai, climate, genomics, physics). Jobs ask for whole nodes. In a trace replay a
+node is one processor, so without failures FCFS and EASY here are exactly the replays of
+:mod:`llm_sched.sim.baselines` (checked by the tests).
+
+Policies, on the same cluster, workload and failure schedule:
+
+- ``fcfs``, ``easy``: one central scheduler. It runs beside agent 0's pool and shares its fate
+  (when that pool's outage starts the scheduler is down, until the repair), so it meets exactly the
+  failures the agents meet, at the same instants. While it is down nothing new starts; submissions
+  are buffered and join the queue in arrival order. ``queue_on_failure``: ``keep`` (default; the
+  queue is persisted, as Slurm's state save does) or ``lose`` (the queue is lost when the scheduler
+  fails; those jobs are resubmitted when it recovers and go to the back of the queue, behind the
+  submissions buffered during the outage; counted as ``resubmit`` events). The scheduler places a
+  job as Slurm's topology-aware best fit does on leaf switches: in the one pool with the fewest
+  free nodes that can hold it whole (ties: the lowest id), else across pools in id order; only
+  pools it can reach count. Its decisions are local: no messages, no delay.
+- ``agents``: no central component. At each scheduling point the live agents that can reach one
+  another bid for the job at the head of the replicated queue with their own pools, with the
+  specialists' multi-factor score (:mod:`llm_sched.agents.heuristics`: weights 0.35 resource match,
+  0.25 load, 0.25 specialisation, 0.15 reputation; here resource match = the share of the job the
+  pool's free nodes can hold, load = the pool's idle share, specialisation = the specialists'
+  table, reputation = (jobs completed + 1) / (jobs completed + jobs killed + 1) on the pool). The
+  award goes to the best single pool that can hold the whole job if there is one, else the job takes
+  nodes from the best bidders in score order until its need is met. The award is one consensus
+  decision among all ``k`` agents, needing a Byzantine quorum q = byzantine_quorum(k) of live agents
+  on one side of any partition; without one, nothing starts (the mirror of the central scheduler
+  being down). Each decision costs the chosen protocol's messages for n = k (REFERENCE.md, normal
+  case) and its message delays times ``hop_delay``: the job starts that long after the decision
+  (decisions of one pass run in parallel slots). The queue policy is EASY backfilling, as for
+  ``easy``, on the replicated queue (it survives any failure), so that the comparison is about
+  resilience, not about a weaker queue policy: without failures and with ``hop_delay`` 0 it gives
+  EASY's schedule exactly.
+
+Failures (:mod:`llm_sched.sim.failures`) are drawn before the run. An agent outage takes its pool
+down: the jobs on it die at once, and the others learn it at the outage's detection instant (a
+phi-accrual detector): the jobs' surviving nodes are released and the jobs go back to the front of
+the queue to run again from the start (their lost work, nodes x seconds run, is counted). A node
+outage does the same to the one job on the node. The central scheduler learns of a failure only
+while it is up (else at its recovery); agents learn of it while at least one agent is up.
+Partitions kill nothing: the cut-off pools keep running their jobs but get no new work from the
+other side; the central scheduler uses only the pools on its side. Overlapping cut-off groups form
+one island; agents in no group form the main island. No policy ever starts work on a failed pool
+or node, even before the failure is detected (a dispatch there would fail at once and be retried
+elsewhere; the same simplification for every policy).
+
+Simplifications, the same for every policy: a killed job restarts from scratch (no checkpoints);
+a job whose head-of-queue need exceeds the nodes it can currently reach gets no reservation, so
+anything that fits may backfill meanwhile; the agents' queue changes (arrivals, requeues) are not
+themselves charged as consensus decisions, only the awards are.
+
+Every arrival, decision, start, end, kill, requeue, failure, detection and recovery is a
+:class:`SimEvent` in the run's event list; :mod:`llm_sched.sim.resilience_metrics` computes the
+figures from it.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, insort
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Literal, NamedTuple, cast
+
+from llm_sched.consensus.quorum import byzantine_quorum
+from llm_sched.sim.engine import Engine
+from llm_sched.sim.failures import FailureSchedule, Outage
+from llm_sched.sim.outcome import JobOutcome
+from llm_sched.sim.workload import KINDS, SimJob
+
+Policy = Literal["fcfs", "easy", "agents"]
+POLICIES: tuple[Policy, ...] = ("fcfs", "easy", "agents")
+QueueOnFailure = Literal["keep", "lose"]
+
+# The specialists' heuristic (llm_sched.agents.heuristics), copied rather than imported: that module
+# pulls in the pydantic domain model, a third of a second per worker process. A test keeps the
+# two in step.
+WEIGHTS: dict[str, float] = {"resource_match": 0.35, "load": 0.25, "specialisation": 0.25, "reputation": 0.15}
+SPECIALTY_FOR_KIND: dict[str, str] = {"ai": "gpu", "climate": "compute", "genomics": "memory", "physics": "compute"}
+
+# Messages and message delays of one decision among n agents, normal case (REFERENCE.md).
+PROTOCOLS: dict[str, tuple[Callable[[int], int], int]] = {
+    "coordinator": (lambda n: 2 * (n - 1), 2),
+    "pbft": (lambda n: 2 * n * (n - 1), 3),
+    "tendermint": (lambda n: (n - 1) * (2 * n + 1), 3),
+    "multipaxos": (lambda n: 2 * (n - 1), 2),
+    "raft": (lambda n: 2 * (n - 1), 2),
+    "all-to-all": (lambda n: n * n - 1, 2),
+}
+
+
+def protocol_cost(protocol: str, n: int) -> tuple[int, int]:
+    """(messages, message delays) of one decision among ``n`` agents under ``protocol``."""
+    try:
+        messages, delays = PROTOCOLS[protocol]
+    except KeyError:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}") from None
+    return messages(n), delays
+
+
+def specialisation(pool_kind: str, job_kind: str) -> float:
+    """The specialists' specialisation factor when the pool's owner bids (agent specialty = pool's)."""
+    wanted = SPECIALTY_FOR_KIND.get(job_kind, "general")
+    have = SPECIALTY_FOR_KIND[pool_kind]
+    if have == wanted:
+        return 1.0
+    return 0.3  # the owner bids outside its field: agent specialty == pool specialty != wanted
+
+
+class CapacityError(RuntimeError):
+    """The simulator tried to give a node to two jobs, or a job more nodes than it may have (a bug)."""
+
+
+class SimEvent(NamedTuple):
+    """One thing that happened. Unused fields are -1.
+
+    kinds: submit, decision (amount = messages), start (at the job's start instant, amount =
+    nodes), end, kill (amount = nodes, cause = outage), requeue (amount = nodes released),
+    agent_fail, agent_recover, node_fail, node_recover, cut, heal (one per agent of a partition),
+    detect (agent or node, cause), decider_down, decider_up, queue_lost (amount = jobs), resubmit.
+    """
+
+    t: float
+    kind: str
+    agent: int
+    node: int
+    job: int  # index of the job in SimRun.jobs
+    amount: int
+    cause: int
+
+
+# tuple.__new__ builds the NamedTuple at C speed (SimEvent(...) goes through a Python-level
+# __new__): a run logs several events per job.
+_event = cast(Callable[[tuple[object, ...]], SimEvent], partial(tuple.__new__, SimEvent))
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSpec:
+    """``nodes`` nodes in ``agents`` contiguous pools (the first ``nodes mod agents`` one node larger)."""
+
+    nodes: int
+    agents: int
+    cores_per_node: int = 1  # descriptive: jobs ask for whole nodes
+
+    def __post_init__(self) -> None:
+        if self.agents < 1 or self.nodes < self.agents:
+            raise ValueError(f"need at least one node per agent: {self.nodes} nodes, {self.agents} agents")
+
+    def pools(self) -> list[range]:
+        """The node ranges of the pools, in agent order."""
+        base, extra = divmod(self.nodes, self.agents)
+        out, lo = [], 0
+        for p in range(self.agents):
+            hi = lo + base + (1 if p < extra else 0)
+            out.append(range(lo, hi))
+            lo = hi
+        return out
+
+    @staticmethod
+    def pool_kind(p: int) -> str:
+        """The specialty of pool ``p`` (a job kind)."""
+        return KINDS[p % len(KINDS)]
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """How the policies behave. ``deadline``: seconds after the first submission at which the run
+    stops (jobs not done then count as not completed); None runs until every job has completed."""
+
+    policy: Policy = "easy"
+    queue_on_failure: QueueOnFailure = "keep"
+    protocol: str = "coordinator"
+    hop_delay: float = 0.01
+    deadline: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown policy {self.policy!r}; expected one of {', '.join(POLICIES)}")
+        if self.queue_on_failure not in ("keep", "lose"):
+            raise ValueError(f"queue_on_failure must be keep or lose, got {self.queue_on_failure!r}")
+        protocol_cost(self.protocol, 1)
+        if self.hop_delay < 0:
+            raise ValueError(f"hop_delay must not be negative, got {self.hop_delay}")
+
+
+@dataclass(frozen=True, slots=True)
+class SimRun:
+    """Everything one run produced; metrics are computed from it."""
+
+    config: SimConfig
+    cluster: ClusterSpec
+    schedule: FailureSchedule
+    jobs: tuple[SimJob, ...]  # in submission order; SimEvent.job indexes this
+    outcomes: tuple[JobOutcome, ...]  # completed jobs (their last attempt), in submission order
+    incomplete: tuple[int, ...]  # job ids accepted but not completed by the deadline
+    rejected: tuple[int, ...]  # job ids wider than the machine
+    events: tuple[SimEvent, ...]
+    start_time: float  # first submission
+    end_time: float  # last job end, or the deadline
+    engine_events: int
+    quorum: int  # q for the agents policy (1 for the central ones: one scheduler)
+    messages_per_decision: int = 0
+    decision_delay: float = 0.0
+    attempts_of: dict[int, int] = field(default_factory=dict)  # job id -> starts, when > 1
+
+
+def simulate(jobs: Sequence[SimJob], cluster: ClusterSpec, config: SimConfig,
+             schedule: FailureSchedule | None = None) -> SimRun:
+    """Run ``jobs`` on ``cluster`` under ``config.policy`` through the outages of ``schedule``."""
+    for o in (schedule.outages if schedule else ()):
+        limit = cluster.nodes if o.kind == "node" else cluster.agents
+        if any(not 0 <= m < limit for m in o.members):
+            raise ValueError(f"outage {o.cause} ({o.kind}) names {o.members}, outside 0..{limit - 1}")
+    run = _Run(sorted(jobs, key=_submit_key), cluster, config, schedule or FailureSchedule())
+    return run.run()
+
+
+def _submit_key(job: SimJob) -> float:
+    return job.submit
+
+
+class _Run:
+    """Simulation state; per-job data in parallel lists indexed by submission position."""
+
+    def __init__(self, jobs: list[SimJob], cluster: ClusterSpec, config: SimConfig,
+                 schedule: FailureSchedule) -> None:
+        self.jobs = jobs
+        self.cluster = cluster
+        self.config = config
+        self.schedule = schedule
+        self.central = config.policy != "agents"
+        self.backfill = config.policy != "fcfs"
+        k = cluster.agents
+        self.k = k
+        self.quorum = 1 if self.central else byzantine_quorum(k)
+        messages, delays = protocol_cost(config.protocol, k)
+        self.messages = 0 if self.central else messages
+        self.delay = 0.0 if self.central else delays * config.hop_delay
+        self.t0 = jobs[0].submit if jobs else 0.0
+        # A hand-made schedule may start before the first job: the clock starts at the earlier.
+        self.engine = Engine(min([self.t0, *(o.start for o in schedule.outages)]))
+        n = len(jobs)
+        self.submit = [j.submit for j in jobs]
+        self.run_time = [j.run for j in jobs]
+        self.estimate = [j.estimate for j in jobs]
+        self.width = [j.nodes for j in jobs]
+        self.accepted = [j.nodes <= cluster.nodes for j in jobs]
+        kind_index = {kind: i for i, kind in enumerate(KINDS)}
+        self.kind = [kind_index.get(j.kind, -1) for j in jobs]
+        self.start = [0.0] * n
+        self.end = [0.0] * n
+        self.est_end = [0.0] * n
+        self.attempt = [0] * n
+        self.alive = [False] * n
+        self.done = [False] * n
+        self.job_nodes: list[list[int]] = [[]] * n  # replaced, never mutated in place
+        self.job_pools: list[tuple[tuple[int, int], ...]] = [()] * n
+        self.remaining = sum(self.accepted)
+        # Cluster state.
+        pools = cluster.pools()
+        self.pool_nodes = [list(r) for r in pools]
+        self.size = [len(r) for r in pools]
+        self.node_pool = [p for p, r in enumerate(pools) for _ in r]
+        self.node_job = [-1] * cluster.nodes
+        # Outages in progress per node and per pool (counts: hand-made schedules may overlap).
+        self.node_out = [0] * cluster.nodes
+        self.pool_out = [0] * k
+        self.node_down = [False] * cluster.nodes
+        self.pool_down = [False] * k
+        self.free = [list(reversed(r)) for r in pools]  # popped from the end: lowest node first
+        self.names = [f"p{p}" for p in range(k)]
+        self.ok = [0] * k
+        self.bad = [0] * k
+        kinds = [ClusterSpec.pool_kind(p) for p in range(k)]
+        neutral = [specialisation(kinds[p], "") for p in range(k)]
+        self.spec = [[specialisation(kinds[p], kind) for p in range(k)] for kind in KINDS] + [neutral]
+        # Decider state.
+        self.groups: dict[int, tuple[int, ...]] = {}  # active partitions by cause
+        self.island = [0] * k
+        self.up = True
+        self.side: list[int] = list(range(k))
+        self.side_set = set(self.side)
+        self.unnoticed: dict[int, list[int]] = {}
+        self.deferred: list[int] = []
+        self.lost_queue: list[int] = []
+        # Scheduling state.
+        self.queue: list[int] = []
+        self.running: list[tuple[float, int, int]] = []  # (estimated end, job, width), sorted
+        self.settled = 0
+        self.next_arrival = 0
+        self.events: list[SimEvent] = []
+        self.log = self.events.append
+        self.on_end = self._on_end
+        self.on_arrivals = self._on_arrivals
+
+    # -- driving -------------------------------------------------------------------------------
+    def run(self) -> SimRun:
+        engine = self.engine
+        order = [i for i, ok in enumerate(self.accepted) if ok]
+        self.order = order
+        if order:
+            engine.schedule(self.submit[order[0]], self.on_arrivals, None)
+        for o in self.schedule.outages:
+            # Scheduled in this order, so at equal times a start runs before its detection, and
+            # a detection before its end.
+            engine.schedule(o.start, self._on_outage_start, o)
+            engine.schedule(o.detect, self._on_outage_detect, o)
+            engine.schedule(o.end, self._on_outage_end, o)
+        deadline = self.config.deadline
+        until = None if deadline is None else self.t0 + deadline
+        count = engine.run(until=until, settle=self._on_pass)
+        if until is None and self.remaining:
+            raise RuntimeError(f"{self.remaining} jobs never completed with no deadline (simulator bug)")
+        jobs = self.jobs
+        done_at = [self.end[i] for i in order if self.done[i]]
+        end_time = until if until is not None else max(done_at, default=self.t0)
+        make = cast(Callable[[tuple[object, ...]], JobOutcome], partial(tuple.__new__, JobOutcome))
+        names, pools = self.names, self.job_pools
+        outcomes = tuple(
+            make((jobs[i].job_id, self.submit[i], self.start[i], self.end[i], self.width[i],
+                  "+".join([names[p] for p, _ in pools[i]])))
+            for i in order if self.done[i]
+        )
+        return SimRun(
+            config=self.config,
+            cluster=self.cluster,
+            schedule=self.schedule,
+            jobs=tuple(jobs),
+            outcomes=outcomes,
+            incomplete=tuple(jobs[i].job_id for i in order if not self.done[i]),
+            rejected=tuple(j.job_id for j, ok in zip(jobs, self.accepted) if not ok),
+            events=tuple(self.events),
+            start_time=self.t0,
+            end_time=end_time,
+            engine_events=count,
+            quorum=self.quorum,
+            messages_per_decision=self.messages,
+            decision_delay=self.delay,
+            attempts_of={jobs[i].job_id: a for i, a in enumerate(self.attempt) if a > 1},
+        )
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def _on_arrivals(self, _: object) -> None:
+        now = self.engine.now
+        order, submit, queue, log = self.order, self.submit, self.queue, self.log
+        k, n = self.next_arrival, len(order)
+        while k < n and submit[order[k]] <= now:
+            i = order[k]
+            queue.append(i)
+            log(_event((now, "submit", -1, -1, i, self.width[i], -1)))
+            k += 1
+        self.next_arrival = k
+        if k < n:
+            self.engine.schedule(submit[order[k]], self.on_arrivals, None)
+
+    def _on_end(self, data: tuple[int, int]) -> None:
+        i, attempt = data
+        if not self.alive[i] or self.attempt[i] != attempt:
+            return  # this attempt was killed
+        now = self.engine.now
+        self.alive[i] = False
+        self.done[i] = True
+        self.end[i] = now
+        self.remaining -= 1
+        self._release(i)
+        for p, _ in self.job_pools[i]:
+            self.ok[p] += 1
+        self.log(_event((now, "end", -1, -1, i, self.width[i], -1)))
+
+    def _release(self, i: int) -> None:
+        """Give job ``i``'s nodes back (to the free lists when they are up) and forget it as running."""
+        node_job, node_down, node_pool, pool_down, free = (
+            self.node_job, self.node_down, self.node_pool, self.pool_down, self.free)
+        for node in self.job_nodes[i]:
+            node_job[node] = -1
+            p = node_pool[node]
+            if not node_down[node] and not pool_down[p]:
+                free[p].append(node)
+        self.job_nodes[i] = []
+        running = self.running
+        del running[bisect_left(running, (self.est_end[i], i))]
+        self.settled = 0
+
+    def _kill(self, i: int, cause: int) -> None:
+        now = self.engine.now
+        self.alive[i] = False
+        self.unnoticed.setdefault(cause, []).append(i)
+        for p, _ in self.job_pools[i]:
+            self.bad[p] += 1
+        self.log(_event((now, "kill", -1, -1, i, self.width[i], cause)))
+
+    def _notice(self, cause: int) -> None:
+        """The decider learns of outage ``cause``: its killed jobs release their nodes and requeue."""
+        killed = self.unnoticed.pop(cause, None)
+        if not killed:
+            return
+        now = self.engine.now
+        for i in killed:
+            self._release(i)
+            self.log(_event((now, "requeue", -1, -1, i, self.width[i], cause)))
+        self.queue[0:0] = sorted(killed)  # to the front, in submission order
+
+    # -- outages -------------------------------------------------------------------------------
+    def _on_outage_start(self, o: Outage) -> None:
+        now, log = self.engine.now, self.log
+        self.settled = 0
+        if o.kind == "agent":
+            p = o.members[0]
+            self.pool_out[p] += 1
+            self.pool_down[p] = True
+            self.free[p].clear()
+            log(_event((now, "agent_fail", p, -1, -1, self.size[p], o.cause)))
+            node_job, alive = self.node_job, self.alive
+            for node in self.pool_nodes[p]:
+                j = node_job[node]
+                if j >= 0 and alive[j]:
+                    self._kill(j, o.cause)
+        elif o.kind == "node":
+            node = o.members[0]
+            p = self.node_pool[node]
+            self.node_out[node] += 1
+            was_down = self.node_down[node]
+            self.node_down[node] = True
+            log(_event((now, "node_fail", p, node, -1, 1, o.cause)))
+            j = self.node_job[node]
+            if j >= 0 and self.alive[j]:
+                self._kill(j, o.cause)
+            elif j < 0 and not self.pool_down[p] and not was_down:
+                self.free[p].remove(node)
+        else:
+            self.groups[o.cause] = o.members
+            for a in o.members:
+                log(_event((now, "cut", a, -1, -1, -1, o.cause)))
+        self._refresh()
+
+    def _on_outage_detect(self, o: Outage) -> None:
+        now = self.engine.now
+        for a in o.members if o.kind != "node" else (self.node_pool[o.members[0]],):
+            self.log(_event((now, "detect", a, o.members[0] if o.kind == "node" else -1, -1, -1, o.cause)))
+        if o.kind == "partition":
+            return  # suspected, but nothing was lost: no job to reschedule
+        if self._can_notice():
+            self._notice(o.cause)
+        else:
+            self.deferred.append(o.cause)
+
+    def _on_outage_end(self, o: Outage) -> None:
+        now, log = self.engine.now, self.log
+        self.settled = 0
+        if o.kind == "agent":
+            p = o.members[0]
+            self.pool_out[p] -= 1
+            if not self.pool_out[p]:
+                self.pool_down[p] = False
+                node_job, node_down = self.node_job, self.node_down
+                self.free[p] = [n for n in reversed(self.pool_nodes[p]) if node_job[n] < 0 and not node_down[n]]
+            log(_event((now, "agent_recover", p, -1, -1, self.size[p], o.cause)))
+        elif o.kind == "node":
+            node = o.members[0]
+            p = self.node_pool[node]
+            self.node_out[node] -= 1
+            if not self.node_out[node]:
+                self.node_down[node] = False
+                if self.node_job[node] < 0 and not self.pool_down[p]:
+                    self.free[p].append(node)
+            log(_event((now, "node_recover", p, node, -1, 1, o.cause)))
+        else:
+            del self.groups[o.cause]
+            for a in o.members:
+                log(_event((now, "heal", a, -1, -1, -1, o.cause)))
+        self._refresh()
+        if self.deferred and self._can_notice():
+            deferred, self.deferred = self.deferred, []
+            for cause in deferred:
+                self._notice(cause)
+
+    def _can_notice(self) -> bool:
+        if self.central:
+            return self.up
+        return not all(self.pool_down)
+
+    def _refresh(self) -> None:
+        """Recompute who can decide, and on which pools, after an outage starts or ends."""
+        k, down = self.k, self.pool_down
+        island = [0] * k
+        if self.groups:
+            # Overlapping cut-off groups form one island; the agents in no group are island 0.
+            for label, members in enumerate(self.groups.values(), start=1):
+                merged = {island[a] for a in members if island[a]}
+                for a in range(k):
+                    if island[a] in merged:
+                        island[a] = label
+                for a in members:
+                    island[a] = label
+        self.island = island
+        home: int | None
+        if self.central:
+            up = not down[0]
+            home = island[0]
+            side = [p for p in range(k) if not down[p] and island[p] == home] if up else []
+        else:
+            live: dict[int, int] = {}
+            for a in range(k):
+                if not down[a]:
+                    live[island[a]] = live.get(island[a], 0) + 1
+            home = next((lab for lab, c in live.items() if c >= self.quorum), None)
+            up = home is not None
+            side = [p for p in range(k) if not down[p] and island[p] == home] if up else []
+        now = self.engine.now
+        if up != self.up:
+            self.log(_event((now, "decider_up" if up else "decider_down", -1, -1, -1, len(side), -1)))
+            if self.central and self.config.queue_on_failure == "lose":
+                if not up and self.queue:
+                    self.log(_event((now, "queue_lost", -1, -1, -1, len(self.queue), -1)))
+                    self.lost_queue.extend(self.queue)
+                    self.queue.clear()
+                elif up and self.lost_queue:
+                    for i in self.lost_queue:
+                        self.log(_event((now, "resubmit", -1, -1, i, self.width[i], -1)))
+                    self.queue.extend(self.lost_queue)
+                    self.lost_queue = []
+        self.up = up
+        self.side = side
+        self.side_set = set(side)
+
+    # -- scheduling ----------------------------------------------------------------------------
+    def _on_pass(self) -> None:
+        queue = self.queue
+        if not self.up or not queue:
+            return
+        free, width = self.free, self.width
+        total = 0
+        for p in self.side:
+            total += len(free[p])
+        started = 0
+        while started < len(queue) and width[queue[started]] <= total:
+            i = queue[started]
+            self._place(i)
+            total -= width[i]
+            started += 1
+        if started:
+            del queue[:started]
+            self.settled = 0
+        if self.backfill and queue and total > 0:
+            self._backfill(max(1, self.settled), total)
+        self.settled = len(queue)
+
+    def _backfill(self, first: int, free: int) -> None:
+        """EASY: reserve for the blocked head, start later jobs that cannot delay it (as baselines)."""
+        queue, width, estimate = self.queue, self.width, self.estimate
+        if first >= len(queue):
+            return
+        begin = self.engine.now + self.delay  # when a job decided now would start
+        shadow, extra = self._reservation(width[queue[0]], free)
+        candidates = [
+            i for i in queue[first:]
+            if width[i] <= free and (begin + estimate[i] <= shadow or width[i] <= extra)
+        ]
+        for i in candidates:
+            w = width[i]
+            if w > free:
+                continue
+            if begin + estimate[i] <= shadow:
+                pass
+            elif w <= extra:
+                extra -= w
+            else:
+                continue
+            self._place(i)
+            queue.remove(i)
+            free -= w
+
+    def _reservation(self, need: int, free: int) -> tuple[float, int]:
+        """Shadow time and extra nodes for the head, counting the nodes the decider's side will get back.
+
+        A head that cannot be served even when every running job has ended (nodes down, or cut
+        off) gets no reservation (shadow time +inf): anything that fits may start meanwhile.
+        """
+        available = free
+        split = bool(self.groups)
+        side = self.side_set
+        for est_end, i, w in self.running:
+            if split:
+                w = sum(c for p, c in self.job_pools[i] if p in side)
+            available += w
+            if available >= need:
+                return max(est_end, self.engine.now + self.delay), available - need
+        return math.inf, 0
+
+    def _place(self, i: int) -> None:
+        need = self.width[i]
+        free = self.free
+        alloc: list[tuple[int, int]] = []
+        if self.central:
+            # Topology-aware, as Slurm's best fit on leaf switches: the pool with the fewest free
+            # nodes that can hold the whole job (ties: lowest id), else pools in id order.
+            best = -1
+            for p in self.side:
+                f = len(free[p])
+                if f >= need and (best < 0 or f < len(free[best])):
+                    best = p
+            if best >= 0:
+                alloc.append((best, need))
+            else:
+                for p in self.side:
+                    c = min(need, len(free[p]))
+                    if c:
+                        alloc.append((p, c))
+                        need -= c
+                        if not need:
+                            break
+        else:
+            alloc = self._bid(i, need)
+        self.log(_event((self.engine.now, "decision", -1, -1, i, self.messages, -1)))
+        self._start(i, alloc)
+
+    def _bid(self, i: int, need: int) -> list[tuple[int, int]]:
+        """The agents' award: best whole-job bidder, else the best bidders in score order."""
+        free, size, ok, bad = self.free, self.size, self.ok, self.bad
+        spec = self.spec[self.kind[i]]
+        w_match, w_load, w_spec, w_rep = (WEIGHTS["resource_match"], WEIGHTS["load"],
+                                          WEIGHTS["specialisation"], WEIGHTS["reputation"])
+        bids = []
+        best_whole: tuple[float, int] | None = None
+        for p in self.side:
+            f = len(free[p])
+            if not f:
+                continue
+            score = (w_match * (min(f, need) / need) + w_load * (f / size[p]) + w_spec * spec[p]
+                     + w_rep * ((ok[p] + 1) / (ok[p] + bad[p] + 1)))
+            bid = (-score, p)
+            bids.append(bid)
+            if f >= need and (best_whole is None or bid < best_whole):
+                best_whole = bid
+        if best_whole is not None:
+            return [(best_whole[1], need)]
+        bids.sort()
+        alloc = []
+        for _, p in bids:
+            c = min(need, len(free[p]))
+            alloc.append((p, c))
+            need -= c
+            if not need:
+                break
+        return alloc
+
+    def _start(self, i: int, alloc: list[tuple[int, int]]) -> None:
+        free, node_job, side = self.free, self.node_job, self.side_set
+        nodes: list[int] = []
+        for p, c in alloc:
+            if p not in side:
+                raise CapacityError(f"job #{i} placed on pool {p}, outside the decider's side {sorted(side)}")
+            lst = free[p]
+            taken = lst[-c:]
+            del lst[-c:]
+            nodes += taken
+        w = self.width[i]
+        if len(nodes) != w:
+            raise CapacityError(f"job #{i} needs {w} nodes, got {len(nodes)}")
+        node_down = self.node_down
+        for node in nodes:
+            if node_job[node] >= 0 or node_down[node]:
+                state = "down" if node_down[node] else f"held by job #{node_job[node]}"
+                raise CapacityError(f"node {node} given to job #{i} while {state}")
+            node_job[node] = i
+        t = self.engine.now + self.delay
+        self.attempt[i] += 1
+        self.alive[i] = True
+        self.start[i] = t
+        self.est_end[i] = t + self.estimate[i]
+        self.job_nodes[i] = nodes
+        self.job_pools[i] = tuple(alloc)
+        insort(self.running, (self.est_end[i], i, w))
+        self.engine.schedule(t + self.run_time[i], self.on_end, (i, self.attempt[i]))
+        self.log(_event((t, "start", -1, -1, i, w, -1)))
