@@ -20,6 +20,7 @@ MODES: tuple[tuple[str, str], ...] = (
     ("python main.py --interactive", "healthy, Byzantine and recovery scenarios with every prompt and answer shown"),
     ("python main.py --scenario NAME", "run one scenario (healthy, byzantine, recovery, fault_tolerance, ...)"),
     ("python main.py --scenario supercomputers", "six supercomputers bid for eight large jobs; one turns Byzantine"),
+    ("python main.py --experiment [FILE]", "consensus protocols (PBFT, Tendermint, Multi-Paxos, Raft...) under faults"),
     ("python main.py --check", "check Python, packages, LLM endpoints and shipped cassettes"),
     ("python main.py --setup-env", "guided setup of ./.env (provider, endpoint, key)"),
 )
@@ -50,11 +51,29 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--interactive", action="store_true",
                        help="run fault_tolerance with full transparency (prompts, raw answers, votes, reputations)")
     modes.add_argument("--scenario", metavar="NAME", help="run scenarios/NAME.yaml (or a path to a scenario file)")
+    modes.add_argument("--experiment", metavar="FILE", nargs="?", const="",
+                       help="run a protocol experiment: scenarios/experiments/FILE.yaml, a path, or nothing for the "
+                            "defaults (7 agents, 2 Byzantine, 5 jobs, 3 repetitions, pbft, tendermint, multi_paxos)")
     run = parser.add_argument_group("running scenarios")
-    run.add_argument("--seed", type=int, metavar="S", help="seed for this run (default: the scenario's)")
+    run.add_argument("--seed", type=int, metavar="S",
+                     help="seed for this run (default: the scenario's or the experiment file's)")
     run.add_argument("--record", action="store_true",
                      help="record the run's LLM traffic to scenarios/cassettes/<scenario>-<provider>.yaml")
     run.add_argument("--no-pause", action="store_true", help="do not wait for Enter between phases")
+    exp = parser.add_argument_group("protocol experiments (override the experiment file)")
+    exp.add_argument("--methods", metavar="M,M", help="comma-separated: pbft, tendermint, multi_paxos, raft, weighted, "
+                                                      "bidding, negotiation, gossip")
+    exp.add_argument("--agents", type=int, metavar="N", help="agents taking part in every decision (n)")
+    exp.add_argument("--byzantine", type=int, metavar="K", help="Byzantine agents per repetition")
+    exp.add_argument("--crash", type=int, metavar="K", help="honest agents that crash once per repetition")
+    exp.add_argument("--jobs", type=int, metavar="J", help="placement decisions per run")
+    exp.add_argument("--repetitions", type=int, metavar="R", help="repetitions per method")
+    exp.add_argument("--agent-mode", choices=("heuristic", "llm", "hybrid"), metavar="MODE",
+                     help="how agents propose: heuristic, llm (the provider's model) or hybrid (a seeded half each)")
+    exp.add_argument("--faults", metavar="FILE", help="a fault plan (YAML), e.g. scenarios/experiments/faults/*.yaml")
+    exp.add_argument("--intensity", choices=("light", "medium", "heavy", "chaos"), metavar="LEVEL",
+                     help="draw a fault preset per repetition: light, medium, heavy or chaos")
+    exp.add_argument("--out", metavar="DIR", help="output folder (default runs/experiments/<timestamp>)")
     common = parser.add_argument_group("settings")
     common.add_argument(
         "--provider",
@@ -120,6 +139,21 @@ def _run_scenario(args: argparse.Namespace, name: str, transparent: bool) -> int
     return 0
 
 
+def _run_experiment(args: argparse.Namespace) -> int:
+    from llm_sched.config import load_settings
+    from llm_sched.experiments.config import load_experiment
+    from llm_sched.experiments.experiment import run_experiment
+    from llm_sched.ui.experiment_view import ExperimentView
+
+    overrides = {"methods": args.methods, "agents": args.agents, "byzantine": args.byzantine, "crash": args.crash,
+                 "jobs": args.jobs, "repetitions": args.repetitions, "seed": args.seed,
+                 "agent_mode": args.agent_mode, "faults": args.faults, "intensity": args.intensity, "out": args.out}
+    settings = load_settings(_overrides(args))
+    config = load_experiment(args.experiment or None, overrides, scenarios_dir=settings.scenarios_dir)
+    run_experiment(config, settings, view=ExperimentView())
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.check:
         return _run_check(args)
@@ -127,6 +161,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run_setup(args)
     if args.interactive:
         return _run_scenario(args, args.scenario or "fault_tolerance", transparent=True)
+    if args.experiment is not None:
+        return _run_experiment(args)
     if args.scenario:
         return _run_scenario(args, args.scenario, transparent=False)
     print(_overview())

@@ -1,0 +1,193 @@
+"""Experiment configuration: the YAML file, the command-line overrides, and every check that must
+pass before anything runs.
+
+``load_experiment(path, overrides)`` reads ``scenarios/experiments/NAME.yaml`` (or nothing: the
+defaults below, which ``scenarios/experiments/default.yaml`` spells out), lets flags override any
+field, validates the result with Pydantic and then checks what needs several fields at once: known
+methods, n >= 3f+1 for a Byzantine-tolerant method (f = Byzantine + crashed agents), n >= 2f+1
+crashed agents for a crash-tolerant one, no more faulty agents than agents, a fault plan whose
+faults all have targets inside 0..n-1. Every problem is a :class:`~llm_sched.errors.UserError`
+naming the field (and the flag that sets it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from llm_sched.consensus.quorum import byzantine_f, crash_f
+from llm_sched.errors import UserError
+
+AgentMode = Literal["heuristic", "llm", "hybrid"]
+Intensity = Literal["light", "medium", "heavy", "chaos"]
+AGENT_MODES: tuple[str, ...] = ("heuristic", "llm", "hybrid")
+INTENSITIES: tuple[str, ...] = ("light", "medium", "heavy", "chaos")
+DEFAULT_METHODS = ("pbft", "tendermint", "multi_paxos")
+
+# field -> the flag that overrides it, for error messages
+FLAGS: dict[str, str] = {
+    "methods": "--methods", "agents": "--agents", "byzantine": "--byzantine", "crash": "--crash",
+    "jobs": "--jobs", "repetitions": "--repetitions", "seed": "--seed", "agent_mode": "--agent-mode",
+    "faults": "--faults", "intensity": "--intensity", "out": "--out",
+}
+
+
+class ExperimentConfig(BaseModel):
+    """One experiment: which methods, how many agents and faulty agents, which jobs, how often."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("default", min_length=1)
+    description: str = ""
+    methods: tuple[str, ...] = Field(DEFAULT_METHODS, min_length=1)
+    agents: int = Field(7, ge=2, le=100, description="n, agents taking part in every decision")
+    byzantine: int = Field(2, ge=0, description="agents Byzantine for the whole run, drawn per repetition")
+    byzantine_behaviours: tuple[str, ...] = Field(
+        ("equivocate", "alter"), min_length=1,
+        description="behaviours of the Byzantine agents, assigned in turn (see consensus.harness.BEHAVIOURS)")
+    crash: int = Field(0, ge=0, description="honest agents that crash once, drawn per repetition")
+    crash_downtime: float | None = Field(40.0, gt=0, description="simulated seconds down; null: never restart")
+    jobs: int = Field(5, ge=1, le=1000, description="placement decisions per run")
+    oversized_every: int = Field(5, ge=0, description="every k-th job asks more than any pool has (0: none)")
+    repetitions: int = Field(3, ge=1, le=10_000)
+    seed: int = 0
+    agent_mode: AgentMode = "heuristic"
+    faults: str | None = Field(None, description="a fault plan file (llm_sched.faults)")
+    intensity: Intensity | None = Field(None, description="a fault preset drawn per repetition")
+    fault_horizon: float = Field(100.0, gt=0, description="simulated seconds over which preset and crash faults fall")
+    max_time: float = Field(5_000.0, gt=0, description="simulated seconds before a run gives up")
+    cluster: str | None = Field(None, description="cluster file; default scenarios/clusters/specialists.yaml")
+    allow_beyond_tolerance: bool = Field(False, description="run even when the faulty agents exceed f")
+    out: str | None = None
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _split_methods(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [m.strip() for m in value.split(",") if m.strip()]
+            if not value:
+                raise ValueError("no method given; e.g. pbft,tendermint,multi_paxos")
+        return value
+
+    @field_validator("byzantine_behaviours", mode="before")
+    @classmethod
+    def _split_behaviours(cls, value: Any) -> Any:
+        return [b.strip() for b in value.split(",") if b.strip()] if isinstance(value, str) else value
+
+    def behaviour_of(self, k: int) -> str:
+        """The behaviour of the k-th Byzantine agent (behaviours are assigned in turn)."""
+        return self.byzantine_behaviours[k % len(self.byzantine_behaviours)]
+
+
+def load_experiment(
+    path: str | Path | None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    scenarios_dir: Path | None = None,
+) -> ExperimentConfig:
+    """The experiment of ``path`` (None: the defaults) with ``overrides`` applied, fully checked.
+
+    ``path`` may be a name (``scenarios/experiments/NAME.yaml``) or a file. Relative ``faults`` and
+    ``cluster`` paths in a file are relative to that file; given as overrides, to the working folder.
+    """
+    from llm_sched.config import PROJECT_ROOT
+
+    scenarios_dir = scenarios_dir or PROJECT_ROOT / "scenarios"
+    data: dict[str, Any] = {}
+    where = "experiment defaults"
+    if path is not None:
+        file = experiment_path(str(path), scenarios_dir)
+        data = _read(file)
+        where = str(file)
+        for key in ("faults", "cluster"):
+            if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
+                data[key] = str(file.parent / data[key])
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        config = ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(f"{where}: invalid experiment\n" + _explain(exc)) from None
+    return check_experiment(config, where, scenarios_dir)
+
+
+def experiment_path(name: str, scenarios_dir: Path) -> Path:
+    """``NAME`` is ``<scenarios>/experiments/NAME.yaml``; anything with a suffix or a slash is a path."""
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml") or "/" in name:
+        file = candidate
+    else:
+        file = scenarios_dir / "experiments" / f"{name}.yaml"
+    if not file.is_file():
+        known = sorted(p.stem for p in (scenarios_dir / "experiments").glob("*.yaml"))
+        raise UserError(f"no experiment file {file}; shipped experiments: {', '.join(known) or 'none'}")
+    return file
+
+
+def _read(file: Path) -> dict[str, Any]:
+    from llm_sched.scenarios import _read_yaml
+
+    data = _read_yaml(file)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{file}: expected a mapping of fields at the top level, found {type(data).__name__}")
+    return data
+
+
+def _explain(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors(include_url=False):
+        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        flag = FLAGS.get(str(item["loc"][0])) if item["loc"] else None
+        label = f"{field} ({flag})" if flag else field
+        msg = item["msg"].removeprefix("Value error, ")
+        if item["type"] not in ("value_error", "extra_forbidden", "missing") and "input" in item:
+            msg = f"{msg} (got {item['input']!r})"
+        lines.append(f"  {label}: {msg}")
+    return "\n".join(lines)
+
+
+def check_experiment(config: ExperimentConfig, where: str, scenarios_dir: Path) -> ExperimentConfig:
+    """Checks across fields; returns the config with method names made canonical."""
+    from llm_sched.consensus.harness import BEHAVIOURS
+    from llm_sched.experiments.methods import get_method
+
+    methods = tuple(dict.fromkeys(get_method(m).name for m in config.methods))
+    unknown = [b for b in config.byzantine_behaviours if b not in BEHAVIOURS]
+    if unknown:
+        raise UserError(f"{where}: byzantine_behaviours: unknown behaviour {unknown[0]!r}; "
+                        f"behaviours are: {', '.join(BEHAVIOURS)}")
+    n, b, c = config.agents, config.byzantine, config.crash
+    if b + c > n:
+        raise UserError(f"{where}: {b} Byzantine (--byzantine) + {c} crashed (--crash) agents is more than "
+                        f"the {n} agents (--agents)")
+    if not config.allow_beyond_tolerance:
+        for name in methods:
+            _check_tolerance(get_method(name).name, get_method(name).fault_model, n, b, c, where)
+    if config.faults is not None:
+        from llm_sched.faults import load_fault_plan
+
+        load_fault_plan(config.faults, n)  # a fault with no target, ids outside 0..n-1: UserError
+    cluster = Path(config.cluster) if config.cluster else scenarios_dir / "clusters" / "specialists.yaml"
+    if not cluster.is_file():
+        raise UserError(f"{where}: cluster: no cluster file {cluster}")
+    return config.model_copy(update={"methods": methods, "cluster": str(cluster.resolve())})
+
+
+def _check_tolerance(method: str, model: str, n: int, b: int, c: int, where: str) -> None:
+    if model == "byzantine":
+        f = b + c
+        if n < 3 * f + 1:
+            raise UserError(
+                f"{where}: {method} tolerates f faulty agents only with n >= 3f+1: n={n} agents with "
+                f"f={f} faulty ({b} Byzantine + {c} crashed) needs at least {3 * f + 1} agents "
+                f"(n={n} tolerates f={byzantine_f(n)}); lower --byzantine/--crash, raise --agents, "
+                "or set allow_beyond_tolerance: true in the experiment file")
+    elif n < 2 * c + 1:
+        raise UserError(
+            f"{where}: {method} tolerates f crashed agents only with n >= 2f+1: n={n} agents with f={c} "
+            f"crashed needs at least {2 * c + 1} agents (n={n} tolerates f={crash_f(n)}); lower --crash, "
+            "raise --agents, or set allow_beyond_tolerance: true in the experiment file")

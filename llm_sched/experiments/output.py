@@ -1,0 +1,96 @@
+"""The experiment's output folder: JSON files and one CSV row per method x repetition x job.
+
+``raw_results.json`` holds only what the seed determines (no wall-clock time), so two runs of the
+same configuration and seed write identical files; wall-clock figures go to
+``experiment_summary.json`` under ``timing``, every one named ``*_wall_s``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from llm_sched.errors import UserError
+
+FILES = (
+    "experiment_config.json",
+    "experiment_summary.json",
+    "raw_results.json",
+    "fault_logs.json",
+    "fault_aware_summary.json",
+    "fault_results_per_method.json",
+    "results.csv",
+)
+CSV_COLUMNS = (
+    "method", "fault_model", "repetition", "seed", "job_id", "kind", "request", "outcome", "pool", "nodes",
+    "first_decided_at", "all_decided_at", "progress", "slot_messages", "slot_bytes", "byzantine_value",
+    "faults_active", "llm_calls", "llm_tokens", "run_violations",
+)
+
+
+def output_dir(out: str | None, runs_dir: Path, now: datetime | None = None) -> Path:
+    """``--out DIR``, or ``<runs_dir>/experiments/<timestamp>`` (a suffix when that exists); created."""
+    if out is not None:
+        folder = Path(out)
+    else:
+        stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+        folder = runs_dir / "experiments" / stamp
+        k = 1
+        while folder.exists():
+            k += 1
+            folder = runs_dir / "experiments" / f"{stamp}-{k}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the output folder {folder}: {exc.strerror}") from None
+    return folder  # an explicit --out may be reused: its files are replaced
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_csv(path: Path, runs: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for run in runs:
+            for job in run["jobs"]:
+                placement = job["placement"] or {}
+                progress = next((job[k] for k in ("view", "round", "term", "ballot_round") if k in job), None)
+                writer.writerow({
+                    "method": run["method"], "fault_model": run["fault_model"], "repetition": run["repetition"],
+                    "seed": run["seed"], "job_id": job["job_id"], "kind": job["kind"], "request": job["request"],
+                    "outcome": job["outcome"], "pool": placement.get("pool", ""),
+                    "nodes": " ".join(placement.get("nodes", [])),
+                    "first_decided_at": _blank(job["first_decided_at"]),
+                    "all_decided_at": _blank(job["all_decided_at"]), "progress": _blank(progress),
+                    "slot_messages": job["slot_messages"], "slot_bytes": job["slot_bytes"],
+                    "byzantine_value": job["byzantine_value"],
+                    "faults_active": " ".join(map(str, job["faults_active"])),
+                    "llm_calls": job["llm_calls"], "llm_tokens": job["llm_tokens"],
+                    "run_violations": len(run["violations"]),
+                })
+
+
+def _blank(x: Any) -> Any:
+    return "" if x is None else x
+
+
+def write_all(folder: Path, *, config: dict[str, Any], summary: dict[str, Any], raw: dict[str, Any],
+              fault_logs: dict[str, Any], fault_aware: dict[str, Any], per_method: dict[str, Any]) -> list[Path]:
+    """Write every file; returns their paths in :data:`FILES` order."""
+    try:
+        write_json(folder / "experiment_config.json", config)
+        write_json(folder / "experiment_summary.json", summary)
+        write_json(folder / "raw_results.json", raw)
+        write_json(folder / "fault_logs.json", fault_logs)
+        write_json(folder / "fault_aware_summary.json", fault_aware)
+        write_json(folder / "fault_results_per_method.json", per_method)
+        write_csv(folder / "results.csv", raw["runs"])
+    except OSError as exc:
+        raise UserError(f"cannot write the results to {folder}: {exc.strerror}") from None
+    return [folder / name for name in FILES]

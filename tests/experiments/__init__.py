@@ -1,0 +1,1 @@
+"""Tests of the protocol experiment runner (llm_sched/experiments)."""
