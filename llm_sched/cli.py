@@ -21,6 +21,7 @@ MODES: tuple[tuple[str, str], ...] = (
     ("python main.py --scenario NAME", "run one scenario (healthy, byzantine, recovery, fault_tolerance, ...)"),
     ("python main.py --scenario supercomputers", "six supercomputers bid for eight large jobs; one turns Byzantine"),
     ("python main.py --experiment [FILE]", "consensus protocols (PBFT, Tendermint, Multi-Paxos, Raft...) under faults"),
+    ("python main.py --simulate --trace FILE --policy P", "replay an SWF trace under fcfs, easy or agents: metrics, CSV, plot"),
     ("python main.py --check", "check Python, packages, LLM endpoints and shipped cassettes"),
     ("python main.py --setup-env", "guided setup of ./.env (provider, endpoint, key)"),
 )
@@ -54,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--experiment", metavar="FILE", nargs="?", const="",
                        help="run a protocol experiment: scenarios/experiments/FILE.yaml, a path, or nothing for the "
                             "defaults (7 agents, 2 Byzantine, 5 jobs, 3 repetitions, pbft, tendermint, multi_paxos)")
+    modes.add_argument("--simulate", action="store_true",
+                       help="replay a workload trace (--trace) in the discrete-event simulator under --policy")
+    sim = parser.add_argument_group("--simulate")
+    sim.add_argument("--trace", metavar="FILE", help="Standard Workload Format trace, plain or .gz")
+    sim.add_argument("--policy", choices=("fcfs", "easy", "agents"), metavar="P",
+                     help="fcfs, easy (central schedulers) or agents (decentralized bids and quorum)")
     run = parser.add_argument_group("running scenarios")
     run.add_argument("--seed", type=int, metavar="S",
                      help="seed for this run (default: the scenario's or the experiment file's)")
@@ -63,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp = parser.add_argument_group("protocol experiments (override the experiment file)")
     exp.add_argument("--methods", metavar="M,M", help="comma-separated: pbft, tendermint, multi_paxos, raft, weighted, "
                                                       "bidding, negotiation, gossip")
-    exp.add_argument("--agents", type=int, metavar="N", help="agents taking part in every decision (n)")
+    exp.add_argument("--agents", type=int, metavar="N", help="agents taking part in every decision (n); with --simulate, the resource agents the "
+                                                    "machine is split among (default 5)")
     exp.add_argument("--byzantine", type=int, metavar="K", help="Byzantine agents per repetition")
     exp.add_argument("--crash", type=int, metavar="K", help="honest agents that crash once per repetition")
     exp.add_argument("--jobs", type=int, metavar="J", help="placement decisions per run")
@@ -154,6 +162,27 @@ def _run_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_simulate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from llm_sched.sim.simulate import simulate_trace
+    from llm_sched.ui.sim_view import print_metrics
+
+    if not args.trace or not args.policy:
+        raise UserError("--simulate needs --trace FILE and --policy fcfs|easy|agents")
+    out = Path(args.out or "runs/simulate")
+    result = simulate_trace(args.trace, args.policy, jobs=args.jobs, out_dir=out, seed=args.seed or 1,
+                            agents=args.agents or 5)
+    console = Console(highlight=False)
+    print_metrics(result.metrics, title=f"{Path(args.trace).name} under {args.policy}", console=console)
+    console.print(f"per-job CSV: {result.csv_path}")
+    if result.plot_path:
+        console.print(f"utilization plot: {result.plot_path}")
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.check:
         return _run_check(args)
@@ -163,6 +192,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run_scenario(args, args.scenario or "fault_tolerance", transparent=True)
     if args.experiment is not None:
         return _run_experiment(args)
+    if args.simulate:
+        return _run_simulate(args)
     if args.scenario:
         return _run_scenario(args, args.scenario, transparent=False)
     print(_overview())
