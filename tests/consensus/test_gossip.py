@@ -7,51 +7,37 @@ from __future__ import annotations
 
 import random
 import statistics
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import pytest
 
 from llm_sched.consensus.gossip import GossipConfig, GossipCore
-from llm_sched.consensus.harness import Collusion, SplitBrainCore, ToyApp, check_agreement, check_validity
 from llm_sched.consensus.messages import (
-    BROADCAST, NIL, AgentId, Core, KeyRing, Kind, Message, Output, Propose, Signer, Value, digest_of,
+    BROADCAST, NIL, AgentId, Core, KeyRing, Kind, Message, Output, Value, digest_of,
 )
 from llm_sched.consensus.network import FaultPlan, LinkModel, Network
 from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum
 
-APP = ToyApp()
+from . import helpers
+from .helpers import APP, Driver, lossy
+
 SIZES = (4, 5, 7, 10)
 PERIOD = GossipConfig().period
 
 
-class Liar:
+class Liar(helpers.Liar):
     """An honest core whose outgoing envelopes a behaviour rewrites: ``silent`` sends nothing (and
     relays nothing); ``lie`` signs its votes for another value and its proposals with an
     infeasible one, consistently, and relays everything else."""
 
-    def __init__(self, inner: Core, behaviour: str, signer: Signer) -> None:
-        self.node_id, self.inner, self.behaviour, self._signer = inner.node_id, inner, behaviour, signer
-
-    def step(self, msg: Message) -> Output:
-        return self._rewrite(self.inner.step(msg))
-
-    def tick(self, now: float) -> Output:
-        return self._rewrite(self.inner.tick(now))
-
-    def next_deadline(self) -> float | None:
-        return self.inner.next_deadline()
-
-    def persisted(self) -> object:
-        return self.inner.persisted()
-
     def _rewrite(self, out: Output) -> Output:
         if self.behaviour == "silent":
             return Output([], out.decisions)
-        sent = [self._signer.seal(replace(m, proof=tuple(map(self._lie, m.proof)))) for m in out.messages]
+        sent = [self._signer.seal(replace(m, proof=tuple(map(self._own_lie, m.proof)))) for m in out.messages]
         return Output(sent, out.decisions)
 
-    def _lie(self, m: Message) -> Message:
+    def _own_lie(self, m: Message) -> Message:
         if m.sender != self.node_id:
             return m
         if m.kind is Kind.GOSSIP_VOTE:
@@ -61,75 +47,32 @@ class Liar:
 
 
 @dataclass
-class Case:
-    n: int
-    slots: int = 1
-    seed: int = 0
+class Case(helpers.Case):
     fanout: int = 2
-    byzantine: Mapping[AgentId, str] = field(default_factory=dict)
-    faults: FaultPlan = FaultPlan()
     quorum: int | None = None
-    until: float = 20_000.0
-
-    @property
-    def honest(self) -> list[AgentId]:
-        return [a for a in range(self.n) if a not in self.byzantine]
 
 
-def run(case: Case, stop_when_done: bool = True, on_send: Callable[[Message], None] | None = None) -> Network:
-    ring = KeyRing(case.seed, range(case.n))
-    collusion = Collusion.split(case.honest, random.Random(f"{case.seed}/byzantine"))
+def cores(case: Case, ring: KeyRing) -> Callable[[AgentId, object | None, int], Core]:
     config = GossipConfig(fanout=case.fanout, quorum=case.quorum)
 
-    def core(a: AgentId, propose: Propose, restore: object | None, world: int = 0) -> GossipCore:
+    def core(a: AgentId, restore: object | None, world: int) -> GossipCore:
         rng = random.Random(f"{case.seed}/gossip/{a}/{world}/{restore is not None}")  # each agent's own seeded RNG
         return GossipCore(
-            a, range(case.n), case.slots, ring.signer(a), ring, propose, APP.validate, rng, config,
-            restore,  # type: ignore[arg-type]
+            a, range(case.n), case.slots, ring.signer(a), ring, APP.alternative if world else APP.propose_for(a),
+            APP.validate, rng, config, restore,  # type: ignore[arg-type]
         )
 
-    def factory(a: AgentId, restore: object | None) -> Core:
-        behaviour = case.byzantine.get(a)
-        if behaviour is None:
-            return core(a, APP.propose_for(a), restore)
-        if behaviour == "equivocate":
-            return SplitBrainCore(a, (core(a, APP.propose_for(a), None), core(a, APP.alternative, None, 1)), collusion)
-        return Liar(core(a, APP.propose_for(a), restore), behaviour, ring.signer(a))
-
-    net = Network(range(case.n), factory, ring, case.seed, case.faults, on_send)
-    heal = case.faults.heal_time
-
-    def done() -> bool:
-        return net.now >= heal and all(len(net.decisions[a]) == case.slots for a in case.honest)
-
-    net.run(case.until, stop=done if stop_when_done else None)
-    return net
+    return core
 
 
-def checked(case: Case) -> tuple[Network, list[str]]:
-    """Run; list agreement and validity violations (a decided value must be feasible and proposed)."""
-    proposed: dict[int, set[Value]] = {}
-
-    def observe(envelope: Message) -> None:
-        for m in envelope.proof:
-            if m.kind is Kind.GOSSIP_PROPOSAL and m.value is not None:
-                proposed.setdefault(m.slot, set()).add(m.value)
-
-    net = run(case, on_send=observe)
-    decided = {a: net.decisions[a] for a in case.honest}
-    return net, check_agreement(decided) + check_validity(decided, proposed, APP.validate)
+# A decided value must be feasible and proposed; proposals travel inside the gossip envelopes.
+DRIVER = Driver(cores, Liar, (Kind.GOSSIP_PROPOSAL,), unwrap=lambda envelope: envelope.proof)
+run, checked = DRIVER.run, DRIVER.checked
 
 
 def rounds_taken(net: Network, agents: list[AgentId]) -> float:
     """Gossip rounds (periods) from the start until the last of these agents decided its last slot."""
     return max(max(net.decided_at[a].values()) for a in agents) / PERIOD
-
-
-def lossy(rng: random.Random, gst: float | None = None) -> FaultPlan:
-    """Random delays, drops, duplicates and corruption until GST (the network stays connected)."""
-    link = LinkModel(1.0, rng.choice((0.0, 0.5, 2.0, 5.0)), rng.choice((0.0, 0.05, 0.2)),
-                     rng.choice((0.0, 0.1)), rng.choice((0.0, 0.05)))
-    return FaultPlan(link, gst if gst is not None else rng.uniform(0.0, 120.0))
 
 
 # --- counts --------------------------------------------------------------------------------------
@@ -191,7 +134,9 @@ def random_case(seed: int, behaviours: tuple[str, ...] = ("silent", "lie"), quor
     bad = sorted(rng.sample(range(n), byzantine_f(n)))
     behaviour = rng.choice(behaviours)
     quorum = byzantine_quorum(n) + quorum_delta if quorum_delta else None
-    return Case(n, rng.randint(1, 3), seed, rng.choice((2, 3)), {a: behaviour for a in bad}, lossy(rng), quorum)
+    slots, fanout = rng.randint(1, 3), rng.choice((2, 3))
+    faults = lossy(rng, n, [], rough=False)  # the network stays connected, every agent up
+    return Case(n, slots, seed, {a: behaviour for a in bad}, faults, fanout=fanout, quorum=quorum)
 
 
 def test_random_schedules_agree_and_decide() -> None:
@@ -199,11 +144,7 @@ def test_random_schedules_agree_and_decide() -> None:
     proposals, which cost a proposer timeout), lossy links until GST."""
     runs, messages = 300, 0
     for seed in range(runs):
-        case = random_case(seed)
-        net, found = checked(case)
-        assert found == [], f"seed {seed}"
-        assert all(len(net.decisions[a]) == case.slots for a in case.honest), f"seed {seed} did not finish"
-        messages += net.stats.total_sent
+        messages += DRIVER.assert_agree_and_decide(random_case(seed), f"seed {seed}").stats.total_sent
     print(f"\ngossip: {runs} random schedules, {messages} messages, no violation, all decided")
 
 
@@ -226,12 +167,7 @@ def test_a_seed_replays_to_the_same_history() -> None:
 
 
 def test_a_quorum_below_q_breaks_agreement() -> None:
-    for seed in range(200):
-        found = checked(random_case(seed, ("equivocate",), quorum_delta=-1))[1]
-        if found:
-            assert found[0].startswith("agreement")
-            return
-    pytest.fail("no violation with a quorum of q-1: the check cannot fail?")
+    DRIVER.agreement_break(lambda s: random_case(s, ("equivocate",), quorum_delta=-1), range(200))
 
 
 # --- a single core -------------------------------------------------------------------------------

@@ -6,21 +6,20 @@ on lossy links; plus a too-small quorum that fails.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import pytest
 
-from llm_sched.consensus.harness import Collusion, SplitBrainCore, ToyApp, check_agreement, check_validity
 from llm_sched.consensus.messages import (
-    AgentId, Core, Decision, KeyRing, Kind, Message, Output, Propose, Signer, Validate, Value, digest_of,
+    AgentId, Core, Decision, KeyRing, Kind, Message, Propose, Validate, Value, digest_of,
 )
 from llm_sched.consensus.negotiation import NegotiationConfig, NegotiationCore
-from llm_sched.consensus.network import Crash, FaultPlan, LinkModel, Network, Partition
 from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum
-from llm_sched.consensus.weighted import ACCEPT, REJECT
 
-APP = ToyApp()
+from . import helpers
+from .helpers import APP, Driver, lossy
+
 SIZES = (4, 5, 7, 10)
 LIMIT = NegotiationConfig().round_limit
 
@@ -30,43 +29,12 @@ def reject(slot: int) -> Value:
     return Decision(f"job-{slot}", None, f"no placement agreed within {LIMIT} rounds")
 
 
-class Liar:
-    """An honest core whose outgoing messages a behaviour rewrites (or drops)."""
+class Liar(helpers.Liar):
+    """``invalid`` offers and counters an infeasible value."""
 
-    def __init__(self, inner: Core, behaviour: str, signer: Signer, rng: random.Random) -> None:
-        self.node_id, self.inner, self.behaviour = inner.node_id, inner, behaviour
-        self._signer, self._rng = signer, rng
+    MIXED = ("honest", "silent", "vote-against", "invalid")
 
-    def step(self, msg: Message) -> Output:
-        return self._rewrite(self.inner.step(msg))
-
-    def tick(self, now: float) -> Output:
-        return self._rewrite(self.inner.tick(now))
-
-    def next_deadline(self) -> float | None:
-        return self.inner.next_deadline()
-
-    def persisted(self) -> object:
-        return self.inner.persisted()
-
-    def _rewrite(self, out: Output) -> Output:
-        sent = []
-        for m in out.messages:
-            b = self.behaviour
-            if b == "mixed":
-                b = self._rng.choice(("honest", "silent", "vote-against", "invalid"))
-            kept = self._apply(b, m)
-            if kept is not None:
-                sent.append(kept)
-        return Output(sent, out.decisions)
-
-    def _apply(self, behaviour: str, m: Message) -> Message | None:
-        if behaviour == "silent":
-            return None
-        if behaviour == "vote-against" and m.kind is Kind.WEIGHTED_VOTE:
-            return self._signer.seal(replace(m, payload=REJECT if m.payload == ACCEPT else ACCEPT))
-        if behaviour == "vote-against" and m.kind is Kind.COMMIT_VOTE:
-            return None
+    def _lie(self, behaviour: str, m: Message) -> Message | None:
         if behaviour == "invalid" and m.kind in (Kind.OFFER, Kind.COUNTER):  # infeasible offers and counters
             lie = APP.invalid(m.slot)
             return self._signer.seal(replace(m, value=lie, digest=digest_of(lie)))
@@ -74,64 +42,31 @@ class Liar:
 
 
 @dataclass
-class Case:
-    n: int
-    slots: int = 1
-    seed: int = 0
-    byzantine: Mapping[AgentId, str] = field(default_factory=dict)
-    faults: FaultPlan = FaultPlan()
+class Case(helpers.Case):
     quorum: int | None = None
     propose: Callable[[AgentId], Propose] = APP.propose_for
     prefer: Callable[[AgentId], Validate | None] = lambda _: None  # None: any feasible offer will do
 
-    @property
-    def honest(self) -> list[AgentId]:
-        return [a for a in range(self.n) if a not in self.byzantine]
 
-
-def run(case: Case, stop_when_done: bool = True, on_send: Callable[[Message], None] | None = None) -> Network:
-    ring = KeyRing(case.seed, range(case.n))
-    rng = random.Random(f"{case.seed}/byzantine")
-    collusion = Collusion.split(case.honest, rng)
+def cores(case: Case, ring: KeyRing) -> Callable[[AgentId, object | None, int], Core]:
     config = NegotiationConfig(quorum=case.quorum)
 
-    def core(a: AgentId, propose: Propose, restore: object | None) -> NegotiationCore:
+    def core(a: AgentId, restore: object | None, world: int) -> NegotiationCore:
         return NegotiationCore(
-            a, range(case.n), case.slots, ring.signer(a), ring, propose, APP.validate, reject, config,
-            restore, prefer=case.prefer(a),  # type: ignore[arg-type]
+            a, range(case.n), case.slots, ring.signer(a), ring, APP.alternative if world else case.propose(a),
+            APP.validate, reject, config, restore, prefer=case.prefer(a),  # type: ignore[arg-type]
         )
 
-    def factory(a: AgentId, restore: object | None) -> Core:
-        behaviour = case.byzantine.get(a)
-        if behaviour is None:
-            return core(a, case.propose(a), restore)
-        if behaviour == "equivocate":
-            return SplitBrainCore(a, (core(a, case.propose(a), None), core(a, APP.alternative, None)), collusion)
-        return Liar(core(a, case.propose(a), restore), behaviour, ring.signer(a), rng)
-
-    net = Network(range(case.n), factory, ring, case.seed, case.faults, on_send)
-    heal = case.faults.heal_time
-
-    def done() -> bool:
-        return net.now >= heal and all(len(net.decisions[a]) == case.slots for a in case.honest if net.is_up(a))
-
-    net.run(20_000.0, stop=done if stop_when_done else None)
-    return net
+    return core
 
 
-def checked(case: Case) -> tuple[Network, list[str]]:
-    """Run; list agreement and validity violations (a decided value must be feasible, or the agreed
-    reject, and have been offered)."""
-    offered: dict[int, set[Value]] = {}
+def feasible(slot: int, value: Value) -> bool:
+    return value == reject(slot) or APP.validate(slot, value)
 
-    def observe(m: Message) -> None:
-        if m.kind is Kind.OFFER and m.value is not None:
-            offered.setdefault(m.slot, set()).add(m.value)
 
-    net = run(case, on_send=observe)
-    decided = {a: net.decisions[a] for a in case.honest}
-    feasible = lambda s, v: v == reject(s) or APP.validate(s, v)
-    return net, check_agreement(decided) + check_validity(decided, offered, feasible)
+# A decided value must be feasible, or the agreed reject, and have been offered.
+DRIVER = Driver(cores, Liar, (Kind.OFFER,), feasible)
+run, checked = DRIVER.run, DRIVER.checked
 
 
 # --- counts --------------------------------------------------------------------------------------
@@ -205,24 +140,6 @@ def test_silent_proposer_times_out_to_the_next() -> None:
 # --- random schedules ----------------------------------------------------------------------------
 
 
-def lossy(rng: random.Random, n: int, honest: list[AgentId], rough: bool = True) -> FaultPlan:
-    """Random delays, drops, duplicates and corruption until GST; maybe a healing partition and a
-    crash with restart."""
-    link = LinkModel(1.0, rng.choice((0.0, 0.5, 2.0, 5.0)), rng.choice((0.0, 0.05, 0.2)),
-                     rng.choice((0.0, 0.1)), rng.choice((0.0, 0.05)))
-    partitions: tuple[Partition, ...] = ()
-    crashes: tuple[Crash, ...] = ()
-    if rough and rng.random() < 0.4:
-        members = rng.sample(range(n), n)
-        cut, start = rng.randint(1, n - 1), rng.uniform(0.0, 40.0)
-        groups = (frozenset(members[:cut]), frozenset(members[cut:]))
-        partitions = (Partition(start, start + rng.uniform(10.0, 150.0), groups),)
-    if rough and rng.random() < 0.3:
-        at = rng.uniform(0.0, 80.0)
-        crashes = (Crash(rng.choice(honest), at, at + rng.uniform(5.0, 100.0)),)
-    return FaultPlan(link, rng.uniform(0.0, 120.0), partitions, crashes)
-
-
 def random_case(seed: int, quorum_delta: int = 0) -> Case:
     rng = random.Random(f"negotiation/{seed}")
     n = rng.choice((4, 4, 5, 7))
@@ -248,19 +165,12 @@ def test_random_schedules_agree_and_decide() -> None:
     runs, messages, rejects = 300, 0, 0
     for seed in range(runs):
         case = random_case(seed)
-        net, found = checked(case)
-        assert found == [], f"seed {seed}"
-        assert all(len(net.decisions[a]) == case.slots for a in case.honest), f"seed {seed} did not finish"
+        net = DRIVER.assert_agree_and_decide(case, f"seed {seed}")
         messages += net.stats.total_sent
         rejects += sum(v == reject(s) for s, v in net.decisions[case.honest[0]].items())
     print(f"\nnegotiation: {runs} random schedules, {messages} messages, {rejects} agreed rejects, no violation")
 
 
 def test_a_quorum_below_q_breaks_agreement() -> None:
-    for seed in range(200):
-        found = checked(random_case(seed, quorum_delta=-1))[1]
-        if found:
-            assert found[0].startswith("agreement")
-            assert checked(random_case(seed, quorum_delta=-1))[1] == found  # replays from its seed
-            return
-    pytest.fail("no violation with a quorum of q-1: the check cannot fail?")
+    seed, violations = DRIVER.agreement_break(lambda s: random_case(s, quorum_delta=-1), range(200))
+    assert checked(random_case(seed, quorum_delta=-1))[1] == violations  # replays from its seed

@@ -10,56 +10,23 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from llm_sched.consensus.harness import Collusion, SplitBrainCore, ToyApp, check_agreement, check_validity
-from llm_sched.consensus.messages import (
-    AgentId, Core, Decision, KeyRing, Kind, Message, Output, Propose, Signer, Validate, Value, digest_of,
-)
-from llm_sched.consensus.network import Crash, FaultPlan, LinkModel, Network, Partition
+from llm_sched.consensus.messages import AgentId, Core, Decision, KeyRing, Kind, Message, Propose, Validate, digest_of
 from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum
-from llm_sched.consensus.weighted import ACCEPT, REJECT, WeightedConfig, WeightedCore
+from llm_sched.consensus.weighted import WeightedConfig, WeightedCore
 
-APP = ToyApp()
+from . import helpers
+from .helpers import APP, Driver, lossy
+
 SIZES = (4, 5, 7, 10)
 ROUND_KINDS = (Kind.WEIGHTED_PROPOSAL, Kind.WEIGHTED_VOTE, Kind.LOCK_CERT, Kind.COMMIT_VOTE, Kind.COMMIT_CERT)
 
 
-class Liar:
-    """An honest core whose outgoing messages a behaviour rewrites (or drops)."""
+class Liar(helpers.Liar):
+    """``invalid`` proposes an infeasible value when coordinator."""
 
-    def __init__(self, inner: Core, behaviour: str, signer: Signer, rng: random.Random) -> None:
-        self.node_id, self.inner, self.behaviour = inner.node_id, inner, behaviour
-        self._signer, self._rng = signer, rng
+    MIXED = ("honest", "silent", "vote-against", "invalid")
 
-    def step(self, msg: Message) -> Output:
-        return self._rewrite(self.inner.step(msg))
-
-    def tick(self, now: float) -> Output:
-        return self._rewrite(self.inner.tick(now))
-
-    def next_deadline(self) -> float | None:
-        return self.inner.next_deadline()
-
-    def persisted(self) -> object:
-        return self.inner.persisted()
-
-    def _rewrite(self, out: Output) -> Output:
-        sent = []
-        for m in out.messages:
-            b = self.behaviour
-            if b == "mixed":
-                b = self._rng.choice(("honest", "silent", "vote-against", "invalid"))
-            kept = self._apply(b, m)
-            if kept is not None:
-                sent.append(kept)
-        return Output(sent, out.decisions)
-
-    def _apply(self, behaviour: str, m: Message) -> Message | None:
-        if behaviour == "silent":
-            return None
-        if behaviour == "vote-against" and m.kind is Kind.WEIGHTED_VOTE:
-            return self._signer.seal(replace(m, payload=REJECT if m.payload == ACCEPT else ACCEPT))
-        if behaviour == "vote-against" and m.kind is Kind.COMMIT_VOTE:
-            return None  # withhold the second phase too
+    def _lie(self, behaviour: str, m: Message) -> Message | None:
         if behaviour == "invalid" and m.kind is Kind.WEIGHTED_PROPOSAL:
             lie = APP.invalid(m.slot)
             return self._signer.seal(replace(m, value=lie, digest=digest_of(lie)))
@@ -67,90 +34,29 @@ class Liar:
 
 
 @dataclass
-class Case:
-    """One run: agents, weights, Byzantine behaviours, the network's faults."""
+class Case(helpers.Case):
+    """One run, with the agents' weights (reputations) and their checks and proposals."""
 
-    n: int
-    slots: int = 1
-    seed: int = 0
     weights: Mapping[AgentId, float] = field(default_factory=dict)
-    byzantine: Mapping[AgentId, str] = field(default_factory=dict)
-    faults: FaultPlan = FaultPlan()
     fraction: float | None = None
     validate: Callable[[AgentId], Validate] = lambda _: APP.validate
     propose: Callable[[AgentId], Propose] = APP.propose_for
 
-    @property
-    def honest(self) -> list[AgentId]:
-        return [a for a in range(self.n) if a not in self.byzantine]
 
-
-PROPOSALS = (Kind.WEIGHTED_PROPOSAL,)
-
-
-def run(
-    case: Case, until: float = 20_000.0, stop_when_done: bool = True, on_send: Callable[[Message], None] | None = None
-) -> Network:
-    """Drive the case on the simulated network; stop once every honest agent decided every slot."""
-    ring = KeyRing(case.seed, range(case.n))
-    rng = random.Random(f"{case.seed}/byzantine")
-    collusion = Collusion.split(case.honest, rng)
+def cores(case: Case, ring: KeyRing) -> Callable[[AgentId, object | None, int], Core]:
     config = WeightedConfig(weights=case.weights, quorum_fraction=case.fraction)
 
-    def core(a: AgentId, propose: Propose, restore: object | None) -> WeightedCore:
+    def core(a: AgentId, restore: object | None, world: int) -> WeightedCore:
         return WeightedCore(
-            a, range(case.n), case.slots, ring.signer(a), ring, propose, case.validate(a), config,
-            restore,  # type: ignore[arg-type]
+            a, range(case.n), case.slots, ring.signer(a), ring, APP.alternative if world else case.propose(a),
+            case.validate(a), config, restore,  # type: ignore[arg-type]
         )
 
-    def factory(a: AgentId, restore: object | None) -> Core:
-        behaviour = case.byzantine.get(a)
-        if behaviour is None:
-            return core(a, case.propose(a), restore)
-        if behaviour == "equivocate":  # one honest core per half of the honest agents
-            return SplitBrainCore(a, (core(a, case.propose(a), None), core(a, APP.alternative, None)), collusion)
-        return Liar(core(a, case.propose(a), restore), behaviour, ring.signer(a), rng)
-
-    net = Network(range(case.n), factory, ring, case.seed, case.faults, on_send)
-    heal = case.faults.heal_time
-
-    def done() -> bool:
-        return net.now >= heal and all(len(net.decisions[a]) == case.slots for a in case.honest if net.is_up(a))
-
-    net.run(until, stop=done if stop_when_done else None)
-    return net
+    return core
 
 
-def checked(case: Case) -> tuple[Network, list[str]]:
-    """Run the case; list agreement and validity violations among honest agents (a decided value
-    must pass the feasibility check and have been proposed by some coordinator)."""
-    proposed: dict[int, set[Value]] = {}
-
-    def observe(m: Message) -> None:
-        if m.kind in PROPOSALS and m.value is not None:
-            proposed.setdefault(m.slot, set()).add(m.value)
-
-    net = run(case, on_send=observe)
-    decided = {a: net.decisions[a] for a in case.honest}
-    return net, check_agreement(decided) + check_validity(decided, proposed, APP.validate)
-
-
-def lossy(rng: random.Random, n: int, honest: list[AgentId], rough: bool = True) -> FaultPlan:
-    """Random delays, drops, duplicates and corruption until GST; with ``rough`` maybe a partition
-    that heals and an honest agent that crashes and restarts from what it persisted."""
-    link = LinkModel(1.0, rng.choice((0.0, 0.5, 2.0, 5.0)), rng.choice((0.0, 0.05, 0.2)),
-                     rng.choice((0.0, 0.1)), rng.choice((0.0, 0.05)))
-    partitions: tuple[Partition, ...] = ()
-    crashes: tuple[Crash, ...] = ()
-    if rough and rng.random() < 0.4:
-        members = rng.sample(range(n), n)
-        cut, start = rng.randint(1, n - 1), rng.uniform(0.0, 40.0)
-        groups = (frozenset(members[:cut]), frozenset(members[cut:]))
-        partitions = (Partition(start, start + rng.uniform(10.0, 150.0), groups),)
-    if rough and rng.random() < 0.3:
-        at = rng.uniform(0.0, 80.0)
-        crashes = (Crash(rng.choice(honest), at, at + rng.uniform(5.0, 100.0)),)
-    return FaultPlan(link, rng.uniform(0.0, 120.0), partitions, crashes)
+DRIVER = Driver(cores, Liar, (Kind.WEIGHTED_PROPOSAL,))  # a decided value must have been proposed
+run, checked = DRIVER.run, DRIVER.checked
 
 
 # --- normal case ---------------------------------------------------------------------------------
@@ -254,18 +160,14 @@ def random_case(seed: int) -> Case:
     behaviour = rng.choice(("silent", "vote-against", "invalid", "mixed", "equivocate"))
     honest = [a for a in range(n) if a not in bad]
     weights = random_weights(rng, n, bad) if rng.random() < 0.5 else {}
-    return Case(n, rng.randint(1, 3), seed, weights, {a: behaviour for a in bad}, lossy(rng, n, honest))
+    return Case(n, rng.randint(1, 3), seed, {a: behaviour for a in bad}, lossy(rng, n, honest), weights=weights)
 
 
 def test_random_schedules_agree_and_decide() -> None:
     """f Byzantine agents (faulty weight < 1/3), lossy links until GST, partitions, crashes."""
     runs, messages = 300, 0
     for seed in range(runs):
-        case = random_case(seed)
-        net, found = checked(case)
-        assert found == [], f"seed {seed}"
-        assert all(len(net.decisions[a]) == case.slots for a in case.honest), f"seed {seed} did not finish"
-        messages += net.stats.total_sent
+        messages += DRIVER.assert_agree_and_decide(random_case(seed), f"seed {seed}").stats.total_sent
     print(f"\nweighted voting: {runs} random schedules, {messages} messages, no violation")
 
 
@@ -278,32 +180,22 @@ def equivocation_case(
     rng = random.Random(f"weighted-attack/{seed}")
     weights = {a: weight for a in colluders} if weight is not None else {}
     honest = [a for a in range(n) if a not in colluders]
-    return Case(n, 1, seed, weights, {a: "equivocate" for a in colluders}, lossy(rng, n, honest, rough=False), fraction)
-
-
-def first_violation(make: Callable[[int], Case], seeds: range) -> tuple[int, list[str]] | None:
-    for seed in seeds:
-        _, found = checked(make(seed))
-        if found:
-            return seed, found
-    return None
+    faults = lossy(rng, n, honest, rough=False)
+    return Case(n, 1, seed, {a: "equivocate" for a in colluders}, faults, weights=weights, fraction=fraction)
 
 
 def test_faulty_weight_above_a_third_breaks_agreement() -> None:
     """n = 6, two colluders run one honest core per half of the honest agents. At weight 1.2 each
     they hold 2.4/6.4 = 37.5% of the weight and agreement breaks; at 0.9 (1.8/5.8 = 31%) the same
     attack never succeeds."""
-    above = first_violation(lambda s: equivocation_case(s, 6, [0, 1], 1.2), range(50))
-    assert above is not None and above[1][0].startswith("agreement")
-    seed = above[0]
-    assert checked(equivocation_case(seed, 6, [0, 1], 1.2))[1] == above[1]  # replays from its seed
-    assert first_violation(lambda s: equivocation_case(s, 6, [0, 1], 0.9), range(100)) is None
+    seed, violations = DRIVER.agreement_break(lambda s: equivocation_case(s, 6, [0, 1], 1.2), range(50))
+    assert checked(equivocation_case(seed, 6, [0, 1], 1.2))[1] == violations  # replays from its seed
+    assert DRIVER.first_violation(lambda s: equivocation_case(s, 6, [0, 1], 0.9), range(100)) is None
 
 
 def test_a_quorum_below_q_breaks_agreement() -> None:
     """Equal weights, f equivocating colluders, and a quorum one agent short of q."""
     n = 7
     fraction = (byzantine_quorum(n) - 1) / n
-    found = first_violation(lambda s: equivocation_case(s, n, [0, 1], None, fraction), range(50))
-    assert found is not None and found[1][0].startswith("agreement")
-    assert first_violation(lambda s: equivocation_case(s, n, [0, 1], None), range(50)) is None
+    DRIVER.agreement_break(lambda s: equivocation_case(s, n, [0, 1], None, fraction), range(50))
+    assert DRIVER.first_violation(lambda s: equivocation_case(s, n, [0, 1], None), range(50)) is None
