@@ -24,5 +24,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
+# The quick resilience campaign (26 configurations x 5 seeds x agents/FCFS/EASY) into runs/evaluation/.
+# The full one (30 seeds): $(PY) main.py --evaluate
+.PHONY: evaluate
+evaluate: $(STAMP)
+	$(PY) main.py --evaluate --quick
+
 clean:
 	rm -rf $(VENV) build *.egg-info

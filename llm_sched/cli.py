@@ -22,6 +22,7 @@ MODES: tuple[tuple[str, str], ...] = (
     ("python main.py --scenario supercomputers", "six supercomputers bid for eight large jobs; one turns Byzantine"),
     ("python main.py --experiment [FILE]", "consensus protocols (PBFT, Tendermint, Multi-Paxos, Raft...) under faults"),
     ("python main.py --simulate --trace FILE --policy P", "replay an SWF trace under fcfs, easy or agents: metrics, CSV, plot"),
+    ("python main.py --evaluate [--quick]", "the resilience campaign: agents vs FCFS/EASY, statistics, figures, report"),
     ("python main.py --check", "check Python, packages, LLM endpoints and shipped cassettes"),
     ("python main.py --setup-env", "guided setup of ./.env (provider, endpoint, key)"),
 )
@@ -61,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--trace", metavar="FILE", help="Standard Workload Format trace, plain or .gz")
     sim.add_argument("--policy", choices=("fcfs", "easy", "agents"), metavar="P",
                      help="fcfs, easy (central schedulers) or agents (decentralized bids and quorum)")
+    modes.add_argument("--evaluate", action="store_true",
+                       help="run the resilience evaluation campaign (26 configurations, agents vs FCFS and EASY)")
+    ev = parser.add_argument_group("--evaluate")
+    ev.add_argument("--quick", action="store_true", help="the quick campaign (scenarios/evaluation/quick.yaml)")
+    ev.add_argument("--config", metavar="FILE", help="campaign file (default scenarios/evaluation/full.yaml)")
+    ev.add_argument("--workers", type=int, metavar="N", help="worker processes (default: one per CPU)")
     run = parser.add_argument_group("running scenarios")
     run.add_argument("--seed", type=int, metavar="S",
                      help="seed for this run (default: the scenario's or the experiment file's)")
@@ -194,6 +201,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run_experiment(args)
     if args.simulate:
         return _run_simulate(args)
+    if args.evaluate:
+        from llm_sched.evaluation import run_campaign_cli
+
+        return run_campaign_cli(args.config, args.out, args.quick, args.workers, args.seed)
     if args.scenario:
         return _run_scenario(args, args.scenario, transparent=False)
     print(_overview())

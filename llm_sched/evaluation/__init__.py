@@ -1,0 +1,15 @@
+"""The resilience evaluation campaign (issue 7): decentralized agents against central FCFS and EASY
+over five dimensions (scale, failure rate, failure pattern, load pattern, high load), many seeded
+repetitions, statistics with SciPy, figures with Matplotlib and a Markdown report.
+
+Modules, one job each: :mod:`.config` (the YAML file, validated), :mod:`.design` (configurations and
+seeds), :mod:`.runner` (simulations over worker processes), :mod:`.stats` (CIs and tests),
+:mod:`.analysis` (statistics of every configuration), :mod:`.findings` (generated sentences),
+:mod:`.figures`, :mod:`.report`, :mod:`.output` (folder and data files), :mod:`.campaign` (all of
+it in order) and :mod:`.command` (the ``--evaluate`` entry point). SciPy and Matplotlib are imported
+only when statistics are computed or figures drawn.
+"""
+
+from llm_sched.evaluation.command import run_campaign_cli
+
+__all__ = ["run_campaign_cli"]

@@ -1,0 +1,153 @@
+"""The campaign's output folder: where it is, whether it may be written, and its data files.
+
+- ``results.json``: the configuration, the configurations' scenarios, the seeds and every run's
+  metrics (undefined values as null). Everything in it but ``run_info`` (command, wall times,
+  workers, dates) depends only on the configuration, so two runs of one configuration write the
+  same file apart from ``run_info``, whatever the number of workers.
+- ``summary.csv``: per configuration, policy and key metric: n, mean, standard deviation, 95% CI.
+- ``comparisons.csv``: per configuration, baseline and key metric: agents against the baseline.
+
+A folder that exists and is not empty is never overwritten silently: it is resumed when it holds a
+``results.json`` of the same configuration (the runs in it are kept and only the missing ones run),
+and refused otherwise, with a message naming it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from llm_sched.errors import UserError
+from llm_sched.evaluation.analysis import Analysis
+from llm_sched.evaluation.metrics import KEY_METRICS, METRICS
+
+RESULTS = "results.json"
+FORMAT = "llm-sched evaluation results, version 1"
+
+
+def default_folder(runs_dir: Path, now: datetime | None = None) -> Path:
+    """``<runs_dir>/evaluation/<timestamp>``, with a suffix when that exists already."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    folder = runs_dir / "evaluation" / stamp
+    k = 1
+    while folder.exists():
+        k += 1
+        folder = runs_dir / "evaluation" / f"{stamp}-{k}"
+    return folder
+
+
+def campaign_dump(config: Any) -> dict[str, Any]:
+    """The configuration as JSON data (tuples as lists), as ``results.json`` stores it."""
+    return json.loads(json.dumps(config.model_dump(mode="json")))
+
+
+def open_folder(folder: Path, campaign: dict[str, Any]) -> list[dict[str, Any]]:
+    """Make ``folder`` ready; returns the runs of an earlier, interrupted or finished, identical campaign.
+
+    Raises :class:`UserError` when the folder is a file, cannot be created, or is not empty without
+    holding this campaign.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"the output folder {folder} is a file; give another --out")
+    if folder.is_dir() and any(folder.iterdir()):
+        results = folder / RESULTS
+        if not results.is_file():
+            names = sorted(p.name for p in folder.iterdir())
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise UserError(f"the output folder {folder} is not empty ({shown}) and holds no campaign results; "
+                            "give a new --out or empty it")
+        data = read_results(results)
+        stored = data.get("campaign")
+        if stored != campaign:
+            raise UserError(f"the output folder {folder} holds a campaign with a different configuration "
+                            f"({_first_difference(stored, campaign)}); give a new --out to run this one, or the "
+                            "same configuration to resume it")
+        return list(data.get("runs", []))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the output folder {folder}: {exc.strerror}") from None
+    return []
+
+
+def _first_difference(old: Any, new: Any, path: str = "") -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(new) + [k for k in old if k not in new]:
+            if old.get(key) != new.get(key):
+                return _first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+    return f"{path or 'campaign'}: {json.dumps(old)} there, {json.dumps(new)} now"
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """Load ``results.json``; a :class:`UserError` when it is not a campaign's results."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read the campaign results: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise UserError(f"{path}: not the results of an llm-sched evaluation campaign")
+    return data
+
+
+def results_data(campaign: dict[str, Any], configs: Iterable[Any], seeds: list[int], runs: list[dict[str, Any]],
+                 complete: bool, run_info: dict[str, Any]) -> dict[str, Any]:
+    """The content of ``results.json``."""
+    return {
+        "format": FORMAT,
+        "campaign": campaign,
+        "seeds": seeds,
+        "configurations": [
+            {"key": c.key, "dimension": c.dimension, "label": c.label, "tick": c.tick, "scenario": asdict(c.scenario)}
+            for c in configs
+        ],
+        "complete": complete,
+        "runs": runs,
+        "run_info": run_info,
+    }
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON, atomically (a reader never sees half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _cell(x: Any) -> Any:
+    return "" if x is None else x
+
+
+def write_summary_csv(path: Path, analysis: Analysis) -> None:
+    """``summary.csv``: one row per configuration x policy x key metric."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("dimension", "config", "label", "policy", "metric", "better", "n", "mean", "sd",
+                         "ci95_low", "ci95_high"))
+        for c in analysis.configs:
+            for p in analysis.policies:
+                for m in KEY_METRICS:
+                    s = analysis.summaries[c.key][p][m.name]
+                    writer.writerow((c.dimension, c.key, c.label, p, m.name, m.better, s.n, _cell(s.mean),
+                                     _cell(s.sd), _cell(s.low), _cell(s.high)))
+
+
+def write_comparisons_csv(path: Path, analysis: Analysis) -> None:
+    """``comparisons.csv``: one row per configuration x baseline x key metric (agents against it)."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("dimension", "config", "label", "baseline", "metric", "better", "n_agents", "n_baseline",
+                         "mean_agents", "mean_baseline", "mannwhitney_u", "mannwhitney_p", "welch_t", "welch_p",
+                         "cohens_d", "wins", "ties", "losses", "note"))
+        for c in analysis.configs:
+            for b in analysis.baselines:
+                for name, cmp in analysis.comparisons[c.key][b].items():
+                    writer.writerow((c.dimension, c.key, c.label, b, name, METRICS[name].better, cmp.n_a, cmp.n_b,
+                                     _cell(cmp.mean_a), _cell(cmp.mean_b), _cell(cmp.mw_u), _cell(cmp.mw_p),
+                                     _cell(cmp.welch_t), _cell(cmp.welch_p), _cell(cmp.d), cmp.wins, cmp.ties,
+                                     cmp.losses, cmp.note))

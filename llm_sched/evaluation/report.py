@@ -1,0 +1,173 @@
+"""The campaign's Markdown report (``report.md``): how it was run (command, seeds, configuration),
+the generated findings, one figure and one table per dimension, and the statistics of agents against
+each baseline, metric by metric. It formats what it is given; it computes no statistic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from llm_sched.evaluation.analysis import Analysis
+from llm_sched.evaluation.config import CampaignConfig
+from llm_sched.evaluation.design import DIMENSION_TITLES
+from llm_sched.evaluation.findings import ALPHA, name
+from llm_sched.evaluation.metrics import FIGURE_METRICS, KEY_METRICS, METRICS
+from llm_sched.evaluation.stats import show_d, show_p
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> list[str]:
+    marks = [("---:" if (align[i] if i < len(align) else "r") == "r" else "---") for i in range(len(head))]
+    return [_row(head), "| " + " | ".join(marks) + " |", *(_row(r) for r in rows), ""]
+
+
+def setup_section(config: CampaignConfig) -> list[str]:
+    """The settings: base scenario, deadline, failures, dimensions, statistics."""
+    b = config.base
+    seeds = f"{config.seed}" if config.repetitions == 1 else f"{config.seed} to {config.seed + config.repetitions - 1}"
+    if config.deadline_factor is None:
+        deadline = ("No deadline: every run goes on until every job has completed, so the completion rate is "
+                    "100% by construction and the cost of failures shows in waits and makespan only.")
+    else:
+        deadline = (f"Deadline: each run stops {config.deadline_factor:g} x the makespan that EASY achieves on the "
+                    "same jobs with no failure and no decision delay (a reference run per configuration and seed). "
+                    "Jobs not completed by then count as not completed, so the completion rate measures how much "
+                    "of the work each policy gets done in a fixed time budget despite the failures. Makespan and "
+                    "utilization are those of the completed jobs.")
+    lines = [
+        "## Set-up", "",
+        f"- Policies: {', '.join(name(p) for p in config.policies)}; agents are compared with "
+        f"{' and '.join(name(p) for p in config.baselines)}.",
+        f"- Repetitions: {config.repetitions} per configuration, seeds {seeds}: repetition r uses seed "
+        f"{config.seed} + r in every configuration. Within a configuration and seed every policy meets the "
+        "same jobs and the same failures; across a dimension's values the seeds are the same (common random "
+        "numbers).",
+        f"- {deadline}",
+        f"- Base scenario: {b.jobs} jobs, {b.agents} agents of {b.nodes_per_agent} nodes each, {b.arrival} arrivals "
+        f"at offered load {b.load:g} (bursts of {b.burst_size}), decisions by the {b.protocol} protocol with "
+        f"{b.hop_delay:g} s per message delay; the central scheduler's queue is "
+        f"{'kept' if b.queue_on_failure == 'keep' else 'lost'} when it fails.",
+        f"- Failures: each agent fails with probability {b.failure_rate:g} within the run's horizon "
+        f"({b.pattern} pattern), repaired after an exponential time of mean {_hours(b.repair_mean)}; each node "
+        f"fails with probability {b.node_rate:g}, repaired after a mean {_hours(b.node_repair_mean)}. Cascades: "
+        f"probability {b.cascade_prob:g} per ring neighbour within {_hours(b.cascade_window)}. Partitions cut off "
+        f"{b.partition_fraction:.0%} of the agents. The central scheduler runs beside agent 0's pool and fails "
+        "with it.",
+        "- Dimensions (one changed at a time from the base):",
+    ]
+    d = config.dimensions
+    if d.scale is not None:
+        jobs, agents = ", ".join(map(str, d.scale.jobs)), ", ".join(map(str, d.scale.agents))
+        lines.append(f"  - scale: jobs {jobs} x agents {agents}")
+    if d.failure_rate is not None:
+        lines.append(f"  - failure rate: {', '.join(f'{100 * r:g}%' for r in d.failure_rate)}")
+    if d.failure_pattern is not None:
+        lines.append(f"  - failure pattern: {', '.join(d.failure_pattern)}")
+    if d.load_pattern is not None:
+        lines.append(f"  - load pattern: {', '.join(d.load_pattern)}")
+    if d.high_load is not None:
+        lines.append(f"  - high load: {', '.join(map(str, d.high_load))} jobs arriving at once")
+    lines += [
+        f"- Statistics (SciPy): mean and t-based 95% confidence interval per configuration and policy; agents "
+        "against each baseline: Mann-Whitney U (two-sided) and Welch's t p-values, Cohen's d (agents minus "
+        "baseline, pooled standard deviation; its sign is that of the difference of the means, whichever "
+        "direction is better), and per-repetition wins/ties/losses on the same seed. \"identical\": the two "
+        "samples hold the same values; \"no variance\": both are constant but differ (Welch's t and d are "
+        f"undefined). Significant means Mann-Whitney p < {ALPHA:g}, with no correction for the many tests. "
+        "Undefined values (the MTTR of a run in which no job was killed) are left out; n says how many remain.",
+        "",
+    ]
+    if config.repetitions < 5:
+        lines += [f"> Only {config.repetitions} repetitions: the statistics are indicative only.", ""]
+    return lines
+
+
+def dimension_section(analysis: Analysis, dimension: str, figure: Path | None) -> list[str]:
+    """A dimension's figure and its table of means with 95% confidence intervals."""
+    lines = [f"### {DIMENSION_TITLES[dimension]}", ""]
+    if figure is not None:
+        lines += [f"![{DIMENSION_TITLES[dimension]}]({figure.name})", ""]
+    head = ["configuration", "policy", *(METRICS[m].label for m in FIGURE_METRICS)]
+    rows = []
+    for c in analysis.in_dimension(dimension):
+        for p in analysis.policies:
+            cells = [c.label, name(p)]
+            for m in FIGURE_METRICS:
+                s = analysis.summaries[c.key][p][m]
+                cells.append(METRICS[m].show_pm(s.mean, s.half))
+            rows.append(cells)
+    return lines + _table(head, rows, "ll")
+
+
+def comparison_section(analysis: Analysis, metric_name: str) -> list[str]:
+    """One metric: each policy's mean with CI, then agents against each baseline, per configuration."""
+    metric = METRICS[metric_name]
+    head = ["configuration", "n", *(name(p) for p in analysis.policies)]
+    for b in analysis.baselines:
+        head += [f"vs {name(b)}: p (MW)", "p (Welch)", "d", "won/tied/lost"]
+    rows = []
+    for c in analysis.configs:
+        summaries = analysis.summaries[c.key]
+        n = summaries["agents"][metric_name].n
+        cells = [c.label, str(n)]
+        for p in analysis.policies:
+            s = summaries[p][metric_name]
+            cells.append(metric.show_pm(s.mean, s.half))
+        for b in analysis.baselines:
+            cmp = analysis.comparisons[c.key][b][metric_name]
+            if cmp.identical:
+                cells += ["identical", "identical", "identical"]
+            else:
+                cells += [show_p(cmp.mw_p, cmp.note), show_p(cmp.welch_p, cmp.note), show_d(cmp.d, cmp.note)]
+            cells.append(f"{cmp.wins}/{cmp.ties}/{cmp.losses}")
+        rows.append(cells)
+    return [f"### {metric.label[0].upper() + metric.label[1:]} ({metric.better} is better)", "",
+            *_table(head, rows, "l")]
+
+
+def render(config: CampaignConfig, analysis: Analysis, findings: Sequence[str], figures: Mapping[str, Path],
+           run_info: Mapping[str, Any]) -> str:
+    """The whole report as Markdown."""
+    runs = len(analysis.configs) * analysis.repetitions * len(analysis.policies)
+    lines = [f"# Evaluation campaign: {config.name}", ""]
+    if config.description:
+        lines += [config.description.strip(), ""]
+    lines += [
+        f"- Command: `{run_info['command']}`",
+        f"- Configuration file: `{run_info.get('config_file') or '(given in code)'}`",
+        f"- Seeds: {', '.join(map(str, run_info['seeds']))} (repetition r uses seed {config.seed} + r)",
+        f"- Size: {len(analysis.configs)} configurations x {analysis.repetitions} repetitions x "
+        f"{len(analysis.policies)} policies = {runs} simulated runs",
+        f"- Ran {run_info['started']} on {run_info['workers']} worker process(es): simulations "
+        f"{run_info['simulation_s']:.1f} s, with statistics and figures {run_info['wall_s']:.1f} s "
+        f"(Python {run_info['python']}, llm-sched {run_info['version']})",
+    ]
+    if run_info.get("reused"):
+        lines.append(f"- Resumed: {run_info['reused']} of the (configuration, repetition) tasks came from the "
+                     "results.json of an earlier invocation with the same configuration")
+    lines += ["- Files: results.json (every run's metrics), summary.csv (means and CIs), comparisons.csv "
+              "(agents against the baselines)", ""]
+    lines += ["## Findings", "", "Generated from the statistics below (p < 0.05, Mann-Whitney U, is called "
+              "significant).", ""]
+    lines += [f"- {f}" for f in findings] + [""]
+    lines += setup_section(config)
+    lines += ["## Results by dimension", "",
+              "Means with 95% confidence intervals; the figures show the same numbers.", ""]
+    for d in analysis.dimensions():
+        lines += dimension_section(analysis, d, figures.get(d))
+    lines += ["## Agents against the baselines", "",
+              "Per configuration: the mean of each policy (± 95% CI half-width), then for each baseline the "
+              "p-values of Mann-Whitney U and Welch's t, Cohen's d, and the per-repetition wins, ties and losses "
+              "of agents.", ""]
+    for m in KEY_METRICS:
+        lines += comparison_section(analysis, m.name)
+    return "\n".join(lines).rstrip() + "\n"

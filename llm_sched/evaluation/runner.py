@@ -1,0 +1,137 @@
+"""Running the campaign's simulations, in this process or spread over worker processes.
+
+A task is one (configuration, repetition): its scenario and seed. The worker draws the jobs and
+failures once (:func:`llm_sched.sim.simulate.compare`), so every policy of the task meets the same
+ones. With a deadline factor, the deadline of the task is that factor times the makespan EASY
+achieves on the same jobs with no failures and no decision delay (one extra, failure-free run).
+
+A task's result depends only on its scenario and seed, and results are returned in task order, so
+the outcome is the same whatever the number of workers or the order in which they finish.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from typing import Any
+
+from llm_sched.sim.resilience import SimConfig, simulate
+from llm_sched.sim.simulate import Scenario, compare, prepare
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One (configuration, repetition) to simulate under every policy."""
+
+    config: str  # the configuration's key
+    repetition: int
+    seed: int
+    scenario: Scenario
+    policies: tuple[str, ...]
+    deadline_factor: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """What a task produced: each policy's metrics (plain dicts), the deadline used, the wall time."""
+
+    config: str
+    repetition: int
+    seed: int
+    deadline: float | None
+    metrics: dict[str, dict[str, Any]]
+    wall_s: float
+
+
+def reference_deadline(scenario: Scenario, seed: int, factor: float) -> float:
+    """``factor`` x the failure-free EASY makespan of the scenario's jobs for ``seed`` (no decision delay)."""
+    jobs, cluster, _ = prepare(scenario, seed)
+    run = simulate(jobs, cluster, SimConfig("easy", scenario.queue_on_failure, hop_delay=0.0))
+    return factor * (run.end_time - run.start_time)
+
+
+def run_task(task: Task) -> TaskResult:
+    """Simulate one task (in a worker process or in this one)."""
+    t0 = time.perf_counter()
+    scenario, deadline = task.scenario, None
+    if task.deadline_factor is not None:
+        deadline = reference_deadline(scenario, task.seed, task.deadline_factor)
+        scenario = replace(scenario, deadline=deadline)
+    metrics = compare(scenario, task.seed, task.policies)  # type: ignore[arg-type]
+    return TaskResult(task.config, task.repetition, task.seed, deadline,
+                      {p: m.as_dict() for p, m in metrics.items()}, time.perf_counter() - t0)
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the parent, which stops the campaign and keeps what is done."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def default_workers() -> int:
+    """The number of CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def run_tasks(tasks: Sequence[Task], workers: int,
+              on_done: Callable[[TaskResult], None] | None = None) -> list[TaskResult]:
+    """Run ``tasks`` on ``workers`` processes (1: in this process); results in the order of ``tasks``.
+
+    ``on_done`` is called in this process after each task, in completion order (for progress and
+    checkpoints), so a caller interrupted by Ctrl-C (the workers ignore it; the pool's pending tasks
+    are cancelled) still holds every task finished before.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    results: dict[int, TaskResult] = {}
+    if workers == 1 or len(tasks) <= 1:
+        for i, task in enumerate(tasks):
+            results[i] = run_task(task)
+            if on_done:
+                on_done(results[i])
+    else:
+        _run_pool(tasks, min(workers, len(tasks)), results, on_done)
+    return [results[i] for i in range(len(tasks))]
+
+
+def _run_pool(tasks: Sequence[Task], workers: int, results: dict[int, TaskResult],
+              on_done: Callable[[TaskResult], None] | None) -> None:
+    # A bounded number of tasks in flight keeps the memory small and lets an interrupt stop fast.
+    pending: dict[Future[TaskResult], int] = {}
+    queue = iter(enumerate(tasks))
+    window = 4 * workers
+    with ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts) as pool:
+        try:
+            _fill(pool, queue, pending, window)
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=pending.__getitem__):
+                    i = pending.pop(future)
+                    results[i] = future.result()
+                    if on_done:
+                        on_done(results[i])
+                _fill(pool, queue, pending, window)
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def _fill(pool: ProcessPoolExecutor, queue: Iterable[tuple[int, Task]], pending: dict[Future[TaskResult], int],
+          window: int) -> None:
+    for i, task in queue:
+        pending[pool.submit(run_task, task)] = i
+        if len(pending) >= window:
+            return
+
+
+def nan_to_none(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics with NaN (undefined, e.g. no MTTR without kills) as None, for JSON."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}

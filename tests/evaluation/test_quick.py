@@ -1,0 +1,39 @@
+"""The shipped quick campaign, end to end through the --evaluate entry point (issue 7: "--evaluate
+--quick runs end to end in the test suite's time budget")."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from llm_sched.config import ENV_VARS
+from llm_sched.evaluation.command import run_campaign_cli
+
+
+@pytest.mark.slow
+def test_quick_campaign_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    for var in ENV_VARS.values():
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "quick"
+    t0 = time.perf_counter()
+    code = run_campaign_cli(None, str(out), True, 2, None)
+    took = time.perf_counter() - t0
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert took < 120, f"--evaluate --quick took {took:.0f} s; issue 7 asks for under two minutes"
+    data = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert data["complete"] and len(data["configurations"]) == 26
+    assert {c["dimension"] for c in data["configurations"]} == {
+        "scale", "failure_rate", "failure_pattern", "load_pattern", "high_load"}
+    assert len(data["runs"]) == 26 * data["campaign"]["repetitions"] * 3
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "`python main.py --evaluate --quick --out" in report
+    for figure in ("scale", "failure-rate", "failure-pattern", "load-pattern", "high-load"):
+        assert f"](fig-{figure}.png)" in report and (out / f"fig-{figure}.png").is_file()
+    assert f"report: {out / 'report.md'}" in printed.out
