@@ -12,6 +12,20 @@ Protocols: ``pbft`` and ``tendermint`` face up to f Byzantine agents; the crash-
 ``multipaxos`` face up to f_c = floor((n-1)/2) crashes instead, some of them for good (agents that
 are down at the end are not expected to finish). Termination is checked after the faults heal.
 
+After the network heals. The heal is ``FaultPlan.heal_time``: the latest of GST (drops, duplicates
+and corruption end), the end of every partition and timed link fault, and every crash and restart;
+from then on every message between agents that are up arrives, within Δ = :func:`delay_bound` (a
+slow agent stays slow: its penalty is part of Δ). Random schedules run in partial synchrony with Δ
+known after GST (``Schedule.known_delay``): the cores' timeouts are derived from Δ
+(:func:`configs_for`), as a deployment sets them from its network, so a view or round that starts
+after the heal has the time it needs. The BFT bound is counted from the view (round) already in
+progress at the heal, whose timers and messages may predate it and which is not counted: PBFT
+decides every slot in a view at most f+1 after the highest view an honest replica had reached at
+the heal (the views of the commit certificates, wherever they were learned); Tendermint decides
+every height in a round at most f+1 after the highest round an honest process had reached in it at
+the heal (0 for a height not yet started). Crash-fault protocols instead report how long each wait
+for a leader took (:func:`election_times`), in base election timeouts.
+
 Byzantine behaviours wrap honest cores (they reuse the honest logic and rewrite what it sends):
 ``silent``, ``forge`` (extra copies claiming another sender, which fail the MAC check), ``alter``
 (proposals carry another value, valid or not), ``vote-against`` (votes name another or an invalid
@@ -22,12 +36,14 @@ value, and colluding Byzantine agents keep their halves consistent through a sha
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 from llm_sched.consensus.messages import (
     AgentId,
@@ -216,6 +232,9 @@ class Schedule:
     until: float = 20_000.0
     quorum: int | None = None
     fast_path: bool = False
+    # Partial synchrony with a known bound: when set, the cores' timeouts are derived from the
+    # delay bound after the heal, Δ = delay_bound(faults) (see configs_for).
+    known_delay: bool = False
 
     @property
     def honest(self) -> tuple[AgentId, ...]:
@@ -235,6 +254,9 @@ class RunResult:
     undecided: dict[AgentId, list[int]]
     views_after_heal: int  # PBFT views / Tendermint rounds used after the network healed
     end_time: float
+    # Crash-fault protocols: per time a leader was needed, how long until one was established, in
+    # base election timeouts (see election_times); empty for the BFT protocols.
+    elections: list[float] = field(default_factory=list)
 
     @property
     def safe(self) -> bool:
@@ -243,6 +265,11 @@ class RunResult:
     @property
     def terminated(self) -> bool:
         return not self.undecided
+
+    @property
+    def slowest_election(self) -> float:
+        """The longest wait for a leader in this run, in base election timeouts (0 if none)."""
+        return max(self.elections, default=0.0)
 
     @property
     def within_bound(self) -> bool:
@@ -255,24 +282,70 @@ class RunResult:
         return self.views_after_heal <= byzantine_f(self.schedule.n) + 1
 
 
+DELAY_QUANTILE = math.log(1_000)
+"""Jitter is exponential, so no delay bound is absolute: Δ takes the jitter's 99.9th percentile."""
+
+
+def delay_bound(faults: FaultPlan) -> float:
+    """Δ, the message delay bound once the network has healed: the base delay, the slow-agent
+    penalties of the slowest link and the jitter's 99.9th percentile (timed link faults and
+    partitions are over by then; drops, duplicates and corruption stop at GST)."""
+    slow = sorted((d for _, d in faults.slow), reverse=True)[:2]
+    return faults.link.base_delay + sum(slow) + faults.link.jitter * DELAY_QUANTILE
+
+
+def configs_for(s: Schedule) -> tuple[PbftConfig, TendermintConfig, PaxosConfig, RaftConfig]:
+    """The cores' configurations for a schedule.
+
+    With ``known_delay`` (partial synchrony with Δ known after GST) every timeout is at least the
+    multiple of Δ its step needs, and never below the defaults: a PBFT view (view change, new
+    view, three phases) takes four message delays; a Tendermint proposal may reach a process two
+    delays after it entered the round (skew, then delivery) and the remaining votes of a step two
+    delays after the first q; a Raft or Multi-Paxos election (request, vote, first append) three,
+    with a margin so that split votes stay rare. Heartbeats keep their ratio to the election timeout.
+    """
+    pbft, tm = PbftConfig(fast_path=s.fast_path, quorum=s.quorum), TendermintConfig(quorum=s.quorum)
+    paxos, raft = PaxosConfig(quorum=s.quorum), RaftConfig(quorum=s.quorum)
+    if not s.known_delay:
+        return pbft, tm, paxos, raft
+    d = delay_bound(s.faults)
+    pbft = replace(pbft, base_timeout=max(pbft.base_timeout, 4 * d))
+    tm = replace(
+        tm,
+        timeout_propose=max(tm.timeout_propose, 3 * d),
+        timeout_prevote=max(tm.timeout_prevote, 2 * d),
+        timeout_precommit=max(tm.timeout_precommit, 2 * d),
+        timeout_delta=max(tm.timeout_delta, d),
+        sync_interval=max(tm.sync_interval, 6 * d),
+    )
+    election = max(raft.election_timeout, 4 * d)
+    raft = replace(raft, election_timeout=election, heartbeat=raft.heartbeat * election / raft.election_timeout)
+    leader = max(paxos.leader_timeout, 4 * d)
+    paxos = replace(paxos, leader_timeout=leader, heartbeat=paxos.heartbeat * leader / paxos.leader_timeout)
+    return pbft, tm, paxos, raft
+
+
+def election_timeout(s: Schedule) -> float:
+    """The base election timeout (Raft) or leader timeout (Multi-Paxos) the schedule's cores use."""
+    _, _, paxos, raft = configs_for(s)
+    return raft.election_timeout if s.protocol == "raft" else paxos.leader_timeout
+
+
 def _build_core(s: Schedule, agent: AgentId, keyring: KeyRing, propose: Propose, restore: object | None) -> Core:
     app = ToyApp()
     peers = tuple(range(s.n))
     signer = keyring.signer(agent)
+    pbft, tm, paxos, raft = configs_for(s)
     if s.protocol == "pbft":
-        cfg = PbftConfig(fast_path=s.fast_path, quorum=s.quorum)
-        return PbftCore(agent, peers, s.slots, signer, keyring, propose, app.validate, cfg, restore)  # type: ignore[arg-type]
+        return PbftCore(agent, peers, s.slots, signer, keyring, propose, app.validate, pbft, restore)  # type: ignore[arg-type]
     if s.protocol == "tendermint":
-        tcfg = TendermintConfig(quorum=s.quorum)
-        return TendermintCore(agent, peers, s.slots, signer, keyring, propose, app.validate, tcfg, restore)  # type: ignore[arg-type]
+        return TendermintCore(agent, peers, s.slots, signer, keyring, propose, app.validate, tm, restore)  # type: ignore[arg-type]
     if s.protocol == "multipaxos":
         timers = random.Random(f"{s.seed}/paxos-timers/{agent}/{restore is not None}")
-        pcfg = PaxosConfig(quorum=s.quorum)
-        return MultiPaxosCore(agent, peers, s.slots, signer, propose, timers, pcfg, restore)  # type: ignore[arg-type]
+        return MultiPaxosCore(agent, peers, s.slots, signer, propose, timers, paxos, restore)  # type: ignore[arg-type]
     if s.protocol == "raft":
         timers = random.Random(f"{s.seed}/raft-timers/{agent}/{restore is not None}")
-        rcfg = RaftConfig(quorum=s.quorum)
-        return RaftCore(agent, peers, s.slots, signer, propose, timers, rcfg, restore)  # type: ignore[arg-type]
+        return RaftCore(agent, peers, s.slots, signer, propose, timers, raft, restore)  # type: ignore[arg-type]
     raise ValueError(f"unknown protocol {s.protocol!r}")
 
 
@@ -299,6 +372,44 @@ def make_factory(s: Schedule, keyring: KeyRing) -> Callable[[AgentId, object | N
     return factory
 
 
+Leadership = tuple[int, AgentId] | None  # (term or ballot, leader) as one agent knows them
+
+
+class _Watched:
+    """A crash-fault core under observation: every change of whom it knows as leader is logged
+    with the simulated time (the network ticks a core before every delivery, so the last tick's
+    time is the time of the step)."""
+
+    def __init__(self, core: Core, log: list[tuple[float, AgentId, Leadership]]) -> None:
+        self.core, self.node_id, self._log = core, core.node_id, log
+        self._now, self._last = 0.0, cast(Leadership, None)
+
+    def tick(self, now: float) -> Output:
+        self._now = now
+        return self._note(self.core.tick(now))
+
+    def step(self, msg: Message) -> Output:
+        return self._note(self.core.step(msg))
+
+    def next_deadline(self) -> float | None:
+        return self.core.next_deadline()
+
+    def persisted(self) -> object:
+        return self.core.persisted()
+
+    def _note(self, out: Output) -> Output:
+        core = self.core.inner if isinstance(self.core, ByzantineCore) else self.core
+        now = core.leadership() if isinstance(core, (RaftCore, MultiPaxosCore)) else None
+        if now != self._last:
+            self._last = now
+            self._log.append((self._now, self.node_id, now))
+        return out
+
+
+def _unwrap(core: object) -> object:
+    return core.core if isinstance(core, _Watched) else core
+
+
 def run_schedule(s: Schedule) -> RunResult:
     """Run a schedule to its end (or until every honest agent decided every slot) and check it."""
     keyring = KeyRing(s.seed, range(s.n))
@@ -308,7 +419,15 @@ def run_schedule(s: Schedule) -> RunResult:
         if m.kind in _PROPOSALS and m.value is not None:
             proposed.setdefault(m.slot, set()).add(m.value)
 
-    net = Network(range(s.n), make_factory(s, keyring), keyring, s.seed, s.faults, observe)
+    factory = make_factory(s, keyring)
+    leaders: list[tuple[float, AgentId, Leadership]] = []
+    if s.protocol in CRASH_PROTOCOLS:
+        build = factory
+
+        def factory(agent: AgentId, restore: object | None) -> Core:
+            return _Watched(build(agent, restore), leaders)  # type: ignore[arg-type]
+
+    net = Network(range(s.n), factory, keyring, s.seed, s.faults, observe)
     honest = s.honest
     heal = s.faults.heal_time
     at_heal: dict[AgentId, tuple[int, int]] = {}
@@ -317,19 +436,86 @@ def run_schedule(s: Schedule) -> RunResult:
     def all_decided() -> bool:  # agents crashed for good are not expected to finish
         return net.now >= heal and all(len(net.decisions[a]) >= s.slots for a in honest if net.is_up(a))
 
-    net.run(s.until, stop=all_decided)
+    net.run(min(heal, s.until))  # nobody stops before the heal; a run all decided by then ends there
+    if not all_decided():
+        net.run(s.until, stop=all_decided)
     decisions = {a: dict(net.decisions[a]) for a in honest}
     violations = check_agreement(decisions) + check_validity(decisions, proposed, ToyApp().validate)
     violations += [f"integrity: agent {a} decided slot {slot} twice" for a, slot, _, _ in net.conflicts if a in honest]
+    violations += check_durability(net, honest)
     undecided = {a: [x for x in range(s.slots) if x not in decisions[a]] for a in honest if net.is_up(a)}
     undecided = {a: xs for a, xs in undecided.items() if xs}
     used = _views_used(net, s, at_heal)
-    return RunResult(s, decisions, net.stats, net.history_hash(), violations, undecided, used, net.now)
+    elections: list[float] = []
+    if s.protocol in CRASH_PROTOCOLS:
+        timeout = election_timeout(s)
+        elections = [t / timeout for t in election_times(leaders, s, net.now, bool(undecided))]
+    return RunResult(s, decisions, net.stats, net.history_hash(), violations, undecided, used, net.now, elections)
+
+
+def check_durability(net: Network, agents: Iterable[AgentId]) -> list[str]:
+    """No agent that is up at the end lost or changed a decision it made (across restarts too)."""
+    problems = []
+    for a in agents:
+        held = getattr(_unwrap(net.cores.get(a)), "decided", None)
+        if not isinstance(held, dict):
+            continue  # down at the end
+        for slot, value in sorted(net.decisions[a].items()):
+            if slot not in held:
+                problems.append(f"durability: agent {a} lost its decision for slot {slot}")
+            elif held[slot] != value:
+                problems.append(f"durability: agent {a} changed its decision for slot {slot}")
+    return problems
+
+
+def election_times(
+    log: Sequence[tuple[float, AgentId, Leadership]], s: Schedule, end: float, needed_at_end: bool
+) -> list[float]:
+    """How long each wait for a leader lasted, in simulated time.
+
+    A leader is *established* while some agent leads a term (ballot) and a majority of the n agents,
+    itself included and all of them up, know it as that term's leader. A leader is *needed* from the
+    start and whenever the established one stops being so (it crashed, was cut off and lost its
+    majority to a newer term, or too many of its followers crashed). A wait runs from that moment,
+    or from the last fault transition during the wait if later (a crash or restart, a partition
+    starting or healing, GST): that is, from the crash of the current leader or from the heal, to
+    the moment a leader is established. A wait still open at the end of the run counts, up to the
+    end, only if a leader was still needed then (an agent that is up had slots left).
+    """
+    f = s.faults
+    quorum = s.quorum or majority(s.n)
+    events = sorted([(t, i, a, v) for i, (t, a, v) in enumerate(log)] + [(c.at, -1, c.node, None) for c in f.crashes],
+                    key=lambda e: (e[0], e[1]))  # a crashed agent knows no leader
+    edges = [f.gst, *(p.start for p in f.partitions), *(p.end for p in f.partitions)]
+    edges += [c.at for c in f.crashes] + [c.restart_at for c in f.crashes if c.restart_at is not None]
+    edges += [lf.start for lf in f.link_faults] + [lf.end for lf in f.link_faults]
+    known: dict[AgentId, Leadership] = {}
+    waits: list[float] = []
+    waiting_since: float | None = 0.0
+
+    def established() -> bool:
+        backers = Counter(v for v in known.values() if v is not None)
+        return any(count >= quorum and known.get(v[1]) == v for v, count in backers.items())
+
+    def clock(start: float, until: float) -> float:
+        return max([start, *(t for t in edges if start <= t <= until)])
+
+    for t, _, agent, view in events:
+        known[agent] = view
+        up = established()
+        if waiting_since is not None and up:
+            waits.append(t - clock(waiting_since, t))
+            waiting_since = None
+        elif waiting_since is None and not up:
+            waiting_since = t
+    if waiting_since is not None and needed_at_end:
+        waits.append(end - clock(waiting_since, end))
+    return waits
 
 
 def _position(net: Network, s: Schedule, agent: AgentId) -> tuple[int, int]:
     """(slot in progress, view or round) of an honest agent, for the after-healing measure."""
-    core = net.cores[agent]
+    core = _unwrap(net.cores[agent])
     if isinstance(core, PbftCore):
         return (min((x for x in range(s.slots) if x not in core.decided), default=s.slots), core.view)
     if isinstance(core, RaftCore):
@@ -341,14 +527,16 @@ def _position(net: Network, s: Schedule, agent: AgentId) -> tuple[int, int]:
 
 
 def _views_used(net: Network, s: Schedule, at_heal: Mapping[AgentId, tuple[int, int]]) -> int:
-    """New views (PBFT) or rounds (Tendermint, per height) that honest agents entered after healing.
+    """Views (PBFT) or rounds (Tendermint, per height) that decisions took after the heal.
 
-    PBFT: the highest final view minus the highest view an honest agent had reached at healing
-    (Raft: terms; Multi-Paxos: ballot rounds). Tendermint: per height decided after healing, its
-    decision round minus the highest round an honest agent had reached in that height at healing
-    (0 for heights not yet started then).
+    PBFT: the highest view of a commit certificate by which an honest replica decided, minus the
+    highest view an honest replica had reached (or was changing to) at the heal; a laggard's view
+    changes after the others decided are not decisions and do not count. Raft: terms; Multi-Paxos:
+    ballot rounds (informative only). Tendermint: per height decided after the heal, its decision
+    round minus the highest round an honest process had reached in that height at the heal (0 for
+    heights not started then).
     """
-    cores = [net.cores[a] for a in s.honest if a in net.cores]
+    cores = [_unwrap(net.cores[a]) for a in s.honest if a in net.cores]
     if not at_heal or not cores:
         return 0
     return max(0, _new_views(cores, at_heal))
@@ -356,8 +544,9 @@ def _views_used(net: Network, s: Schedule, at_heal: Mapping[AgentId, tuple[int, 
 
 def _new_views(cores: Sequence[Core], at_heal: Mapping[AgentId, tuple[int, int]]) -> int:
     """The measure of :func:`_views_used` per protocol (may be negative if a leader died)."""
-    if isinstance(cores[0], PbftCore):
-        return max(c.view for c in cores if isinstance(c, PbftCore)) - max(v for _, v in at_heal.values())
+    if isinstance(cores[0], PbftCore):  # the views of the certificates that decided
+        views = [v for c in cores if isinstance(c, PbftCore) for v in c.decided_views.values()]
+        return max(views, default=0) - max(v for _, v in at_heal.values())
     if isinstance(cores[0], RaftCore):  # terms (elections) after healing
         return max(c.term for c in cores if isinstance(c, RaftCore)) - max(v for _, v in at_heal.values())
     if isinstance(cores[0], MultiPaxosCore):  # ballot rounds after healing
@@ -415,13 +604,16 @@ def random_schedule(
     sizes: Sequence[int] = (4, 4, 5, 7),
     quorum_delta: int = 0,
     fast_path: bool = False,
+    known_delay: bool = True,
 ) -> Schedule:
     """A small random schedule: f (+ ``extra_byzantine``) Byzantine agents, lossy links, a healing
-    partition, maybe a crash and restart and a slow agent. ``quorum_delta`` shrinks the quorum."""
+    partition, maybe a crash and restart and a slow agent. ``quorum_delta`` shrinks the quorum;
+    ``known_delay=False`` keeps the cores' default timeouts whatever the delays (see the module
+    docstring)."""
     rng = random.Random(f"schedule/{protocol}/{seed}")
     n = rng.choice(list(sizes))
     if protocol in CRASH_PROTOCOLS:
-        return _random_crash_schedule(rng, seed, protocol, n, quorum_delta)
+        return _random_crash_schedule(rng, seed, protocol, n, quorum_delta, known_delay)
     k = min(n, byzantine_f(n) + extra_byzantine)
     bad = sorted(rng.sample(range(n), k))
     colluding = extra_byzantine > 0 or quorum_delta < 0 or rng.random() < 0.3
@@ -430,11 +622,13 @@ def random_schedule(
     quorum = byzantine_quorum(n) + quorum_delta if quorum_delta else None
     return Schedule(
         protocol=protocol, n=n, slots=rng.randint(1, 3), seed=seed, byzantine=byzantine,
-        faults=_random_faults(rng, n, honest), quorum=quorum, fast_path=fast_path,
+        faults=_random_faults(rng, n, honest), quorum=quorum, fast_path=fast_path, known_delay=known_delay,
     )
 
 
-def _random_crash_schedule(rng: random.Random, seed: int, protocol: str, n: int, quorum_delta: int) -> Schedule:
+def _random_crash_schedule(
+    rng: random.Random, seed: int, protocol: str, n: int, quorum_delta: int, known_delay: bool
+) -> Schedule:
     """Crash model: up to f_c = floor((n-1)/2) agents crash, some for good, on lossy links."""
     faults = _random_faults(rng, n, range(n))
     crashes = list(faults.crashes)
@@ -448,7 +642,7 @@ def _random_crash_schedule(rng: random.Random, seed: int, protocol: str, n: int,
         crashes.remove(down_for_good[-1])
     quorum = majority(n) + quorum_delta if quorum_delta else None
     return Schedule(protocol=protocol, n=n, slots=rng.randint(1, 3), seed=seed,
-                    faults=replace(faults, crashes=tuple(crashes)), quorum=quorum)
+                    faults=replace(faults, crashes=tuple(crashes)), quorum=quorum, known_delay=known_delay)
 
 
 def _random_faults(rng: random.Random, n: int, honest: Sequence[AgentId]) -> FaultPlan:
@@ -493,15 +687,23 @@ class SweepResult:
     views_after_heal: Counter[int] = field(default_factory=Counter)
     messages: int = 0
     seconds: float = 0.0
+    # crash-fault protocols: per seed, the run's longest wait for a leader in base election timeouts
+    slowest_elections: dict[int, float] = field(default_factory=dict)
+
+    def elected_within(self, timeouts: float) -> float:
+        """Share of runs in which every wait for a leader ended within ``timeouts`` election timeouts."""
+        waits = self.slowest_elections.values()
+        return sum(w <= timeouts for w in waits) / len(waits) if waits else 1.0
 
 
-_Outcome = tuple[int, list[str], bool, int, bool, int]
+_Outcome = tuple[int, list[str], bool, int, bool, int, float]
 
 
 def _run_seed(args: tuple[str, int, dict[str, object]]) -> _Outcome:
     protocol, seed, options = args
     r = run_schedule(random_schedule(seed, protocol, **options))  # type: ignore[arg-type]
-    return seed, r.violations[:1], r.terminated, r.views_after_heal, r.within_bound, r.stats.total_sent
+    return (seed, r.violations[:1], r.terminated, r.views_after_heal, r.within_bound, r.stats.total_sent,
+            r.slowest_election)
 
 
 def sweep(
@@ -527,10 +729,12 @@ def sweep(
             )
     else:
         outcomes = map(_run_seed, jobs)
-    for seed, violations, terminated, used, within, messages in outcomes:
+    for seed, violations, terminated, used, within, messages, election in outcomes:
         result.runs += 1
         result.messages += messages
         result.views_after_heal[used] += 1
+        if protocol in CRASH_PROTOCOLS:
+            result.slowest_elections[seed] = election
         if not terminated:
             result.undecided.append(seed)
         if not within:

@@ -99,6 +99,7 @@ class MultiPaxosCore(DecidedSlots):
         self._accepted: dict[int, Message] = {}
         self._decided: dict[int, Value] = {}
         self.role, self.ballot = FOLLOWER, -1
+        self.leader: AgentId | None = None  # whose ballot ``promised`` is, once its phase 2 reached us
         self._promises: dict[AgentId, Message] = {}
         self._proposals: dict[int, Message] = {}  # slot -> my ACCEPT (ballot self.ballot)
         self._acks: dict[int, set[AgentId]] = {}  # slot -> acceptors of my proposal
@@ -116,6 +117,10 @@ class MultiPaxosCore(DecidedSlots):
     def persisted(self) -> PaxosPersisted:
         """Snapshot of the durable state (see :class:`PaxosPersisted`)."""
         return PaxosPersisted(self.promised, dict(self._accepted), dict(self._decided))
+
+    def leadership(self) -> tuple[int, AgentId] | None:
+        """(ballot, leader) as this agent knows them, or None while it knows no leader."""
+        return None if self.leader is None else (self.promised, self.leader)
 
     def tick(self, now: float) -> Output:
         """Advance time: a due timer starts phase 1 or, for the leader, a heartbeat."""
@@ -144,7 +149,7 @@ class MultiPaxosCore(DecidedSlots):
     def _run_for_leader(self, out: Output) -> None:
         rnd = max(self.promised, self.ballot) // self.n + 1
         self.ballot = rnd * self.n + self.peers.index(self.node_id)
-        self.role, self.promised = CANDIDATE, self.ballot
+        self.role, self.promised, self.leader = CANDIDATE, self.ballot, None
         self._promises = {self.node_id: self._promise_message(self.node_id)}
         for p in self.others:
             out.messages.append(self._signer.make(p, Kind.PAXOS_PREPARE, self.ballot, 0, NIL))
@@ -159,6 +164,8 @@ class MultiPaxosCore(DecidedSlots):
         if msg.view <= self.promised and not (msg.view == self.promised and self.role == FOLLOWER):
             out.messages.append(self._signer.make(msg.sender, Kind.REJECT, self.promised, 0, NIL))
             return
+        if msg.view != self.promised:
+            self.leader = None
         self.promised, self.role = msg.view, FOLLOWER
         out.messages.append(self._promise_message(msg.sender))
         self._arm()
@@ -171,7 +178,7 @@ class MultiPaxosCore(DecidedSlots):
     def _maybe_lead(self, out: Output) -> None:
         if self.role != CANDIDATE or len(self._promises) < self.majority:
             return
-        self.role = LEADER
+        self.role, self.leader = LEADER, self.node_id
         self._proposals, self._acks = {}, {}
         self._known = {p: set() for p in self.others}
         best: dict[int, Message] = {}  # per slot, the value accepted under the highest ballot
@@ -187,9 +194,9 @@ class MultiPaxosCore(DecidedSlots):
 
     def _on_reject(self, msg: Message, out: Output) -> None:
         if msg.view > self.promised:
-            self.promised = msg.view
+            self.promised, self.leader = msg.view, None
         if self.role != FOLLOWER and msg.view > self.ballot:
-            self.role = FOLLOWER  # someone runs a higher ballot: stop leading
+            self.role, self.leader = FOLLOWER, None  # someone runs a higher ballot: stop leading
             self._arm()
 
     # --- phase 2 --------------------------------------------------------------------------------
@@ -221,6 +228,8 @@ class MultiPaxosCore(DecidedSlots):
         self.promised = msg.view
         if self.role != FOLLOWER and msg.view > self.ballot:
             self.role = FOLLOWER
+        if self.role == FOLLOWER:
+            self.leader = msg.sender  # phase 2 (or its heartbeat) under this ballot: its leader
         return True
 
     def _on_accept(self, msg: Message, out: Output) -> None:

@@ -12,7 +12,13 @@ certificate for every other slot). The new primary, holding q view-changes, send
 those view-changes and a PRE-PREPARE for every slot that has a prepared certificate but no commit
 certificate, choosing the highest view's value. Every replica recomputes that choice before
 accepting. Cost (n-1)^2 + (n-1) = n(n-1) when the n-1 live replicas change view together.
-Timeouts double with every view change that brings no decision (capped), as in the paper.
+Timeouts double with every view change (capped), as in the paper, whether the replica's own timer
+started it or it joined f+1 others. After a decision its own commit quorum reached in the current
+view, the timeout becomes twice what that decision took (never less than the base): falling back
+to the base after every decision would make a network slower than the base timeout (a slow agent
+that every quorum needs) pay fruitless views again for every slot. A decision merely learned (a
+commit certificate from a new view or a peer) says nothing about the current view and leaves the
+timeout alone.
 
 Deviations from the paper, each for a reason:
 - Slots are application slots (one job decision each), all wanted from the start; there are no
@@ -25,7 +31,10 @@ Deviations from the paper, each for a reason:
 - Messages for views not yet entered are kept and used once the view starts (the network reorders).
 - A replica waiting for a new view re-sends its view-change every ``base_timeout`` until q
   replicas asked for that view or a later one; only then does its new-view timer run (as in the
-  paper), so a replica whose messages were lost cannot race ahead through views on its own.
+  paper), so a replica whose messages were lost cannot race ahead through views on its own. A
+  replica that already holds q answers such a re-sent view-change with its own (at most once per
+  ``base_timeout`` per peer): it stopped re-sending, and the re-sender, perhaps the new primary,
+  may never have received it (lost before the network healed).
 
 Optional fast path (``fast_path=True``): a replica that holds the pre-prepare and prepares from all
 n-1 backups decides at once, two message delays after the proposal, and still sends its commit so
@@ -146,6 +155,8 @@ class PbftCore:
         self._now = 0.0
         self._deadline: float | None = None
         self._backoff = 0
+        self._armed_at = 0.0
+        self._answered_vc: dict[AgentId, float] = {}  # when we last answered a peer's re-sent view-change
         self._started = False
         if restore is not None:
             self._restore(restore)
@@ -160,6 +171,11 @@ class PbftCore:
     def decided(self) -> dict[int, Value]:
         """Decided values by slot."""
         return {s: c.value for s, c in self._decided.items()}
+
+    @property
+    def decided_views(self) -> dict[int, int]:
+        """Per decided slot, the view of the certificate that decided it (here or, learned, elsewhere)."""
+        return {s: c.view for s, c in self._decided.items()}
 
     def next_deadline(self) -> float | None:
         """When ``tick`` next has something to do (the progress / view-change timer)."""
@@ -242,21 +258,24 @@ class PbftCore:
             self._vote(Kind.COMMIT, v, s, d, out)
         commits = self._votes.get((Kind.COMMIT, v, s, d), {})
         if done is None and len(commits) >= self.q:
-            self._decide(Cert(v, s, d, pp.value, (pp, *self._first(commits, self.q))), out)
+            self._decide(Cert(v, s, d, pp.value, (pp, *self._first(commits, self.q))), out, own=True)
         elif done is None and self.config.fast_path and len(prepares) == self.n - 1:
-            self._decide(Cert(v, s, d, pp.value, (pp, *self._first(prepares, self.n - 1))), out)
+            self._decide(Cert(v, s, d, pp.value, (pp, *self._first(prepares, self.n - 1))), out, own=True)
 
     def _vote(self, kind: Kind, v: int, s: int, d: str, out: Output) -> None:
         own = self._broadcast(kind, v, s, d, out)
         self._own[(kind, v, s)] = own
         self._votes.setdefault((kind, v, s, d), {})[self.node_id] = own
 
-    def _decide(self, cert: Cert, out: Output) -> None:
+    def _decide(self, cert: Cert, out: Output, own: bool = False) -> None:
+        """Record a decision: ``own`` when this replica's commit quorum in its current view made it,
+        otherwise a certificate learned from a new view or a peer (catch-up)."""
         if cert.slot in self._decided:
             return
         self._decided[cert.slot] = cert
         out.decisions.append((cert.slot, cert.value))
-        self._backoff = 0  # progress: the next timeout starts from the base again
+        if own:  # progress here: the next timeout is twice what this one took, not the base again
+            self._backoff = self._level_for(2 * (self._now - self._armed_at))
         self._arm()
         self._propose_slots(out)
 
@@ -296,6 +315,9 @@ class PbftCore:
         self._answer_laggard(msg.sender, parsed, out)
         if msg.view < self.view or (msg.view == self.view and self.active):
             return
+        held = self._vcs.get(msg.view, {})
+        if msg.view == self.view and msg.sender in held and self.node_id in held:
+            self._answer_resend(msg.sender, held[self.node_id], out)
         waiting = self._waiting_for_quorum()
         self._vcs.setdefault(msg.view, {}).setdefault(msg.sender, msg)
         if waiting and not self._waiting_for_quorum():
@@ -316,6 +338,16 @@ class PbftCore:
         asking = {p for v, vcs in self._vcs.items() if v >= self.view for p in vcs}
         return len(asking) < self.q
 
+    def _answer_resend(self, peer: AgentId, own: Message, out: Output) -> None:
+        """A peer re-sent its view-change: it still lacks q of them, perhaps ours (lost before the
+        network healed; we re-send only while *we* lack q). Answer with ours, at most once per
+        ``base_timeout`` per peer so that two replicas never ping-pong. A replica that is itself
+        waiting for q does not answer: it re-sends to everyone on its own."""
+        if self._waiting_for_quorum() or self._now < self._answered_vc.get(peer, float("-inf")) + self.config.base_timeout:
+            return
+        self._answered_vc[peer] = self._now
+        out.messages.append(self._signer.make(peer, Kind.VIEW_CHANGE, own.view, 0, NIL, proof=own.proof))
+
     def _resend_view_change(self, out: Output) -> None:
         own = self._vcs[self.view][self.node_id]
         for p in self.peers:
@@ -335,6 +367,7 @@ class PbftCore:
         higher = {v: vcs for v, vcs in self._vcs.items() if v > self.view}
         senders = {p for vcs in higher.values() for p in vcs if p != self.node_id}
         if len(senders) >= self.f + 1:
+            self._backoff += 1  # a view change like any other: the next view gets twice the time
             self._start_view_change(min(higher), out)
 
     def _maybe_new_view(self, out: Output) -> None:
@@ -511,12 +544,20 @@ class PbftCore:
         return tuple(votes[p] for p in sorted(votes)[:k])
 
     def _arm(self) -> None:
-        """Run the timer while some slot is undecided; it doubles per fruitless view change."""
+        """Run the timer while some slot is undecided: base x 2^backoff (see the module docstring)."""
         if len(self._decided) >= self.slots:
             self._deadline = None
             return
         backoff = 0 if self._waiting_for_quorum() else min(self._backoff, self.config.max_backoff)
         self._deadline = self._now + self.config.base_timeout * (2**backoff)
+        self._armed_at = self._now
+
+    def _level_for(self, needed: float) -> int:
+        """The smallest backoff level whose timeout is at least ``needed`` (capped)."""
+        level = 0
+        while level < self.config.max_backoff and self.config.base_timeout * 2**level < needed:
+            level += 1
+        return level
 
     def _restore(self, saved: PbftPersisted) -> None:
         self.view, self.active = saved.view, saved.active

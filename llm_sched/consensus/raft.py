@@ -14,10 +14,21 @@ Choices, each for a reason:
 - Log index and application slot differ: a new leader with uncommitted entries of older terms
   appends a no-op (Raft section 5.4.2: it may only count replicas for entries of its own term).
 - The run has a known number of slots, so agents go quiet once everything is decided and known:
-  followers that decided every slot stop their election timers, and the leader stops its
-  heartbeats once every follower reported the final commit index. A finished agent that receives
-  a vote request from a candidate with a shorter log re-arms its election timer (until it hears a
-  leader), so a lagging agent is never left without an up-to-date leader.
+  once every follower reported the final commit index the leader sends one last heartbeat saying
+  so and stops; a follower that decided every slot stops its election timer only on that word (a
+  leader that crashes while some agent still lags is then noticed by every follower, not by the
+  laggard alone). A finished agent that receives a vote request from a candidate with a shorter
+  log arms its election timer once (until it hears a leader), so a lagging agent is never left
+  without an up-to-date leader, and the laggard's repeated requests do not postpone it.
+- Elections (liveness only; safety rests on terms, votes and the log check alone): adopting a newer
+  term does not restart the election timer (Figure 2: only a granted vote or the leader's
+  AppendEntries do), so a candidate that cannot win does not postpone everyone else's candidacy.
+  A stale AppendEntries is answered with the newer term (Figure 2). A leader deposed by a newer
+  term from an agent that lacks entries it committed (one that raised its term alone behind a
+  partition and can never win) stands again at once. Two candidates of one term that learn of each
+  other break the tie at once: the lower id stands for the next term, which the other grants (with
+  n = 4 and one agent down every vote is needed, and a split would otherwise cost a whole election
+  timeout). A new leader with nothing to append announces itself with a heartbeat at once.
 - Persisted (``RaftPersisted``): term, vote, log and decided slots, as in the paper; the commit
   index, leader state and timers are volatile.
 """
@@ -100,12 +111,15 @@ class RaftCore(DecidedSlots):
         self.log: list[Entry] = []
         self._decided: dict[int, Value] = {}
         self.role = FOLLOWER
+        self.leader: AgentId | None = None  # the leader of the current term, once heard from (or us)
         self.commit = -1
         self._votes: set[AgentId] = set()
         self._next: dict[AgentId, int] = {}
         self._match: dict[AgentId, int] = {}
         self._known_commit: dict[AgentId, int] = {}
         self._wanted = False  # finished, but a lagging peer asked for votes: keep the election timer
+        self._quiet = False  # the leader said everyone has everything: followers may stop their timers
+        self._said_quiet = False  # leader: that final heartbeat went out
         self._early: dict[int, Message] = {}  # log index -> an entry that arrived before its predecessor
         self._now = 0.0
         self._deadline: float | None = None
@@ -120,6 +134,10 @@ class RaftCore(DecidedSlots):
     def persisted(self) -> RaftPersisted:
         """Snapshot of the durable state (see :class:`RaftPersisted`)."""
         return RaftPersisted(self.term, self.voted_for, tuple(self.log), dict(self._decided))
+
+    def leadership(self) -> tuple[int, AgentId] | None:
+        """(term, leader) as this agent knows them, or None while it knows no leader."""
+        return None if self.leader is None else (self.term, self.leader)
 
     def tick(self, now: float) -> Output:
         """Advance time: a due timer starts an election or, for the leader, a heartbeat."""
@@ -140,22 +158,52 @@ class RaftCore(DecidedSlots):
         out = Output()
         if msg.sender not in self.others:
             return out
+        rerun = False
         if msg.view > self.term:  # any newer term: adopt it and follow
-            self.term, self.voted_for, self.role = msg.view, None, FOLLOWER
+            was_leader = self.role == LEADER
+            rerun = was_leader and self._cannot_win(msg)
+            self.term, self.voted_for, self.role, self.leader = msg.view, None, FOLLOWER, None
+            self._quiet = False
             self._early.clear()
-            self._arm()
+            if was_leader or self._deadline is None:
+                self._arm()  # a deposed leader (or a finished agent) needs an election timer again
+            # Otherwise the election timer keeps running: only a granted vote or the leader's
+            # AppendEntries restart it (Raft, Figure 2). Restarting it for every newer term lets
+            # a candidate that cannot win (its log is behind) postpone every other election.
         handler = self._handlers.get(msg.kind)
         if handler is not None and msg.view == self.term:
             handler(self, msg, out)
         elif msg.kind is Kind.REQUEST_VOTE:  # a stale candidate still gets its "no"
             self._send(msg.sender, Kind.VOTE, 0, payload=_pack(0), out=out)
+        elif msg.kind in (Kind.APPEND, Kind.HEARTBEAT):  # a stale leader learns the newer term (Figure 2)
+            reply = Kind.APPEND_REPLY if msg.kind is Kind.APPEND else Kind.HEARTBEAT_REPLY
+            self._send(msg.sender, reply, 0, payload=_pack(0, len(self.log), self.commit), out=out)
+        if rerun and self.role == FOLLOWER and self.voted_for is None:
+            # Deposed by a newer term from an agent that lacks entries we committed (a server that
+            # kept raising its term alone behind a partition): it can never win, we can. Stand at
+            # once instead of leaving the cluster leaderless for an election timeout.
+            self._campaign(out)
         return out
+
+    def _cannot_win(self, msg: Message) -> bool:
+        """The sender of this newer-term message lacks an entry this leader committed, so a
+        majority (which holds that entry) will never elect it."""
+        if self.commit < 0:
+            return False
+        if msg.kind is Kind.REQUEST_VOTE:
+            fields = _unpack(msg.payload, 1)
+            return fields is not None and (fields[0], msg.slot) < (self.log[self.commit].term, self.commit)
+        if msg.kind in (Kind.APPEND_REPLY, Kind.HEARTBEAT_REPLY):
+            fields = _unpack(msg.payload, 3)  # a refusal reports the sender's log length
+            return fields is not None and fields[0] == 0 and fields[1] <= self.commit
+        return False
 
     # --- elections ------------------------------------------------------------------------------
 
     def _campaign(self, out: Output) -> None:
         self.term += 1
         self.role, self.voted_for, self._votes = CANDIDATE, self.node_id, {self.node_id}
+        self.leader, self._quiet = None, False
         last = len(self.log) - 1
         for p in self.others:
             self._send(p, Kind.REQUEST_VOTE, last, payload=_pack(self._last_term()), out=out)
@@ -173,9 +221,15 @@ class RaftCore(DecidedSlots):
             self.voted_for = msg.sender
             self._arm()
         self._send(msg.sender, Kind.VOTE, 0, payload=_pack(int(grant)), out=out)
-        if not up_to_date and self.done and self.role == FOLLOWER:
+        if not up_to_date and self.done and self.role == FOLLOWER and not self._wanted:
             self._wanted = True  # a lagging peer needs a leader with the whole log: stand by
-            self._arm()
+            self._arm()  # once: the laggard's next requests must not postpone our candidacy
+        if self.role == CANDIDATE and self.node_id < msg.sender and theirs <= (self._last_term(), len(self.log) - 1):
+            # Two candidates in one term, each with its own vote. When every live server's vote
+            # is needed (n = 4 with one down) neither can win, and randomized timers alone retry
+            # a whole election timeout later. Break the tie at once: the lower id stands again
+            # for the next term, which the other (its log no newer) grants.
+            self._campaign(out)
 
     def _on_vote(self, msg: Message, out: Output) -> None:
         fields = _unpack(msg.payload, 1)
@@ -186,14 +240,17 @@ class RaftCore(DecidedSlots):
     def _maybe_lead(self, out: Output) -> None:
         if self.role != CANDIDATE or len(self._votes) < self.majority:
             return
-        self.role = LEADER
+        self.role, self.leader, self._said_quiet = LEADER, self.node_id, False
         self._next = {p: len(self.log) for p in self.others}
         self._match = {p: -1 for p in self.others}
         self._known_commit = {p: -1 for p in self.others}
         if self.commit < len(self.log) - 1:  # older-term entries can only commit under a new one
             self.log.append(Entry(self.term, -1, None))
         self._fill()
+        idle = [p for p in self.others if self._next[p] == len(self.log)]
         self._replicate(out)
+        for p in idle:  # nothing to append: announce the new term at once (Raft, section 5.2)
+            self._send_heartbeat(p, out)
         self._advance_commit(out)
         self._arm()
 
@@ -234,17 +291,23 @@ class RaftCore(DecidedSlots):
                 self._send_entry(p, self._next[p], out)
                 self._next[p] += 1
             elif self._known_commit[p] < self.commit or not self._finished():
-                payload = _pack(last, self._last_term(), self.commit)
-                self._send(p, Kind.HEARTBEAT, -1, payload=payload, out=out)
+                self._send_heartbeat(p, out)
         self._arm()
+
+    def _send_heartbeat(self, p: AgentId, out: Output) -> None:
+        """An AppendEntries without entries; its last field says the leader has finished (every
+        slot committed and known to every follower), so followers may stop their election timers."""
+        payload = _pack(len(self.log) - 1, self._last_term(), self.commit, int(self._finished()))
+        self._send(p, Kind.HEARTBEAT, -1, payload=payload, out=out)
 
     def _on_append(self, msg: Message, out: Output) -> None:
         entry = msg.kind is Kind.APPEND
-        fields = _unpack(msg.payload, 4 if entry else 3)
+        fields = _unpack(msg.payload, 4)
         if fields is None:
             return
         prev_index, prev_term, leader_commit = fields[:3]
-        self.role, self._wanted = FOLLOWER, False
+        self.role, self._wanted, self.leader = FOLLOWER, False, msg.sender
+        self._quiet = not entry and fields[3] == 1
         self._arm()
         reply = Kind.APPEND_REPLY if entry else Kind.HEARTBEAT_REPLY
         if entry and len(self.log) <= prev_index < len(self.log) + self.config.window:
@@ -286,6 +349,10 @@ class RaftCore(DecidedSlots):
             self._next[p] = max(0, index)
             self._replicate(out, (p,))
         if self._finished():
+            if not self._said_quiet:  # tell the followers they may stop their election timers
+                self._said_quiet = True
+                for q in self.others:
+                    self._send_heartbeat(q, out)
             self._arm()
 
     def _advance_commit(self, out: Output) -> None:
@@ -330,8 +397,8 @@ class RaftCore(DecidedSlots):
     def _arm(self) -> None:
         if self.role == LEADER:
             self._deadline = None if self._finished() else self._now + self.config.heartbeat
-        elif self.done and self.role == FOLLOWER and not self._wanted:
-            self._deadline = None  # nothing left to decide and nobody lagging: no elections
+        elif self.done and self.role == FOLLOWER and self._quiet and not self._wanted:
+            self._deadline = None  # nothing left to decide, and the leader says nobody lags: no elections
         else:
             t = self.config.election_timeout
             self._deadline = self._now + t + self._rng.random() * t

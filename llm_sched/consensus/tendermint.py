@@ -8,11 +8,22 @@ nil; q = ceil((n+f+1)/2) precommits for id(v) plus the proposal decide v. Normal
 lockedValue/lockedRound and validValue/validRound keep a value that may have been decided from
 being contradicted in a later round.
 
-The paper assumes gossip: a message one correct process received eventually reaches all. Our
-network loses messages for good, so a process that makes no progress for ``sync_interval`` sends
-SYNC(h, r); a peer at the same height answers with every message it holds for h (already signed,
-so still verifiable evidence), a peer past h answers with the proposal and q precommits that
-decided h. Nothing in the normal case triggers it, so the message counts above stay exact.
+The paper assumes gossip: a message one correct process received reaches all within Δ after GST,
+and its liveness argument rests on that. Our network loses messages for good before GST,
+and an equivocator's votes reach only some, so the core relays what matters, always as messages
+already signed by their authors (still verifiable evidence), never in the normal case (so the
+message counts above stay exact):
+- a process that makes no progress for ``sync_interval`` sends SYNC(h, r); a peer at the same
+  height answers with every message it holds for h, a peer past h with the proposal and the q
+  precommits that decided h. A process that sees f+1 peers send for later heights asks at once;
+- a message from a height already decided, from a round other than the deciding one (a laggard,
+  not a late vote), is answered with that decision's proof;
+- leaving a round on timeoutPrecommit, a process sends every peer the q precommits that ended it,
+  so a process that missed some does not enter the next round late (when it is that round's
+  proposer, the round would be lost);
+- a proof of lock goes to whoever may lack it before it proposes: a precommit for a value carries
+  its q prevotes after a failed round or when some vote of the round disagrees, and a process
+  holding validValue answers a vote for nil or another value (in or after validRound) with it.
 """
 
 from __future__ import annotations
@@ -101,7 +112,10 @@ class TendermintCore:
         self.valid_round, self.valid_value = -1, cast(Value | None, None)
         self._decisions: dict[int, Value] = {}
         self._proofs: dict[int, tuple[Message, ...]] = {}
-        self.decided_rounds: dict[int, int] = {}  # height -> round whose precommits decided it
+        self._ahead: set[AgentId] = set()  # senders of messages for later heights (we lag behind)
+        self._asked_at = float("-inf")  # when we last asked for catch-up because of them
+        self._answered: set[tuple[AgentId, int, int]] = set()  # (laggard, height, round) sent a decision
+        self._told: set[tuple[AgentId, int, int]] = set()  # (peer, height, valid round) sent our POL
         self._future: dict[int, list[Message]] = {}
         self._timers: list[tuple[float, int, int, int]] = []  # (deadline, step, height, round)
         self._sync_at: float | None = None
@@ -122,6 +136,11 @@ class TendermintCore:
     def decided(self) -> dict[int, Value]:
         """Decided values by height."""
         return dict(self._decisions)
+
+    @property
+    def decided_rounds(self) -> dict[int, int]:
+        """Per decided height, the round whose precommits decided it."""
+        return {h: proof[-1].view for h, proof in self._proofs.items()}
 
     @property
     def done(self) -> bool:
@@ -162,7 +181,10 @@ class TendermintCore:
                 if self._keyring.verify(m, deep=True):
                     self._accept(m)
         else:
+            self._answer_laggard(msg, out)
             self._accept(msg)
+            self._answer_dissent(msg, out)
+        self._catch_up(out)
         self._run_rules(out)
         return out
 
@@ -195,6 +217,7 @@ class TendermintCore:
             self._record(msg)
         elif self.height < msg.slot < self.slots:
             self._future.setdefault(msg.slot, []).append(msg)
+            self._ahead.add(msg.sender)
 
     def _record(self, msg: Message) -> None:
         r = msg.view
@@ -323,7 +346,12 @@ class TendermintCore:
         self._fired.add(("lock", self.round))
         if self.step_ == PREVOTE:
             self.locked_value, self.locked_round = p.value, self.round
-            self._vote(Kind.PRECOMMIT, p.digest, out)
+            # After a failed round, or when some vote of this round names something else, the
+            # precommit carries its proof of lock: a process that missed a prevote (lost, or an
+            # equivocator's sent elsewhere) may be the next proposer and must re-propose this
+            # value (the paper's gossip would have delivered those prevotes to it).
+            disputed = self.round > 0 or self._disputed(p.digest)
+            self._vote(Kind.PRECOMMIT, p.digest, out, (p, *self._pol(self.round, p.digest)) if disputed else ())
             self.step_ = PRECOMMIT
             self._touch()
         self.valid_value, self.valid_round = p.value, self.round
@@ -394,12 +422,13 @@ class TendermintCore:
             self.step_ = PRECOMMIT
             self._touch()
         elif step == PRECOMMIT:
+            self._relay_round_end(r, out)
             self._start_round(r + 1, out)
 
     def _decide(self, value: Value, r: int, proof: tuple[Message, ...], out: Output) -> None:
         h = self.height
         self._decisions[h], self._proofs[h] = value, proof
-        self.decided_rounds[h] = r
+        self._ahead = set()
         out.decisions.append((h, value))
         self.height += 1
         self.locked_round, self.locked_value = -1, None
@@ -414,6 +443,66 @@ class TendermintCore:
         self._start_round(0, out)
 
     # --- catch-up -------------------------------------------------------------------------------
+
+    def _disputed(self, d: str) -> bool:
+        """Some vote of the current round names something other than ``d``."""
+        return any(r == self.round and digest != d for _, r, digest in self._tally)
+
+    def _valid_evidence(self) -> tuple[Message, ...]:
+        """validValue's proposal and the q prevotes that made it valid (empty if we lack them)."""
+        if self.valid_value is None:
+            return ()
+        d = digest_of(self.valid_value)
+        proposal = self._proposals.get(self.valid_round, {}).get(d)
+        return () if proposal is None else (proposal, *self._pol(self.valid_round, d))
+
+    def _answer_dissent(self, msg: Message, out: Output) -> None:
+        """A vote for nil or another value, in or after our validRound: its sender may lack the
+        proof of lock we hold (lost before the heal, or an equivocator's prevote sent only to some).
+        Send it ours, once per peer and validRound, before it proposes something the locked refuse."""
+        if msg.kind not in _VOTES or msg.slot != self.height or self.valid_value is None:
+            return
+        if msg.view < self.valid_round or msg.digest == digest_of(self.valid_value):
+            return
+        key = (msg.sender, self.height, self.valid_round)
+        evidence = self._valid_evidence()
+        if key in self._told or not evidence:
+            return
+        self._told.add(key)
+        out.messages.append(self._signer.make(msg.sender, Kind.SYNC_REPLY, self.round, self.height, NIL, proof=evidence))
+
+    def _relay_round_end(self, r: int, out: Output) -> None:
+        """Leaving round r on timeoutPrecommit: send every peer the q precommits that ended it. A
+        process still in r because it missed some of them (lost before the heal, or withheld by a
+        Byzantine voter) would otherwise enter r+1 only on f+1 messages of r+1, and when it is the
+        proposer of r+1 nobody sends one before timeoutPropose: the round would be lost."""
+        voters = self._votes.get((Kind.PRECOMMIT, r), {})
+        bundle = tuple(voters[s] for s in sorted(voters))[: self.q]
+        for p in self.peers:
+            if p != self.node_id:
+                out.messages.append(self._signer.make(p, Kind.SYNC_REPLY, r + 1, self.height, NIL, proof=bundle))
+
+    def _answer_laggard(self, msg: Message, out: Output) -> None:
+        """A message for a height we decided, from a round other than the deciding one (so not a
+        late vote of the normal case): its sender is stuck there. Send it the decision's proof,
+        once per (sender, height, round)."""
+        h = msg.slot
+        proof = self._proofs.get(h)
+        if h >= self.height or proof is None or msg.view == proof[-1].view:
+            return
+        key = (msg.sender, h, msg.view)
+        if key in self._answered:
+            return
+        self._answered.add(key)
+        out.messages.append(self._signer.make(msg.sender, Kind.SYNC_REPLY, msg.view, h, NIL, proof=proof))
+
+    def _catch_up(self, out: Output) -> None:
+        """f+1 peers already send for later heights (one of them honest): we lag. Ask for the
+        decisions at once instead of waiting for the sync timer, at most once per timeoutPrevote."""
+        if self.done or len(self._ahead) < self.f + 1 or self._now < self._asked_at + self.config.timeout_prevote:
+            return
+        self._asked_at = self._now
+        self._broadcast(Kind.SYNC, self.height, self.round, NIL, out)
 
     def _on_sync(self, msg: Message, out: Output) -> None:
         """Answer a stuck peer with what it needs (see the module docstring)."""

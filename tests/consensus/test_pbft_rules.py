@@ -197,3 +197,68 @@ def test_infeasible_value_gets_no_prepare() -> None:
     replica = core(3)
     out = replica.step(RING.signer(0).make(3, Kind.PRE_PREPARE, 0, 0, digest_of(bad), bad))
     assert not [m for m in out.messages if m.kind is Kind.PREPARE]
+
+
+# --- timers ---------------------------------------------------------------------------------------
+
+
+def three_slot_replica(node: int) -> PbftCore:
+    c = PbftCore(node, range(4), 3, RING.signer(node), RING, fresh, ToyApp().validate)
+    c.tick(0.0)
+    return c
+
+
+def test_a_decision_sets_the_next_timeout_to_twice_what_it_took() -> None:
+    """Base timeout 20. Replica 3 decides slot 0 15 units after its timer started: the next timeout
+    is the first base x 2^k of at least 30, i.e. 40 (not the base again). A slot learned from a
+    peer's certificate leaves the level alone."""
+    replica = three_slot_replica(3)
+    base = replica.config.base_timeout
+    replica.tick(15.0)
+    out = Output()
+    for m in [pp(0, 0, "v", 3), vote(Kind.PREPARE, 1, 0, 0, "v", 3), vote(Kind.COMMIT, 0, 0, 0, "v", 3),
+              vote(Kind.COMMIT, 1, 0, 0, "v", 3)]:
+        out.extend(replica.step(m))
+    assert [s for s, _ in out.decisions] == [0]
+    assert replica.next_deadline() == 15.0 + 2 * base
+    replica.tick(16.0)
+    learned = RING.signer(1).make(3, Kind.DECIDED, 0, 0, NIL, proof=committed(0, 1, "v1"))
+    assert [s for s, _ in replica.step(learned).decisions] == [1]
+    assert replica.next_deadline() == 16.0 + 2 * base
+    assert replica.decided_views == {0: 0, 1: 0}
+
+
+def test_joining_f_plus_1_view_changes_doubles_the_timeout() -> None:
+    replica = three_slot_replica(3)
+    replica.tick(5.0)
+    replica.step(vc(0, 1, receiver=3))
+    replica.step(vc(1, 1, receiver=3))  # f+1 = 2 ask for view 1: join; with ours that is q = 3
+    assert replica.view == 1 and not replica.active
+    assert replica.next_deadline() == 5.0 + 2 * replica.config.base_timeout
+
+
+def test_a_re_sent_view_change_is_answered_with_ours() -> None:
+    """The new primary may never have received our view-change (lost before the heal) and we stop
+    re-sending once we hold q: when it re-sends its own, we answer, at most once per base timeout."""
+    replica = three_slot_replica(3)
+    replica.tick(5.0)
+    first = vc(1, 1, receiver=3)
+    replica.step(vc(0, 1, receiver=3))
+    replica.step(first)  # joined view 1 with q view-changes
+
+    def answers() -> list[Message]:
+        return [m for m in replica.step(first).messages if m.kind is Kind.VIEW_CHANGE]
+
+    answer = answers()
+    assert [(m.receiver, m.view, m.sender) for m in answer] == [(1, 1, 3)]
+    assert answers() == []  # not again within base_timeout
+    replica.tick(5.0 + replica.config.base_timeout)
+    assert len(answers()) == 1
+
+
+def test_a_replica_still_short_of_q_view_changes_does_not_answer() -> None:
+    replica = three_slot_replica(3)
+    replica.tick(1_000.0)  # its own timer: view change to 1, alone
+    again = vc(0, 1, receiver=3)
+    replica.step(again)  # two of q = 3: still waiting, and re-sending on its own timer
+    assert [m for m in replica.step(again).messages if m.kind is Kind.VIEW_CHANGE] == []

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from llm_sched.consensus.harness import ToyApp
-from llm_sched.consensus.messages import NIL, Decision, KeyRing, Kind, Message, Value, digest_of
+from llm_sched.consensus.messages import NIL, Decision, KeyRing, Kind, Message, Output, Value, digest_of
 from llm_sched.consensus.tendermint import TendermintCore
 
 RING = KeyRing("tendermint-rules", range(4))
@@ -156,3 +156,77 @@ def test_restart_does_not_vote_twice() -> None:
     out = again.tick(0.0)
     out.extend(again.step(P(0, 0, "w")))  # an equivocating proposer tries its luck after the restart
     assert not [m for m in out.messages if m.kind is Kind.PREVOTE]
+
+
+# --- relays standing in for the paper's gossip (never in the normal case) ---------------------------
+
+
+def relayed(out_messages: list[Message], to: int) -> list[Message]:
+    return [m for m in out_messages if m.kind is Kind.SYNC_REPLY and m.receiver == to]
+
+
+def fresh_core(slots: int = 1) -> TendermintCore:
+    core = TendermintCore(3, range(4), slots, RING.signer(3), RING, lambda h: VALUES["own"], ToyApp().validate)
+    core.tick(0.0)
+    return core
+
+
+def test_normal_case_precommit_carries_no_proof() -> None:
+    core = fresh_core()
+    out = Output()
+    for m in LOCK_V_R0:
+        out.extend(core.step(m))
+    precommits = [m for m in out.messages if m.kind is Kind.PRECOMMIT]
+    assert precommits and all(m.proof == () for m in precommits)
+
+
+def test_precommit_in_a_disputed_round_carries_its_proof_of_lock() -> None:
+    core = fresh_core()
+    out = Output()
+    for m in [P(0, 0, "v"), PV(2, 0, "nil"), PV(0, 0, "v"), PV(1, 0, "v")]:
+        out.extend(core.step(m))
+    (precommit,) = [m for m in out.messages if m.kind is Kind.PRECOMMIT and m.receiver == 0]
+    assert NAMES[precommit.digest] == "v"
+    assert precommit.proof[0].kind is Kind.PROPOSAL and sum(m.kind is Kind.PREVOTE for m in precommit.proof) == core.q
+
+
+def test_a_dissenting_vote_gets_our_proof_of_lock_once() -> None:
+    """Locked on v in round 0; process 2 prevotes nil in round 1 (it may be the next proposer and
+    lack v's prevotes): it receives our proposal and q prevotes, once."""
+    core = fresh_core()
+    for m in LOCK_V_R0:
+        core.step(m)
+    out = core.step(PV(2, 1, "nil"))
+    (bundle,) = relayed(out.messages, 2)
+    assert [NAMES[m.digest] for m in bundle.proof if m.kind is Kind.PROPOSAL] == ["v"]
+    assert sum(m.kind is Kind.PREVOTE for m in bundle.proof) == core.q
+    assert relayed(core.step(PC(2, 1, "nil")).messages, 2) == []
+
+
+def test_leaving_a_round_relays_the_precommits_that_ended_it() -> None:
+    core = fresh_core()
+    for m in [P(0, 0, "v"), PC(0, 0, "nil"), PC(1, 0, "nil"), PC(2, 0, "nil")]:
+        core.step(m)
+    out = core.tick(1_000.0)  # timeoutPrecommit: on to round 1
+    assert core.round == 1
+    bundles = [m for m in out.messages if m.kind is Kind.SYNC_REPLY]
+    assert sorted(m.receiver for m in bundles) == [0, 1, 2]
+    assert all(sorted(x.sender for x in m.proof) == [0, 1, 2] and {x.view for x in m.proof} == {0} for m in bundles)
+
+
+def test_a_laggard_gets_the_decision_a_late_vote_does_not() -> None:
+    core = fresh_core(slots=2)
+    for m in [P(0, 0, "v"), PC(0, 0, "v"), PC(1, 0, "v"), PC(2, 0, "v")]:
+        core.step(m)
+    assert core.height == 1
+    assert relayed(core.step(PC(1, 0, "v")).messages, 1) == []  # a late vote of the deciding round
+    (proof,) = relayed(core.step(PV(1, 2, "nil")).messages, 1)  # still trying rounds of height 0
+    assert proof.slot == 0 and [m.kind for m in proof.proof] == [Kind.PROPOSAL] + [Kind.PRECOMMIT] * core.q
+
+
+def test_f_plus_1_peers_at_later_heights_make_a_laggard_ask_at_once() -> None:
+    core = fresh_core(slots=3)
+    later = [RING.signer(s).make(3, Kind.PREVOTE, 0, 2, NIL) for s in (0, 1)]
+    assert [m for m in core.step(later[0]).messages if m.kind is Kind.SYNC] == []  # f: not yet
+    asks = [m for m in core.step(later[1]).messages if m.kind is Kind.SYNC]
+    assert sorted(m.receiver for m in asks) == [0, 1, 2] and asks[0].slot == 0
