@@ -299,3 +299,36 @@ class DecidedSlots:
     def next_deadline(self) -> float | None:
         """When ``tick`` next has something to do (election, leader or heartbeat timer)."""
         return self._deadline
+
+
+class StableLeaderTimer(DecidedSlots):
+    """The one timer of a stable-leader core (Raft, Multi-Paxos): armed at the first tick; when due,
+    the leader sends a heartbeat and anyone else stands for leader. Subclasses keep ``role`` and
+    implement ``_arm``, ``_heartbeat`` and ``_stand_for_leader``."""
+
+    role: str
+    _now: float
+    _started: bool
+
+    def tick(self, now: float) -> Output:
+        """Advance time: a due timer starts an election or, for the leader, a heartbeat."""
+        self._now = now
+        out = Output()
+        if not self._started:
+            self._started = True
+            self._arm()
+        elif self._deadline is not None and now >= self._deadline:
+            if self.role == "leader":
+                self._heartbeat(out)
+            else:
+                self._stand_for_leader(out)
+        return out
+
+    def _arm(self) -> None:
+        raise NotImplementedError
+
+    def _heartbeat(self, out: Output) -> None:
+        raise NotImplementedError
+
+    def _stand_for_leader(self, out: Output) -> None:
+        raise NotImplementedError

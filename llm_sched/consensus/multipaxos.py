@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from llm_sched.consensus.messages import (
-    DecidedSlots,
+    StableLeaderTimer,
     BROADCAST,
     NIL,
     AgentId,
@@ -74,7 +74,7 @@ def _parse_slots(payload: bytes) -> set[int]:
         return set()
 
 
-class MultiPaxosCore(DecidedSlots):
+class MultiPaxosCore(StableLeaderTimer):
     """One Multi-Paxos agent deciding slots 0 .. slots-1."""
 
     def __init__(
@@ -122,19 +122,6 @@ class MultiPaxosCore(DecidedSlots):
         """(ballot, leader) as this agent knows them, or None while it knows no leader."""
         return None if self.leader is None else (self.promised, self.leader)
 
-    def tick(self, now: float) -> Output:
-        """Advance time: a due timer starts phase 1 or, for the leader, a heartbeat."""
-        self._now = now
-        out = Output()
-        if not self._started:
-            self._started = True
-            self._arm()
-        elif self._deadline is not None and now >= self._deadline:
-            if self.role == LEADER:
-                self._heartbeat(out)
-            else:
-                self._run_for_leader(out)
-        return out
 
     def step(self, msg: Message) -> Output:
         """Handle one message whose MAC the transport has already checked."""
@@ -146,7 +133,7 @@ class MultiPaxosCore(DecidedSlots):
 
     # --- phase 1 --------------------------------------------------------------------------------
 
-    def _run_for_leader(self, out: Output) -> None:
+    def _stand_for_leader(self, out: Output) -> None:
         rnd = max(self.promised, self.ballot) // self.n + 1
         self.ballot = rnd * self.n + self.peers.index(self.node_id)
         self.role, self.promised, self.leader = CANDIDATE, self.ballot, None

@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from llm_sched.consensus.messages import NIL, AgentId, DecidedSlots, Kind, Message, Output, Propose, Signer, Value, digest_of
+from llm_sched.consensus.messages import NIL, AgentId, Kind, Message, Output, Propose, Signer, StableLeaderTimer, Value, digest_of
 from llm_sched.consensus.quorum import majority
 
 FOLLOWER, CANDIDATE, LEADER = "follower", "candidate", "leader"
@@ -87,7 +87,7 @@ def _unpack(payload: bytes, count: int) -> list[int] | None:
     return numbers if len(numbers) == count else None
 
 
-class RaftCore(DecidedSlots):
+class RaftCore(StableLeaderTimer):
     """One Raft server deciding slots 0 .. slots-1."""
 
     def __init__(
@@ -139,19 +139,6 @@ class RaftCore(DecidedSlots):
         """(term, leader) as this agent knows them, or None while it knows no leader."""
         return None if self.leader is None else (self.term, self.leader)
 
-    def tick(self, now: float) -> Output:
-        """Advance time: a due timer starts an election or, for the leader, a heartbeat."""
-        self._now = now
-        out = Output()
-        if not self._started:
-            self._started = True
-            self._arm()
-        elif self._deadline is not None and now >= self._deadline:
-            if self.role == LEADER:
-                self._heartbeat(out)
-            else:
-                self._campaign(out)
-        return out
 
     def step(self, msg: Message) -> Output:
         """Handle one message whose MAC the transport has already checked."""
@@ -182,7 +169,7 @@ class RaftCore(DecidedSlots):
             # Deposed by a newer term from an agent that lacks entries we committed (a server that
             # kept raising its term alone behind a partition): it can never win, we can. Stand at
             # once instead of leaving the cluster leaderless for an election timeout.
-            self._campaign(out)
+            self._stand_for_leader(out)
         return out
 
     def _cannot_win(self, msg: Message) -> bool:
@@ -200,7 +187,7 @@ class RaftCore(DecidedSlots):
 
     # --- elections ------------------------------------------------------------------------------
 
-    def _campaign(self, out: Output) -> None:
+    def _stand_for_leader(self, out: Output) -> None:
         self.term += 1
         self.role, self.voted_for, self._votes = CANDIDATE, self.node_id, {self.node_id}
         self.leader, self._quiet = None, False
@@ -229,7 +216,7 @@ class RaftCore(DecidedSlots):
             # is needed (n = 4 with one down) neither can win, and randomized timers alone retry
             # a whole election timeout later. Break the tie at once: the lower id stands again
             # for the next term, which the other (its log no newer) grants.
-            self._campaign(out)
+            self._stand_for_leader(out)
 
     def _on_vote(self, msg: Message, out: Output) -> None:
         fields = _unpack(msg.payload, 1)
