@@ -569,15 +569,21 @@ def run_plan(resolved: ResolvedFaults, protocol: str, slots: int, until: float) 
     net = Network(range(resolved.n), make_factory(schedule, keyring, resolved, activity), keyring,
                   resolved.seed, resolved.network)
     for agent, window in resolved.byzantine.items():
-        net.call_at(window.start, _switch(net, agent, window, activity))
+        net.call_at(window.start, record_window_edge(net, agent, window, activity))
         if window.end != math.inf:
-            net.call_at(window.end, _switch(net, agent, window, activity))
+            net.call_at(window.end, record_window_edge(net, agent, window, activity))
     net.run(until)
     return FaultRun(net, activity, resolved, schedule.honest)
 
 
-def _switch(net: Network, agent: AgentId, window: ByzantineWindow, activity: ByzantineActivity) -> Callable[[], None]:
-    """At a window's edge: record that the agent, running and wrapped, turned Byzantine or honest."""
+def record_window_edge(net: Network, agent: AgentId, window: ByzantineWindow,
+                       activity: ByzantineActivity) -> Callable[[], None]:
+    """The callback to schedule (``net.call_at``) at each edge of a Byzantine window, the start and,
+    if finite, the end: when called, it records in ``activity`` that the agent, running and wrapped
+    in a :class:`TimedByzantine` for that window, turned Byzantine (``first``) or honest again
+    (``after``). A crashed or unwrapped agent records nothing (the wrapper records on its own when
+    the agent comes back within the window). :func:`run_plan` and the experiment runner use it.
+    """
 
     def record() -> None:
         core = net.cores.get(agent)

@@ -26,12 +26,32 @@ every height in a round at most f+1 after the highest round an honest process ha
 the heal (0 for a height not yet started). Crash-fault protocols instead report how long each wait
 for a leader took (:func:`election_times`), in base election timeouts.
 
-Byzantine behaviours wrap honest cores (they reuse the honest logic and rewrite what it sends):
-``silent``, ``forge`` (extra copies claiming another sender, which fail the MAC check), ``alter``
-(proposals carry another value, valid or not), ``vote-against`` (votes name another or an invalid
-value), ``mixed`` (one of those per message) and ``equivocate``: a split brain, where the agent
-runs one honest core per half of the honest agents, each proposing and voting for a different
-value, and colluding Byzantine agents keep their halves consistent through a shared side channel.
+Byzantine behaviours wrap honest cores (they reuse the honest logic and rewrite what it sends,
+:class:`ByzantineCore`): ``silent`` sends nothing; ``forge`` adds to each message a copy claiming
+another sender, which fails the MAC check; ``alter`` makes proposals carry another value (valid or
+not, the same for every copy of a message slot); ``vote-against`` makes votes name another or an
+invalid value; ``mixed`` draws one of those, or honesty, per message. What counts as a proposal or a
+vote, per protocol family:
+
+- PBFT, Tendermint, Raft, Multi-Paxos: ``alter`` rewrites PRE-PREPARE, PROPOSAL, APPEND-ENTRIES and
+  ACCEPT; ``vote-against`` makes PREPARE, COMMIT, PREVOTE and PRECOMMIT name the digest of the lie.
+- Weighted voting, bidding, negotiation: ``alter`` rewrites WEIGHTED-PROPOSAL, AWARD, OFFER and
+  COUNTER, and BID with an inflated score besides (:func:`inflated_score`); ``vote-against`` flips
+  WEIGHTED-VOTE (accepts what its check rejects, rejects what it accepts) and makes COMMIT-VOTE
+  name the digest of the lie. A counter the agent later re-sends inside its NEW-ROUND is the
+  rewritten one.
+- Gossip: envelopes (GOSSIP, GOSSIP-PULL) carry signed originals; only the agent's own are
+  rewritten (``alter``: its proposals carry the lie; ``vote-against``: its votes name the lie's
+  digest), each re-signed with its own key, and so is the envelope (and a pull's list of what it
+  holds names the rewritten ones). An original is rewritten once, the first time it goes out, and
+  travels the same in every later envelope (under ``mixed`` too): anything else would be
+  equivocation, which gossip is documented not to survive.
+
+Lies are the agent's own signed messages, so they pass the MAC check; only ``forge`` fails it. The
+lies come from a :class:`LieSource` (:class:`ToyApp` here, the agents' hooks in experiments).
+``equivocate`` is a split brain (:class:`SplitBrainCore`): the agent runs one honest core per half
+of the honest agents, each proposing and voting for a different value, and colluding Byzantine
+agents keep their halves consistent through a shared side channel.
 """
 
 from __future__ import annotations
@@ -43,8 +63,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import Protocol, cast
 
+from llm_sched.consensus.bidding import bid_score
 from llm_sched.consensus.messages import (
     AgentId,
     Core,
@@ -64,12 +85,25 @@ from llm_sched.consensus.pbft import PbftConfig, PbftCore
 from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum, crash_f, majority
 from llm_sched.consensus.raft import RaftConfig, RaftCore
 from llm_sched.consensus.tendermint import TendermintConfig, TendermintCore
+from llm_sched.consensus.weighted import ACCEPT, REJECT
 
 PROTOCOLS = ("pbft", "tendermint")  # Byzantine fault tolerant
 CRASH_PROTOCOLS = ("raft", "multipaxos")  # crash fault tolerant: schedules crash agents instead of corrupting them
 BEHAVIOURS = ("silent", "equivocate", "forge", "alter", "vote-against", "mixed")
-_PROPOSALS = (Kind.PRE_PREPARE, Kind.PROPOSAL, Kind.APPEND, Kind.ACCEPT)
-_VOTES = (Kind.PREPARE, Kind.COMMIT, Kind.PREVOTE, Kind.PRECOMMIT)
+# Messages that carry a value someone proposes (a bid or a counter-proposal is a proposal too).
+_PROPOSALS = (
+    Kind.PRE_PREPARE, Kind.PROPOSAL, Kind.APPEND, Kind.ACCEPT,  # PBFT, Tendermint, Raft, Multi-Paxos
+    Kind.WEIGHTED_PROPOSAL, Kind.AWARD, Kind.OFFER, Kind.COUNTER, Kind.BID,  # weighted, bidding, negotiation
+    Kind.GOSSIP_PROPOSAL,  # gossip: only ever inside envelopes
+)
+# Votes that name a value by its digest. (Weighted voting's WEIGHTED-VOTE names the proposal and
+# says accept or reject: vote-against flips that instead.)
+_VOTES = (Kind.PREPARE, Kind.COMMIT, Kind.PREVOTE, Kind.PRECOMMIT, Kind.COMMIT_VOTE)
+# Signed originals an agent sends inside other messages as well as, or instead of, on their own,
+# and the messages that carry them: each of the agent's own is rewritten once, the same everywhere.
+_ORIGINALS = (Kind.COUNTER, Kind.GOSSIP_PROPOSAL, Kind.GOSSIP_VOTE)
+_CARRIERS = (Kind.NEW_ROUND, Kind.GOSSIP, Kind.GOSSIP_PULL)
+_TAG = 32  # bytes of an HMAC-SHA256 tag: an original's id in a gossip pull's list
 
 
 # --- the application the tests agree on --------------------------------------------------------
@@ -108,15 +142,35 @@ class ToyApp:
 # --- Byzantine behaviours ------------------------------------------------------------------------
 
 
+class LieSource(Protocol):
+    """Where a Byzantine agent's lies come from (:class:`ToyApp`, or an experiment's agent hooks)."""
+
+    def alternative(self, slot: int) -> Value:
+        """A valid value for the slot that no honest agent proposes."""
+        ...
+
+    def invalid(self, slot: int) -> Value:
+        """A value for the slot that the feasibility check rejects."""
+        ...
+
+
+def inflated_score(score: float | None) -> float:
+    """The score a lying bidder claims: twice its honest one, and at least 2 (honest scores are in
+    [0, 1]), so that its bid wins the tender if its value passes the voters' check."""
+    return 2.0 * max(1.0, score if score is not None else 0.0)
+
+
 class ByzantineCore:
-    """An honest core whose outgoing messages are rewritten by a behaviour."""
+    """An honest core whose outgoing messages are rewritten by a behaviour (see the module docstring)."""
 
     def __init__(self, inner: Core, behaviour: str, signer: Signer, peers: Sequence[AgentId],
-                 app: ToyApp, rng: random.Random) -> None:
+                 app: LieSource, rng: random.Random) -> None:
         self.node_id = inner.node_id
         self.inner, self.behaviour = inner, behaviour
         self._signer, self._peers, self._app, self._rng = signer, tuple(peers), app, rng
         self._lies: dict[tuple[Kind, int, int], Value] = {}  # one consistent lie per message slot
+        # Our own originals (by the honest MAC, and by the MAC of what they became) -> what goes out.
+        self._originals: dict[bytes, Message] = {}
 
     def step(self, msg: Message) -> Output:
         return self._rewrite(self.inner.step(msg))
@@ -142,16 +196,56 @@ class ByzantineCore:
     def _apply(self, behaviour: str, m: Message) -> list[Message]:
         if behaviour == "silent":
             return []
+        if m.kind in _ORIGINALS:  # sent on its own, and maybe again inside a carrier later
+            m = self._original(m, behaviour)
+        elif m.kind in _CARRIERS:
+            m = self._carrier(m, behaviour)
         if behaviour == "forge":
             others = [p for p in self._peers if p not in (self.node_id, m.receiver)]
             fake = replace(m, sender=self._rng.choice(others), digest=digest_of(self._lie(m)), mac=b"")
             return [m, self._signer.seal(fake)]  # sealed with our own key: receivers reject it
-        if behaviour == "alter" and m.kind in _PROPOSALS and m.value is not None:
-            lie = self._lie(m)
-            return [self._signer.seal(replace(m, value=lie, digest=digest_of(lie)))]
+        if behaviour == "alter" and m.kind in _PROPOSALS and m.kind not in _ORIGINALS and m.value is not None:
+            return [self._lying_proposal(m)]
         if behaviour == "vote-against" and m.kind in _VOTES:
             return [self._signer.seal(replace(m, digest=digest_of(self._lie(m))))]
+        if behaviour == "vote-against" and m.kind is Kind.WEIGHTED_VOTE and m.payload in (ACCEPT, REJECT):
+            return [self._signer.seal(replace(m, payload=REJECT if m.payload == ACCEPT else ACCEPT))]
         return [m]
+
+    def _lying_proposal(self, m: Message) -> Message:
+        """The proposal with the slot's lie for its value (a bid also claims an inflated score)."""
+        lie = self._lie(m)
+        payload = repr(inflated_score(bid_score(m))).encode() if m.kind is Kind.BID else m.payload
+        return self._signer.seal(replace(m, value=lie, digest=digest_of(lie), payload=payload))
+
+    def _original(self, m: Message, behaviour: str) -> Message:
+        """One of our own originals as it goes out: rewritten by the behaviour in force the first
+        time it goes out (``alter``: a proposal or counter carries the lie; ``vote-against``: a
+        gossip vote names the lie's digest), then the same wherever it travels."""
+        done = self._originals.get(m.mac)
+        if done is not None:
+            return done
+        done = m
+        if behaviour == "alter" and m.kind in _PROPOSALS and m.value is not None:
+            done = self._lying_proposal(m)
+        elif behaviour == "vote-against" and m.kind is Kind.GOSSIP_VOTE:
+            done = self._signer.seal(replace(m, digest=digest_of(self._lie(m))))
+        self._originals[m.mac] = self._originals[done.mac] = done
+        return done
+
+    def _carrier(self, m: Message, behaviour: str) -> Message:
+        """A message carrying signed originals (a gossip envelope, a NEW-ROUND with our counter):
+        our own originals in it rewritten as :meth:`_original` says, others' untouched; re-sealed
+        if anything changed. A pull's list of what we hold names what our originals became."""
+        proof = tuple(self._original(o, behaviour) if o.sender == self.node_id and o.kind in _ORIGINALS else o
+                      for o in m.proof)
+        payload = m.payload
+        if m.kind is Kind.GOSSIP_PULL and len(payload) % _TAG == 0:
+            ids = [payload[i : i + _TAG] for i in range(0, len(payload), _TAG)]
+            payload = b"".join(self._originals[t].mac if t in self._originals else t for t in ids)
+        if payload == m.payload and all(a is b for a, b in zip(proof, m.proof, strict=True)):
+            return m
+        return self._signer.seal(replace(m, proof=proof, payload=payload))
 
     def _lie(self, m: Message) -> Value:
         key = (m.kind, m.view, m.slot)
@@ -415,9 +509,10 @@ def run_schedule(s: Schedule) -> RunResult:
     keyring = KeyRing(s.seed, range(s.n))
     proposed: dict[int, set[Value]] = {}
 
-    def observe(m: Message) -> None:
-        if m.kind in _PROPOSALS and m.value is not None:
-            proposed.setdefault(m.slot, set()).add(m.value)
+    def observe(m: Message) -> None:  # every value proposed, bid or countered, gossiped ones included
+        for x in (m, *m.proof) if m.kind in (Kind.GOSSIP, Kind.GOSSIP_PULL) else (m,):
+            if x.kind in _PROPOSALS and x.value is not None:
+                proposed.setdefault(x.slot, set()).add(x.value)
 
     factory = make_factory(s, keyring)
     leaders: list[tuple[float, AgentId, Leadership]] = []

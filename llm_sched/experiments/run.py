@@ -43,8 +43,14 @@ from llm_sched.domain import ClusterState, Feasibility, Job
 from llm_sched.experiments.agents import Advisor, AgentHooks, AgentProfile, ClusterViews, Ledger, LLMTally
 from llm_sched.experiments.faultplan import RepetitionPlan
 from llm_sched.experiments.methods import CoreArgs, Hooks, Method
-from llm_sched.faults import ByzantineActivity, TimedByzantine, check_applied, fault_log, over_tolerance
-from llm_sched.faults import _switch as record_window_edge  # the edge recorder run_plan uses
+from llm_sched.faults import (
+    ByzantineActivity,
+    TimedByzantine,
+    check_applied,
+    fault_log,
+    over_tolerance,
+    record_window_edge,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +139,7 @@ def run_one(inputs: RunInputs, method: Method, plan: RepetitionPlan) -> RunOutco
         else:
             inner = build(agent, truthful, restore)
             signer = keyring.signer(agent)
-            core = ByzantineCore(inner, window.behaviour, signer, peers, mine, rng)  # type: ignore[arg-type]
+            core = ByzantineCore(inner, window.behaviour, signer, peers, mine, rng)
         return TimedByzantine(core, window, activity)
 
     kinds, slotted = frozenset(method.decision_kinds), frozenset(method.slotted_kinds)
