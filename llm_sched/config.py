@@ -47,6 +47,7 @@ ENV_VARS: dict[str, str] = {
     "llm_backoff_max": "LLM_SCHED_BACKOFF_MAX",
     "llm_concurrency": "LLM_SCHED_CONCURRENCY",
     "runs_dir": "LLM_SCHED_RUNS_DIR",
+    "ledger": "LLM_SCHED_LEDGER",
     "scenarios_dir": "LLM_SCHED_SCENARIOS_DIR",
 }
 SECRET_FIELDS = frozenset({"sambastudio_api_key", "sambanova_api_key"})
@@ -94,6 +95,7 @@ class Settings(BaseModel):
     llm_backoff_max: float = Field(10.0, ge=0, le=600, description="longest retry delay, seconds")
     llm_concurrency: int = Field(8, ge=1, le=256, description="LLM calls in flight at once")
     runs_dir: Path = Path("runs")
+    ledger: Path | None = None  # the SQLite ledger; None: <runs_dir>/llm_sched.db
     scenarios_dir: Path = PROJECT_ROOT / "scenarios"
     # Where each field's value came from ("environment", a .env path, "flag"); defaults are absent.
     sources: dict[str, str] = Field(default_factory=dict, exclude=True)
@@ -111,6 +113,11 @@ class Settings(BaseModel):
     @property
     def effective_ollama_host(self) -> str:
         return self.ollama_host or DEFAULT_OLLAMA_HOST
+
+    @property
+    def ledger_path(self) -> Path:
+        """Where runs, decisions and experiment units are stored (see :mod:`llm_sched.store`)."""
+        return self.ledger if self.ledger is not None else self.runs_dir / "llm_sched.db"
 
     @property
     def cassettes_dir(self) -> Path:

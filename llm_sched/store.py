@@ -1,0 +1,447 @@
+"""The ledger: every run, committed decision and experiment or campaign unit, in one SQLite file.
+
+One file (by default ``runs/llm_sched.db``, setting ``ledger`` / ``LLM_SCHED_LEDGER``), in WAL mode
+with full synchronous commits, so that a decision the ledger acknowledged survives the process
+being killed at any instant. No server: SQLite ships with Python.
+
+Tables: ``runs`` (one row per scenario run, experiment or campaign, with its *epoch*), ``jobs``,
+``decisions`` (keyed by run and job), ``placements`` (one row per node of a committed placement),
+``votes`` (the votes of the deciding round), ``reputation_changes`` (every change made while the job
+was decided) and ``units`` (results of experiment and campaign units, keyed by run and unit).
+
+Writing a decision is one transaction and idempotent: the key is (run, job), so a process that
+replays a decision after a crash finds it there and writes nothing; a *different* decision for the
+same key is refused (committed decisions are never rewritten). Epochs fence zombies: resuming a run
+increments its epoch, and a write from an older epoch (a process believed dead) is refused.
+
+Bad state gets a :class:`StoreError` naming the file and what to do, before anything is written: a
+ledger from a newer schema version, a file that is not a ledger, a database locked by another
+process past the busy timeout, a full disk (the transaction is rolled back, nothing half-written).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from llm_sched.errors import UserError
+
+SCHEMA_VERSION = 1
+RunKind = Literal["scenario", "experiment", "campaign"]
+RunStatus = Literal["running", "completed", "failed"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    started TEXT NOT NULL,
+    ended TEXT,
+    status TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    run_dir TEXT,
+    config TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_dir ON runs (kind, run_dir);
+CREATE TABLE IF NOT EXISTS jobs (
+    run_id TEXT NOT NULL REFERENCES runs (run_id),
+    job_id TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    submitted_at REAL NOT NULL,
+    PRIMARY KEY (run_id, job_id)
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    run_id TEXT NOT NULL REFERENCES runs (run_id),
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    pool TEXT,
+    proposer TEXT,
+    reason TEXT NOT NULL,
+    rounds INTEGER NOT NULL,
+    accepts INTEGER NOT NULL,
+    voters INTEGER NOT NULL,
+    content TEXT NOT NULL,
+    resume TEXT NOT NULL,
+    committed_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, job_id),
+    UNIQUE (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS placements (
+    run_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    PRIMARY KEY (run_id, job_id, node)
+);
+CREATE TABLE IF NOT EXISTS votes (
+    run_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    vote TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    via TEXT NOT NULL,
+    PRIMARY KEY (run_id, job_id, agent)
+);
+CREATE TABLE IF NOT EXISTS reputation_changes (
+    run_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    agent TEXT NOT NULL,
+    old REAL NOT NULL,
+    new REAL NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (run_id, job_id, n)
+);
+CREATE TABLE IF NOT EXISTS units (
+    run_id TEXT NOT NULL REFERENCES runs (run_id),
+    unit TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (run_id, unit)
+);
+"""
+
+
+class StoreError(UserError):
+    """The ledger cannot be used as asked; the message names the file and the way out."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """One stored run, with how many decisions (or units) it has committed."""
+
+    run_id: str
+    kind: str
+    name: str
+    provider: str
+    seed: int
+    started: str
+    ended: str | None
+    status: str
+    epoch: int
+    run_dir: str | None
+    config: dict[str, Any]
+    decisions: int
+    units: int
+
+
+@dataclass(frozen=True, slots=True)
+class VoteRow:
+    agent: str
+    vote: str  # "accept", "reject" or "silent"
+    reason: str = ""
+    via: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReputationRow:
+    agent: str
+    old: float
+    new: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """A committed decision and what it rests on.
+
+    ``content`` is what must be identical when a decision is written twice; ``resume`` is what a
+    resumed run needs to continue after it (reputations, event-log position), not compared.
+    """
+
+    job_id: str
+    seq: int
+    outcome: str
+    pool: str | None
+    nodes: tuple[str, ...]
+    proposer: str | None
+    reason: str
+    rounds: int
+    accepts: int
+    voters: int
+    job_spec: dict[str, Any]
+    submitted_at: float
+    votes: tuple[VoteRow, ...] = ()
+    reputation_changes: tuple[ReputationRow, ...] = ()
+    resume: dict[str, Any] = field(default_factory=dict)
+    epoch: int = 0
+
+    def content(self) -> str:
+        body = {
+            "outcome": self.outcome, "pool": self.pool, "nodes": list(self.nodes), "proposer": self.proposer,
+            "reason": self.reason, "rounds": self.rounds, "accepts": self.accepts, "voters": self.voters,
+            "job": self.job_spec, "votes": [[v.agent, v.vote] for v in self.votes],
+            "reputation": [[r.agent, r.old, r.new, r.reason] for r in self.reputation_changes],
+        }
+        return json.dumps(body, sort_keys=True)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Ledger:
+    """An open ledger. Use :meth:`open`; close it (or use ``with``) when done."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, timeout: float) -> None:
+        self.path, self._conn, self._timeout = path, conn, timeout
+
+    # -- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path, *, timeout: float = 5.0) -> Ledger:
+        """Open (creating if needed) the ledger at ``path``; checks the schema before any write."""
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder for the ledger {path}: {exc.strerror or exc}") from None
+        if path.exists() and not path.is_file():
+            raise StoreError(f"the ledger path {path} is not a file; set LLM_SCHED_LEDGER to a file path")
+        try:
+            conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the ledger {path}: {exc}") from None
+        ledger = cls(path, conn, timeout)
+        try:
+            ledger._prepare()
+        except BaseException:
+            conn.close()
+            raise
+        return ledger
+
+    def _prepare(self) -> None:
+        with self._errors("open"):
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the ledger {self.path} has schema version {version}, newer than this llm-sched understands "
+                    f"({SCHEMA_VERSION}); it was written by a newer release. Upgrade llm-sched, or point "
+                    f"LLM_SCHED_LEDGER at another file. The ledger was not changed."
+                )
+            if version == 0:
+                tables = self._conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+                if tables:
+                    raise StoreError(f"{self.path} is a SQLite database but not an llm-sched ledger (no schema "
+                                     f"version); point LLM_SCHED_LEDGER at another file. It was not changed.")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = FULL")  # a committed decision survives a power cut too
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            if version == 0:
+                with self._transaction() as conn:  # (executescript would commit early: one statement at a time)
+                    for statement in filter(str.strip, _SCHEMA.split(";")):
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- errors and transactions ---------------------------------------------------------------
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Translate SQLite failures into messages a user can act on."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(self._explain(exc, doing)) from None
+
+    def _explain(self, exc: sqlite3.Error, doing: str) -> str:
+        code = getattr(exc, "sqlite_errorcode", None)
+        text = str(exc)
+        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in text:
+            return (f"the ledger {self.path} is locked by another process (waited {self._timeout:g} s to {doing}); "
+                    f"wait for that process to finish, or point LLM_SCHED_LEDGER at another file")
+        if code == sqlite3.SQLITE_FULL or "full" in text:
+            return (f"the disk is full: could not {doing} in the ledger {self.path}. Nothing was half-written (the "
+                    f"transaction was rolled back) and what was committed before is intact; free some space and "
+                    f"resume the run with --resume")
+        if code == sqlite3.SQLITE_NOTADB or "not a database" in text:
+            return f"{self.path} is not an llm-sched ledger (not a SQLite database); it was not changed"
+        if code == sqlite3.SQLITE_CORRUPT or "malformed" in text:
+            return f"the ledger {self.path} is damaged ({text}); restore it from a copy or use another file"
+        if code == sqlite3.SQLITE_READONLY or "readonly" in text:
+            return f"the ledger {self.path} is read-only; could not {doing}"
+        return f"the ledger {self.path}: could not {doing}: {text}"
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error: all or nothing."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # -- runs ----------------------------------------------------------------------------------
+    def create_run(self, run_id: str, kind: RunKind, name: str, provider: str, seed: int,
+                   config: Mapping[str, Any] | None = None, run_dir: Path | str | None = None) -> int:
+        """Record a new run (status ``running``, epoch 1); returns the epoch."""
+        with self._errors(f"record run {run_id}"), self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                raise StoreError(f"a run {run_id} is already in the ledger {self.path}")
+            conn.execute(
+                "INSERT INTO runs (run_id, kind, name, provider, seed, started, status, epoch, run_dir, config) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'running', 1, ?, ?)",
+                (run_id, kind, name, provider, seed, _now(), None if run_dir is None else str(run_dir),
+                 json.dumps(dict(config or {}), sort_keys=True)),
+            )
+        return 1
+
+    def claim_run(self, run_id: str, kind: RunKind | None = None) -> tuple[RunInfo, int]:
+        """Take over a stored run to resume it: its epoch goes up by one (older writers are fenced
+        off) and its status back to ``running``. Returns the run as stored and the new epoch."""
+        with self._errors(f"resume run {run_id}"), self._transaction() as conn:
+            info = self._run(conn, run_id)
+            if info is None:
+                raise StoreError(f"no run {run_id} in the ledger {self.path} (python main.py --runs lists them)")
+            if kind is not None and info.kind != kind:
+                raise StoreError(f"run {run_id} is a{'n' if info.kind[0] in 'aeiou' else ''} {info.kind}, not a {kind}")
+            epoch = info.epoch + 1
+            conn.execute("UPDATE runs SET epoch = ?, status = 'running', ended = NULL WHERE run_id = ?", (epoch, run_id))
+        return info, epoch
+
+    def finish_run(self, run_id: str, epoch: int, status: RunStatus = "completed") -> None:
+        with self._errors(f"close run {run_id}"), self._transaction() as conn:
+            self._fence(conn, run_id, epoch)
+            conn.execute("UPDATE runs SET status = ?, ended = ? WHERE run_id = ?", (status, _now(), run_id))
+
+    def run(self, run_id: str) -> RunInfo | None:
+        with self._errors(f"read run {run_id}"):
+            return self._run(self._conn, run_id)
+
+    def runs(self) -> list[RunInfo]:
+        """Every stored run, oldest first."""
+        with self._errors("list runs"):
+            rows = self._conn.execute(f"{_RUN_QUERY} ORDER BY r.started, r.run_id").fetchall()
+        return [_run_info(row) for row in rows]
+
+    def find_run(self, kind: RunKind, run_dir: Path | str) -> RunInfo | None:
+        """The latest run of ``kind`` that wrote to ``run_dir`` (experiments and campaigns)."""
+        with self._errors("look up runs"):
+            row = self._conn.execute(f"{_RUN_QUERY} WHERE r.kind = ? AND r.run_dir = ? ORDER BY r.started DESC, "
+                                     "r.run_id DESC LIMIT 1", (kind, str(run_dir))).fetchone()
+        return None if row is None else _run_info(row)
+
+    @staticmethod
+    def _run(conn: sqlite3.Connection, run_id: str) -> RunInfo | None:
+        row = conn.execute(f"{_RUN_QUERY} WHERE r.run_id = ?", (run_id,)).fetchone()
+        return None if row is None else _run_info(row)
+
+    def _fence(self, conn: sqlite3.Connection, run_id: str, epoch: int) -> None:
+        row = conn.execute("SELECT epoch FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no run {run_id} in the ledger {self.path}")
+        if row[0] != epoch:
+            raise StoreError(f"run {run_id} was taken over by another process (epoch {row[0]}, this one has "
+                             f"{epoch}); this process stops writing to it")
+
+    # -- decisions -----------------------------------------------------------------------------
+    def record_decision(self, run_id: str, epoch: int, d: DecisionRecord) -> bool:
+        """Write a decision, its job, placement, votes and reputation changes in one transaction.
+
+        Returns False when the same decision is already recorded (a replay after a crash); refuses
+        a different decision for the same job or position, and any write from a fenced-off epoch.
+        """
+        content = d.content()
+        with self._errors(f"record the decision for {d.job_id}"), self._transaction() as conn:
+            self._fence(conn, run_id, epoch)
+            stored = conn.execute("SELECT content, seq FROM decisions WHERE run_id = ? AND job_id = ?",
+                                  (run_id, d.job_id)).fetchone()
+            if stored is not None:
+                if stored == (content, d.seq):
+                    return False
+                raise StoreError(f"run {run_id} already has a different decision for job {d.job_id}; the ledger "
+                                 f"keeps the committed one and was not changed")
+            taken = conn.execute("SELECT job_id FROM decisions WHERE run_id = ? AND seq = ?", (run_id, d.seq)).fetchone()
+            if taken is not None:
+                raise StoreError(f"run {run_id} already has decision {d.seq} (job {taken[0]}); not recording "
+                                 f"job {d.job_id} in its place")
+            conn.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?)",
+                         (run_id, d.job_id, json.dumps(d.job_spec, sort_keys=True), d.submitted_at))
+            conn.execute(
+                "INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, d.job_id, d.seq, epoch, d.outcome, d.pool, d.proposer, d.reason, d.rounds, d.accepts,
+                 d.voters, content, json.dumps(d.resume, sort_keys=True), _now()),
+            )
+            conn.executemany("INSERT INTO placements VALUES (?, ?, ?)", [(run_id, d.job_id, n) for n in d.nodes])
+            conn.executemany("INSERT INTO votes VALUES (?, ?, ?, ?, ?, ?)",
+                             [(run_id, d.job_id, v.agent, v.vote, v.reason, v.via) for v in d.votes])
+            conn.executemany("INSERT INTO reputation_changes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             [(run_id, d.job_id, i, r.agent, r.old, r.new, r.reason)
+                              for i, r in enumerate(d.reputation_changes)])
+        return True
+
+    def decisions(self, run_id: str) -> list[DecisionRecord]:
+        """The run's committed decisions in order."""
+        with self._errors(f"read the decisions of {run_id}"):
+            conn = self._conn
+            rows = conn.execute(
+                "SELECT d.job_id, d.seq, d.outcome, d.pool, d.proposer, d.reason, d.rounds, d.accepts, d.voters, "
+                "j.spec, j.submitted_at, d.resume, d.epoch FROM decisions d JOIN jobs j USING (run_id, job_id) "
+                "WHERE d.run_id = ? ORDER BY d.seq", (run_id,)).fetchall()
+            nodes = _grouped(conn, "SELECT job_id, node FROM placements WHERE run_id = ? ORDER BY job_id, rowid", run_id)
+            votes = _grouped(conn, "SELECT job_id, agent, vote, reason, via FROM votes WHERE run_id = ? "
+                             "ORDER BY job_id, agent", run_id)
+            changes = _grouped(conn, "SELECT job_id, agent, old, new, reason FROM reputation_changes "
+                               "WHERE run_id = ? ORDER BY job_id, n", run_id)
+        return [
+            DecisionRecord(
+                job_id=job, seq=seq, outcome=outcome, pool=pool, nodes=tuple(r[0] for r in nodes.get(job, [])),
+                proposer=proposer, reason=reason, rounds=rounds, accepts=accepts, voters=voters,
+                job_spec=json.loads(spec), submitted_at=submitted,
+                votes=tuple(VoteRow(*r) for r in votes.get(job, [])),
+                reputation_changes=tuple(ReputationRow(*r) for r in changes.get(job, [])),
+                resume=json.loads(resume), epoch=epoch,
+            )
+            for job, seq, outcome, pool, proposer, reason, rounds, accepts, voters, spec, submitted, resume, epoch in rows
+        ]
+
+    # -- experiment and campaign units ---------------------------------------------------------
+    def record_unit(self, run_id: str, epoch: int, unit: str, result: Mapping[str, Any]) -> bool:
+        """Store one unit's result (idempotent: False when the unit is already stored)."""
+        text = json.dumps(result, sort_keys=True)
+        with self._errors(f"record unit {unit}"), self._transaction() as conn:
+            self._fence(conn, run_id, epoch)
+            cur = conn.execute("INSERT OR IGNORE INTO units VALUES (?, ?, ?, ?)", (run_id, unit, epoch, text))
+            return cur.rowcount == 1
+
+    def units(self, run_id: str) -> dict[str, dict[str, Any]]:
+        with self._errors(f"read the units of {run_id}"):
+            rows = self._conn.execute("SELECT unit, result FROM units WHERE run_id = ?", (run_id,)).fetchall()
+        return {unit: json.loads(result) for unit, result in rows}
+
+
+_RUN_QUERY = (
+    "SELECT r.run_id, r.kind, r.name, r.provider, r.seed, r.started, r.ended, r.status, r.epoch, r.run_dir, "
+    "r.config, (SELECT count(*) FROM decisions d WHERE d.run_id = r.run_id), "
+    "(SELECT count(*) FROM units u WHERE u.run_id = r.run_id) FROM runs r"
+)
+
+
+def _run_info(row: Sequence[Any]) -> RunInfo:
+    return RunInfo(*row[:10], json.loads(row[10]), row[11], row[12])  # type: ignore[arg-type]
+
+
+def _grouped(conn: sqlite3.Connection, query: str, run_id: str) -> dict[str, list[tuple[Any, ...]]]:
+    groups: dict[str, list[tuple[Any, ...]]] = {}
+    for job, *rest in conn.execute(query, (run_id,)):
+        groups.setdefault(job, []).append(tuple(rest))
+    return groups
