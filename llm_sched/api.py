@@ -19,7 +19,7 @@ from rich.console import Console
 
 from llm_sched.config import Settings, load_settings
 from llm_sched.errors import UserError
-from llm_sched.runner import RunResult, run_scenario
+from llm_sched.runner import RunResult, ledger_path, resume_scenario, run_scenario
 from llm_sched.scenarios import Scenario, available_scenarios, load_scenario
 from llm_sched.summary import summarize
 from llm_sched.ui.console import ConsoleView, summary_table
@@ -32,8 +32,11 @@ __all__ = [
     "available_scenarios",
     "load_scenario",
     "load_settings",
+    "print_runs",
     "print_summary",
+    "resume_run",
     "run_scenario_by_name",
+    "show_run",
     "summarize",
 ]
 
@@ -61,6 +64,49 @@ def run_scenario_by_name(
     scenario = load_scenario(name, settings.scenarios_dir)
     view = ConsoleView(console, transparent=transparent, pause=pause)
     return run_scenario(scenario, settings, seed=seed, record=record, subscribers=[view], runs_dir=runs_dir)
+
+
+def resume_run(
+    run_id: str,
+    *,
+    transparent: bool = False,
+    console: Console | None = None,
+    runs_dir: Path | None = None,
+) -> RunResult:
+    """Continue the stored scenario run ``run_id`` (see ``print_runs``) after its last committed
+    decision: the same scenario, seed and provider, the same final state and event log as a run
+    that was never interrupted. A run that had completed is returned as stored."""
+    settings = load_settings()
+    view = ConsoleView(console, transparent=transparent)
+    return resume_scenario(run_id, settings, lambda name: load_scenario(name, settings.scenarios_dir),
+                           subscribers=[view], runs_dir=runs_dir)
+
+
+def print_runs(console: Console | None = None) -> None:
+    """The table of stored runs: id, kind, scenario, provider, seed, start, decisions, status."""
+    from llm_sched.store import Ledger
+    from llm_sched.ui.ledger_view import runs_table
+
+    path = ledger_path(load_settings())
+    console = console or Console(highlight=False)
+    if not path.exists():
+        console.print(f"no ledger at {path} yet: no runs stored")
+        return
+    with Ledger.open(path) as ledger:
+        console.print(runs_table(ledger.runs(), str(path)))
+
+
+def show_run(run_id: str, console: Console | None = None) -> None:
+    """One stored run's decisions, with the votes and reputation changes behind each."""
+    from llm_sched.store import Ledger, StoreError
+    from llm_sched.ui.ledger_view import decisions_table
+
+    path = ledger_path(load_settings())
+    with Ledger.open(path) as ledger:
+        run = ledger.run(run_id)
+        if run is None:
+            raise StoreError(f"no run {run_id} in the ledger {path} (python main.py --runs lists them)")
+        (console or Console(highlight=False)).print(decisions_table(run, ledger.decisions(run_id)))
 
 
 def print_summary(result: RunResult, console: Console | None = None) -> None:

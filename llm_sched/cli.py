@@ -23,6 +23,8 @@ MODES: tuple[tuple[str, str], ...] = (
     ("python main.py --experiment [FILE]", "consensus protocols (PBFT, Tendermint, Multi-Paxos, Raft...) under faults"),
     ("python main.py --simulate --trace FILE --policy P", "replay an SWF trace under fcfs, easy or agents: metrics, CSV, plot"),
     ("python main.py --evaluate [--quick]", "the resilience campaign: agents vs FCFS/EASY, statistics, figures, report"),
+    ("python main.py --runs", "list the runs stored in the ledger; --show RUN_ID prints one run's decisions"),
+    ("python main.py --resume RUN_ID", "continue a scenario run that was killed, after its last committed decision"),
     ("python main.py --check", "check Python, packages, LLM endpoints and shipped cassettes"),
     ("python main.py --setup-env", "guided setup of ./.env (provider, endpoint, key)"),
 )
@@ -55,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--scenario", metavar="NAME", help="run scenarios/NAME.yaml (or a path to a scenario file)")
     modes.add_argument("--experiment", metavar="FILE", nargs="?", const="",
                        help="run a protocol experiment: scenarios/experiments/FILE.yaml, a path, or nothing for the "
-                            "defaults (7 agents, 2 Byzantine, 5 jobs, 3 repetitions, pbft, tendermint, multi_paxos)")
+                            "defaults (7 agents, 2 Byzantine, 5 jobs, 3 repetitions, pbft, tendermint, multi_paxos); "
+                            "with --resume DIR, finish the experiment stored for DIR")
+    modes.add_argument("--resume", metavar="RUN_ID_OR_DIR",
+                       help="resume a stored run: a scenario run id, or the --out folder of an experiment or campaign")
+    modes.add_argument("--runs", action="store_true", help="list the runs stored in the ledger (LLM_SCHED_LEDGER)")
+    modes.add_argument("--show", metavar="RUN_ID", help="print one stored run's decisions, votes and reputation changes")
     modes.add_argument("--simulate", action="store_true",
                        help="replay a workload trace (--trace) in the discrete-event simulator under --policy")
     sim = parser.add_argument_group("--simulate")
@@ -63,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--policy", choices=("fcfs", "easy", "agents"), metavar="P",
                      help="fcfs, easy (central schedulers) or agents (decentralized bids and quorum)")
     modes.add_argument("--evaluate", action="store_true",
-                       help="run the resilience evaluation campaign (26 configurations, agents vs FCFS and EASY)")
+                       help="run the resilience evaluation campaign (26 configurations, agents vs FCFS and EASY); "
+                            "with --resume DIR, finish the campaign stored for DIR")
     ev = parser.add_argument_group("--evaluate")
     ev.add_argument("--quick", action="store_true", help="the quick campaign (scenarios/evaluation/quick.yaml)")
     ev.add_argument("--config", metavar="FILE", help="campaign file (default scenarios/evaluation/full.yaml)")
@@ -164,8 +172,22 @@ def _run_experiment(args: argparse.Namespace) -> int:
                  "jobs": args.jobs, "repetitions": args.repetitions, "seed": args.seed,
                  "agent_mode": args.agent_mode, "faults": args.faults, "intensity": args.intensity, "out": args.out}
     settings = load_settings(_overrides(args))
-    config = load_experiment(args.experiment or None, overrides, scenarios_dir=settings.scenarios_dir)
-    run_experiment(config, settings, view=ExperimentView())
+    claim, folder = None, None
+    if args.resume is not None:  # the experiment stored for the folder; flags, if given, must match it
+        from llm_sched.experiments.experiment import resume_target
+
+        config, folder, claim = resume_target(args.resume, settings, args.experiment or None, overrides)
+    else:
+        config = load_experiment(args.experiment or None, overrides, scenarios_dir=settings.scenarios_dir)
+    try:
+        run_experiment(config, settings, view=ExperimentView(), ledger=settings.ledger_path, folder=folder,
+                       claim=claim)
+    except KeyboardInterrupt:
+        where = args.resume or config.out
+        how = f"python main.py --experiment --resume {where}" if where else \
+            "python main.py --experiment --resume DIR (DIR: the output folder printed above)"
+        print(f"interrupted; the finished runs are stored: resume with {how}", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -190,6 +212,16 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resume_scenario(args: argparse.Namespace) -> int:
+    from llm_sched.api import print_summary, resume_run
+
+    if args.scenario or args.seed is not None or args.provider or args.record:
+        raise UserError("--resume RUN_ID continues a run with its own scenario, seed and provider: "
+                        "give no --scenario, --seed, --provider or --record with it")
+    print_summary(resume_run(args.resume))
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.check:
         return _run_check(args)
@@ -204,7 +236,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.evaluate:
         from llm_sched.evaluation import run_campaign_cli
 
-        return run_campaign_cli(args.config, args.out, args.quick, args.workers, args.seed)
+        return run_campaign_cli(args.config, args.out, args.quick, args.workers, args.seed, resume=args.resume)
+    if args.runs or args.show:
+        from llm_sched.api import print_runs, show_run
+
+        print_runs() if args.runs else show_run(args.show)
+        return 0
+    if args.resume is not None:
+        return _resume_scenario(args)
     if args.scenario:
         return _run_scenario(args, args.scenario, transparent=False)
     print(_overview())

@@ -17,11 +17,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from llm_sched.domain.decisions import Decision, Proposal, Vote
+from llm_sched.errors import UserError
 from llm_sched.domain.model import Job, Placement
 from llm_sched.llm.records import CallRecord
 
 # Fields that differ between two runs with the same seed and cassette (times measured, not simulated).
 NONDETERMINISTIC_FIELDS = frozenset({"ts", "latency_s", "wall_s"})
+
+
+class EventLogError(UserError):
+    """The event log cannot be written or read back (disk full, truncated, damaged)."""
 
 
 class RunEvent(BaseModel):
@@ -215,17 +220,32 @@ class EventBus:
     Thread-safe: LLM calls made from worker threads (SambaStudio's client is synchronous) may emit.
     """
 
-    def __init__(self, subscribers: Iterable[Subscriber] = ()) -> None:
+    def __init__(self, subscribers: Iterable[Subscriber] = (), *, muted: bool = False) -> None:
         self._subscribers: list[Subscriber] = list(subscribers)
         self._lock = threading.Lock()
         self._seq = 0
         self.events: list[RunEvent] = []
+        # Muted while a resumed run fast-forwards through decisions already in the ledger: those
+        # events are in the log already; emitting drops them and numbers nothing.
+        self.muted = muted
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next event gets."""
+        return self._seq
+
+    def unmute(self, next_seq: int) -> None:
+        """Resume numbering at ``next_seq`` (where the stored log ends) and deliver events again."""
+        with self._lock:
+            self._seq, self.muted = next_seq, False
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
 
     def emit(self, event: RunEvent) -> RunEvent:
         with self._lock:
+            if self.muted:
+                return event
             stamped = event.model_copy(update={"seq": self._seq, "ts": time.time()})
             self._seq += 1
             self.events.append(stamped)
@@ -247,11 +267,24 @@ class JsonlSink:
         line = event.model_dump_json()
         for secret in self._secrets:
             line = line.replace(secret, "[redacted]")
-        self._handle.write(line + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(line + "\n")
+            self._handle.flush()
+        except OSError as exc:
+            raise EventLogError(f"could not write the event log {self.path}: {exc.strerror or exc}. The decisions "
+                                f"committed so far are in the ledger; fix this and resume the run with --resume") from None
+
+    def tell(self) -> int:
+        """Bytes written so far (everything is flushed after each event)."""
+        return self._handle.tell()
 
     def close(self) -> None:
-        self._handle.close()
+        if self._handle.closed:
+            return
+        try:
+            self._handle.close()
+        except OSError:
+            pass  # the write that failed has been reported already
 
 
 def comparable(event: RunEvent | dict[str, Any]) -> dict[str, Any]:
@@ -269,7 +302,35 @@ def _strip(value: Any) -> Any:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read an events file back as dicts (one per line)."""
+    """Read an events file back as dicts (one per line); a damaged line is a clear error."""
+    rows = []
     with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                ending = "" if line.endswith("\n") else " (the file ends in the middle of this line: truncated)"
+                raise EventLogError(f"{path}, line {number}: not a JSON event ({exc.msg}){ending}") from None
+            if not isinstance(row, dict) or "kind" not in row:
+                raise EventLogError(f"{path}, line {number}: not an event (no 'kind' field)")
+            rows.append(row)
+    return rows
+
+
+def event_types() -> dict[str, type[RunEvent]]:
+    """Every event class by its ``kind``."""
+    found: dict[str, type[RunEvent]] = {}
+    pending = list(RunEvent.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending += cls.__subclasses__()
+        found[cls.model_fields["kind"].default] = cls
+    return found
+
+
+def parse_event(row: dict[str, Any]) -> RunEvent:
+    """An event read back from a log (see :func:`read_jsonl`) as its typed model."""
+    return event_types()[row["kind"]].model_validate(row)
 

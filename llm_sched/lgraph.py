@@ -17,11 +17,18 @@ OWNER = "owner"
 
 
 def delegate(method: str) -> Callable[..., Any]:
-    """A node that calls ``owner.<method>(state)`` (sync or async)."""
+    """A node that calls ``owner.<method>(state)`` (sync or async).
+
+    An owner with a ``node_result(update)`` method sees every node's update before LangGraph does
+    (the consensus graph adds the events the node emitted, so that a checkpoint holds them).
+    """
 
     async def node(state: Any, config: RunnableConfig) -> Any:
-        result = getattr(config["configurable"][OWNER], method)(state)
-        return await result if inspect.isawaitable(result) else result
+        owner = config["configurable"][OWNER]
+        result = getattr(owner, method)(state)
+        result = await result if inspect.isawaitable(result) else result
+        finish = getattr(owner, "node_result", None)
+        return finish(result) if finish is not None else result
 
     node.__name__ = method.lstrip("_")
     return node

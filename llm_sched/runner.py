@@ -2,6 +2,11 @@
 
 Every run writes ``<runs_dir>/<timestamp>-<scenario>/events.jsonl`` and ``summary.json``. The same
 seed and cassette give the same events, apart from timestamps and latencies.
+
+Every run is also durable (:mod:`llm_sched.durable`): it is a row in the ledger (its id is the run
+folder's name), each decision is committed there in one transaction, and the consensus graph
+checkpoints each job's steps. :func:`resume_scenario` continues a run that was killed: the same
+seed stream, the same final state and, apart from timestamps, the same event log.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import asyncio
 import heapq
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +25,7 @@ from llm_sched.agents.reputation import Reputation
 from llm_sched.agents.specialist import SpecialistAgent, World
 from llm_sched.config import Settings
 from llm_sched.consensus.graph import ConsensusGraph
+from llm_sched.durable import Progress, checkpoint_path, checkpointer, cut_event_log, decision_of, fingerprint
 from llm_sched.errors import UserError
 from llm_sched.events import (
     AgentHealth,
@@ -35,10 +41,13 @@ from llm_sched.events import (
     ScenarioEnded,
     ScenarioStarted,
     Subscriber,
+    parse_event,
+    read_jsonl,
 )
 from llm_sched.llm.cassettes import cassette_path, read_metadata
 from llm_sched.llm.factory import llm_session, secrets_of
 from llm_sched.scenarios import RANDOM_AGENT, Phase, Scenario
+from llm_sched.store import Ledger, StoreError
 from llm_sched.summary import summarize
 
 
@@ -99,7 +108,19 @@ class _Clock:
         self.ends: list[tuple[float, str]] = []
 
 
-async def _run_phases(scenario: Scenario, graph: ConsensusGraph, world: World, bus: EventBus, seed: int) -> None:
+async def _run_phases(scenario: Scenario, graph: ConsensusGraph, world: World, bus: EventBus, seed: int,
+                      progress: Progress, events: JsonlSink) -> None:
+    async with checkpointer(checkpoint_path(progress.ledger.path)) as saver:
+        graph.attach(saver)
+        progress.saver = saver
+        try:
+            await _walk(scenario, graph, world, bus, seed, progress, events)
+        finally:
+            progress.saver = None
+
+
+async def _walk(scenario: Scenario, graph: ConsensusGraph, world: World, bus: EventBus, seed: int,
+                progress: Progress, events: JsonlSink) -> None:
     clock = _Clock()
     active: dict[str, str] = {}
     for phase in scenario.phases:
@@ -108,13 +129,24 @@ async def _run_phases(scenario: Scenario, graph: ConsensusGraph, world: World, b
         for spec in phase.jobs:
             job = spec.job()
             _release_until(clock, world, bus)
-            bus.emit(JobSubmitted(job=job, sim_time=clock.now))
-            decision = await graph.decide(job)
+            submitted = clock.now
+            bus.emit(JobSubmitted(job=job, sim_time=submitted))
+            stored = progress.stored_decision(job.id)
+            decision = decision_of(stored) if stored else await graph.decide(job, progress.thread(job))
             if decision.outcome == "commit" and decision.placement is not None:
                 world.state.commit(job, decision.placement)
                 heapq.heappush(clock.ends, (clock.now + job.runtime_s, job.id))
             if scenario.occupancy_view:
                 _report_occupancy(world, bus, job.id, clock.now)
+            if stored is None:  # the decision's boundary: commit it with where the run stands
+                resume = {"reputation": world.reputation.snapshot(), "events_offset": events.tell(),
+                          "events_seq": bus.next_seq}
+                await progress.commit(job, decision, submitted, resume)
+            else:
+                progress.replayed()
+                if stored is progress.last:  # the end of what was stored: continue from here
+                    world.reputation.restore(stored.resume["reputation"])
+                    bus.unmute(stored.resume["events_seq"])
             clock.now += phase.job_interval_s
     _release_until(clock, world, bus, until=float("inf"))
     bus.emit(NetworkStatus(agents=[
@@ -167,10 +199,71 @@ def run_scenario(
     """Run ``scenario`` to the end; returns the run folder, the summary and the events."""
     seed = scenario.seed if seed is None else seed
     settings, provider_note = choose_provider(scenario, settings, seed)
-    run_dir = new_run_dir(runs_dir or settings.runs_dir, scenario.name)
+    base = runs_dir or settings.runs_dir
+    with Ledger.open(ledger_path(settings, runs_dir)) as ledger:
+        run_dir = new_run_dir(base, scenario.name)
+        config = {"scenario": scenario.name, "fingerprint": fingerprint(scenario.model_dump(mode="json")),
+                  "provider": settings.resolved_provider(), "replay_provider": settings.replay_provider,
+                  "provider_note": provider_note, "record": record}
+        epoch = ledger.create_run(run_dir.name, "scenario", scenario.name, settings.resolved_provider(), seed,
+                                  config, run_dir.resolve())
+        progress = Progress(ledger, run_dir.name, epoch)
+        return _execute(scenario, settings, provider_note, seed, run_dir, progress, record, recorded_how, subscribers)
+
+
+def resume_scenario(
+    run_id: str,
+    settings: Settings,
+    load: Callable[[str], Scenario],
+    *,
+    subscribers: Iterable[Subscriber] = (),
+    runs_dir: Path | None = None,
+) -> RunResult:
+    """Continue the stored run ``run_id`` after its last committed decision (``load`` gives the
+    scenario by name). A completed run is not run again: its stored files are returned."""
+    with Ledger.open(ledger_path(settings, runs_dir)) as ledger:
+        info = ledger.run(run_id)
+        if info is None:
+            raise StoreError(f"no run {run_id} in the ledger {ledger.path} (python main.py --runs lists them)")
+        config, run_dir = info.config, Path(info.run_dir or "")
+        if info.kind != "scenario":
+            raise StoreError(f"run {run_id} is a{'n' if info.kind[0] in 'aeiou' else ''} {info.kind}; resume it "
+                             f"with --{'evaluate' if info.kind == 'campaign' else 'experiment'} --resume {run_dir}")
+        if config.get("record"):
+            raise UserError(f"run {run_id} was recording a cassette; a partial recording cannot be resumed: record again")
+        if not run_dir.is_dir():
+            raise StoreError(f"the folder of run {run_id}, {run_dir}, is gone; its decisions are in the ledger "
+                             f"(python main.py --show {run_id}) but the run cannot be resumed")
+        if info.status == "completed":
+            return _stored_result(run_dir)
+        scenario = load(config["scenario"])
+        if fingerprint(scenario.model_dump(mode="json")) != config["fingerprint"]:
+            raise UserError(f"scenario {scenario.name} has changed since run {run_id} started; resuming it would "
+                            "not reproduce the run. Start a new run instead")
+        settings = settings.model_copy(update={"provider": config["provider"],
+                                               "replay_provider": config["replay_provider"]})
+        stored = ledger.decisions(run_id)
+        _, epoch = ledger.claim_run(run_id, "scenario")  # first fence off any writer still running
+        cut_event_log(run_dir / "events.jsonl", stored[-1] if stored else None, run_id)
+        progress = Progress(ledger, run_id, epoch, stored)
+        return _execute(scenario, settings, config["provider_note"], info.seed, run_dir, progress, False, "",
+                        subscribers)
+
+
+def ledger_path(settings: Settings, runs_dir: Path | None = None) -> Path:
+    """The ledger a run uses: the setting, else ``llm_sched.db`` in the runs folder."""
+    if settings.ledger is not None or runs_dir is None:
+        return settings.ledger_path
+    return runs_dir / "llm_sched.db"
+
+
+def _execute(scenario: Scenario, settings: Settings, provider_note: str, seed: int, run_dir: Path,
+             progress: Progress, record: bool, recorded_how: str, subscribers: Iterable[Subscriber]) -> RunResult:
+    resumed = bool(progress.stored)
     sink = JsonlSink(run_dir / "events.jsonl", secrets=secrets_of(settings))
-    bus = EventBus([sink, *subscribers])
+    bus = EventBus([sink, progress.journal, *subscribers], muted=resumed)
     started = time.monotonic()
+    status = "failed"
     try:
         with llm_session(settings, scenario=scenario.name, seed=seed, record=record, recorded_how=recorded_how) as llm:
             graph, world = _build(scenario, seed, llm, bus)
@@ -179,13 +272,43 @@ def run_scenario(
                                      n=graph.n, f=graph.f, quorum=graph.quorum, method=scenario.consensus.method,
                                      weighted=graph.weighted,
                                      pools={a: ag.pool for a, ag in graph.agents.items() if ag.pool}))
-            asyncio.run(_run_phases(scenario, graph, world, bus, seed))
+            asyncio.run(_run_phases(scenario, graph, world, bus, seed, progress, sink))
         bus.emit(ScenarioEnded(scenario=scenario.name, wall_s=round(time.monotonic() - started, 3)))
+        sink.close()
+        events: list[Any] = bus.events if not resumed else _read_events(run_dir)
+        summary = _write_summary(run_dir, events)
+        status = "completed"  # only now: a run killed before this point is resumed, not taken as done
     finally:
         sink.close()
-    summary = summarize(bus.events)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return RunResult(run_dir, summary, bus.events)
+        _close_run(progress, status)
+    return RunResult(run_dir, summary, events)
+
+
+def _read_events(run_dir: Path) -> list[Any]:
+    return [parse_event(r) for r in read_jsonl(run_dir / "events.jsonl")]
+
+
+def _write_summary(run_dir: Path, events: list[Any]) -> dict[str, Any]:
+    summary = summarize(events)
+    tmp = run_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(run_dir / "summary.json")  # whole or not at all
+    return summary
+
+
+def _close_run(progress: Progress, status: str) -> None:
+    try:
+        progress.ledger.finish_run(progress.run_id, progress.epoch, status)  # type: ignore[arg-type]
+    except StoreError:
+        if status == "completed":
+            raise
+        # Already failing: the original error is the one to report; the run stays resumable.
+
+
+def _stored_result(run_dir: Path) -> RunResult:
+    """A completed run as its files hold it."""
+    events = _read_events(run_dir)
+    return RunResult(run_dir, _write_summary(run_dir, events), events)
 
 
 def _build(scenario: Scenario, seed: int, llm: Any, bus: EventBus) -> tuple[ConsensusGraph, World]:

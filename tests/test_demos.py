@@ -22,7 +22,7 @@ def _run_demo(cli: Cli, name: str, *args: str) -> tuple[str, Path]:
     proc = subprocess.run([sys.executable, str(DEMOS / name), *args], cwd=cli.cwd, env=cli.env, capture_output=True,
                           text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    (run,) = sorted((cli.cwd / "runs").iterdir())
+    (run,) = sorted(p for p in (cli.cwd / "runs").iterdir() if p.is_dir())  # beside the ledger
     return proc.stdout, run
 
 

@@ -12,7 +12,7 @@ from tests.conftest import Cli
 
 
 def _run_dirs(cli: Cli) -> list[Path]:
-    return sorted((cli.cwd / "runs").iterdir())
+    return sorted(p for p in (cli.cwd / "runs").iterdir() if p.is_dir())  # the ledger lives there too
 
 
 def _decisions(events: list[dict]) -> list[dict]:  # type: ignore[type-arg]

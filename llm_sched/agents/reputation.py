@@ -40,6 +40,17 @@ class Reputation:
     def fresh(cls, agents: list[str]) -> Reputation:
         return cls({a: 1.0 for a in agents})
 
+    def snapshot(self) -> dict[str, object]:
+        """Scores and exclusions as plain data (stored with each decision, and in checkpoints)."""
+        return {"scores": dict(self.scores), "excluded": sorted(self.excluded)}
+
+    def restore(self, snapshot: dict[str, object]) -> None:
+        """Take the scores and exclusions of a :meth:`snapshot` (resuming a run)."""
+        scores, excluded = snapshot["scores"], snapshot["excluded"]
+        assert isinstance(scores, dict) and isinstance(excluded, list)
+        self.scores = {str(a): float(v) for a, v in scores.items()}
+        self.excluded = {str(a) for a in excluded}
+
     def can_propose(self, agent: str) -> bool:
         return agent not in self.excluded
 

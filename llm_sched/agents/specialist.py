@@ -11,6 +11,8 @@ scenario's fault schedule) corrupts what it would honestly have sent.
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypedDict
@@ -81,6 +83,10 @@ def _node_list(nodes: tuple[str, ...], limit: int = 16) -> str:
 # Honest bids stay a little below the verification tolerance: the proposer's reputation (a factor of
 # the evidence score) may move between its bid and the vote on it.
 BID_HEADROOM = BID_TOLERANCE - 0.05
+# The agent graph has no checkpointer of its own; inside a checkpointed consensus graph it would
+# otherwise inherit "sync" durability and wait for checkpoints it never writes (LangGraph 1.2).
+_DURABILITY = "async"
+warnings.filterwarnings("ignore", message="`durability` has no effect when no checkpointer", category=UserWarning)
 
 
 @dataclass
@@ -111,7 +117,9 @@ class SpecialistAgent:
         builder.add_edge("ask_vote", "vote")
         builder.add_edge("propose", END)
         builder.add_edge("vote", END)
-        return builder.compile()
+        # Never checkpointed, not even inside a checkpointed consensus graph: an agent's answer is
+        # part of the consensus step that asked for it, which is where a resumed run picks up.
+        return builder.compile(checkpointer=False)
 
     def _route_start(self, s: AgentState) -> str:
         return "options" if s["step"] == "proposal" else "check"
@@ -127,12 +135,12 @@ class SpecialistAgent:
         return bool(worth_asking) and self.llm is not None and self.behaviour not in ("silent", "corrupted_output")
 
     async def propose(self, job: Job) -> Proposal | None:
-        out = await self.graph().ainvoke({"step": "proposal", "job": job}, bound(self))
+        out = await self.graph().ainvoke({"step": "proposal", "job": job}, bound(self), durability=_DURABILITY)
         return out.get("result")
 
     async def vote(self, job: Job, candidate: Proposal, round_no: int) -> Vote | None:
         out = await self.graph().ainvoke({"step": "vote", "job": job, "candidate": candidate, "round": round_no},
-                                         bound(self))
+                                         bound(self), durability=_DURABILITY)
         return out.get("result")
 
     # -- proposal path -------------------------------------------------------------------------

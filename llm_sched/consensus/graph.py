@@ -7,6 +7,12 @@ bound, and then the job is rejected with a reason. Nothing here knows which agen
 sees what agents send. Fan-in is sorted by agent id, so events come out in the same order every run.
 Reputations change only on verifiable facts (the feasibility check and bid verification anyone can
 run, and silence).
+
+Durability: with a LangGraph checkpointer (``checkpointer=``), each job is one thread and every
+completed step is saved before the next starts. The state then also carries the events the job's
+steps emitted (``log``) and the reputations after them (``reputation``), so a job interrupted
+between proposal and tally continues from its last completed step, with the same events and
+reputations, instead of asking the agents (and their LLMs) again.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from functools import cache
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, TypedDict, cast
 
 from llm_sched.agents.evidence import Evidence
 from llm_sched.agents.reputation import (
@@ -40,12 +46,19 @@ from llm_sched.events import (
     DecisionMade,
     EventBus,
     LLMCallEvent,
+    RunEvent,
     ProposalBlocked,
     ProposalMade,
     ReputationChanged,
     TallyDone,
     VoteCast,
 )
+
+
+def _key(tried: Any) -> tuple[str, str, tuple[str, ...]]:
+    """A placement key as a tuple again (a checkpoint may give tuples back as lists)."""
+    job_id, pool, nodes = tried
+    return (job_id, pool, tuple(nodes))
 
 
 class ConsensusState(TypedDict, total=False):
@@ -57,6 +70,8 @@ class ConsensusState(TypedDict, total=False):
     votes: Annotated[list[tuple[str, int, Vote | None]], operator.add]
     passed: bool
     decision: Decision
+    log: Annotated[list[RunEvent], operator.add]  # events emitted by the job's steps so far
+    reputation: dict[str, Any]  # reputations after the last step that changed them
 
 
 class ConsensusGraph:
@@ -72,6 +87,7 @@ class ConsensusGraph:
         quorum: int | None = None,
         max_rounds: int | None = None,
         weighted: bool = False,
+        checkpointer: Any = None,
     ) -> None:
         self.agents = dict(sorted(agents.items()))
         self.world = world
@@ -81,12 +97,23 @@ class ConsensusGraph:
         self.quorum = quorum if quorum is not None else byzantine_quorum(self.n)
         self.max_rounds = max_rounds if max_rounds is not None else self.n
         self.weighted = weighted
+        self.checkpointer: Any = None
+        self._compiled = self.graph()
+        if checkpointer is not None:
+            self.attach(checkpointer)
         self._started = 0.0
+        self._log: list[RunEvent] = []
+        self._reputation_changed = False
 
     @staticmethod
     @cache
     def graph() -> Any:
         """The consensus graph, compiled once and shared: each decision binds its ConsensusGraph."""
+        return ConsensusGraph.builder().compile()
+
+    @staticmethod
+    def builder() -> Any:
+        """The graph's shape, to compile with or without a checkpointer."""
         from langgraph.graph import END, START, StateGraph
 
         builder = StateGraph(ConsensusState)
@@ -100,14 +127,61 @@ class ConsensusGraph:
         builder.add_conditional_edges("tally", route("_after_tally"), ["commit", "choose"])
         builder.add_edge("commit", END)
         builder.add_edge("reject", END)
-        return builder.compile()
+        return builder
 
-    async def decide(self, job: Job) -> Decision:
-        """Run the graph for ``job``; returns the agreed decision (state is not changed here)."""
+    def attach(self, checkpointer: Any) -> None:
+        """Checkpoint every decision from now on with ``checkpointer`` (a LangGraph saver)."""
+        self.checkpointer = checkpointer
+        self._compiled = self.builder().compile(checkpointer=checkpointer)
+
+    async def decide(self, job: Job, thread: str | None = None) -> Decision:
+        """Run the graph for ``job``; returns the agreed decision (the cluster state is not changed
+        here). With a checkpointer, ``thread`` names the job's thread: a thread with saved steps
+        continues after the last of them, re-emitting the events those steps emitted."""
         config = bound(self, recursion_limit=20 + 4 * self.max_rounds)
         self._started = time.monotonic()
-        out = await self.graph().ainvoke({"job": job, "round": 1, "tried": []}, config)
-        return out["decision"]
+        self._log, self._reputation_changed = [], False
+        start: dict[str, Any] | None = {"job": job, "round": 1, "tried": []}
+        if self.checkpointer is None:
+            out = await self._compiled.ainvoke(start, config)
+            return cast(Decision, out["decision"])
+        config["configurable"]["thread_id"] = thread or job.id
+        saved = await self._compiled.aget_state(config)
+        if saved.values:
+            self._resume_from(saved)
+            if not saved.next and "decision" in saved.values:  # done before the process died
+                return cast(Decision, saved.values["decision"])
+            start = None  # continue the saved thread
+        out = await self._compiled.ainvoke(start, config, durability="sync")
+        return cast(Decision, out["decision"])
+
+    def _resume_from(self, saved: Any) -> None:
+        """Back to where a saved thread stopped: its reputations, and its events emitted again.
+
+        ``saved.values`` is the thread's last checkpoint with the writes of the steps that had
+        completed after it already applied (a parallel step saves each task's writes as it
+        finishes; LangGraph will not run those again)."""
+        values = saved.values
+        if values.get("reputation"):
+            self.world.reputation.restore(values["reputation"])
+        for event in values.get("log", []):
+            self.bus.emit(event)
+
+    def node_result(self, update: dict[str, Any]) -> dict[str, Any]:
+        """Called with every node's update (see :func:`llm_sched.lgraph.delegate`): adds the events
+        the node emitted and, if it changed them, the reputations, for the checkpoint."""
+        if self.checkpointer is None or not isinstance(update, dict):
+            self._log.clear()
+            return update
+        extra: dict[str, Any] = {}
+        if self._log:
+            extra["log"], self._log = self._log, []
+        if self._reputation_changed:
+            extra["reputation"], self._reputation_changed = self.world.reputation.snapshot(), False
+        return {**update, **extra} if extra else update
+
+    def _emit(self, event: RunEvent) -> None:
+        self._log.append(self.bus.emit(event))
 
     # -- proposals -----------------------------------------------------------------------------
     def _fan_out_proposals(self, s: ConsensusState) -> Any:
@@ -124,14 +198,14 @@ class ConsensusGraph:
         job = s["job"]
         for agent, proposal in sorted(s.get("proposals", []), key=lambda item: item[0]):
             if proposal is not None and proposal.llm is not None:
-                self.bus.emit(LLMCallEvent(record=proposal.llm))
-            self.bus.emit(ProposalMade(agent=agent, job_id=job.id, proposal=proposal))
+                self._emit(LLMCallEvent(record=proposal.llm))
+            self._emit(ProposalMade(agent=agent, job_id=job.id, proposal=proposal))
             if proposal is None:
                 self._apply([self.world.reputation.adjust(agent, -PENALTY_SILENCE, "no proposal in time")], job)
         return {}
 
     def _choose(self, s: ConsensusState) -> dict[str, Any]:
-        tried = set(s.get("tried", []))
+        tried = {_key(t) for t in s.get("tried", [])}
         best: dict[tuple[str, str, tuple[str, ...]], Proposal] = {}
         for _agent, p in sorted(s.get("proposals", []), key=lambda item: item[0]):
             if p is None or p.placement is None or p.placement.key() in tried:
@@ -144,7 +218,7 @@ class ConsensusGraph:
             return {"candidate": None}
         candidate = ranked[0]
         assert candidate.placement is not None
-        self.bus.emit(CandidateChosen(job_id=s["job"].id, round=s["round"], proposer=candidate.agent,
+        self._emit(CandidateChosen(job_id=s["job"].id, round=s["round"], proposer=candidate.agent,
                                       placement=candidate.placement, score=candidate.score))
         return {"candidate": candidate}
 
@@ -168,19 +242,19 @@ class ConsensusGraph:
         votes = sorted((v for v in s.get("votes", []) if v[1] == round_no), key=lambda v: v[0])
         for agent, _, vote in votes:
             if vote is not None and vote.llm is not None:
-                self.bus.emit(LLMCallEvent(record=vote.llm))
-            self.bus.emit(VoteCast(agent=agent, job_id=job.id, round=round_no, vote=vote))
+                self._emit(LLMCallEvent(record=vote.llm))
+            self._emit(VoteCast(agent=agent, job_id=job.id, round=round_no, vote=vote))
         accepting = [a for a, _, v in votes if v is not None and v.accept]
         silent = sum(1 for _, _, v in votes if v is None)
         evidence = self.world.evidence(job, candidate)
         weights = self._weights(accepting)
         passed = weights["passed"] if self.weighted else len(accepting) >= self.quorum
-        self.bus.emit(TallyDone(job_id=job.id, round=round_no, accepts=len(accepting),
+        self._emit(TallyDone(job_id=job.id, round=round_no, accepts=len(accepting),
                                 rejects=len(votes) - len(accepting) - silent, silent=silent, quorum=self.quorum,
                                 passed=passed, candidate_feasible=evidence.ok,
                                 **({k: v for k, v in weights.items() if k != "passed"} if self.weighted else {})))
         if not evidence.ok and not passed:
-            self.bus.emit(ProposalBlocked(job_id=job.id, proposer=candidate.agent, reasons=list(evidence.reasons())))
+            self._emit(ProposalBlocked(job_id=job.id, proposer=candidate.agent, reasons=list(evidence.reasons())))
         self._apply(self._reputation_changes(candidate, votes, evidence), job)
         if passed:
             return {"passed": True}
@@ -218,14 +292,15 @@ class ConsensusGraph:
         return changes
 
     def _apply(self, changes: list[Change | None], job: Job) -> None:
+        self._reputation_changed = True
         for change in changes:
             if change is not None:
-                self.bus.emit(ReputationChanged(agent=change.agent, old=change.old, new=change.new, reason=change.reason))
+                self._emit(ReputationChanged(agent=change.agent, old=change.old, new=change.new, reason=change.reason))
         excluded, readmitted = self.world.reputation.update_exclusions()
         for agent in excluded:
-            self.bus.emit(AgentExcluded(agent=agent, reputation=self.world.reputation.scores[agent], job_id=job.id))
+            self._emit(AgentExcluded(agent=agent, reputation=self.world.reputation.scores[agent], job_id=job.id))
         for agent in readmitted:
-            self.bus.emit(AgentReadmitted(agent=agent, reputation=self.world.reputation.scores[agent], job_id=job.id))
+            self._emit(AgentReadmitted(agent=agent, reputation=self.world.reputation.scores[agent], job_id=job.id))
 
     def _after_tally(self, s: ConsensusState) -> str:
         return "commit" if s.get("passed") else "choose"
@@ -238,7 +313,7 @@ class ConsensusGraph:
         accepts = sum(1 for v in votes if v is not None and v.accept)
         decision = Decision(job_id=job.id, outcome="commit", placement=candidate.placement, proposer=candidate.agent,
                             reason=candidate.reasoning, rounds=s["round"], accepts=accepts, voters=self.n)
-        self.bus.emit(DecisionMade(decision=decision, unanimous=accepts == self.n, wall_s=self._elapsed()))
+        self._emit(DecisionMade(decision=decision, unanimous=accepts == self.n, wall_s=self._elapsed()))
         return {"decision": decision}
 
     def _reject(self, s: ConsensusState) -> dict[str, Any]:
@@ -252,7 +327,7 @@ class ConsensusGraph:
         else:
             reason = f"no candidate reached the quorum of {self.quorum} in {rounds} round{'s' if rounds != 1 else ''}"
         decision = Decision(job_id=job.id, outcome="reject", reason=reason, rounds=rounds, voters=self.n)
-        self.bus.emit(DecisionMade(decision=decision, unanimous=sum(abstentions.values()) == self.n,
+        self._emit(DecisionMade(decision=decision, unanimous=sum(abstentions.values()) == self.n,
                                    wall_s=self._elapsed()))
         return {"decision": decision}
 

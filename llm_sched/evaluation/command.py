@@ -1,20 +1,34 @@
-"""``python main.py --evaluate [--quick] [--config FILE] [--out DIR] [--workers N] [--seed N]``.
+"""``python main.py --evaluate [--quick] [--config FILE] [--out DIR] [--workers N] [--seed N]`` and
+``python main.py --evaluate --resume DIR``.
 
 :func:`run_campaign_cli` picks the campaign file (``--config``: a name in scenarios/evaluation or a
 path; ``--quick``: scenarios/evaluation/quick.yaml; neither: full.yaml), the output folder (default
 ``<runs dir>/evaluation/<timestamp>``) and the number of worker processes (default: the CPUs this
-process may use), runs the campaign with a progress bar and prints where the report is.
+process may use), runs the campaign with a progress bar and prints where the report is. Every
+finished task is stored in the ledger (``settings.ledger_path``).
+
+``--resume DIR`` (DIR: the ``--out`` folder of a campaign, or its ledger run id) continues the
+campaign stored for DIR with the configuration stored with it, so the flags that chose it need not
+be repeated; given again, they must describe the same campaign. A folder written by an older
+version (a results.json, no ledger run) is resumed from its results.json.
 """
 
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llm_sched.evaluation.config import CampaignConfig
 
 
 def command_line(config_path: str | None, out_dir: str | None, quick: bool, workers: int | None,
-                 seed: int | None) -> str:
+                 seed: int | None, resume: str | None = None) -> str:
     """The command that runs this campaign, as the report states it."""
     args = ["python", "main.py", "--evaluate"]
+    if resume is not None:
+        args += ["--resume", resume]
     if quick:
         args.append("--quick")
     if config_path is not None:
@@ -28,12 +42,59 @@ def command_line(config_path: str | None, out_dir: str | None, quick: bool, work
     return shlex.join(args)
 
 
-def run_campaign_cli(config_path: str | None, out_dir: str | None, quick: bool, workers: int | None,
-                     seed: int | None) -> int:
-    """Run a campaign from the command line's flags; returns the exit code (0, 2 for a user error,
-    130 when interrupted). Errors are printed as one line, never a traceback."""
-    from pathlib import Path
+def resume_target(target: str, ledger_path: Path, *, config_path: str | None, quick: bool, seed: int | None,
+                  out_dir: str | None, scenarios_dir: Path) -> tuple[CampaignConfig, Path, str | None, str | None]:
+    """What ``--resume TARGET`` continues: (configuration, folder, ledger run id or None, the
+    configuration file the campaign was started from, if known). Raises a one-line
+    :class:`~llm_sched.errors.UserError` when nothing is stored or the flags describe another campaign."""
+    from llm_sched.errors import UserError
+    from llm_sched.evaluation.config import campaign_path, load_campaign, parse_campaign
+    from llm_sched.evaluation.resume import find_stored, first_difference, folder_key
+    from llm_sched.evaluation.output import RESULTS, campaign_dump, read_results
+    from llm_sched.store import StoreError
 
+    info = find_stored(ledger_path, "campaign", target)
+    results: dict[str, object] = {}
+    if info is not None:
+        folder = Path(info.run_dir or target)
+        stored, origin = info.config, f"campaign stored with ledger run {info.run_id}"
+        if (folder / RESULTS).is_file():
+            results = read_results(folder / RESULTS)
+    else:
+        folder = Path(target)
+        if not (folder / RESULTS).is_file():
+            raise StoreError(f"--resume {target}: no campaign is stored for the folder {folder_key(target)}: the "
+                             f"ledger {ledger_path} has no campaign run for it, nor is there a {RESULTS} in it; give "
+                             f"the --out folder of a campaign, or start one with python main.py --evaluate")
+        results = read_results(folder / RESULTS)
+        stored, origin = results.get("campaign"), str(folder / RESULTS)
+        if not isinstance(stored, dict):
+            raise UserError(f"{origin}: no campaign configuration in it")
+    config = parse_campaign(dict(stored), origin)
+    if out_dir is not None and folder_key(out_dir) != folder_key(folder):
+        raise UserError(f"--resume {target} writes into {folder}, its own folder; --out {out_dir} names another: "
+                        "drop --out")
+    given = None
+    if quick or config_path is not None:
+        file = campaign_path(config_path or "quick", scenarios_dir)
+        given, what = load_campaign(file, seed=seed), f"--config {config_path}" if config_path else "--quick"
+        if seed is not None:
+            what += f" --seed {seed}"
+    elif seed is not None:
+        given, what = config.model_copy(update={"seed": seed}), f"--seed {seed}"
+    if given is not None and campaign_dump(given) != campaign_dump(config):
+        raise UserError(f"--resume {target}: {what} describes another campaign than the one stored for {folder} "
+                        f"({first_difference(campaign_dump(config), campaign_dump(given))}); resume without "
+                        "--quick/--config/--seed to continue it as stored, or give a new --out to run the other one")
+    run_info = results.get("run_info") if isinstance(results.get("run_info"), dict) else {}
+    config_file = run_info.get("config_file") if isinstance(run_info, dict) else None
+    return config, folder, None if info is None else info.run_id, config_file
+
+
+def run_campaign_cli(config_path: str | None, out_dir: str | None, quick: bool, workers: int | None,
+                     seed: int | None, resume: str | None = None) -> int:
+    """Run (or with ``resume``, continue) a campaign from the command line's flags; returns the exit
+    code (0, 2 for a user error, 130 when interrupted). Errors are printed as one line, never a traceback."""
     from rich.console import Console
 
     from llm_sched.errors import UserError
@@ -56,37 +117,54 @@ def run_campaign_cli(config_path: str | None, out_dir: str | None, quick: bool, 
         if seed is not None and seed < 0:
             raise UserError(f"--seed must not be negative, got {seed}")
         settings = load_settings()
-        file = campaign_path(config_path or ("quick" if quick else "full"), settings.scenarios_dir)
-        config = load_campaign(file, seed=seed)
+        ledger = settings.ledger_path
+        claim: str | None = None
+        if resume is not None:
+            config, folder, claim, stored_file = resume_target(
+                resume, ledger, config_path=config_path, quick=quick, seed=seed, out_dir=out_dir,
+                scenarios_dir=settings.scenarios_dir)
+            source = f"campaign stored for {folder}" + (f" (ledger run {claim})" if claim else "")
+            config_file = stored_file
+        else:
+            file = campaign_path(config_path or ("quick" if quick else "full"), settings.scenarios_dir)
+            config = load_campaign(file, seed=seed)
+            folder = Path(out_dir) if out_dir is not None else default_folder(settings.runs_dir)
+            source = f"campaign file {file}"
+            config_file = str(file)
         n_workers = workers or default_workers()
-        folder = Path(out_dir) if out_dir is not None else default_folder(settings.runs_dir)
-        command = command_line(config_path, out_dir, quick, workers, seed)
+        command = command_line(config_path, out_dir, quick, workers, seed, resume)
         view = CampaignView(console)
-        plan: list[str] = []
 
         def on_start(tasks: int, reused: int) -> None:
-            dims = ", ".join(config.dimensions.present())
-            plan.extend([
-                f"campaign file {file}",
-                f"{tasks // config.repetitions} configurations ({dims}) x {config.repetitions} repetitions "
-                f"(seeds {config.seed}..{config.seed + config.repetitions - 1}) x {len(config.policies)} policies "
-                f"({', '.join(config.policies)})",
-                f"{n_workers} worker process(es); output {folder}",
-            ])
-            if reused:
-                plan.append(f"resuming: {reused} of {tasks} tasks are already in {folder / 'results.json'}")
-            view.header(f"evaluation campaign: {config.name}", plan)
+            view.header(f"evaluation campaign: {config.name}",
+                        plan_lines(config, source, tasks, reused, n_workers, folder, ledger))
 
         with view.progress() as report:
-            result = run_campaign(config, folder, workers=n_workers, command=command, config_file=str(file),
-                                  on_start=on_start, on_progress=report)
+            result = run_campaign(config, folder, workers=n_workers, command=command, config_file=config_file,
+                                  on_start=on_start, on_progress=report, ledger=ledger, claim=claim)
         view.outcome(result)
         return 0
     except UserError as exc:
         errors.print(f"error: {exc}", markup=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        where = f"; the finished runs are in {folder}/results.json: run the same command with --out {folder} " \
-                "to resume" if folder is not None and (folder / "results.json").is_file() else ""
+        where = f"; the finished tasks are stored: resume with python main.py --evaluate --resume {folder}" \
+            if folder is not None else ""
         errors.print(f"interrupted{where}", markup=False, soft_wrap=True)
         return 130
+
+
+def plan_lines(config: CampaignConfig, source: str, tasks: int, reused: int, workers: int, folder: Path,
+               ledger: Path) -> list[str]:
+    """The campaign's plan, as the header prints it."""
+    dims = ", ".join(config.dimensions.present())
+    lines = [
+        source,
+        f"{tasks // config.repetitions} configurations ({dims}) x {config.repetitions} repetitions "
+        f"(seeds {config.seed}..{config.seed + config.repetitions - 1}) x {len(config.policies)} policies "
+        f"({', '.join(config.policies)})",
+        f"{workers} worker process(es); output {folder}; ledger {ledger}",
+    ]
+    if reused:
+        lines.append(f"resuming: {reused} of {tasks} tasks are already stored, {tasks - reused} to run")
+    return lines

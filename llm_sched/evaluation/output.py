@@ -9,7 +9,9 @@
 
 A folder that exists and is not empty is never overwritten silently: it is resumed when it holds a
 ``results.json`` of the same configuration (the runs in it are kept and only the missing ones run),
-and refused otherwise, with a message naming it.
+and refused otherwise, with a message naming it. (The ledger, not results.json, is what a campaign
+resumes from when there is one: see :mod:`llm_sched.evaluation.campaign`. A ``results.json.tmp``
+left by a process killed while writing is ignored.)
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def open_folder(folder: Path, campaign: dict[str, Any]) -> list[dict[str, Any]]:
     """
     if folder.exists() and not folder.is_dir():
         raise UserError(f"the output folder {folder} is a file; give another --out")
-    if folder.is_dir() and any(folder.iterdir()):
+    leftover = folder / (RESULTS + ".tmp")  # a write cut short by a kill: never the only copy of anything
+    if folder.is_dir() and any(p != leftover for p in folder.iterdir()):
         results = folder / RESULTS
         if not results.is_file():
             names = sorted(p.name for p in folder.iterdir())

@@ -134,6 +134,14 @@ def comparison_section(analysis: Analysis, metric_name: str) -> list[str]:
             *_table(head, rows, "l")]
 
 
+def _config_file(run_info: Mapping[str, Any]) -> str:
+    if run_info.get("config_file"):
+        return f"`{run_info['config_file']}`"
+    if run_info.get("run_id") and run_info.get("reused"):
+        return f"(the configuration stored with the ledger run `{run_info['run_id']}`)"
+    return "`(given in code)`"
+
+
 def render(config: CampaignConfig, analysis: Analysis, findings: Sequence[str], figures: Mapping[str, Path],
            run_info: Mapping[str, Any]) -> str:
     """The whole report as Markdown."""
@@ -143,7 +151,7 @@ def render(config: CampaignConfig, analysis: Analysis, findings: Sequence[str], 
         lines += [config.description.strip(), ""]
     lines += [
         f"- Command: `{run_info['command']}`",
-        f"- Configuration file: `{run_info.get('config_file') or '(given in code)'}`",
+        f"- Configuration file: {_config_file(run_info)}",
         f"- Seeds: {', '.join(map(str, run_info['seeds']))} (repetition r uses seed {config.seed} + r)",
         f"- Size: {len(analysis.configs)} configurations x {analysis.repetitions} repetitions x "
         f"{len(analysis.policies)} policies = {runs} simulated runs",
@@ -152,8 +160,13 @@ def render(config: CampaignConfig, analysis: Analysis, findings: Sequence[str], 
         f"(Python {run_info['python']}, llm-sched {run_info['version']})",
     ]
     if run_info.get("reused"):
-        lines.append(f"- Resumed: {run_info['reused']} of the (configuration, repetition) tasks came from the "
-                     "results.json of an earlier invocation with the same configuration")
+        counts = run_info.get("reused_from") or {"results.json": run_info["reused"]}
+        sources = [f"{n} in the ledger run `{run_info.get('run_id')}`" if where == "ledger" else
+                   f"{n} in the results.json of an earlier invocation with the same configuration"
+                   for where, n in counts.items() if n]
+        tasks = len(analysis.configs) * analysis.repetitions
+        lines.append(f"- Resumed: {run_info['reused']} of the {tasks} (configuration, repetition) tasks were stored "
+                     f"by an earlier invocation ({', '.join(sources)}); {tasks - run_info['reused']} ran in this one")
     lines += ["- Files: results.json (every run's metrics), summary.csv (means and CIs), comparisons.csv "
               "(agents against the baselines)", ""]
     lines += ["## Findings", "", "Generated from the statistics below (p < 0.05, Mann-Whitney U, is called "

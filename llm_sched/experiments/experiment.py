@@ -1,9 +1,26 @@
 """A whole experiment: prepare everything (and fail before any run), run every method x repetition,
 aggregate, write the output folder, show progress and the summary.
+
+Durability. With a ledger (the command line always has one, see :mod:`llm_sched.store`), the
+experiment is a ledger run of kind ``experiment`` whose ``run_dir`` is the output folder, and every
+(method, repetition) run is a unit ``<method>/r<repetition>`` recorded as soon as it finishes: its
+raw_results.json record and its fault log (each kept as the exact JSON text that file is made of,
+so a stored run writes the same bytes as a fresh one) and its wall-clock times. ``python main.py
+--experiment --resume DIR`` reloads the configuration stored with the run (for a folder with no
+ledger run, written by an older version: its experiment_config.json), runs the units not stored and
+writes all seven files. Running the same command again on the same ``--out`` resumes the
+run if it was interrupted; once it completed, the same command runs the experiment afresh.
+
+An uninterrupted and a resumed experiment of one configuration write: raw_results.json,
+fault_logs.json, results.csv, fault_aware_summary.json and fault_results_per_method.json byte for
+byte the same; experiment_summary.json the same but for ``timing`` (wall-clock seconds); and
+experiment_config.json the same but for ``config.out``, the ``--out`` each was started with (a
+resumed experiment keeps the one it was started with).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -12,8 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from llm_sched.config import REMOTE_PROVIDERS, Settings
 from llm_sched.domain import Job
+from llm_sched.errors import UserError
 from llm_sched.experiments import metrics, output
 from llm_sched.experiments.agents import Advisor, AgentProfile
 from llm_sched.experiments.config import ExperimentConfig
@@ -43,6 +63,8 @@ class ExperimentResult:
     notes: list[str]
     wall_s: float
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    reused: int = 0  # runs taken from the ledger (stored by an earlier invocation)
+    run_id: str | None = None  # the ledger run, when there is a ledger
 
 
 def prepare(config: ExperimentConfig) -> Prepared:
@@ -104,32 +126,94 @@ def llm_advisor(config: ExperimentConfig, settings: Settings) -> Iterator[tuple[
             advisor.close()
 
 
+def unit_key(method: str, repetition: int) -> str:
+    """The ledger unit of a (method, repetition) run."""
+    return f"{method}/r{repetition}"
+
+
+def comparable_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored experiment configuration without ``out`` (the folder is the run's, not the experiment's)."""
+    return {k: v for k, v in data.items() if k != "out"}
+
+
 def run_experiment(config: ExperimentConfig, settings: Settings, *, view: Any = None,
-                   clock: Callable[[], float] = time.perf_counter) -> ExperimentResult:
-    """Prepare, run every method x repetition, aggregate and write; ``view`` renders (may be None)."""
+                   clock: Callable[[], float] = time.perf_counter, ledger: Path | None = None,
+                   folder: Path | None = None, claim: str | None = None) -> ExperimentResult:
+    """Prepare, run every method x repetition, aggregate and write; ``view`` renders (may be None).
+
+    ``folder``: the output folder (default: ``config.out``, else a new one under the runs folder).
+    ``ledger``: the ledger file that stores every finished run (None: nothing is stored). The ledger
+    run is ``claim`` (a run id, for ``--resume``), else the latest experiment run of the folder if it
+    has the same configuration and did not complete, else a new one; stored units are not run again.
+    """
     started = clock()
     prepared = prepare(config)
-    folder = output.output_dir(config.out, settings.runs_dir)
+    folder = output.output_dir(config.out if folder is None else str(folder), settings.runs_dir)
+    durable = None
+    if ledger is not None:
+        from llm_sched.evaluation.resume import open_run
+
+        dump = config.model_dump(mode="json")
+        provider = "heuristic" if config.agent_mode == "heuristic" else settings.resolved_provider()
+        durable = open_run(ledger, "experiment", folder, name=config.name, provider=provider, seed=config.seed,
+                           config=dump, claim=claim,
+                           reuse=lambda info: info.status != "completed"
+                           and comparable_config(info.config) == comparable_config(dump))
+    try:
+        result = _run(prepared, settings, folder, durable, view, clock, started)
+    except BaseException:
+        if durable is not None:
+            durable.finish("failed")
+            durable.close()
+        raise
+    if durable is not None:
+        durable.finish("completed")
+        durable.close()
+    return result
+
+
+def _run(prepared: Prepared, settings: Settings, folder: Path, durable: Any, view: Any,
+         clock: Callable[[], float], started: float) -> ExperimentResult:
+    config = prepared.config
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in config.methods}
     logs: dict[str, list[list[dict[str, Any]]]] = {m: [] for m in config.methods}
     walls: dict[str, list[float]] = {m: [] for m in config.methods}
     llm_wall = 0.0
+    stored: dict[str, dict[str, Any]] = durable.stored if durable is not None else {}
+    total = len(config.methods) * config.repetitions
+    reused = sum(1 for m in config.methods for rep in range(config.repetitions) if unit_key(m, rep) in stored)
     with llm_advisor(config, settings) as (advisor, llm_info):
         if view is not None:
-            view.header(header_lines(prepared, llm_info), f"experiment {config.name}")
+            lines = [*header_lines(prepared, llm_info), f"output: {folder}"]
+            if durable is not None:
+                lines.append(f"ledger: {durable.ledger.path}, run {durable.run_id}"
+                             + (f"; resuming: {reused} of {total} runs are stored, {total - reused} to run"
+                                if durable.resumed else ""))
+            view.header(lines, f"experiment {config.name}")
         inputs = RunInputs(prepared.cluster.build_state, prepared.jobs, prepared.profiles, config.max_time, advisor)
-        total = len(config.methods) * config.repetitions
         with view.progress(total) if view is not None else nullcontext(lambda _: None) as advance:
             for name in config.methods:
                 method = get_method(name)
                 for rep in range(config.repetitions):
-                    t0 = clock()
-                    outcome = run_one(inputs, method, prepared.plans[(method.fault_model, rep)])
-                    walls[name].append(round(clock() - t0, 6))
-                    llm_wall += outcome.llm.latency_wall_s
-                    runs[name].append(outcome.record)
-                    logs[name].append(outcome.fault_log)
-                    advance(f"{name} repetition {rep + 1}/{config.repetitions}")
+                    key = unit_key(name, rep)
+                    unit = stored.get(key)
+                    if unit is None:
+                        t0 = clock()
+                        outcome = run_one(inputs, method, prepared.plans[(method.fault_model, rep)])
+                        # The exact JSON text raw_results.json and fault_logs.json are made of: a stored
+                        # unit and a fresh one give the same objects, hence the same bytes.
+                        unit = {"record": json.dumps(outcome.record), "fault_log": json.dumps(outcome.fault_log),
+                                "wall_s": round(clock() - t0, 6), "llm_latency_wall_s": outcome.llm.latency_wall_s}
+                        if durable is not None:
+                            durable.record(key, unit)
+                        done = f"{name} repetition {rep + 1}/{config.repetitions}"
+                    else:
+                        done = f"{name} repetition {rep + 1}/{config.repetitions} (stored)"
+                    walls[name].append(unit["wall_s"])
+                    llm_wall += unit["llm_latency_wall_s"]
+                    runs[name].append(json.loads(unit["record"]))
+                    logs[name].append(json.loads(unit["fault_log"]))
+                    advance(done)
     summaries = metrics.summarize(config, runs, logs)
     notes = [s["note"] for s in summaries.values()]
     if not llm_info.get("used", False) and config.agent_mode != "heuristic":
@@ -150,8 +234,64 @@ def run_experiment(config: ExperimentConfig, settings: Settings, *, view: Any = 
     )
     wall = clock() - started
     if view is not None:
-        view.summary(summaries, notes, folder, files, wall)
-    return ExperimentResult(folder, files, summaries, notes, wall, runs)
+        view.summary(summaries, notes, folder, files, wall, reused=reused,
+                     run_id=None if durable is None else durable.run_id)
+    return ExperimentResult(folder, files, summaries, notes, wall, runs, reused=reused,
+                            run_id=None if durable is None else durable.run_id)
+
+
+def resume_target(target: str, settings: Settings, path: str | None,
+                  overrides: dict[str, Any]) -> tuple[ExperimentConfig, Path, str | None]:
+    """What ``--experiment --resume TARGET`` continues: (configuration, folder, ledger run id).
+
+    TARGET is the experiment's output folder or its run id; the configuration is the one stored with
+    the run, or, for a folder with no ledger run (an older version's), the one in its
+    experiment_config.json (no run id then: every run runs). An experiment file or flags given as
+    well must describe the same experiment: a one-line :class:`UserError` names the first field that
+    differs.
+    """
+    from llm_sched.evaluation.resume import find_stored, first_difference, folder_key
+    from llm_sched.experiments.config import FLAGS, check_experiment, load_experiment
+    from llm_sched.store import StoreError
+
+    ledger = settings.ledger_path
+    info = find_stored(ledger, "experiment", target)
+    folder = Path(info.run_dir or target) if info is not None else Path(target)
+    recorded = folder / "experiment_config.json"
+    if info is not None:
+        stored, where = dict(info.config), f"the experiment stored with ledger run {info.run_id}"
+    elif recorded.is_file():
+        try:
+            stored = dict(json.loads(recorded.read_text(encoding="utf-8"))["config"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"--resume {target}: {recorded} holds no experiment configuration ({exc})") from None
+        where = str(recorded)
+    else:
+        raise StoreError(f"--resume {target}: no experiment is stored for the folder {folder_key(target)}: the "
+                         f"ledger {ledger} has no experiment run for it, nor is there an experiment_config.json "
+                         "in it; give the --out folder of an experiment, or start one with python main.py --experiment")
+    try:
+        config = check_experiment(ExperimentConfig.model_validate(stored), where, settings.scenarios_dir)
+    except ValidationError as exc:
+        raise UserError(f"{where} is not a valid experiment any more: {exc.errors()[0]['msg']}") from None
+    out = overrides.get("out")
+    if out is not None and folder_key(out) != folder_key(folder):
+        raise UserError(f"--resume {target} writes into {folder}, its own folder; --out {out} names another: "
+                        "drop --out")
+    given = {k: v for k, v in overrides.items() if v is not None and k != "out"}
+    if path is not None or given:
+        if path is not None:
+            wanted = load_experiment(path, given, scenarios_dir=settings.scenarios_dir)
+            what = f"the experiment file {path}" + (" with its flags" if given else "")
+        else:
+            wanted = load_experiment(None, {**stored, **given}, scenarios_dir=settings.scenarios_dir)
+            what = " ".join(f"{FLAGS.get(k, k)} {v}" for k, v in given.items())
+        old, new = (comparable_config(c.model_dump(mode="json")) for c in (config, wanted))
+        if old != new:
+            raise UserError(f"--resume {target}: {what} describes another experiment than the one stored for "
+                            f"{folder} ({first_difference(old, new)}); resume without them to continue it as "
+                            "stored, or give a new --out to run the other one")
+    return config, folder, None if info is None else info.run_id
 
 
 def header_lines(p: Prepared, llm_info: dict[str, Any]) -> list[str]:

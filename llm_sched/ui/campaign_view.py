@@ -99,7 +99,9 @@ class CampaignView:
         console.print(Rule(Text("findings", style="bold")))
         console.print(Markdown("\n".join(f"- {f}" for f in result.findings)))
         console.print()
-        reused = f", {result.reused} reused from an earlier run" if result.reused else ""
+        reused = f", {result.reused} reused from an earlier invocation" if result.reused else ""
+        if result.run_id:
+            reused += f" (ledger run {result.run_id})"
         console.print(Text(f"{result.tasks} tasks{reused}; simulations {result.simulation_s:.1f} s, "
                            f"total {result.wall_s:.1f} s", style="bold"))
         console.print(Text(f"report: {result.report}", style="bold"), soft_wrap=True)  # paths stay whole

@@ -47,7 +47,7 @@ class ExperimentView:
             yield advance
 
     def summary(self, summaries: dict[str, dict[str, Any]], notes: list[str], folder: Path,
-                files: list[Path], wall_s: float) -> None:
+                files: list[Path], wall_s: float, *, reused: int = 0, run_id: str | None = None) -> None:
         self.console.print()
         self.console.print(self._outcomes(summaries))
         self.console.print()
@@ -57,6 +57,9 @@ class ExperimentView:
                                 "only the kinds the literature counts per decision (ref). faults: active per job.", style="dim"))
         for line in notes:
             self.console.print(Text(f"- {line}"))
+        if reused:
+            self.console.print(Text(f"resumed: {reused} run(s) taken from the ledger (run {run_id}), the others "
+                                    "run now"))
         self.console.print(Text(f"wall time {wall_s:.2f} s; results in {folder}:", style="bold"))
         for path in files:
             self.console.print(Text(f"  {path.name}"))
