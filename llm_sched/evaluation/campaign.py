@@ -39,7 +39,7 @@ from llm_sched import __version__
 from llm_sched.evaluation.analysis import Analysis, ConfigInfo, analyse
 from llm_sched.evaluation.config import CampaignConfig
 from llm_sched.evaluation.design import configurations, seed_of, seeds
-from llm_sched.evaluation.resume import DurableRun, open_run
+from llm_sched.evaluation.resume import DurableRun, holding, open_run
 from llm_sched.evaluation.findings import findings as make_findings
 from llm_sched.evaluation.output import (
     RESULTS,
@@ -141,18 +141,9 @@ def run_campaign(
     if ledger is not None:
         durable = open_run(ledger, "campaign", folder, name=config.name, provider="simulation", seed=config.seed,
                            config=campaign, claim=claim, reuse=lambda info: info.config == campaign)
-    try:
-        result = _run(config, folder, campaign, previous, durable, workers=workers, command=command,
-                      config_file=config_file, on_start=on_start, on_progress=on_progress, t0=t0, started=started)
-    except BaseException:
-        if durable is not None:
-            durable.finish("failed")
-            durable.close()
-        raise
-    if durable is not None:
-        durable.finish("completed")
-        durable.close()
-    return result
+    with holding(durable):
+        return _run(config, folder, campaign, previous, durable, workers=workers, command=command,
+                    config_file=config_file, on_start=on_start, on_progress=on_progress, t0=t0, started=started)
 
 
 def _run(config: CampaignConfig, folder: Path, campaign: dict[str, Any], previous: list[dict[str, Any]],

@@ -17,7 +17,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -110,6 +111,22 @@ class DurableRun:
 
     def close(self) -> None:
         self.ledger.close()
+
+
+@contextmanager
+def holding(durable: DurableRun | None) -> Iterator[None]:
+    """Around the work on a ledger run: finish it ``completed`` when the work returns, ``failed``
+    when it raises (Ctrl-C included), and close it either way. None: no ledger, nothing to do."""
+    status: RunStatus = "failed"
+    try:
+        yield
+        status = "completed"
+    finally:
+        if durable is not None:
+            try:
+                durable.finish(status)
+            finally:
+                durable.close()
 
 
 def open_run(ledger_path: Path, kind: RunKind, folder: Path, *, name: str, provider: str, seed: int,

@@ -149,27 +149,18 @@ def run_experiment(config: ExperimentConfig, settings: Settings, *, view: Any = 
     started = clock()
     prepared = prepare(config)
     folder = output.output_dir(config.out if folder is None else str(folder), settings.runs_dir)
+    from llm_sched.evaluation.resume import holding, open_run
+
     durable = None
     if ledger is not None:
-        from llm_sched.evaluation.resume import open_run
-
         dump = config.model_dump(mode="json")
         provider = "heuristic" if config.agent_mode == "heuristic" else settings.resolved_provider()
         durable = open_run(ledger, "experiment", folder, name=config.name, provider=provider, seed=config.seed,
                            config=dump, claim=claim,
                            reuse=lambda info: info.status != "completed"
                            and comparable_config(info.config) == comparable_config(dump))
-    try:
-        result = _run(prepared, settings, folder, durable, view, clock, started)
-    except BaseException:
-        if durable is not None:
-            durable.finish("failed")
-            durable.close()
-        raise
-    if durable is not None:
-        durable.finish("completed")
-        durable.close()
-    return result
+    with holding(durable):
+        return _run(prepared, settings, folder, durable, view, clock, started)
 
 
 def _run(prepared: Prepared, settings: Settings, folder: Path, durable: Any, view: Any,
