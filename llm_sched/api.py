@@ -69,17 +69,19 @@ def run_scenario_by_name(
 def resume_run(
     run_id: str,
     *,
+    scenario: str | None = None,
     transparent: bool = False,
     console: Console | None = None,
     runs_dir: Path | None = None,
 ) -> RunResult:
     """Continue the stored scenario run ``run_id`` (see ``print_runs``) after its last committed
     decision: the same scenario, seed and provider, the same final state and event log as a run
-    that was never interrupted. A run that had completed is returned as stored."""
+    that was never interrupted. A run that had completed is returned as stored. ``scenario``, if
+    given (``--scenario NAME --resume RUN_ID``), must be the run's."""
     settings = load_settings()
     view = ConsoleView(console, transparent=transparent)
     return resume_scenario(run_id, settings, lambda name: load_scenario(name, settings.scenarios_dir),
-                           subscribers=[view], runs_dir=runs_dir)
+                           subscribers=[view], runs_dir=runs_dir, expect=scenario)
 
 
 def print_runs(console: Console | None = None) -> None:

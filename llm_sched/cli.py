@@ -215,10 +215,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
 def _resume_scenario(args: argparse.Namespace) -> int:
     from llm_sched.api import print_summary, resume_run
 
-    if args.scenario or args.seed is not None or args.provider or args.record:
-        raise UserError("--resume RUN_ID continues a run with its own scenario, seed and provider: "
-                        "give no --scenario, --seed, --provider or --record with it")
-    print_summary(resume_run(args.resume))
+    if args.seed is not None or args.provider or args.record:
+        raise UserError("--resume RUN_ID continues a run with its own seed and provider: "
+                        "give no --seed, --provider or --record with it")
+    print_summary(resume_run(args.resume, scenario=args.scenario))
     return 0
 
 

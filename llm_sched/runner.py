@@ -218,9 +218,11 @@ def resume_scenario(
     *,
     subscribers: Iterable[Subscriber] = (),
     runs_dir: Path | None = None,
+    expect: str | None = None,
 ) -> RunResult:
     """Continue the stored run ``run_id`` after its last committed decision (``load`` gives the
-    scenario by name). A completed run is not run again: its stored files are returned."""
+    scenario by name; ``expect``, if given, is the scenario the caller means). A completed run is
+    not run again: its stored files are returned."""
     with Ledger.open(ledger_path(settings, runs_dir)) as ledger:
         info = ledger.run(run_id)
         if info is None:
@@ -229,6 +231,8 @@ def resume_scenario(
         if info.kind != "scenario":
             raise StoreError(f"run {run_id} is a{'n' if info.kind[0] in 'aeiou' else ''} {info.kind}; resume it "
                              f"with --{'evaluate' if info.kind == 'campaign' else 'experiment'} --resume {run_dir}")
+        if expect is not None and expect != config["scenario"]:
+            raise UserError(f"run {run_id} is a run of scenario {config['scenario']}, not {expect}")
         if config.get("record"):
             raise UserError(f"run {run_id} was recording a cassette; a partial recording cannot be resumed: record again")
         if not run_dir.is_dir():
