@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -319,6 +320,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+@cache
 def event_types() -> dict[str, type[RunEvent]]:
     """Every event class by its ``kind``."""
     found: dict[str, type[RunEvent]] = {}

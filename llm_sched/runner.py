@@ -47,7 +47,7 @@ from llm_sched.events import (
 from llm_sched.llm.cassettes import cassette_path, read_metadata
 from llm_sched.llm.factory import llm_session, secrets_of
 from llm_sched.scenarios import RANDOM_AGENT, Phase, Scenario
-from llm_sched.store import Ledger, StoreError
+from llm_sched.store import RESUME_COMMANDS, Ledger, StoreError, a_kind
 from llm_sched.summary import summarize
 
 
@@ -229,8 +229,8 @@ def resume_scenario(
             raise StoreError(f"no run {run_id} in the ledger {ledger.path} (python main.py --runs lists them)")
         config, run_dir = info.config, Path(info.run_dir or "")
         if info.kind != "scenario":
-            raise StoreError(f"run {run_id} is a{'n' if info.kind[0] in 'aeiou' else ''} {info.kind}; resume it "
-                             f"with --{'evaluate' if info.kind == 'campaign' else 'experiment'} --resume {run_dir}")
+            how = RESUME_COMMANDS[info.kind].format(target=run_dir)
+            raise StoreError(f"run {run_id} is {a_kind(info.kind)}; resume it with {how}")
         if expect is not None and expect != config["scenario"]:
             raise UserError(f"run {run_id} is a run of scenario {config['scenario']}, not {expect}")
         if config.get("record"):
@@ -284,7 +284,7 @@ def _execute(scenario: Scenario, settings: Settings, provider_note: str, seed: i
         status = "completed"  # only now: a run killed before this point is resumed, not taken as done
     finally:
         sink.close()
-        _close_run(progress, status)
+        progress.ledger.finish_run(progress.run_id, progress.epoch, status)  # type: ignore[arg-type]
     return RunResult(run_dir, summary, events)
 
 
@@ -298,15 +298,6 @@ def _write_summary(run_dir: Path, events: list[Any]) -> dict[str, Any]:
     tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     tmp.replace(run_dir / "summary.json")  # whole or not at all
     return summary
-
-
-def _close_run(progress: Progress, status: str) -> None:
-    try:
-        progress.ledger.finish_run(progress.run_id, progress.epoch, status)  # type: ignore[arg-type]
-    except StoreError:
-        if status == "completed":
-            raise
-        # Already failing: the original error is the one to report; the run stays resumable.
 
 
 def _stored_result(run_dir: Path) -> RunResult:

@@ -111,6 +111,19 @@ CREATE TABLE IF NOT EXISTS units (
 """
 
 
+# kind -> the command that resumes a stored run of that kind, for messages pointing at it
+RESUME_COMMANDS: dict[str, str] = {
+    "campaign": "python main.py --evaluate --resume {target}",
+    "experiment": "python main.py --experiment --resume {target}",
+    "scenario": "python main.py --resume {target}",
+}
+
+
+def a_kind(kind: str) -> str:
+    """``a scenario``, ``an experiment``: a run kind with its article, for messages."""
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
 class StoreError(UserError):
     """The ledger cannot be used as asked; the message names the file and the way out."""
 
@@ -313,15 +326,21 @@ class Ledger:
             if info is None:
                 raise StoreError(f"no run {run_id} in the ledger {self.path} (python main.py --runs lists them)")
             if kind is not None and info.kind != kind:
-                raise StoreError(f"run {run_id} is a{'n' if info.kind[0] in 'aeiou' else ''} {info.kind}, not a {kind}")
+                raise StoreError(f"run {run_id} is {a_kind(info.kind)}, not {a_kind(kind)}")
             epoch = info.epoch + 1
             conn.execute("UPDATE runs SET epoch = ?, status = 'running', ended = NULL WHERE run_id = ?", (epoch, run_id))
         return info, epoch
 
     def finish_run(self, run_id: str, epoch: int, status: RunStatus = "completed") -> None:
-        with self._errors(f"close run {run_id}"), self._transaction() as conn:
-            self._fence(conn, run_id, epoch)
-            conn.execute("UPDATE runs SET status = ?, ended = ? WHERE run_id = ?", (status, _now(), run_id))
+        """Close the run. Closing it as ``failed`` never raises (the run is closed because something
+        else failed, and that error is the one to report; the run stays resumable either way)."""
+        try:
+            with self._errors(f"close run {run_id}"), self._transaction() as conn:
+                self._fence(conn, run_id, epoch)
+                conn.execute("UPDATE runs SET status = ?, ended = ? WHERE run_id = ?", (status, _now(), run_id))
+        except StoreError:
+            if status == "completed":
+                raise
 
     def run(self, run_id: str) -> RunInfo | None:
         with self._errors(f"read run {run_id}"):

@@ -24,15 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from llm_sched.store import Ledger, RunInfo, RunKind, RunStatus, StoreError
-
-# kind -> how a stored run of that kind is resumed, for messages pointing at the right command
-RESUME_COMMANDS: dict[str, str] = {
-    "campaign": "python main.py --evaluate --resume {target}",
-    "experiment": "python main.py --experiment --resume {target}",
-    "scenario": "python main.py --resume {target}",
-}
-
+from llm_sched.store import RESUME_COMMANDS, Ledger, RunInfo, RunKind, RunStatus, StoreError, a_kind
 
 def folder_key(folder: Path | str) -> str:
     """How a folder is stored as a run's ``run_dir``: absolute, symbolic links resolved."""
@@ -66,15 +58,11 @@ def find_stored(ledger_path: Path, kind: RunKind, target: str) -> RunInfo | None
                     if info is not None:
                         break
     if info is not None and info.kind != kind:
-        what = (f"run {target} is a{_n(info.kind)} {info.kind} run" if info.run_id == target else
-                f"the folder {folder} holds a{_n(info.kind)} {info.kind} (ledger run {info.run_id})")
+        what = (f"run {target} is {a_kind(info.kind)} run" if info.run_id == target else
+                f"the folder {folder} holds {a_kind(info.kind)} (ledger run {info.run_id})")
         how = RESUME_COMMANDS.get(info.kind, "").format(target=target)
-        raise StoreError(f"--resume {target}: {what}, not a{_n(kind)} {kind}" + (f"; resume it with {how}" if how else ""))
+        raise StoreError(f"--resume {target}: {what}, not {a_kind(kind)}" + (f"; resume it with {how}" if how else ""))
     return info
-
-
-def _n(word: str) -> str:
-    return "n" if word[0] in "aeiou" else ""
 
 
 @dataclass
@@ -102,12 +90,8 @@ class DurableRun:
         return info is not None and info.epoch != self.epoch
 
     def finish(self, status: RunStatus) -> None:
-        """Close the run; when closing after a failure, a refusal (fenced, disk full) is not raised."""
-        try:
-            self.ledger.finish_run(self.run_id, self.epoch, status)
-        except StoreError:
-            if status == "completed":
-                raise
+        """Close the run (see :meth:`Ledger.finish_run`: closing it as failed never raises)."""
+        self.ledger.finish_run(self.run_id, self.epoch, status)
 
     def close(self) -> None:
         self.ledger.close()

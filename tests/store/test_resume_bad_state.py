@@ -16,7 +16,8 @@ from llm_sched.consensus.graph import ConsensusGraph
 from llm_sched.events import EventLogError, JsonlSink, comparable
 from llm_sched.runner import resume_scenario, run_scenario
 from llm_sched.scenarios import Scenario, load_scenario
-from llm_sched.store import Ledger, StoreError
+from llm_sched.errors import UserError
+from llm_sched.store import Ledger
 
 
 class Died(BaseException):
@@ -110,7 +111,7 @@ def test_a_run_of_a_scenario_that_changed_since_is_not_resumed(tmp_path: Path, m
     settings = _settings(tmp_path)
     run_id, scenario = _run_until(monkeypatch, settings, "b-03")
     changed = scenario.model_copy(update={"seed": scenario.seed + 1})
-    with pytest.raises(StoreError.__mro__[1], match=f"scenario byzantine has changed since run {run_id} started"):
+    with pytest.raises(UserError, match=f"scenario byzantine has changed since run {run_id} started"):
         resume_scenario(run_id, settings, lambda _: changed)
 
 
