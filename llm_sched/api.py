@@ -19,12 +19,13 @@ from rich.console import Console
 
 from llm_sched.config import Settings, load_settings
 from llm_sched.errors import UserError
-from llm_sched.runner import RunResult, ledger_path, resume_scenario, run_scenario
+from llm_sched.runner import RunOptions, RunResult, ledger_path, resume_scenario, run_scenario
 from llm_sched.scenarios import Scenario, available_scenarios, load_scenario
 from llm_sched.summary import summarize
 from llm_sched.ui.console import ConsoleView, summary_table
 
 __all__ = [
+    "RunOptions",
     "RunResult",
     "Scenario",
     "Settings",
@@ -48,22 +49,25 @@ def run_scenario_by_name(
     seed: int | None = None,
     transparent: bool = False,
     pause: bool = False,
-    record: bool = False,
+    verbose: bool = False,
+    options: RunOptions = RunOptions(),
     console: Console | None = None,
     runs_dir: Path | None = None,
 ) -> RunResult:
     """Run ``scenarios/<name>.yaml`` (or a path) and return its run folder, summary and events.
 
-    ``provider``: sambastudio, sambanova, ollama, replay (the shipped cassettes), heuristic or auto
-    (the default: a configured endpoint, else the cassette, else heuristics). ``seed``: the
-    scenario's own by default; another seed draws other background loads, so a cassette recorded
-    with the scenario's seed cannot answer and auto falls back to heuristics. ``transparent`` shows
-    every prompt and raw answer; ``pause`` waits for Enter between phases (only on a terminal).
+    ``provider``: local, openai, ollama, sambanova, sambastudio, replay (the shipped cassettes),
+    heuristic or auto (the default: a configured endpoint, else the cassette, else heuristics).
+    ``seed``: the scenario's own by default; another seed draws other background loads, so a
+    cassette recorded with the scenario's seed cannot answer and auto falls back to heuristics.
+    ``transparent`` shows the prompts and raw answers of each phase's first decision (``verbose``:
+    of every decision); ``pause`` waits for Enter between phases (only on a terminal). ``options``:
+    recording and fallback (:class:`RunOptions`).
     """
     settings = load_settings({"LLM_SCHED_PROVIDER": provider} if provider else {})
     scenario = load_scenario(name, settings.scenarios_dir)
-    view = ConsoleView(console, transparent=transparent, pause=pause)
-    return run_scenario(scenario, settings, seed=seed, record=record, subscribers=[view], runs_dir=runs_dir)
+    view = ConsoleView(console, transparent=transparent, pause=pause, verbose=verbose)
+    return run_scenario(scenario, settings, seed=seed, options=options, subscribers=[view], runs_dir=runs_dir)
 
 
 def resume_run(

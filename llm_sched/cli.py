@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from llm_sched import __version__
 from llm_sched.config import PROVIDER_CHOICES
-from llm_sched.errors import UserError
+from llm_sched.errors import Interrupted, UserError
 
 # (command, what it does): the overview printed by ``python main.py`` with no flags.
 MODES: tuple[tuple[str, str], ...] = (
@@ -33,8 +34,9 @@ OVERVIEW = """\
 llm-sched {version}: specialist LLM agents (GPU, memory, compute, storage, general) that
 schedule HPC jobs by Byzantine fault-tolerant consensus. Each agent proposes a placement and
 votes on candidates; a placement commits only with a Byzantine quorum (4 of 5, 5 of 7), so lying,
-silent or crashed agents cannot push a bad placement through. Models: SambaStudio, SambaNova
-Cloud or Ollama; offline, recorded cassettes or the agents' heuristics answer instead.
+silent or crashed agents cannot push a bad placement through. Models: a local GGUF model run by
+llama.cpp, any OpenAI-compatible server, Ollama, SambaNova Cloud or SambaStudio; offline, cassettes
+recorded from a real model, or the agents' heuristics, answer instead.
 
 Modes:
 {modes}
@@ -80,8 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, metavar="S",
                      help="seed for this run (default: the scenario's or the experiment file's)")
     run.add_argument("--record", action="store_true",
-                     help="record the run's LLM traffic to scenarios/cassettes/<scenario>-<provider>.yaml")
+                     help="record the model's answers to a cassette in the run's folder (or --record-to PATH)")
+    run.add_argument("--record-to", metavar="PATH", help="with --record: write the cassette here instead")
+    run.add_argument("--force", action="store_true", help="with --record: replace an existing cassette file")
+    run.add_argument("--allow-fallback", action="store_true",
+                     help="if the configured provider cannot be reached at the start, run on the agents' heuristics "
+                          "(the banner and summary say so) instead of stopping")
     run.add_argument("--no-pause", action="store_true", help="do not wait for Enter between phases")
+    run.add_argument("--verbose", action="store_true",
+                     help="show the prompt and answer panels of every decision, not only each phase's first")
     exp = parser.add_argument_group("protocol experiments (override the experiment file)")
     exp.add_argument("--methods", metavar="M,M", help="comma-separated: pbft, tendermint, multi_paxos, raft, weighted, "
                                                       "bidding, negotiation, gossip")
@@ -153,11 +162,23 @@ def _run_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_options(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
+    from llm_sched.api import RunOptions
+
+    if (args.record_to or args.force) and not args.record:
+        raise UserError("--record-to and --force go with --record")
+    return RunOptions(record=args.record, record_to=Path(args.record_to) if args.record_to else None,
+                      force=args.force, allow_fallback=args.allow_fallback)
+
+
 def _run_scenario(args: argparse.Namespace, name: str, transparent: bool) -> int:
     from llm_sched.api import print_summary, run_scenario_by_name
 
     result = run_scenario_by_name(name, provider=args.provider, seed=args.seed, transparent=transparent,
-                                  pause=transparent and not args.no_pause, record=args.record)
+                                  pause=transparent and not args.no_pause, verbose=args.verbose,
+                                  options=_run_options(args))
     print_summary(result)
     return 0
 
@@ -215,9 +236,9 @@ def _run_simulate(args: argparse.Namespace) -> int:
 def _resume_scenario(args: argparse.Namespace) -> int:
     from llm_sched.api import print_summary, resume_run
 
-    if args.seed is not None or args.provider or args.record:
+    if args.seed is not None or args.provider or args.record or args.allow_fallback:
         raise UserError("--resume RUN_ID continues a run with its own seed and provider: "
-                        "give no --seed, --provider or --record with it")
+                        "give no --seed, --provider, --record or --allow-fallback with it")
     print_summary(resume_run(args.resume, scenario=args.scenario))
     return 0
 
@@ -255,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
+    except Interrupted as exc:
+        print(exc, file=sys.stderr)
+        return exc.exit_code
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

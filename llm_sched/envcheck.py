@@ -14,7 +14,7 @@ from importlib import metadata
 from typing import Literal
 
 from llm_sched.config import REMOTE_PROVIDERS, Settings, redact
-from llm_sched.probes import PROBE_TIMEOUT_S, ProbeResult, probe_ollama, probe_sambanova, probe_sambastudio
+from llm_sched.probes import PROBE_TIMEOUT_S, ProbeResult, probe_configured, public_url
 
 Status = Literal["ok", "warn", "fail", "off"]
 DIST_NAME = "llm-sched"
@@ -73,16 +73,22 @@ def _package_rows() -> list[CheckRow]:
 
 def _endpoint(settings: Settings, provider: str) -> str:
     if provider == "sambastudio":
-        return f"{settings.sambastudio_url or '(no URL)'}, key {redact(settings.sambastudio_api_key)}"
+        url = public_url(settings.sambastudio_url) if settings.sambastudio_url else "(no URL)"
+        return f"{url}, key {redact(settings.sambastudio_api_key)}"
     if provider == "sambanova":
         key = redact(settings.sambanova_api_key)
-        return f"{settings.sambanova_api_base}, model {settings.sambanova_model}, key {key}"
-    return f"{settings.effective_ollama_host}, model {settings.ollama_model}"
+        return f"{public_url(settings.sambanova_api_base)}, model {settings.sambanova_model}, key {key}"
+    if provider == "openai":
+        url = public_url(settings.openai_base_url) if settings.openai_base_url else "(no URL)"
+        key = redact(settings.openai_api_key) if settings.openai_api_key else "none"
+        return f"{url}, model {settings.openai_model or '(not set)'}, key {key}"
+    return f"{public_url(settings.effective_ollama_host)}, model {settings.ollama_model}"
 
 
 _NEEDS = {
     "sambastudio": "set SAMBASTUDIO_URL and SAMBASTUDIO_API_KEY",
     "sambanova": "set SAMBANOVA_API_KEY",
+    "openai": "set OPENAI_BASE_URL and OPENAI_MODEL",
     "ollama": "set OLLAMA_HOST or OLLAMA_MODEL",
 }
 
@@ -91,13 +97,37 @@ def probe_provider(settings: Settings, provider: str, timeout: float = PROBE_TIM
     """Probe one remote provider with the given settings."""
     if not settings.is_configured(provider):
         return ProbeResult(False, f"not configured ({_NEEDS[provider]})")
-    if provider == "sambastudio":
-        key = settings.sambastudio_api_key.get_secret_value()  # type: ignore[union-attr]
-        return probe_sambastudio(settings.sambastudio_url or "", key, timeout)
-    if provider == "sambanova":
-        key = settings.sambanova_api_key.get_secret_value()  # type: ignore[union-attr]
-        return probe_sambanova(settings.sambanova_api_base, key, timeout)
-    return probe_ollama(settings.effective_ollama_host, settings.ollama_model, timeout)
+    return probe_configured(settings, provider, timeout)
+
+
+def _local_row(settings: Settings) -> CheckRow:
+    """The local model: its file and size; loaded and asked one constrained question when it is the
+    provider (loading it on every --check would slow the check down for everyone else)."""
+    from llm_sched.errors import UserError
+    from llm_sched.llm.local_transport import default_model_path, runtime
+
+    try:
+        path = settings.local_model or default_model_path()
+    except UserError as exc:
+        return CheckRow("providers", "local", "off", str(exc))
+    if not path.is_file():
+        return CheckRow("providers", "local", "fail", f"model file {path} does not exist")
+    described = f"{path} ({path.stat().st_size / 1e6:.0f} MB), {runtime()}"
+    if settings.resolved_provider() != "local":
+        return CheckRow("providers", "local", "ok", f"{described}; --check --provider local loads it and asks it once")
+    from llm_sched.llm.factory import build_transport, run_probe_answer
+
+    try:
+        transport = build_transport("local", settings)
+        import time
+
+        started = time.monotonic()
+        answer = run_probe_answer(transport)
+        took = time.monotonic() - started
+    except UserError as exc:
+        return CheckRow("providers", "local", "fail", f"{described}: {exc}")
+    return CheckRow("providers", "local", "ok", f"{described}; loaded in {transport.loaded.load_s:.2f} s; "
+                    f"constrained probe answer {answer!r} in {took:.2f} s")
 
 
 def _provider_rows(settings: Settings, probes: dict[str, ProbeResult]) -> list[CheckRow]:
@@ -109,6 +139,7 @@ def _provider_rows(settings: Settings, probes: dict[str, ProbeResult]) -> list[C
         result = probes[provider]
         status: Status = "ok" if result.ok else "fail"
         rows.append(CheckRow("providers", provider, status, f"{_endpoint(settings, provider)}: {result.detail}"))
+    rows.append(_local_row(settings))
     rows.append(CheckRow("providers", "heuristic", "ok", "always available (no model: agents use their heuristics)"))
     return rows
 
@@ -131,10 +162,13 @@ def _probe_all(settings: Settings, timeout: float) -> dict[str, ProbeResult]:
 
 
 def _verdict(
-    settings: Settings, probes: dict[str, ProbeResult], broken_packages: bool, cassettes: bool
+    settings: Settings, probes: dict[str, ProbeResult], broken_packages: bool, cassettes: bool, rows: list[CheckRow]
 ) -> tuple[str, int]:
     provider = settings.resolved_provider()
     how = "chosen by LLM_SCHED_PROVIDER" if settings.provider != "auto" else "auto"
+    local = next((r for r in rows if r.item == "local"), None)
+    if provider == "local" and local is not None and local.status != "ok":
+        return f"A run would use local ({how}), but it is not ready: {local.detail}", 1
     if provider in probes and not probes[provider].ok:
         return f"A run would use {provider} ({how}), but it is not ready: {probes[provider].detail}", 1
     if broken_packages:
@@ -151,7 +185,7 @@ def run_check(settings: Settings, timeout: float = PROBE_TIMEOUT_S) -> CheckRepo
     cassette_row = _cassette_row(settings)
     rows = [_python_row(), *_package_rows(), *_provider_rows(settings, probes), cassette_row]
     broken = any(r.status == "fail" for r in rows if r.section in ("python", "packages"))
-    verdict, code = _verdict(settings, probes, broken, cassettes=cassette_row.status == "ok")
+    verdict, code = _verdict(settings, probes, broken, cassettes=cassette_row.status == "ok", rows=rows)
     return CheckReport(tuple(rows), settings.resolved_provider(), verdict, code)
 
 

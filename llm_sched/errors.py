@@ -14,3 +14,9 @@ class UserError(Exception):
 
 class ConfigError(UserError):
     """Settings that cannot be used: a malformed ``.env`` line, an unknown provider, a bad value."""
+
+
+class Interrupted(UserError):
+    """The user stopped a run (Ctrl-C); what it had committed is kept and it can be resumed."""
+
+    exit_code = 130

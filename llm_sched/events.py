@@ -52,6 +52,9 @@ class ScenarioStarted(RunEvent):
     scenario: str
     seed: int
     provider: str
+    # Where the answers come from (llm_sched.llm.factory.LLMSource): live model, cassette (recorded
+    # from what) or heuristics.
+    source: dict[str, Any] = {}
     agents: dict[str, str]  # agent id -> specialty
     n: int
     f: int
@@ -160,6 +163,9 @@ class DecisionMade(RunEvent):
     decision: Decision
     unanimous: bool
     wall_s: float = 0.0  # consensus time for this job (measured, so not compared between runs)
+    # Modelled, not measured: the generalist's heuristic score (fit, load, specialisation) of the
+    # committed placement on the state it was decided on, reputation left out. None for a reject.
+    quality: float | None = None
 
 
 class PoolOccupancy(BaseModel):

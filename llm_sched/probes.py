@@ -18,10 +18,27 @@ PROBE_TIMEOUT_S = 2.0
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """What a probe found: ``ok`` means the endpoint can serve a run as configured."""
+    """What a probe found: ``ok`` means the endpoint can serve a run as configured; ``fix`` says
+    what to do when it cannot."""
 
     ok: bool
     detail: str
+    fix: str = ""
+
+
+def public_url(url: str) -> str:
+    """``url`` as it may be shown: no user, password or query string (they may hold a key)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an unparseable URL)"
+    if not parts.scheme:
+        return url.split("?", 1)[0]
+    return urlunsplit((parts.scheme, f"{host}{port}", parts.path, "", ""))
 
 
 @dataclass(frozen=True)
@@ -60,9 +77,9 @@ def probe_ollama(host: str, model: str, timeout: float = PROBE_TIMEOUT_S) -> Pro
     try:
         response = _get(url, {}, timeout)
     except OSError as exc:
-        return ProbeResult(False, f"{url}: {describe_error(exc, timeout)}")
+        return ProbeResult(False, f"{public_url(url)}: {describe_error(exc, timeout)}")
     if response.status != 200:
-        return ProbeResult(False, f"{url}: HTTP {response.status}")
+        return ProbeResult(False, f"{public_url(url)}: HTTP {response.status}")
     try:
         names = [m.get("name") or m.get("model") for m in json.loads(response.body)["models"]]
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -79,11 +96,11 @@ def _probe_keyed(url: str, headers: dict[str, str], timeout: float) -> ProbeResu
     try:
         response = _get(url, headers, timeout)
     except OSError as exc:
-        return ProbeResult(False, f"{url}: {describe_error(exc, timeout)}")
+        return ProbeResult(False, f"{public_url(url)}: {describe_error(exc, timeout)}")
     if response.status in (401, 403):
-        return ProbeResult(False, f"{url}: the API key was rejected (HTTP {response.status})")
+        return ProbeResult(False, f"{public_url(url)}: the API key was rejected (HTTP {response.status})")
     if response.status >= 500:
-        return ProbeResult(False, f"{url}: server error (HTTP {response.status})")
+        return ProbeResult(False, f"{public_url(url)}: server error (HTTP {response.status})")
     return ProbeResult(True, f"reachable (HTTP {response.status})")
 
 
@@ -95,3 +112,52 @@ def probe_sambanova(api_base: str, api_key: str, timeout: float = PROBE_TIMEOUT_
 def probe_sambastudio(url: str, api_key: str, timeout: float = PROBE_TIMEOUT_S) -> ProbeResult:
     """Check that the SambaStudio endpoint answers HTTP (it only serves POST, so 405 is fine)."""
     return _probe_keyed(url, {"key": api_key, "Authorization": f"Bearer {api_key}"}, timeout)
+
+
+def probe_openai(base_url: str, model: str, api_key: str | None, timeout: float = PROBE_TIMEOUT_S) -> ProbeResult:
+    """Ask an OpenAI-compatible server's ``/models`` whether it answers, takes the key and serves ``model``."""
+    url = f"{base_url.rstrip('/')}/models"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    reached = _probe_keyed(url, headers, timeout)
+    if not reached.ok:
+        return reached
+    try:
+        response = _get(url, headers, timeout)
+        served = [m.get("id") for m in json.loads(response.body)["data"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ProbeResult(True, "reachable (its model list could not be read)")
+    if served and model not in served:
+        shown = ", ".join(sorted(str(m) for m in served if m)[:5])
+        return ProbeResult(False, f"{public_url(url)} does not serve the model {model} (it serves: {shown})")
+    return ProbeResult(True, f"answers; model {model} is served")
+
+
+_FIXES = {
+    "ollama": "Start the server (ollama serve), pull the model (ollama pull NAME) or set OLLAMA_HOST/OLLAMA_MODEL",
+    "openai": "Start the server, or set OPENAI_BASE_URL, OPENAI_MODEL and OPENAI_API_KEY to one that answers",
+    "sambanova": "Check SAMBANOVA_API_KEY and SAMBANOVA_API_BASE (python main.py --setup-env)",
+    "sambastudio": "Check SAMBASTUDIO_URL and SAMBASTUDIO_API_KEY (python main.py --setup-env)",
+}
+
+
+def probe_configured(settings: Any, provider: str, timeout: float = PROBE_TIMEOUT_S) -> ProbeResult:
+    """Probe ``provider`` as ``settings`` (a :class:`llm_sched.config.Settings`) configure it."""
+    result = _probe(settings, provider, timeout)
+    return result if result.ok else ProbeResult(False, result.detail, _FIXES.get(provider, ""))
+
+
+def _probe(settings: Any, provider: str, timeout: float) -> ProbeResult:
+    if provider == "sambastudio":
+        if not settings.sambastudio_url or settings.sambastudio_api_key is None:
+            return ProbeResult(False, "not configured (set SAMBASTUDIO_URL and SAMBASTUDIO_API_KEY)")
+        return probe_sambastudio(settings.sambastudio_url, settings.sambastudio_api_key.get_secret_value(), timeout)
+    if provider == "sambanova":
+        if settings.sambanova_api_key is None:
+            return ProbeResult(False, "not configured (set SAMBANOVA_API_KEY)")
+        return probe_sambanova(settings.sambanova_api_base, settings.sambanova_api_key.get_secret_value(), timeout)
+    if provider == "openai":
+        if not settings.openai_base_url or not settings.openai_model:
+            return ProbeResult(False, "not configured (set OPENAI_BASE_URL and OPENAI_MODEL)")
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        return probe_openai(settings.openai_base_url, settings.openai_model, key, timeout)
+    return probe_ollama(settings.effective_ollama_host, settings.ollama_model, timeout)

@@ -26,7 +26,7 @@ from llm_sched.agents.specialist import SpecialistAgent, World
 from llm_sched.config import Settings
 from llm_sched.consensus.graph import ConsensusGraph
 from llm_sched.durable import Progress, checkpoint_path, checkpointer, cut_event_log, decision_of, fingerprint
-from llm_sched.errors import UserError
+from llm_sched.errors import Interrupted, UserError
 from llm_sched.events import (
     AgentHealth,
     EventBus,
@@ -44,11 +44,24 @@ from llm_sched.events import (
     parse_event,
     read_jsonl,
 )
-from llm_sched.llm.cassettes import cassette_path, read_metadata
+from llm_sched.agents.prompts import template_hash
+from llm_sched.llm.cassettes import cassette_path, read_info
 from llm_sched.llm.factory import llm_session, secrets_of
 from llm_sched.scenarios import RANDOM_AGENT, Phase, Scenario
 from llm_sched.store import RESUME_COMMANDS, Ledger, StoreError, a_kind
 from llm_sched.summary import summarize
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run treats its model: ``record`` its answers (to ``record_to``, else into the run's
+    folder; an existing file only with ``force``), and ``allow_fallback`` to heuristics when the
+    configured provider cannot be reached at the start."""
+
+    record: bool = False
+    record_to: Path | None = None
+    force: bool = False
+    allow_fallback: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,7 @@ def choose_provider(scenario: Scenario, settings: Settings, seed: int | None = N
         return settings, provider
     seed = scenario.seed if seed is None else seed
     cassette = cassette_path(settings.cassettes_dir, scenario.name, settings.replay_provider)
-    problem = _replay_problem(cassette, seed)
+    problem = _replay_problem(cassette, seed, template_hash())
     if problem is None:
         return settings, f"replay ({settings.replay_provider} cassette)"
     if settings.provider == "replay":
@@ -78,13 +91,16 @@ def choose_provider(scenario: Scenario, settings: Settings, seed: int | None = N
     return settings.model_copy(update={"provider": "heuristic"}), f"heuristic ({problem})"
 
 
-def _replay_problem(cassette: Path, seed: int) -> str | None:
-    """Why ``cassette`` cannot serve a run with ``seed``, or None when it can."""
+def _replay_problem(cassette: Path, seed: int, prompts: str) -> str | None:
+    """Why ``cassette`` cannot serve a run with ``seed`` and these prompt templates, or None when it can."""
     if not cassette.is_file():
         return f"no cassette at {cassette}"
-    recorded = read_metadata(cassette).get("seed")
-    if recorded is not None and recorded != seed:
-        return f"the cassette {cassette.name} was recorded with seed {recorded}, this run uses seed {seed}"
+    info = read_info(cassette)
+    if info.seed != seed:
+        return f"the cassette {cassette.name} was recorded with seed {info.seed}, this run uses seed {seed}"
+    if info.prompt_template_hash != prompts:
+        return (f"the cassette {cassette.name} was recorded from other prompt templates "
+                f"({info.prompt_template_hash[:12]}…, now {prompts[:12]}…)")
     return None
 
 
@@ -191,8 +207,7 @@ def run_scenario(
     settings: Settings,
     *,
     seed: int | None = None,
-    record: bool = False,
-    recorded_how: str = "live endpoint",
+    options: RunOptions = RunOptions(),
     subscribers: Iterable[Subscriber] = (),
     runs_dir: Path | None = None,
 ) -> RunResult:
@@ -204,11 +219,12 @@ def run_scenario(
         run_dir = new_run_dir(base, scenario.name)
         config = {"scenario": scenario.name, "fingerprint": fingerprint(scenario.model_dump(mode="json")),
                   "provider": settings.resolved_provider(), "replay_provider": settings.replay_provider,
-                  "provider_note": provider_note, "record": record}
+                  "provider_note": provider_note, "record": options.record,
+                  "allow_fallback": options.allow_fallback}
         epoch = ledger.create_run(run_dir.name, "scenario", scenario.name, settings.resolved_provider(), seed,
                                   config, run_dir.resolve())
         progress = Progress(ledger, run_dir.name, epoch)
-        return _execute(scenario, settings, provider_note, seed, run_dir, progress, record, recorded_how, subscribers)
+        return _execute(scenario, settings, provider_note, seed, run_dir, progress, options, subscribers)
 
 
 def resume_scenario(
@@ -250,7 +266,8 @@ def resume_scenario(
         _, epoch = ledger.claim_run(run_id, "scenario")  # first fence off any writer still running
         cut_event_log(run_dir / "events.jsonl", stored[-1] if stored else None, run_id)
         progress = Progress(ledger, run_id, epoch, stored)
-        return _execute(scenario, settings, config["provider_note"], info.seed, run_dir, progress, False, "",
+        options = RunOptions(allow_fallback=bool(config.get("allow_fallback")))
+        return _execute(scenario, settings, config["provider_note"], info.seed, run_dir, progress, options,
                         subscribers)
 
 
@@ -262,16 +279,17 @@ def ledger_path(settings: Settings, runs_dir: Path | None = None) -> Path:
 
 
 def _execute(scenario: Scenario, settings: Settings, provider_note: str, seed: int, run_dir: Path,
-             progress: Progress, record: bool, recorded_how: str, subscribers: Iterable[Subscriber]) -> RunResult:
+             progress: Progress, options: RunOptions, subscribers: Iterable[Subscriber]) -> RunResult:
     resumed = bool(progress.stored)
     sink = JsonlSink(run_dir / "events.jsonl", secrets=secrets_of(settings))
     bus = EventBus([sink, progress.journal, *subscribers], muted=resumed)
     started = time.monotonic()
     status = "failed"
     try:
-        with llm_session(settings, scenario=scenario.name, seed=seed, record=record, recorded_how=recorded_how) as llm:
-            graph, world = _build(scenario, seed, llm, bus)
+        with _session(scenario, settings, seed, run_dir, options) as session:
+            graph, world = _build(scenario, seed, session.client, bus)
             bus.emit(ScenarioStarted(scenario=scenario.name, seed=seed, provider=provider_note,
+                                     source=session.source.model_dump(),
                                      agents={a: ag.specialty for a, ag in graph.agents.items()},
                                      n=graph.n, f=graph.f, quorum=graph.quorum, method=scenario.consensus.method,
                                      weighted=graph.weighted,
@@ -282,10 +300,25 @@ def _execute(scenario: Scenario, settings: Settings, provider_note: str, seed: i
         events: list[Any] = bus.events if not resumed else _read_events(run_dir)
         summary = _write_summary(run_dir, events)
         status = "completed"  # only now: a run killed before this point is resumed, not taken as done
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; the decisions made so far are stored: resume with "
+                          f"python main.py --resume {progress.run_id}") from None
     finally:
         sink.close()
         progress.ledger.finish_run(progress.run_id, progress.epoch, status)  # type: ignore[arg-type]
     return RunResult(run_dir, summary, events)
+
+
+def _session(scenario: Scenario, settings: Settings, seed: int, run_dir: Path, options: RunOptions) -> Any:
+    """The run's LLM session; a recording goes to ``record_to`` or into the run's folder."""
+    record_to = None
+    if options.record:
+        record_to = options.record_to or run_dir / f"{scenario.name}-{settings.resolved_provider()}.yaml"
+    cassette = cassette_path(settings.cassettes_dir, scenario.name, settings.replay_provider)
+    # No bus for the client: the graph emits each call with the answer it belongs to, in a fixed order.
+    return llm_session(settings, scenario=scenario.name, seed=seed, agents=len(scenario.cluster.agents),
+                       record_to=record_to, force=options.force, allow_fallback=options.allow_fallback,
+                       cassette=cassette, recording_metadata={"prompt_template_hash": template_hash()})
 
 
 def _read_events(run_dir: Path) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from typing import Any
 
@@ -16,7 +17,7 @@ def summarize(events: list[RunEvent] | list[dict[str, Any]]) -> dict[str, Any]:
         by_kind.setdefault(row["kind"], []).append(row)
     decisions = [r["decision"] for r in by_kind.get("decision", [])]
     calls = [r["record"] for r in by_kind.get("llm_call", [])]
-    answers = [r["proposal"] for r in by_kind.get("proposal", []) if r["proposal"]]
+    answers = [r["proposal"] for r in by_kind.get("proposal", []) if r["proposal"]]  # proposals first, then votes
     answers += [r["vote"] for r in by_kind.get("vote", []) if r["vote"]]
     started = by_kind.get("scenario_started", [{}])[0]
     ended = by_kind.get("scenario_ended", [{}])[-1]
@@ -45,13 +46,57 @@ def summarize(events: list[RunEvent] | list[dict[str, Any]]) -> dict[str, Any]:
         "llm_outcomes": dict(sorted(Counter(c["outcome"] for c in calls).items())),
         "fallbacks": sum(1 for a in answers if a["via"] == "fallback"),
         "nodes_allocated": sum(len(d["placement"]["nodes"]) for d in commits),
+        # Modelled (a formula on the state, not a measurement): see DecisionMade.quality.
+        "placement_quality_mean_modelled": _mean([r["quality"] for r in by_kind.get("decision", [])
+                                                  if r.get("quality") is not None]),
         "awards": dict(sorted(Counter(d["proposer"] for d in commits).items())),
         "decisions_under_attack": _decisions_under_attack(rows),
         "consensus_s_per_job": {r["decision"]["job_id"]: r.get("wall_s", 0.0) for r in by_kind.get("decision", [])},
         "consensus_s_mean": round(sum(times) / len(times), 4) if times else None,
         "consensus_s_max": max(times) if times else None,
         "wall_s": ended.get("wall_s"),
+        "source": started.get("source", {}),
+        "llm": llm_quality(started, calls, answers, times),
     }
+
+
+def llm_quality(started: dict[str, Any], calls: list[dict[str, Any]], answers: list[dict[str, Any]],
+                decision_times: list[float]) -> dict[str, Any]:
+    """How the model did in this run, from its calls and the answers built on them.
+
+    ``valid_first_try``: calls whose first answer validated; ``repaired``: valid after one repair
+    request; ``fallbacks``: proposals and votes the heuristic made because the model's call failed;
+    ``agreement_with_heuristic``: of the model's own proposals where it had a choice (two options or
+    more), the share that chose the heuristic's first option; ``decision_latency_s``: from the start
+    of the proposals to the commit or reject, over the run's decisions."""
+    source = started.get("source") or {}
+    chose = [a for a in answers if a.get("via") == "llm" and not a.get("byzantine") and (a.get("options_offered") or 0) > 1]
+    tokens_in = [c["tokens_in"] for c in calls if c.get("tokens_in") is not None]
+    tokens_out = [c["tokens_out"] for c in calls if c.get("tokens_out") is not None]
+    return {
+        "provider": "replay" if source.get("kind") == "replay" else source.get("provider", started.get("provider")),
+        "model": source.get("model"),
+        "calls": len(calls),
+        "valid_first_try": sum(1 for c in calls if c["outcome"] == "ok"),
+        "repaired": sum(1 for c in calls if c["outcome"] == "repaired"),
+        "fallbacks": sum(1 for a in answers if a["via"] == "fallback"),
+        "prompt_tokens": sum(tokens_in) if tokens_in else None,
+        "completion_tokens": sum(tokens_out) if tokens_out else None,
+        "agreement_with_heuristic": round(sum(1 for a in chose if a["heuristic_rank"] == 0) / len(chose), 4) if chose else None,
+        "decision_latency_s": _latency(decision_times),
+    }
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def _latency(times: list[float]) -> dict[str, float | None]:
+    if not times:
+        return {"median": None, "p95": None}
+    ordered = sorted(times)
+    p95 = ordered[min(len(ordered) - 1, max(0, -(-95 * len(ordered) // 100) - 1))]  # nearest rank
+    return {"median": round(statistics.median(ordered), 4), "p95": round(p95, 4)}
 
 
 def _decisions_under_attack(rows: list[dict[str, Any]]) -> int:

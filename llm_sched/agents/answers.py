@@ -1,62 +1,73 @@
-"""What agents ask their model for: one Pydantic model per step, used as the schema and to validate.
+"""What agents ask their model for: a Pydantic model built for each request from what was offered.
 
-Context checks (through Pydantic's validation context) tie an answer to the question asked: the
-option must be one of those offered, the job id must be the job asked about.
+The same model is the JSON schema the provider is asked to produce (a grammar for llama.cpp, Ollama's
+``format``, ``json_schema`` for OpenAI-compatible servers) and the validator of the answer, so a
+constrained decoder cannot get the form wrong, only the judgement (ARCHITECTURE.md, principle 3):
+
+- ``option_id`` is an enum of the letters offered, never a free string;
+- a vote's ``decision`` is ``accept`` or ``reject``;
+- scores and confidences are numbers from a fixed grid inside their bounds (an enum too: grammar
+  converters do not enforce ``minimum``/``maximum`` on numbers, but they do enforce enums);
+- ``reasoning`` is length-capped;
+- nothing the program already knows (job id, agent name) is asked for.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from functools import lru_cache
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+REASONING_MAX_CHARS = 120
+UNIT_STEP = 0.05  # proposal scores and vote confidences: 0.00, 0.05, ..., 1.00
+BID_STEP = 0.01  # bids: every hundredth inside the range the evidence allows
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
 
-def _the_job_asked_about(value: str, info: ValidationInfo) -> str:
-    expected = (info.context or {}).get("job_id")
-    if expected is not None and value != expected:
-        raise ValueError(f"job_id must be {expected!r}, not {value!r}")
-    return value
-
-
-JobId = Annotated[str, AfterValidator(_the_job_asked_about), Field(description="the id of the job being placed")]
-Reasoning = Annotated[str, Field(max_length=600, description="one or two sentences: why")]
-Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+Reasoning = Annotated[str, Field(max_length=REASONING_MAX_CHARS, description="one short sentence: why")]
 
 
-class ProposalAnswer(BaseModel):
-    """The model's choice among the offered placement options."""
+def grid(low: float, high: float, step: float) -> list[float]:
+    """The numbers a bounded score may take, rounded to the step's decimals, ``low`` and ``high`` included."""
+    decimals = len(f"{step:.10f}".rstrip("0").split(".")[1])
+    count = int(round((high - low) / step))
+    return [round(low + i * step, decimals) for i in range(count + 1)]
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    job_id: JobId
-    option_id: str = Field(description="the letter of the chosen option")
-    score: Unit = Field(description="how good this placement is, 0 to 1")
-    reasoning: Reasoning
+def _bounded(low: float, high: float, step: float, description: str) -> Any:
+    values = grid(low, high, step)
+    return Annotated[float, Field(ge=values[0], le=values[-1], description=description,
+                                  json_schema_extra={"enum": values})]
 
-    @field_validator("option_id")
-    @classmethod
-    def _offered(cls, value: str, info: ValidationInfo) -> str:
-        offered = (info.context or {}).get("options")
-        if offered is not None and value not in offered:
-            raise ValueError(f"option {value!r} was not offered; choose one of {', '.join(offered)}")
-        return value
 
-    @field_validator("score")
-    @classmethod
-    def _within_evidence(cls, value: float, info: ValidationInfo) -> float:
-        # A bid must stay within what the facts support (the range the prompt states).
-        allowed = (info.context or {}).get("score_range")
-        if allowed is not None and not allowed[0] <= value <= allowed[1]:
-            raise ValueError(f"score {value:g} is outside the range the evidence allows, {allowed[0]:.2f} to {allowed[1]:.2f}")
-        return value
+@lru_cache(maxsize=256)
+def proposal_answer(letters: tuple[str, ...], score_range: tuple[float, float] | None = None) -> type[BaseModel]:
+    """The answer to "choose one of these options": ``option_id``, ``score``, ``reasoning``.
+
+    ``score_range`` (bids): the score must stay within what the evidence supports, in hundredths;
+    otherwise the score is 0 to 1 in steps of 0.05."""
+    low, high = score_range if score_range is not None else (0.0, 1.0)
+    step = BID_STEP if score_range is not None else UNIT_STEP
+    return create_model(
+        "ProposalAnswer",
+        __config__=_FROZEN,
+        __doc__="The model's choice among the offered placement options.",
+        option_id=(Literal[letters], Field(description="the letter of the chosen option",  # type: ignore[valid-type]
+                                           json_schema_extra={"enum": list(letters)})),
+        score=(_bounded(low, high, step, "how good this placement is"), ...),
+        reasoning=(Reasoning, ...),
+    )
 
 
 class VoteAnswer(BaseModel):
     """The model's judgement of one candidate placement."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _FROZEN
 
-    job_id: JobId
-    accept: bool = Field(description="true to accept the candidate placement")
-    confidence: Unit = Field(description="confidence in this vote, 0 to 1")
+    decision: Literal["accept", "reject"] = Field(description="accept or reject the candidate placement")
+    confidence: _bounded(0.0, 1.0, UNIT_STEP, "confidence in this vote")  # type: ignore[valid-type]
     reasoning: Reasoning
+
+    @property
+    def accept(self) -> bool:
+        return self.decision == "accept"

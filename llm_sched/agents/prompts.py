@@ -40,3 +40,13 @@ def render(specialty: str, step: str, values: dict[str, str], folder: Path = PRO
         ]
     except KeyError as exc:
         raise UserError(f"prompt template {path}: no value for placeholder ${exc.args[0]}") from None
+
+
+def template_hash(folder: Path = PROMPTS_DIR) -> str:
+    """sha256 over every template (name and text): a cassette recorded from other prompts cannot replay."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.txt")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()

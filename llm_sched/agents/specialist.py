@@ -11,13 +11,13 @@ scenario's fault schedule) corrupts what it would honestly have sent.
 
 from __future__ import annotations
 
+import json
 import warnings
-
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypedDict
 
-from llm_sched.agents.answers import ProposalAnswer, VoteAnswer
+from llm_sched.agents.answers import VoteAnswer, proposal_answer
 from llm_sched.agents.byzantine import corrupt_proposal, corrupt_vote
 from llm_sched.agents.evidence import BID_TOLERANCE, Evidence, check_candidate, measured_claims
 from llm_sched.agents.heuristics import Option, bid_option, placement_options, score_placement, why_infeasible
@@ -153,20 +153,18 @@ class SpecialistAgent:
 
     async def _ask_proposal(self, s: AgentState) -> dict[str, Any]:
         job, options = s["job"], s["options"]
-        listing = "\n".join(
-            f"{o.option_id}: pool {o.placement.pool}, nodes {_node_list(o.placement.nodes)}; heuristic score "
-            f"{o.score:.2f} ({', '.join(f'{k} {v:.2f}' for k, v in o.factors.items())})"
-            for o in options
-        )
-        validation: dict[str, Any] = {"job_id": job.id, "options": [o.option_id for o in options]}
+        listing = "\n".join(f"{o.option_id}: {o.placement.pool} {_node_list(o.placement.nodes)} ({o.score:.2f})"
+                            for o in options)
         values = self._job_values(job) | {"options": listing}
+        score_range = None
         if self.bidding:
             low, high = max(0.0, options[0].score - BID_TOLERANCE), min(1.0, options[0].score + BID_HEADROOM)
-            validation["score_range"] = (round(low, 2), round(high, 2))
+            score_range = (round(low, 2), round(high, 2))
             values |= self._pool_values(job) | {"score_low": f"{low:.2f}", "score_high": f"{high:.2f}"}
         step = "bid" if self.bidding else "proposal"
-        context = self._context(step, job, validation)
-        answer = await self.llm.structured(render(self.specialty, step, values), ProposalAnswer, context=context)  # type: ignore[union-attr]
+        schema = proposal_answer(tuple(o.option_id for o in options), score_range)
+        answer = await self.llm.structured(render(self.specialty, step, values), schema,  # type: ignore[union-attr]
+                                           context=self._context(step, job))
         return {"answer": answer}
 
     def _pool_values(self, job: Job) -> dict[str, str]:
@@ -183,9 +181,10 @@ class SpecialistAgent:
             honest = Proposal(agent=self.agent_id, job_id=job.id, placement=None, score=0.0,
                               reasoning=self._why_no_option(job), via="check")
         elif answer is not None and answer.value is not None:
-            chosen = next(o for o in options if o.option_id == answer.value.option_id)
-            honest = Proposal(agent=self.agent_id, job_id=job.id, placement=chosen.placement, score=answer.value.score,
-                              reasoning=answer.value.reasoning, via="llm", llm=answer.record)
+            rank = next(i for i, o in enumerate(options) if o.option_id == answer.value.option_id)
+            honest = Proposal(agent=self.agent_id, job_id=job.id, placement=options[rank].placement,
+                              score=answer.value.score, reasoning=answer.value.reasoning, via="llm", llm=answer.record,
+                              heuristic_rank=rank, options_offered=len(options))
         else:
             best = options[0]
             honest = Proposal(agent=self.agent_id, job_id=job.id, placement=best.placement, score=best.score,
@@ -194,7 +193,7 @@ class SpecialistAgent:
         if self.bidding and honest.placement is not None:
             honest = honest.model_copy(update={"claims": measured_claims(self.world.state, job, honest.placement.pool)})
         if self.behaviour:
-            return {"result": corrupt_proposal(self.behaviour, honest, job, self.world.state, self.pool)}
+            return {"result": _tagged(corrupt_proposal(self.behaviour, honest, job, self.world.state, self.pool), honest)}
         return {"result": honest}
 
     def _why_no_option(self, job: Job) -> str:
@@ -219,13 +218,12 @@ class SpecialistAgent:
         state = self.world.state
         values = self._job_values(job) | {
             "proposer": candidate.agent,
-            "claimed_score": f"{candidate.score:.2f}",
             "pool": placement.pool,
             "nodes": _node_list(placement.nodes),
             "feasibility": s["feasibility"].summary(),
             "node_state": _node_state(state, placement.nodes),
         }
-        context = self._context(f"vote-r{s['round']}", job, {"job_id": job.id})
+        context = self._context(f"vote-r{s['round']}", job)
         answer = await self.llm.structured(render(self.specialty, "vote", values), VoteAnswer, context=context)  # type: ignore[union-attr]
         return {"answer": answer}
 
@@ -248,14 +246,24 @@ class SpecialistAgent:
         if self.behaviour:
             placement = candidate.placement
             assert placement is not None
-            return {"result": corrupt_vote(self.behaviour, honest, job, placement, self.world.state, self.pool)}
+            return {"result": _tagged(corrupt_vote(self.behaviour, honest, job, placement, self.world.state, self.pool),
+                                      honest)}
         return {"result": honest}
 
     # -- shared --------------------------------------------------------------------------------
     def _job_values(self, job: Job) -> dict[str, str]:
+        # The job's name is untrusted text: it enters the prompt as a quoted JSON string, as data.
+        name = f"{json.dumps(job.name, ensure_ascii=True)}, " if job.name else ""
         return {"agent": self.agent_id, "job_id": job.id, "kind": job.kind, "runtime": _fmt_time(job.runtime_s),
-                "job": f"{job.name + ': ' if job.name else ''}{job.describe()}"}
+                "job": f"{name}{job.describe()}"}
 
-    def _context(self, step: str, job: Job, validation: dict[str, Any]) -> CallContext:
-        return CallContext(agent=self.agent_id, step=step, scenario=self.world.scenario, job_id=job.id,
-                           validation=validation)
+    def _context(self, step: str, job: Job) -> CallContext:
+        return CallContext(agent=self.agent_id, step=step, scenario=self.world.scenario, job_id=job.id)
+
+
+def _tagged(faulty: Any, honest: Any) -> Any:
+    """A faulty agent's message, marked as a rewrite when it differs from the honest one, so the
+    model's own words are never shown for what the Byzantine behaviour made of them."""
+    if faulty is None or faulty == honest:
+        return faulty
+    return faulty.model_copy(update={"byzantine": True})

@@ -25,6 +25,7 @@ from functools import cache
 from typing import Annotated, Any, TypedDict, cast
 
 from llm_sched.agents.evidence import Evidence
+from llm_sched.agents.heuristics import score_placement
 from llm_sched.agents.reputation import (
     PENALTY_ACCEPTED_INFEASIBLE,
     PENALTY_FALSE_CLAIM,
@@ -313,7 +314,8 @@ class ConsensusGraph:
         accepts = sum(1 for v in votes if v is not None and v.accept)
         decision = Decision(job_id=job.id, outcome="commit", placement=candidate.placement, proposer=candidate.agent,
                             reason=candidate.reasoning, rounds=s["round"], accepts=accepts, voters=self.n)
-        self._emit(DecisionMade(decision=decision, unanimous=accepts == self.n, wall_s=self._elapsed()))
+        quality, _ = score_placement(self.world.state, job, candidate.placement, "general", 1.0)
+        self._emit(DecisionMade(decision=decision, unanimous=accepts == self.n, wall_s=self._elapsed(), quality=quality))
         return {"decision": decision}
 
     def _reject(self, s: ConsensusState) -> dict[str, Any]:

@@ -39,6 +39,11 @@ class Proposal(BaseModel):
     via: Via
     llm: CallRecord | None = None
     claims: BidClaims | None = None
+    # Where the chosen option stood in the heuristic's ranking (0: its first choice), and how many
+    # options were offered: what "agreement with the heuristic" is computed from.
+    heuristic_rank: int | None = None
+    options_offered: int | None = None
+    byzantine: bool = False  # a faulty agent rewrote what it would honestly have sent
 
 
 class Vote(BaseModel):
@@ -54,6 +59,7 @@ class Vote(BaseModel):
     reasoning: str
     via: Via
     llm: CallRecord | None = None
+    byzantine: bool = False  # a faulty agent rewrote what it would honestly have sent
 
 
 class Decision(BaseModel):

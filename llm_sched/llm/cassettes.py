@@ -1,86 +1,212 @@
-"""Record and replay LLM HTTP traffic with vcrpy.
+"""Cassettes: what a model answered, recorded at the transport, replayed by a hash of the request.
 
-Recording writes ``<cassettes>/<scenario>-<provider>.yaml`` with its metadata (how, when, which
-model) and with keys scrubbed: auth headers and key query parameters are dropped, and any secret
-value left in a body is replaced. Replay matches on method, path and body (not host), serves from
-the file and blocks the network: a request with no recorded answer raises.
+A cassette is one YAML file: ``metadata`` (which provider, model, model file and its sha256, runtime
+and version, date, prompt-template hash, seed: what recorded it) and ``interactions``, each the
+sha256 of the canonical request (messages and answer schema), the messages, and the reply (text and
+token counts) or the classified failure. Replay looks every request up by that hash, so it costs the
+same for the first request and the thousandth, and it needs no network and no client library: the
+recorded answers are served by :class:`ReplayTransport` through the same client code (validation,
+repair, retries, accounting) as a live model.
+
+Recording never destroys: the file is written once, at the end, by exclusive creation (or atomic
+replacement with ``force``), and known secrets are scrubbed from every text before it is written.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections import defaultdict, deque
+from collections.abc import Iterable
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from llm_sched.errors import UserError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-METADATA_KEY = "llm_sched"
-SECRET_HEADERS = ("authorization", "key", "x-api-key", "api-key", "cookie", "set-cookie")
-SECRET_QUERY_PARAMETERS = ("api_key", "key", "token")
+from llm_sched.errors import UserError
+from llm_sched.llm.records import Message
+from llm_sched.llm.transport import RawReply, ReplayMiss, TransportError
+
+FORMAT = "llm-sched cassette 2"
+
+
+class CassetteInfo(BaseModel):
+    """What recorded a cassette; shown in the replay banner and carried by the run's events."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    provider: str
+    model: str
+    runtime: str
+    recorded_at: str
+    scenario: str
+    seed: int
+    prompt_template_hash: str
+    model_file: str | None = None
+    model_sha256: str | None = None
+    endpoint: str | None = None  # a server's URL, credentials removed
+    recorded_with: str = ""
+    how: str = "live model"
+
+    def describe(self) -> str:
+        """One line: what the cassette's answers came from."""
+        model = self.model + (f" ({self.model_file}, sha256 {self.model_sha256[:12]}…)" if self.model_sha256 else "")
+        where = f" at {self.endpoint}" if self.endpoint else ""
+        return (f"recorded {self.recorded_at[:10]} from {self.provider} {model}{where}, {self.runtime}, "
+                f"seed {self.seed}, prompts {self.prompt_template_hash[:12]}…; {self.how}")
 
 
 def cassette_path(cassettes_dir: Path, scenario: str, provider: str) -> Path:
     return cassettes_dir / f"{scenario}-{provider}.yaml"
 
 
-def _vcr(record_mode: str, secrets: Iterable[str]) -> Any:
-    import vcr
-
-    return vcr.VCR(
-        record_mode=record_mode,
-        match_on=("method", "path", "body"),
-        filter_headers=[(h, None) for h in SECRET_HEADERS],
-        filter_query_parameters=[(p, None) for p in SECRET_QUERY_PARAMETERS],
-        filter_sensitive_data=[("<SECRET>", s) for s in secrets if s],
-        decode_compressed_response=True,
-        record_on_exception=False,
-    )
+def request_key(messages: list[Message], schema: type[BaseModel]) -> str:
+    """sha256 of the canonical request: the messages and the answer's JSON schema."""
+    canonical = json.dumps({"messages": [m.model_dump() for m in messages], "schema": schema.model_json_schema()},
+                           sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@contextmanager
-def recording(path: Path, metadata: dict[str, Any], secrets: Iterable[str] = ()) -> Iterator[None]:
-    """Record every HTTP request made inside the block to ``path`` (replacing it only on success)."""
-    partial = path.with_name(path.name + ".recording")
-    partial.unlink(missing_ok=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stamp = {"recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **metadata}
-    with _vcr("all", secrets).use_cassette(str(partial), serializer="yaml") as cassette:
-        cassette.get_metadata(METADATA_KEY, stamp)
-        yield
-    if partial.exists():
-        os.replace(partial, path)
+def _scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "[redacted]")
+    return text
 
 
-@contextmanager
-def replaying(path: Path) -> Iterator[dict[str, Any]]:
-    """Serve HTTP inside the block from ``path``; yields the cassette's metadata."""
-    if not path.is_file():
-        raise UserError(f"no cassette at {path}: record one with --record against a real endpoint")
-    with _vcr("none", ()).use_cassette(str(path), serializer="yaml") as cassette:
-        yield read_metadata_from(cassette, path)
+class RecordingTransport:
+    """Wraps a live transport and keeps every request with its reply or failure, in order."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.provider = inner.provider
+        self.model = inner.model
+        self.endpoint = inner.endpoint
+        self.max_concurrency = getattr(inner, "max_concurrency", None)
+        self.interactions: list[dict[str, Any]] = []
+
+    async def complete(self, messages: list[Message], schema: type[BaseModel], timeout: float) -> RawReply:
+        entry: dict[str, Any] = {"key": request_key(messages, schema), "schema": schema.__name__,
+                                 "messages": [m.model_dump() for m in messages]}
+        self.interactions.append(entry)
+        try:
+            reply = await self.inner.complete(messages, schema, timeout)
+        except TransportError as exc:
+            entry["error"] = {"kind": exc.kind, "detail": str(exc), "status": exc.status}
+            raise
+        entry["reply"] = {"text": reply.text, "tokens_in": reply.tokens_in, "tokens_out": reply.tokens_out}
+        return reply
+
+    def save(self, path: Path, info: CassetteInfo, secrets: Iterable[str] = (), *, force: bool = False) -> None:
+        """Write the cassette: exclusively (an existing file is an error) unless ``force``."""
+        import yaml
+
+        hidden = [s for s in secrets if s]
+        data = {"format": FORMAT, "metadata": info.model_dump(exclude_none=True),
+                "interactions": [_scrubbed(entry, hidden) for entry in self.interactions if "reply" in entry or
+                                 "error" in entry]}
+        text = yaml.dump(data, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=False, width=120)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if force:
+            partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+            partial.write_text(text, encoding="utf-8")
+            os.replace(partial, path)
+            return
+        try:
+            with path.open("x", encoding="utf-8") as handle:
+                handle.write(text)
+        except FileExistsError:
+            raise UserError(f"{path} exists: not overwritten (give --force to replace it)") from None
 
 
-def read_metadata_from(cassette: Any, path: Path) -> dict[str, Any]:
-    import vcr.errors
+def _scrubbed(entry: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
+    if not secrets:
+        return entry
+    return json.loads(_scrub(json.dumps(entry), secrets))
 
+
+def refuse_existing(path: Path, force: bool) -> None:
+    """Fail before a recording run starts if its cassette could not be written at the end."""
+    if path.exists() and not force:
+        raise UserError(f"{path} exists: a recording would not overwrite it (give --force to replace it, "
+                        "or --record-to another path)")
+
+
+class ReplayTransport:
+    """Serves a cassette's recorded replies by request hash; a request it never saw is a miss.
+
+    An identical request asked again gets the next recorded reply for it, and the last one once they
+    are used up (a model at temperature 0 answers the same question the same way)."""
+
+    max_concurrency = None
+
+    def __init__(self, path: Path, info: CassetteInfo, interactions: list[dict[str, Any]]) -> None:
+        self.path = path
+        self.info = info
+        self.provider = "replay"
+        self.model = info.model
+        self.endpoint = str(path)
+        self._replies: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
+        for entry in interactions:
+            self._replies[entry["key"]].append(entry)
+
+    async def complete(self, messages: list[Message], schema: type[BaseModel], timeout: float) -> RawReply:
+        queue = self._replies.get(request_key(messages, schema))
+        if not queue:
+            raise ReplayMiss(f"{self.path} has no recorded answer for this request")
+        entry = queue.popleft() if len(queue) > 1 else queue[0]
+        if "error" in entry:
+            error = entry["error"]
+            raise TransportError(error["kind"], error["detail"], status=error.get("status"))
+        reply = entry["reply"]
+        return RawReply(reply["text"], reply.get("tokens_in"), reply.get("tokens_out"))
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
     try:
-        return dict(cassette.get_metadata(METADATA_KEY, None))
-    except (vcr.errors.MissingMetadataError, TypeError):
-        raise UserError(f"{path}: not an llm-sched cassette (no '{METADATA_KEY}' metadata)") from None
+        stat = path.stat()
+    except OSError:
+        stat = None
+    return _load_yaml_cached(path, stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
 
 
-def read_metadata(path: Path) -> dict[str, Any]:
-    """The metadata of the cassette at ``path``, without patching any HTTP library."""
+@lru_cache(maxsize=8)
+def _load_yaml_cached(path: Path, _mtime_ns: int, _size: int) -> dict[str, Any]:
+    """Parsed once per file version: the seed check and the replay both read the cassette."""
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: cannot read the cassette: {exc}") from None
-    metadata = (data or {}).get("metadata", {}).get(METADATA_KEY) if isinstance(data, dict) else None
-    if not isinstance(metadata, dict):
-        raise UserError(f"{path}: not an llm-sched cassette (no '{METADATA_KEY}' metadata)")
-    return metadata
+        data = yaml.load(path.read_bytes(), Loader=yaml.CSafeLoader)  # noqa: S506 - the C safe loader
+    except FileNotFoundError:
+        raise UserError(f"no cassette at {path}: record one with --provider local --record-to {path}") from None
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the cassette: {str(exc)[:200]}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise UserError(f"{path}: not an llm-sched cassette (expected format {FORMAT!r}); record it again")
+    return data
+
+
+def read_info(path: Path) -> CassetteInfo:
+    """The cassette's metadata, checked."""
+    try:
+        return CassetteInfo.model_validate(_load_yaml(path).get("metadata"))
+    except ValidationError as exc:
+        raise UserError(f"{path}: the cassette's metadata is incomplete: {exc.errors()[0]['loc']}") from None
+
+
+def open_replay(path: Path) -> ReplayTransport:
+    data = _load_yaml(path)
+    try:
+        info = CassetteInfo.model_validate(data.get("metadata"))
+    except ValidationError as exc:
+        raise UserError(f"{path}: the cassette's metadata is incomplete: {exc.errors()[0]['loc']}") from None
+    interactions = data.get("interactions") or []
+    if not isinstance(interactions, list) or not all(isinstance(e, dict) and "key" in e for e in interactions):
+        raise UserError(f"{path}: the cassette's interactions are damaged; record it again")
+    return ReplayTransport(path, info, interactions)
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -87,7 +87,10 @@ class LLMClient:
         self.policy = policy
         self.bus = bus
         self.replay_source = replay_source
-        self._semaphore = asyncio.Semaphore(concurrency)
+        # A transport that can serve only so many calls at once (one in-process model) gets no more:
+        # waiting for it happens here, before an attempt's timeout starts.
+        limit = getattr(transport, "max_concurrency", None)
+        self._semaphore = asyncio.Semaphore(min(concurrency, limit) if limit else concurrency)
         self._rng = random.Random(seed)  # backoff jitter: seeded like everything else
         self._sleep = sleep
 
@@ -183,7 +186,7 @@ class LLMClient:
         source = self.replay_source or "the cassette"
         return ReplayMissError(
             f"{source} has no recorded answer for {context.describe()}. The run's prompts differ from the "
-            "recording (changed prompts, scenario or seed?); re-record with --record against a real endpoint."
+            "recording (changed prompts, scenario or seed?); record it again with --provider local --record-to PATH."
         )
 
     def _wait(self, state: RetryCallState) -> float:

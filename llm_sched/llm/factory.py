@@ -1,79 +1,110 @@
-"""From settings to a ready :class:`LLMClient` (or ``None`` for heuristics), with record/replay.
+"""From settings to a ready :class:`LLMClient` (or ``None`` for heuristics), with record and replay.
 
-``llm_session`` is what a run uses: it picks the provider, builds its transport, and wraps the run
-in a recording or a replaying cassette when asked.
+:func:`llm_session` is what a run uses: it picks the provider, checks at the start that a live one can
+be reached (a run never discovers halfway that its model was never there), builds its transport,
+and, when asked, records the model's answers to a cassette or serves them from one. It yields an
+:class:`LLMSession` whose ``source`` says where the answers come from, for the banner, the events and
+the summary (ARCHITECTURE.md, principle 9).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict
 
 from llm_sched import __version__
-from llm_sched.config import Settings
+from llm_sched.config import MODEL_PROVIDERS, Settings
 from llm_sched.errors import UserError
 from llm_sched.events import EventBus
-from llm_sched.llm.cassettes import cassette_path, recording, replaying
+from llm_sched.llm.cassettes import CassetteInfo, RecordingTransport, now_utc, open_replay, refuse_existing
 from llm_sched.llm.client import LLMClient, RetryPolicy
 from llm_sched.llm.transport import Transport
-
-RECORDABLE = ("sambastudio", "sambanova", "ollama")
-# Replay rebuilds the recorded provider's real client; the host is never matched, so any will do.
-REPLAY_HOST = "http://replay.invalid"
-REPLAY_KEY = SecretStr("replay-has-no-key")
+from llm_sched.probes import public_url
 
 
-def build_transport(provider: str, settings: Settings, *, replay: dict[str, Any] | None = None) -> Transport:
-    """The real client for ``provider``.
+class LLMSource(BaseModel):
+    """Where a run's answers come from: a live model, a cassette (recorded from what), or heuristics."""
 
-    With ``replay`` (a cassette's metadata) it gets the recorded model and endpoint path on a host
-    that does not exist, and no key: the cassette answers, matching on method, path and body.
-    """
+    model_config = ConfigDict(frozen=True)
+
+    kind: str  # "live", "replay" or "heuristic"
+    provider: str
+    model: str | None = None
+    detail: str = ""  # one line for the banner
+    cassette: dict[str, Any] | None = None  # the cassette's metadata, when replaying
+
+
+@dataclass
+class LLMSession:
+    client: LLMClient | None
+    source: LLMSource
+    recorder: RecordingTransport | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def _no_sleep(_seconds: float) -> None:
+    """Replay does not wait out recorded backoffs: the answers are on disk."""
+
+
+def build_transport(provider: str, settings: Settings) -> Transport:
+    """The real client for ``provider`` with the given settings."""
     timeout = settings.llm_timeout
-    model = replay.get("model") if replay else None
-    endpoint = f"{REPLAY_HOST}{replay.get('endpoint_path', '')}" if replay else None
+    if provider == "local":
+        from llm_sched.llm.local_transport import LocalTransport
+
+        return LocalTransport(local_model(settings))
+    if provider == "openai":
+        from llm_sched.llm.openai_transport import OpenAITransport
+
+        if not settings.openai_base_url or not settings.openai_model:
+            raise UserError("the openai provider needs OPENAI_BASE_URL and OPENAI_MODEL (run python main.py --setup-env)")
+        return OpenAITransport(settings.openai_base_url, settings.openai_model, settings.openai_api_key, timeout)
     if provider == "ollama":
         from llm_sched.llm.ollama_transport import OllamaTransport
 
-        return OllamaTransport(endpoint or settings.effective_ollama_host, model or settings.ollama_model, timeout)
+        return OllamaTransport(settings.effective_ollama_host, settings.ollama_model, timeout)
     if provider == "sambanova":
         from llm_sched.llm.sambanova_transport import SambaNovaTransport
 
-        key = REPLAY_KEY if replay else settings.sambanova_api_key
-        if key is None:
+        if settings.sambanova_api_key is None:
             raise UserError("SambaNova Cloud needs SAMBANOVA_API_KEY (run python main.py --setup-env)")
-        return SambaNovaTransport(key, endpoint or settings.sambanova_api_base, model or settings.sambanova_model, timeout)
+        return SambaNovaTransport(settings.sambanova_api_key, settings.sambanova_api_base, settings.sambanova_model,
+                                  timeout)
     if provider == "sambastudio":
         from llm_sched.llm.sambastudio_transport import SambaStudioTransport
 
-        url = endpoint or settings.sambastudio_url
-        key = REPLAY_KEY if replay else settings.sambastudio_api_key
-        if not url or key is None:
+        if not settings.sambastudio_url or settings.sambastudio_api_key is None:
             raise UserError("SambaStudio needs SAMBASTUDIO_URL and SAMBASTUDIO_API_KEY (run --setup-env)")
-        return SambaStudioTransport(url, key, timeout)
-    raise UserError(f"provider {provider!r} has no LLM client; choose one of {', '.join(RECORDABLE)}")
+        return SambaStudioTransport(settings.sambastudio_url, settings.sambastudio_api_key, timeout)
+    raise UserError(f"provider {provider!r} has no LLM client; choose one of {', '.join(MODEL_PROVIDERS)}")
+
+
+def local_model(settings: Settings) -> Any:
+    """The process's one local model (see :mod:`llm_sched.llm.local_transport`)."""
+    import os
+
+    from llm_sched.llm.local_transport import default_model_path, load_model
+
+    path = settings.local_model or default_model_path()
+    return load_model(path, settings.local_threads or os.cpu_count() or 1, settings.local_context)
 
 
 def secrets_of(settings: Settings) -> list[str]:
     """Every secret value in the settings, for scrubbing logs and cassettes."""
-    keys = (settings.sambanova_api_key, settings.sambastudio_api_key)
+    keys = (settings.sambanova_api_key, settings.sambastudio_api_key, settings.openai_api_key)
     return [k.get_secret_value() for k in keys if k is not None]
 
 
-def _client(transport: Transport, settings: Settings, bus: EventBus | None, seed: int, source: str | None) -> LLMClient:
-    return LLMClient(
-        transport,
-        RetryPolicy.from_settings(settings),
-        concurrency=settings.llm_concurrency,
-        bus=bus,
-        seed=seed,
-        replay_source=source,
-    )
+def _client(transport: Transport, settings: Settings, bus: EventBus | None, seed: int, agents: int,
+            source: str | None = None, **kwargs: Any) -> LLMClient:
+    return LLMClient(transport, RetryPolicy.from_settings(settings), concurrency=settings.concurrency_for(agents),
+                     bus=bus, seed=seed, replay_source=source, **kwargs)
 
 
 @contextmanager
@@ -83,51 +114,88 @@ def llm_session(
     scenario: str,
     bus: EventBus | None = None,
     seed: int = 0,
-    record: bool = False,
-    recorded_how: str = "live endpoint",
-    cassettes_dir: Path | None = None,
-) -> Iterator[LLMClient | None]:
-    """Yield the client a run uses, or ``None`` when agents should use their heuristics.
+    agents: int = 1,
+    record_to: Path | None = None,
+    force: bool = False,
+    allow_fallback: bool = False,
+    cassette: Path | None = None,
+    recording_metadata: dict[str, Any] | None = None,
+) -> Iterator[LLMSession]:
+    """The LLM a run uses, and where its answers come from.
 
-    ``replay`` serves the recorded provider's traffic from ``<scenario>-<provider>.yaml``; with
-    ``record``, a real provider's traffic is written there. ``recorded_how`` goes into the metadata.
-    """
-    folder = cassettes_dir or settings.cassettes_dir
+    ``replay`` serves ``cassette``; with ``record_to``, a live provider's answers are written there
+    when the block ends without error (never over an existing file unless ``force``). A live provider
+    that cannot be reached stops the run with a :class:`UserError` naming it and the fix, unless
+    ``allow_fallback``: then the agents use their heuristics and ``source`` says why."""
     provider = settings.resolved_provider()
     if provider == "heuristic":
-        yield None
+        yield LLMSession(None, LLMSource(kind="heuristic", provider="heuristic", detail="no model: agents use their heuristics"))
         return
     if provider == "replay":
-        if record:
-            raise UserError("--record needs a real provider (sambastudio, sambanova or ollama), not replay")
-        with _replay(settings, scenario, folder, bus, seed) as client:
-            yield client
+        if record_to is not None:
+            raise UserError("--record needs a live provider (local, openai, ollama, sambanova or sambastudio), not replay")
+        if cassette is None:
+            raise UserError("replay needs a cassette")
+        transport = open_replay(cassette)
+        info = transport.info
+        source = LLMSource(kind="replay", provider=info.provider, model=info.model,
+                           detail=f"replaying {cassette.name}: {info.describe()}", cassette=info.model_dump())
+        yield LLMSession(_client(transport, settings, bus, seed, agents, str(cassette), sleep=_no_sleep), source)
         return
-    client = _client(build_transport(provider, settings), settings, bus, seed, None)
-    if not record:
-        yield client
+    if record_to is not None:
+        refuse_existing(record_to, force)
+    try:
+        live = build_transport(provider, settings)
+        ensure_reachable(provider, settings, live)
+    except UserError as exc:
+        if not allow_fallback:
+            raise
+        yield LLMSession(None, LLMSource(kind="heuristic", provider="heuristic",
+                                         detail=f"fallback to heuristics (--allow-fallback): {exc}"))
         return
-    metadata = _recording_metadata(client, scenario, seed, recorded_how)
-    with recording(cassette_path(folder, scenario, provider), metadata, secrets_of(settings)):
-        yield client
+    transport: Any = RecordingTransport(live) if record_to is not None else live
+    where = public_url(live.endpoint) if provider != "local" else live.endpoint
+    source = LLMSource(kind="live", provider=provider, model=live.model, detail=f"live {provider} model {live.model} ({where})")
+    session = LLMSession(_client(transport, settings, bus, seed, agents), source, transport if record_to else None)
+    yield session
+    if record_to is not None:
+        info = cassette_info(provider, live, scenario, seed, recording_metadata or {})
+        session.recorder.save(record_to, info, secrets_of(settings), force=force)  # type: ignore[union-attr]
 
 
-@contextmanager
-def _replay(settings: Settings, scenario: str, folder: Path, bus: EventBus | None, seed: int) -> Iterator[LLMClient]:
-    recorded = settings.replay_provider
-    path = cassette_path(folder, scenario, recorded)
-    with replaying(path) as metadata:
-        transport = build_transport(recorded, settings, replay=metadata)
-        yield _client(transport, settings, bus, seed, str(path))
+def cassette_info(provider: str, live: Any, scenario: str, seed: int, extra: dict[str, Any]) -> CassetteInfo:
+    """What recorded a cassette: the provider, the model (for a local model its file and sha256)."""
+    details: dict[str, Any] = {"endpoint": public_url(live.endpoint)}
+    runtime = f"{provider} server"
+    if provider == "local":
+        from llm_sched.llm.local_transport import file_sha256, runtime as local_runtime
+
+        details = {"model_file": live.loaded.path.name, "model_sha256": file_sha256(live.loaded.path)}
+        runtime = local_runtime()
+    return CassetteInfo(provider=provider, model=live.model, runtime=runtime, recorded_at=now_utc(), scenario=scenario,
+                        seed=seed, recorded_with=f"llm-sched {__version__}", **details, **extra)
 
 
-def _recording_metadata(client: LLMClient, scenario: str, seed: int, how: str) -> dict[str, Any]:
-    return {
-        "scenario": scenario,
-        "provider": client.provider,
-        "model": client.transport.model,
-        "endpoint_path": urlsplit(client.transport.endpoint).path.rstrip("/"),
-        "seed": seed,
-        "recorded_with": f"llm-sched {__version__}",
-        "how": how,
-    }
+def ensure_reachable(provider: str, settings: Settings, transport: Any) -> None:
+    """Stop now, with the provider, its URL (no credentials) and the fix, if it cannot answer."""
+    if provider == "local":
+        return  # building the transport loaded the model: it answers
+    from llm_sched.probes import probe_configured
+
+    result = probe_configured(settings, provider)
+    if not result.ok:
+        raise UserError(f"the {provider} provider cannot be reached: {result.detail}. {result.fix} "
+                        "(or give --allow-fallback to run on the agents' heuristics)")
+
+
+def run_probe_answer(transport: Any) -> str:
+    """Ask ``transport`` one tiny constrained question (``--check``)."""
+    from typing import Literal
+
+    from pydantic import create_model
+
+    from llm_sched.llm.records import Message
+
+    schema = create_model("Probe", ready=(Literal["yes", "no"], ...))
+    reply = asyncio.run(transport.complete([Message(role="user", content="Are you ready? Answer yes or no.")], schema, 60))
+    return reply.text

@@ -8,7 +8,6 @@ with a ``kind`` the retry policy understands, so retries, validation and repair 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -44,7 +43,8 @@ class TransportError(Exception):
 class Transport(Protocol):
     provider: str
     model: str
-    endpoint: str  # base URL; its path is recorded with cassettes so replay can rebuild it
+    endpoint: str  # where the model runs: a base URL, a model file, a cassette
+    max_concurrency: int | None  # calls it can serve at once (1: one in-process model); None: no limit
 
     async def complete(self, messages: list[Message], schema: type[BaseModel], timeout: float) -> RawReply:
         """Send ``messages``; ask for JSON matching ``schema``; raise ``TransportError`` on failure."""
@@ -68,16 +68,17 @@ def parse_retry_after(value: str | float | None) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-_REPLAY_MISS = re.compile(r"CannotOverwriteExistingCassette|Can't overwrite existing cassette")
+class ReplayMiss(Exception):
+    """A cassette has no recorded answer for a request."""
 
 
 def is_replay_miss(exc: BaseException) -> bool:
-    """True for vcrpy's "no recorded answer" error, however deeply a client library wrapped it."""
+    """True for a replay miss, however deeply a library wrapped it."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if _REPLAY_MISS.search(type(current).__name__) or _REPLAY_MISS.search(str(current)):
+        if isinstance(current, ReplayMiss):
             return True
         current = current.__cause__ or current.__context__
     return False

@@ -1,13 +1,20 @@
 """The console view of a run: one subscriber on the event stream.
 
-``transparent`` (``--interactive``) shows every prompt and raw model answer in panels, JSON
-highlighted; otherwise one block per job. Between phases it pauses for Enter when asked to and when
-standard input is a terminal; it never waits without one.
+The first decision of each phase is shown whole: with ``transparent`` (``--interactive``) every
+prompt and raw model answer in a panel, JSON highlighted, then the proposals, the votes and the
+tally. Every later decision is one line: job, winner, votes against and the quorum, outcome,
+fallbacks. ``verbose`` shows every decision whole. Between phases it pauses for Enter when asked to
+and when standard input is a terminal; it never waits without one, and Ctrl-C there stops at once.
+
+Text that comes from outside (job names, model answers) is shown with its control characters made
+visible, so it cannot move the cursor or change the terminal.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import signal
 import sys
 from typing import Any
 
@@ -20,7 +27,18 @@ from rich.text import Text
 
 from llm_sched.events import RunEvent
 
-_VIA_STYLE = {"llm": "green", "fallback": "yellow", "heuristic": "cyan", "check": "magenta"}
+_VIA_STYLE = {"llm": "green", "fallback": "yellow", "heuristic": "cyan", "check": "magenta", "byzantine": "bold red"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe(text: str) -> str:
+    """``text`` with control characters (escape sequences among them) shown as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _via(message: Any) -> str:
+    """How an answer came about; a Byzantine rewrite is never shown as the model's own words."""
+    return "byzantine" if getattr(message, "byzantine", False) else message.via
 _HEALTH_STYLE = {"healthy": "green", "suspect": "yellow", "excluded": "bold red"}
 
 
@@ -28,18 +46,23 @@ def _nodes(nodes: list[str] | tuple[str, ...], limit: int = 8) -> str:
     """A node list for the screen: short lists whole, long ones by their ends and their length."""
     if len(nodes) <= limit:
         return ", ".join(nodes)
-    return f"{', '.join(nodes[:3])}, ... {nodes[-1]} ({len(nodes)} nodes)"
+    return f"{', '.join(nodes[:min(3, limit)])}, ... {nodes[-1]} ({len(nodes)} nodes)"
 
 
 class ConsoleView:
     """Prints events as they happen; ``console`` may be redirected for tests."""
 
-    def __init__(self, console: Console | None = None, *, transparent: bool = False, pause: bool = False) -> None:
+    def __init__(self, console: Console | None = None, *, transparent: bool = False, pause: bool = False,
+                 verbose: bool = False) -> None:
         self.console = console or Console(highlight=False)
         self.transparent = transparent
+        self.verbose = verbose
         self.pause = pause and sys.stdin.isatty()
         self._phases = 0
         self._votes: list[Any] = []
+        self._detailed = True  # the current job is shown whole (the first of its phase, or --verbose)
+        self._fallbacks = 0  # answers of the current job that fell back to the heuristic
+        self._quorum = 0
 
     def __call__(self, event: RunEvent) -> None:
         handler = getattr(self, f"_on_{event.kind}", None)
@@ -49,8 +72,12 @@ class ConsoleView:
     # -- structure -----------------------------------------------------------------------------
     def _on_scenario_started(self, e: Any) -> None:
         agents = ", ".join(f"{a} ({s})" for a, s in e.agents.items())
+        self._quorum = e.quorum
         self.console.print(Rule(Text(f"scenario {e.scenario}", style="bold")))
         self.console.print(Text(f"provider: {e.provider}   seed: {e.seed}"))
+        if e.source.get("detail"):
+            style = {"replay": "bold yellow", "live": "bold green"}.get(e.source.get("kind", ""), "bold cyan")
+            self.console.print(Text(f"answers: {safe(e.source['detail'])}", style=style))
         self.console.print(Text(f"agents (n={e.n}, tolerates f={e.f} Byzantine): {agents}"))
         if e.method == "bidding":
             self.console.print(Text("each agent bids for every job on the machine it runs; bids are verified "
@@ -63,8 +90,9 @@ class ConsoleView:
 
     def _on_phase_started(self, e: Any) -> None:
         if self._phases and self.pause:
-            self.console.input("\n[dim]Press Enter for the next phase...[/]")
+            self._wait_for_enter()
         self._phases += 1
+        self._detailed = True
         self.console.print()
         self.console.print(Rule(Text(f"phase: {e.phase}", style="bold cyan")))
         if e.description:
@@ -74,22 +102,34 @@ class ConsoleView:
         state = Text("turns Byzantine", style="bold red") if e.active else Text("is honest again", style="green")
         self.console.print(Text(f"fault schedule: {e.agent} ") + state + Text(f" ({e.behaviour})"))
 
+    def _wait_for_enter(self) -> None:
+        # asyncio.run's own SIGINT handler only cancels the running task, which a blocking read does
+        # not notice: while waiting here, Ctrl-C raises at once.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self.console.input("\n[dim]Press Enter for the next phase (Ctrl-C stops; the run can be resumed)...[/]")
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
     def _on_job_submitted(self, e: Any) -> None:
         job = e.job
-        title = f"{job.id} {job.kind}{': ' + job.name if job.name else ''}"
+        self._fallbacks = 0
+        if not self._detailed:
+            return
+        title = f"{job.id} {job.kind}{': ' + safe(job.name) if job.name else ''}"
         self.console.print()
         self.console.print(Text(f"job {title} - {job.describe()}, t={e.sim_time:g} s", style="bold"))
 
     def _on_job_finished(self, e: Any) -> None:
-        if self.transparent:
+        if self.verbose:
             self.console.print(Text(f"  {e.job_id} finished at t={e.sim_time:g} s, its nodes released", style="dim"))
 
     # -- the LLM -------------------------------------------------------------------------------
     def _on_llm_call(self, e: Any) -> None:
-        if not self.transparent:
+        if not (self.transparent and self._detailed):
             return
         r = e.record
-        prompt = "\n\n".join(f"[{m.role}]\n{m.content}" for m in r.messages)
+        prompt = "\n\n".join(f"[{m.role}]\n{safe(m.content)}" for m in r.messages)
         parts: list[Any] = [Text(prompt, style="dim")]
         for i, raw in enumerate(r.raw):
             label = "answer" if i == 0 else "answer after repair request"
@@ -98,7 +138,7 @@ class ConsoleView:
         if r.tokens_in is not None:
             meta += f", tokens {r.tokens_in} in / {r.tokens_out} out"
         if r.error:
-            parts.append(Text(f"\n{r.error}", style="yellow"))
+            parts.append(Text(f"\n{safe(r.error)}", style="yellow"))
         style = {"ok": "green", "repaired": "yellow"}.get(r.outcome, "red")
         self.console.print(Panel(Group(*parts), title=f"{r.agent} {r.step} prompt and answer", subtitle=meta,
                                  border_style=style))
@@ -106,6 +146,9 @@ class ConsoleView:
     # -- proposals, votes, outcome -------------------------------------------------------------
     def _on_proposal(self, e: Any) -> None:
         p = e.proposal
+        self._fallbacks += p is not None and p.via == "fallback"
+        if not self._detailed:
+            return
         if p is None:
             self.console.print(Text(f"  {e.agent}: no proposal (silent)", style="red"))
             return
@@ -115,20 +158,25 @@ class ConsoleView:
         where = f"{p.placement.pool}: {_nodes(p.placement.nodes)}" if p.placement else "nothing feasible"
         verb = "bids" if p.claims is not None else "proposes"
         line = Text(f"  {e.agent} {verb} {where} score {p.score:.2f} ")
-        line.append(f"[{p.via}]", style=_VIA_STYLE[p.via])
+        line.append(f"[{_via(p)}]", style=_VIA_STYLE[_via(p)])
         self.console.print(line)
         if self.transparent:
-            self.console.print(Text(f"    {p.reasoning}", style="dim"))
+            self.console.print(Text(f"    {safe(p.reasoning)}", style="dim"))
 
     def _on_candidate(self, e: Any) -> None:
         self._votes = []
+        if not self._detailed:
+            return
         self.console.print(Text(f"  round {e.round}: vote on {e.proposer}'s {e.placement.pool} "
                                 f"[{_nodes(e.placement.nodes)}] (score {e.score:.2f})"))
 
     def _on_vote(self, e: Any) -> None:
         self._votes.append(e)
+        self._fallbacks += e.vote is not None and e.vote.via == "fallback"
 
     def _on_tally(self, e: Any) -> None:
+        if not self._detailed:
+            return
         table = Table(show_header=True, header_style="bold", box=None, padding=(0, 1))
         for column in ("agent", "vote", "confidence", "via", "reasoning"):
             table.add_column(column, overflow="fold")
@@ -137,8 +185,9 @@ class ConsoleView:
                 table.add_row(v.agent, Text("silent", style="red"), "-", "-", "no answer in time")
                 continue
             vote = Text("accept", style="green") if v.vote.accept else Text("reject", style="red")
-            table.add_row(v.agent, vote, f"{v.vote.confidence:.2f}", Text(v.vote.via, style=_VIA_STYLE[v.vote.via]),
-                          Text(v.vote.reasoning if self.transparent else v.vote.reasoning[:70]))
+            reasoning = safe(v.vote.reasoning)
+            table.add_row(v.agent, vote, f"{v.vote.confidence:.2f}", Text(_via(v.vote), style=_VIA_STYLE[_via(v.vote)]),
+                          Text(reasoning if self.transparent else reasoning[:70]))
         self.console.print(table)
         verdict = Text("passes", style="green") if e.passed else Text("fails", style="red")
         if e.accept_weight is not None:
@@ -153,6 +202,8 @@ class ConsoleView:
                                 style="bold red"))
 
     def _on_reputation(self, e: Any) -> None:
+        if not self._detailed:
+            return
         style = "green" if e.new > e.old else "red"
         self.console.print(Text(f"  reputation {e.agent}: {e.old:.2f} -> {e.new:.2f} ({e.reason})", style=style))
 
@@ -165,12 +216,28 @@ class ConsoleView:
 
     def _on_decision(self, e: Any) -> None:
         d = e.decision
+        if not self._detailed:
+            self._decision_line(d)
+            return
+        self._detailed = self.verbose
         if d.outcome == "commit":
             how = "unanimous" if e.unanimous else f"{d.accepts} of {d.voters}"
             text = f"  COMMIT {d.job_id} -> {d.placement.pool} [{_nodes(d.placement.nodes)}] ({how}, round {d.rounds})"
             self.console.print(Text(text, style="bold green"))
         else:
-            self.console.print(Text(f"  REJECT {d.job_id}: {d.reason}", style="bold yellow"))
+            self.console.print(Text(f"  REJECT {d.job_id}: {safe(d.reason)}", style="bold yellow"))
+
+    def _decision_line(self, d: Any) -> None:
+        """One line: job, winner, votes against and the quorum, outcome, fallbacks."""
+        against = sum(1 for v in self._votes if v.vote is None or not v.vote.accept)
+        fallbacks = f"; {self._fallbacks} fallback{'s' if self._fallbacks != 1 else ''}"
+        if d.outcome == "commit":
+            rounds = f" in round {d.rounds}" if d.rounds > 1 else ""
+            text = (f"  {d.job_id} COMMIT {d.placement.pool} [{_nodes(d.placement.nodes, 2)}] by {d.proposer}; "
+                    f"{against} against, q={self._quorum}/{d.voters}{rounds}{fallbacks}")
+            self.console.print(Text(text, style="green"))
+        else:
+            self.console.print(Text(f"  {d.job_id} REJECT {safe(d.reason)}{fallbacks}", style="yellow"))
 
 
     def _on_occupancy(self, e: Any) -> None:
@@ -214,6 +281,25 @@ def _seconds(summary: dict[str, Any]) -> str:
     return f"mean {summary['consensus_s_mean']:.3f} s, max {summary['consensus_s_max']:.3f} s"
 
 
+def _llm_rows(llm: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """The model-quality figures of ``summary["llm"]``, when a model was asked at all."""
+    if not llm or not llm["calls"]:
+        return []
+    calls = llm["calls"]
+    tokens = "-" if llm["prompt_tokens"] is None else \
+        f"{llm['prompt_tokens']} prompt + {llm['completion_tokens']} completion"
+    agreement = "-" if llm["agreement_with_heuristic"] is None else f"{llm['agreement_with_heuristic']:.0%}"
+    latency = llm["decision_latency_s"]
+    return [
+        ("model", f"{llm['provider']}: {llm['model']}"),
+        ("valid first try", f"{llm['valid_first_try']} of {calls} ({llm['valid_first_try'] / calls:.0%}); "
+                            f"repaired {llm['repaired']}"),
+        ("tokens", tokens),
+        ("model chose the heuristic's first option", agreement),
+        ("decision latency", f"median {latency['median']:.3f} s, p95 {latency['p95']:.3f} s"),
+    ]
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
     """The end-of-run table; every figure comes from :func:`llm_sched.summary.summarize`."""
     table = Table(title=f"summary: {summary['scenario']}", show_header=True, header_style="bold")
@@ -232,8 +318,10 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("faulty agents detected", detected),
         ("agents readmitted", readmitted),
         ("silent answers", summary["silent_answers"]),
+        ("answers from", summary.get("source", {}).get("detail") or summary["provider"]),
         ("LLM calls", f"{summary['llm_calls']} ({outcomes})"),
         ("fallbacks to heuristics", summary["fallbacks"]),
+        *_llm_rows(summary.get("llm")),
         ("nodes allocated", summary["nodes_allocated"]),
         ("awards by agent", ", ".join(f"{a} {n}" for a, n in summary["awards"].items()) or "none"),
         ("decisions under attack", summary["decisions_under_attack"]),

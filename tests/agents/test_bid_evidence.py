@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from llm_sched.agents.answers import ProposalAnswer
+from llm_sched.agents.answers import proposal_answer
 from llm_sched.agents.byzantine import corrupt_proposal
 from llm_sched.agents.evidence import BID_TOLERANCE, check_candidate, evidence_score, measured_claims
 from llm_sched.agents.heuristics import bid_option
@@ -77,12 +77,10 @@ def test_a_pool_smaller_than_the_job_gets_spare_nodes_it_does_not_have() -> None
 
 
 def test_the_models_bid_must_stay_in_the_range_the_evidence_allows() -> None:
-    context = {"job_id": "j", "options": ["A"], "score_range": (0.5, 0.7)}
-    ok = ProposalAnswer.model_validate({"job_id": "j", "option_id": "A", "score": 0.6, "reasoning": "r"}, context=context)
-    assert ok.score == 0.6
-    with pytest.raises(ValidationError, match="outside the range the evidence allows, 0.50 to 0.70"):
-        ProposalAnswer.model_validate({"job_id": "j", "option_id": "A", "score": 0.95, "reasoning": "r"},
-                                      context=context)
+    schema = proposal_answer(("A",), (0.5, 0.7))
+    assert schema.model_validate({"option_id": "A", "score": 0.6, "reasoning": "r"}).score == 0.6  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError, match="less than or equal to 0.7"):
+        schema.model_validate({"option_id": "A", "score": 0.95, "reasoning": "r"})
 
 
 def test_fast_fit_test_agrees_with_available_resources() -> None:

@@ -1,0 +1,73 @@
+"""Any OpenAI-compatible server (vLLM, SGLang, llama.cpp's server, LM Studio, Ollama's /v1) through the
+official ``openai`` client, asking for the answer's JSON schema.
+
+Structured output is asked for as ``response_format={"type": "json_schema", ...}``. Some servers
+refuse that form (llama.cpp's server takes only ``{"type": "json_object", "schema": ...}``): the first
+refusal switches this transport to that form, once, and it is remembered for the rest of the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, SecretStr
+
+from llm_sched.llm.records import Message
+from llm_sched.llm.transport import RawReply, TransportError, status_error
+
+ResponseForm = Literal["json_schema", "json_object"]
+NO_KEY = "not-needed"  # the client insists on a key; local servers ignore it
+
+
+def response_format(schema: type[BaseModel], form: ResponseForm) -> dict[str, Any]:
+    body = schema.model_json_schema()
+    if form == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": body, "strict": True}}
+    return {"type": "json_object", "schema": body}
+
+
+def _refuses_json_schema(exc: Any) -> bool:
+    """A 4xx that names the response format: the server does not take ``json_schema``."""
+    text = str(getattr(exc, "message", "") or exc).lower()
+    return exc.status_code in (400, 422) and ("response_format" in text or "json_schema" in text)
+
+
+class OpenAITransport:
+    provider = "openai"
+    max_concurrency = None
+
+    def __init__(self, base_url: str, model: str, api_key: SecretStr | None, timeout: float) -> None:
+        from openai import AsyncOpenAI
+
+        self.model = model
+        self.endpoint = base_url
+        self.form: ResponseForm = "json_schema"
+        # max_retries=0: tenacity in the client owns retries, so attempts are counted in one place.
+        self._client = AsyncOpenAI(base_url=base_url, api_key=api_key.get_secret_value() if api_key else NO_KEY,
+                                   max_retries=0, timeout=timeout)
+
+    async def complete(self, messages: list[Message], schema: type[BaseModel], timeout: float) -> RawReply:
+        import openai
+
+        try:
+            return await self._ask(messages, schema)
+        except openai.APIStatusError as exc:
+            if self.form == "json_schema" and _refuses_json_schema(exc):
+                self.form = "json_object"
+                return await self.complete(messages, schema, timeout)
+            raise status_error(exc.status_code, str(exc.message), exc.response.headers.get("retry-after")) from exc
+        except openai.APITimeoutError as exc:
+            raise TransportError("timeout", f"no answer from {self.endpoint} within {timeout:g} s") from exc
+        except openai.APIConnectionError as exc:
+            raise TransportError("connection", f"{self.endpoint}: {exc}") from exc
+
+    async def _ask(self, messages: list[Message], schema: type[BaseModel]) -> RawReply:
+        response = await self._client.chat.completions.create(
+            model=self.model,
+            messages=[m.model_dump() for m in messages],  # type: ignore[misc]
+            response_format=response_format(schema, self.form),  # type: ignore[arg-type]
+            temperature=0,
+        )
+        usage = response.usage
+        text = response.choices[0].message.content if response.choices else ""
+        return RawReply(text or "", usage.prompt_tokens if usage else None, usage.completion_tokens if usage else None)
