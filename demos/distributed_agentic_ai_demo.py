@@ -8,7 +8,7 @@ the checks, lose its weight, and win nothing afterwards.
 
     python demos/distributed_agentic_ai_demo.py                      # offline, from the cassette
     python demos/distributed_agentic_ai_demo.py --seed 7             # other loads (heuristic agents)
-    python demos/distributed_agentic_ai_demo.py --provider ollama    # a live model
+    python demos/distributed_agentic_ai_demo.py --provider local     # SmolLM2-135M live (make setup-local)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from llm_sched.api import UserError, print_summary, run_scenario_by_name
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--provider", help="sambastudio, sambanova, ollama, replay, heuristic or auto (default)")
+    parser.add_argument("--provider", help="local, openai, ollama, sambanova, sambastudio, replay, heuristic or auto (default)")
     parser.add_argument("--seed", type=int, help="seed for background loads and the faulty agent (default: 2026)")
     parser.add_argument("--transparent", action="store_true", help="show every prompt and raw model answer")
     return parser.parse_args()

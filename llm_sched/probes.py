@@ -61,8 +61,28 @@ def describe_error(exc: BaseException, timeout: float) -> str:
     return str(reason) or type(reason).__name__
 
 
+def join_url(base: str, path: str) -> str:
+    """``base`` with ``path`` appended to its path (not after its query string)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(base)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + path, parts.query, ""))
+
+
 def _get(url: str, headers: dict[str, str], timeout: float) -> _Response:
-    """GET ``url``; HTTP error statuses are returned, connection failures raise ``OSError``."""
+    """GET ``url``; HTTP error statuses are returned, connection failures raise ``OSError``.
+
+    Credentials in the URL (``user:password@``) are sent as Basic authentication, as HTTP clients do,
+    rather than taken for part of the host name."""
+    import base64
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username is not None:
+        login = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers = {"Authorization": "Basic " + base64.b64encode(login).decode(), **headers}
+        host = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or ""
+        url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     request = urllib.request.Request(url, headers=headers, method="GET")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only
@@ -73,7 +93,7 @@ def _get(url: str, headers: dict[str, str], timeout: float) -> _Response:
 
 def probe_ollama(host: str, model: str, timeout: float = PROBE_TIMEOUT_S) -> ProbeResult:
     """Ask Ollama's ``/api/tags`` whether it runs and has ``model`` pulled."""
-    url = f"{host.rstrip('/')}/api/tags"
+    url = join_url(host, "/api/tags")
     try:
         response = _get(url, {}, timeout)
     except OSError as exc:
@@ -83,12 +103,13 @@ def probe_ollama(host: str, model: str, timeout: float = PROBE_TIMEOUT_S) -> Pro
     try:
         names = [m.get("name") or m.get("model") for m in json.loads(response.body)["models"]]
     except (ValueError, KeyError, TypeError, AttributeError):
-        return ProbeResult(False, f"{url}: answered, but not with Ollama's model list")
+        return ProbeResult(False, f"{public_url(url)}: answered, but not with Ollama's model list")
     wanted = {model, f"{model}:latest"}
     if wanted.intersection(names):
         return ProbeResult(True, f"answers; model {model} is present")
     shown = ", ".join(sorted(n for n in names if n)[:5]) or "none"
-    return ProbeResult(False, f"answers, but model {model} is not pulled (has: {shown}); run `ollama pull {model}`")
+    return ProbeResult(False, f"{public_url(url)} answers, but model {model} is not pulled (has: {shown}); "
+                              f"run `ollama pull {model}`")
 
 
 def _probe_keyed(url: str, headers: dict[str, str], timeout: float) -> ProbeResult:
@@ -106,7 +127,7 @@ def _probe_keyed(url: str, headers: dict[str, str], timeout: float) -> ProbeResu
 
 def probe_sambanova(api_base: str, api_key: str, timeout: float = PROBE_TIMEOUT_S) -> ProbeResult:
     """Ask SambaNova Cloud's OpenAI-compatible ``/models`` whether it answers and takes the key."""
-    return _probe_keyed(f"{api_base.rstrip('/')}/models", {"Authorization": f"Bearer {api_key}"}, timeout)
+    return _probe_keyed(join_url(api_base, "/models"), {"Authorization": f"Bearer {api_key}"}, timeout)
 
 
 def probe_sambastudio(url: str, api_key: str, timeout: float = PROBE_TIMEOUT_S) -> ProbeResult:
@@ -116,15 +137,19 @@ def probe_sambastudio(url: str, api_key: str, timeout: float = PROBE_TIMEOUT_S) 
 
 def probe_openai(base_url: str, model: str, api_key: str | None, timeout: float = PROBE_TIMEOUT_S) -> ProbeResult:
     """Ask an OpenAI-compatible server's ``/models`` whether it answers, takes the key and serves ``model``."""
-    url = f"{base_url.rstrip('/')}/models"
+    url = join_url(base_url, "/models")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    reached = _probe_keyed(url, headers, timeout)
-    if not reached.ok:
-        return reached
     try:
         response = _get(url, headers, timeout)
+    except OSError as exc:
+        return ProbeResult(False, f"{public_url(url)}: {describe_error(exc, timeout)}")
+    if response.status in (401, 403):
+        return ProbeResult(False, f"{public_url(url)}: the API key was rejected (HTTP {response.status})")
+    if response.status >= 400:
+        return ProbeResult(False, f"{public_url(url)}: HTTP {response.status}")
+    try:
         served = [m.get("id") for m in json.loads(response.body)["data"]]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return ProbeResult(True, "reachable (its model list could not be read)")
     if served and model not in served:
         shown = ", ".join(sorted(str(m) for m in served if m)[:5])

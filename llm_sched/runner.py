@@ -23,7 +23,7 @@ from typing import Any
 
 from llm_sched.agents.reputation import Reputation
 from llm_sched.agents.specialist import SpecialistAgent, World
-from llm_sched.config import Settings
+from llm_sched.config import MODEL_PROVIDERS, Settings
 from llm_sched.consensus.graph import ConsensusGraph
 from llm_sched.durable import Progress, checkpoint_path, checkpointer, cut_event_log, decision_of, fingerprint
 from llm_sched.errors import Interrupted, UserError
@@ -45,8 +45,8 @@ from llm_sched.events import (
     read_jsonl,
 )
 from llm_sched.agents.prompts import template_hash
-from llm_sched.llm.cassettes import cassette_path, read_info
-from llm_sched.llm.factory import llm_session, secrets_of
+from llm_sched.llm.cassettes import cassette_path, read_info, refuse_existing
+from llm_sched.llm.factory import llm_session, preflight, secrets_of
 from llm_sched.scenarios import RANDOM_AGENT, Phase, Scenario
 from llm_sched.store import RESUME_COMMANDS, Ledger, StoreError, a_kind
 from llm_sched.summary import summarize
@@ -71,15 +71,20 @@ class RunResult:
     events: list[Any]
 
 
-def choose_provider(scenario: Scenario, settings: Settings, seed: int | None = None) -> tuple[Settings, str]:
+def choose_provider(scenario: Scenario, settings: Settings, seed: int | None = None,
+                    allow_fallback: bool = False) -> tuple[Settings, str]:
     """The provider for this run and a note on why. The scenario's choice applies unless the user
     chose one (flag or environment); ``auto`` without endpoints replays the scenario's cassette, or
     uses heuristics when there is none or it was recorded with another seed (its prompts would not
-    match: the seed draws the background load the prompts state)."""
+    match: the seed draws the background load the prompts state). A live provider that cannot be
+    reached stops here, before the run exists, unless ``allow_fallback``."""
     if "provider" not in settings.sources and scenario.provider != "auto":
         settings = settings.model_copy(update={"provider": scenario.provider})
     provider = settings.resolved_provider()
     if provider != "replay":
+        fallback = preflight(settings, allow_fallback)  # a live provider must answer before the run starts
+        if fallback is not None:
+            return settings.model_copy(update={"provider": "heuristic"}), fallback
         return settings, provider
     seed = scenario.seed if seed is None else seed
     cassette = cassette_path(settings.cassettes_dir, scenario.name, settings.replay_provider)
@@ -213,7 +218,12 @@ def run_scenario(
 ) -> RunResult:
     """Run ``scenario`` to the end; returns the run folder, the summary and the events."""
     seed = scenario.seed if seed is None else seed
-    settings, provider_note = choose_provider(scenario, settings, seed)
+    if options.record and options.record_to is not None:
+        refuse_existing(options.record_to, options.force)  # before the run exists, let alone its questions
+    settings, provider_note = choose_provider(scenario, settings, seed, options.allow_fallback)
+    if options.record and settings.resolved_provider() not in MODEL_PROVIDERS:
+        raise UserError(f"--record needs a live model (--provider local, openai, ollama, sambanova or sambastudio); "
+                        f"this run would use {provider_note}")
     base = runs_dir or settings.runs_dir
     with Ledger.open(ledger_path(settings, runs_dir)) as ledger:
         run_dir = new_run_dir(base, scenario.name)
@@ -288,8 +298,10 @@ def _execute(scenario: Scenario, settings: Settings, provider_note: str, seed: i
     try:
         with _session(scenario, settings, seed, run_dir, options) as session:
             graph, world = _build(scenario, seed, session.client, bus)
-            bus.emit(ScenarioStarted(scenario=scenario.name, seed=seed, provider=provider_note,
-                                     source=session.source.model_dump(),
+            source = session.source.model_dump()
+            if session.source.kind == "heuristic":
+                source["detail"] = provider_note  # why the heuristics answer
+            bus.emit(ScenarioStarted(scenario=scenario.name, seed=seed, provider=provider_note, source=source,
                                      agents={a: ag.specialty for a, ag in graph.agents.items()},
                                      n=graph.n, f=graph.f, quorum=graph.quorum, method=scenario.consensus.method,
                                      weighted=graph.weighted,
@@ -318,7 +330,8 @@ def _session(scenario: Scenario, settings: Settings, seed: int, run_dir: Path, o
     # No bus for the client: the graph emits each call with the answer it belongs to, in a fixed order.
     return llm_session(settings, scenario=scenario.name, seed=seed, agents=len(scenario.cluster.agents),
                        record_to=record_to, force=options.force, allow_fallback=options.allow_fallback,
-                       cassette=cassette, recording_metadata={"prompt_template_hash": template_hash()})
+                       cassette=cassette, recording_metadata={"prompt_template_hash": template_hash()},
+                       probe=False)  # choose_provider checked it before the run was created
 
 
 def _read_events(run_dir: Path) -> list[Any]:

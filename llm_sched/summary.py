@@ -112,6 +112,15 @@ def _decisions_under_attack(rows: list[dict[str, Any]]) -> int:
     return count
 
 
+def measured_removed(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary without the figures measured on the clock (wall and consensus times, decision
+    latency): what two runs with the same seed and cassette must agree on."""
+    kept = {k: v for k, v in summary.items() if "wall" not in k and not k.startswith("consensus_s")}
+    if isinstance(kept.get("llm"), dict):
+        kept["llm"] = {k: v for k, v in kept["llm"].items() if k != "decision_latency_s"}
+    return kept
+
+
 def same_run(a: list[RunEvent] | list[dict[str, Any]], b: list[RunEvent] | list[dict[str, Any]]) -> bool:
     """True when two event streams are equal apart from timestamps, latencies and wall time."""
     return [comparable(e) for e in a] == [comparable(e) for e in b]

@@ -2,10 +2,26 @@
 
 Speaks just enough of three wire protocols for the *real* clients to run
 against 127.0.0.1: Ollama (``/api/tags``, ``/api/chat``), OpenAI-compatible
-(``.../chat/completions``, ``/v1/models``; used by ``ChatSambaNova``) and
-SambaStudio generic v1/v2 (``/api[/v2]/predict/generic[/stream]/<p>/<e>``).
+(``.../chat/completions``, ``.../models``; used by ``ChatSambaNova`` and the
+``openai`` client) and SambaStudio generic v1/v2
+(``/api[/v2]/predict/generic[/stream]/<p>/<e>``).
 Every chat request pops the next scripted :class:`Reply` (else ``default``),
 so one script drives any protocol; streaming is answered when asked for.
+
+Server quirks, off by default (set the attributes after construction):
+
+- ``refuse_json_schema``: the OpenAI-compatible endpoint refuses
+  ``response_format={"type": "json_schema", ...}`` as llama.cpp's server does
+  (HTTP 400, error body naming ``response_format`` and ``json_schema``) and
+  takes ``{"type": "json_object", "schema": ...}``. A refused request is
+  recorded but consumes no scripted reply.
+- ``api_key``: every request must carry ``Authorization: Bearer <api_key>``,
+  else HTTP 401 (provider-shaped body).
+- ``listing``: a :class:`Reply` that answers the model lists (paths ending in
+  ``/api/tags`` or ``/models``) instead: an error ``code`` (``Reply.status(403)``)
+  or, with code 200, its ``body`` as is (e.g. something that is not a list).
+
+A model missing from ``models`` simulates an unknown / not pulled model.
 """
 
 from __future__ import annotations
@@ -21,6 +37,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable
 
 __all__ = ["Reply", "RequestRecord", "StandIn"]
+
+
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops connections when ten agents call at once, and the kernel makes
+    # the client retry after a second: a real model server queues far more.
+    request_queue_size = 128
 
 
 @dataclass(frozen=True)
@@ -70,6 +92,13 @@ class Reply:
         return replace(self, delay=seconds)
 
 
+# llama.cpp's server (before it took json_schema) refused it with this 400 body.
+LLAMA_CPP_REFUSAL = {"error": {
+    "code": 400,
+    "message": 'response_format type must be one of "text" or "json_object", but got: json_schema',
+    "type": "invalid_request_error"}}
+
+
 def _chunks(text: str, size: int = 16) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
@@ -85,6 +114,9 @@ class StandIn:
     def __init__(self, models: Iterable[str] = ("llama3.1:8b",)) -> None:
         self.models: list[str] = list(models)
         self.default: Reply = Reply.json({"ok": True})
+        self.refuse_json_schema: bool = False
+        self.api_key: str | None = None
+        self.listing: Reply | None = None
         self._queue: deque[Reply] = deque()
         self._requests: list[RequestRecord] = []
         self._lock = threading.Lock()
@@ -94,7 +126,7 @@ class StandIn:
     def start(self) -> StandIn:
         """Bind an ephemeral port and serve in a daemon thread."""
         handler = type("Handler", (_Handler,), {"owner": self})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server = _Server(("127.0.0.1", 0), handler)
         # Don't let stop() wait for handlers still sleeping in .delayed().
         server.block_on_close = False
         self._server = server
@@ -172,7 +204,18 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # client gave up (e.g. its timeout beat a .delayed reply)
 
     def do_GET(self) -> None:
-        path, models = self._recv().path, self.owner.models
+        rec = self._recv()
+        path, models = rec.path, self.owner.models
+        ollama = path.endswith("/api/tags")
+        if self._refused_key(rec, openai=not ollama):
+            return
+        listing = self.owner.listing
+        if listing is not None and (ollama or path.endswith("/models")):
+            if listing.code != 200:
+                self._error(listing, openai=not ollama)
+            else:
+                self._send(200, listing.body if listing.body is not None else {})
+            return
         if path == "/api/tags":
             now = datetime.now(timezone.utc).isoformat()
             details = {"format": "gguf", "family": "llama", "parameter_size": "8.0B",
@@ -198,6 +241,12 @@ class _Handler(BaseHTTPRequestHandler):
             answer = self._studio
         else:
             self._send(404, {"error": f"unknown path {path}"})
+            return
+        if self._refused_key(rec, openai=answer == self._openai):
+            return
+        if answer == self._openai and self.owner.refuse_json_schema \
+                and (body.get("response_format") or {}).get("type") == "json_schema":
+            self._send(400, LLAMA_CPP_REFUSAL)
             return
         reply = self.owner._next(rec)
         if reply.code != 200:
@@ -254,6 +303,16 @@ class _Handler(BaseHTTPRequestHandler):
                    else {"predictions": [result]})
 
     # -- plumbing ------------------------------------------------------------
+    def _refused_key(self, rec: RequestRecord, openai: bool) -> bool:
+        """Answer 401 (and return True) when a key is required and not given."""
+        key = self.owner.api_key
+        if key is None or rec.headers.get("authorization") == f"Bearer {key}":
+            return False
+        body = {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                          "code": "invalid_api_key"}} if openai else {"error": "unauthorized"}
+        self._error(Reply.status(401, body=body), openai=openai)
+        return True
+
     def _recv(self) -> RequestRecord:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:

@@ -1,4 +1,6 @@
-"""Record from the stand-in, replay with it stopped: same validated answers, misses named, no secrets."""
+"""Record at the transport, replay by request hash with the server stopped: the same validated
+answers, misses named, secrets scrubbed, existing files never overwritten, metadata that says what
+recorded the cassette."""
 
 from __future__ import annotations
 
@@ -9,21 +11,23 @@ import pytest
 from pydantic import SecretStr
 
 from llm_sched.config import load_settings
+from llm_sched.errors import UserError
 from llm_sched.events import EventBus
 from llm_sched.llm import CallContext, Message, ReplayMissError, llm_session
-from llm_sched.llm.cassettes import read_metadata
+from llm_sched.llm.cassettes import read_info
 from tests.standin import Reply, StandIn
 from tests.test_llm_client import CONTEXT, PROVIDERS, Pick, settings_for
 
 FAKE_KEY = "sk-FAKE-cassette-key-0123456789-abcdef"
 AGENTS = ("gpu", "memory", "storage")
+METADATA = {"prompt_template_hash": "0" * 64}
 
 
 def questions() -> list[tuple[list[Message], CallContext]]:
     out = []
     for agent in AGENTS:
         messages = [Message(role="system", content=f"You are the {agent} agent."),
-                    Message(role="user", content=f"Place job-7 on a node (asked by {agent}).")]
+                    Message(role="user", content=f"Place job-7 on a node (asked by {agent}); key {FAKE_KEY}.")]
         out.append((messages, CONTEXT.model_copy(update={"agent": agent})))
     return out
 
@@ -33,7 +37,7 @@ async def ask_all(client) -> list[Pick | None]:  # type: ignore[no-untyped-def]
     return [a.value for a in answers]
 
 
-def record(provider: str, folder: Path) -> list[Pick | None]:
+def record(provider: str, path: Path, *, force: bool = False) -> list[Pick | None]:
     with StandIn() as server:
         server.script(
             Reply.json({"node_id": "gpu-01", "score": 0.9, "reasoning": "a"}),
@@ -43,17 +47,16 @@ def record(provider: str, folder: Path) -> list[Pick | None]:
             Reply.json({"node_id": "gpu-01", "score": 0.7, "reasoning": "c"}),
         )
         # A fake key to search for afterwards; one call at a time so the script order is the call order.
-        key_field = {"sambanova": "sambanova_api_key", "sambastudio": "sambastudio_api_key"}.get(provider)
-        update = {"llm_backoff_initial": 0.0, "llm_concurrency": 1} | ({key_field: SecretStr(FAKE_KEY)} if key_field else {})
+        key_field = {"sambanova": "sambanova_api_key", "sambastudio": "sambastudio_api_key"}.get(provider, "openai_api_key")
+        update = {"llm_backoff_initial": 0.0, "llm_concurrency": 1, key_field: SecretStr(FAKE_KEY)}
         settings = settings_for(provider, server.url).model_copy(update=update)
-        with llm_session(settings, scenario="unit", record=True, recorded_how="stand-in server (test)",
-                         cassettes_dir=folder) as client:
-            return asyncio.run(ask_all(client))
+        with llm_session(settings, scenario="unit", seed=3, record_to=path, force=force,
+                         recording_metadata=METADATA) as session:
+            return asyncio.run(ask_all(session.client))
 
 
-def replay_settings(provider: str, folder: Path):  # type: ignore[no-untyped-def]
-    return load_settings({"LLM_SCHED_PROVIDER": "replay", "LLM_SCHED_REPLAY_PROVIDER": provider,
-                          "LLM_SCHED_SCENARIOS_DIR": str(folder.parent)}, environ={})
+def replay_settings() -> object:
+    return load_settings({"LLM_SCHED_PROVIDER": "replay"}, environ={})
 
 
 @pytest.fixture(params=PROVIDERS)
@@ -62,47 +65,66 @@ def provider(request: pytest.FixtureRequest) -> str:
 
 
 def test_replay_with_the_server_stopped_gives_the_same_answers(provider: str, tmp_path: Path) -> None:
-    folder = tmp_path / "cassettes"
-    recorded = record(provider, folder)
+    path = tmp_path / "unit.yaml"
+    recorded = record(provider, path)
     assert all(v is not None for v in recorded)
-    path = folder / f"unit-{provider}.yaml"
-    metadata = read_metadata(path)
-    assert metadata["how"] == "stand-in server (test)" and metadata["provider"] == provider
-    assert metadata["scenario"] == "unit" and metadata["model"]
+    info = read_info(path)
+    assert info.provider == provider and info.scenario == "unit" and info.seed == 3 and info.model
+    assert info.prompt_template_hash == "0" * 64 and info.recorded_with.startswith("llm-sched")
 
     bus = EventBus()
-    with llm_session(replay_settings(provider, folder), scenario="unit", bus=bus) as client:
-        replayed = asyncio.run(ask_all(client))
+    with llm_session(replay_settings(), scenario="unit", bus=bus, cassette=path) as session:  # type: ignore[arg-type]
+        assert session.source.kind == "replay" and session.source.provider == provider
+        assert "replaying unit.yaml" in session.source.detail
+        replayed = asyncio.run(ask_all(session.client))
     assert replayed == recorded
-    outcomes = sorted((e.record.agent, e.record.outcome, e.record.attempts) for e in bus.events)  # type: ignore[attr-defined]
-    assert [o[1] for o in outcomes].count("repaired") == 1
+    outcomes = [e.record.outcome for e in bus.events]  # type: ignore[attr-defined]
+    assert outcomes.count("repaired") == 1 and outcomes.count("ok") == 2
+    assert {e.record.provider for e in bus.events} == {"replay"}  # type: ignore[attr-defined]
 
 
-def test_a_request_missing_from_the_cassette_names_scenario_agent_and_step(provider: str, tmp_path: Path) -> None:
-    folder = tmp_path / "cassettes"
-    record(provider, folder)
+def test_a_request_missing_from_the_cassette_names_scenario_agent_and_step(tmp_path: Path) -> None:
+    path = tmp_path / "unit.yaml"
+    record("ollama", path)
     other = [Message(role="user", content="A prompt that was never recorded.")]
     context = CallContext(agent="compute", step="vote", scenario="unit", job_id="job-9")
-    with llm_session(replay_settings(provider, folder), scenario="unit") as client:
+    with llm_session(replay_settings(), scenario="unit", cassette=path) as session:  # type: ignore[arg-type]
         with pytest.raises(ReplayMissError) as info:
-            asyncio.run(client.structured(other, Pick, context=context))
+            asyncio.run(session.client.structured(other, Pick, context=context))  # type: ignore[union-attr]
     message = str(info.value)
     assert "scenario unit" in message and "agent compute" in message and "step vote" in message
-    assert f"unit-{provider}.yaml" in message
+    assert "unit.yaml" in message
 
 
 def test_no_secret_in_any_cassette(provider: str, tmp_path: Path) -> None:
-    folder = tmp_path / "cassettes"
-    record(provider, folder)
-    text = (folder / f"unit-{provider}.yaml").read_text()
-    assert FAKE_KEY not in text and FAKE_KEY[3:-3] not in text
+    path = tmp_path / "unit.yaml"
+    record(provider, path)
+    text = path.read_text()
+    assert FAKE_KEY not in text and "[redacted]" in text  # the key was in a prompt: scrubbed
     assert "test-key-0123456789" not in text  # the settings' own key, for sambanova
     assert "authorization" not in text.lower()
 
 
-def test_missing_cassette_file_is_a_clear_error(tmp_path: Path) -> None:
-    from llm_sched.errors import UserError
+def test_recording_never_overwrites_an_existing_file_without_force(tmp_path: Path) -> None:
+    path = tmp_path / "unit.yaml"
+    path.write_text("precious\n")
+    with pytest.raises(UserError, match="unit.yaml exists.*--force"):
+        record("ollama", path)
+    assert path.read_text() == "precious\n"
+    record("ollama", path, force=True)
+    assert read_info(path).provider == "ollama"
+    assert not list(tmp_path.glob(".*partial"))  # replaced atomically, nothing left behind
 
-    with pytest.raises(UserError, match="no cassette at .*nothing-ollama.yaml"):
-        with llm_session(replay_settings("ollama", tmp_path / "cassettes"), scenario="nothing"):
+
+def test_missing_or_foreign_cassette_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no cassette at .*nothing.yaml"):
+        with llm_session(replay_settings(), scenario="nothing", cassette=tmp_path / "nothing.yaml"):  # type: ignore[arg-type]
             pass
+    old = tmp_path / "old.yaml"
+    old.write_text("interactions: []\nversion: 1\n")  # a vcrpy cassette, not ours
+    with pytest.raises(UserError, match="not an llm-sched cassette"):
+        read_info(old)
+    broken = tmp_path / "broken.yaml"
+    broken.write_bytes(b"\xff\xfe: [")
+    with pytest.raises(UserError, match="cannot read the cassette"):
+        read_info(broken)

@@ -87,12 +87,12 @@ def test_malformed_dotenv_line_names_file_and_line_without_the_value(tmp_path: P
 
 def test_unknown_provider_lists_the_valid_ones(tmp_path: Path) -> None:
     cwd, home = _dirs(tmp_path)
-    (cwd / ".env").write_text("LLM_SCHED_PROVIDER=openai\n")
+    (cwd / ".env").write_text("LLM_SCHED_PROVIDER=chatgpt\n")
     with pytest.raises(ConfigError) as info:
         load_settings(environ={}, cwd=cwd, home=home)
     message = str(info.value)
     assert "LLM_SCHED_PROVIDER" in message and str(cwd / ".env") in message
-    for name in ("auto", "sambastudio", "sambanova", "ollama", "replay", "heuristic"):
+    for name in ("auto", "local", "openai", "sambastudio", "sambanova", "ollama", "replay", "heuristic"):
         assert name in message
 
 

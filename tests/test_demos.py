@@ -42,7 +42,7 @@ def test_the_federation_demo_reports_what_its_events_show(cli: Cli) -> None:
     out, run = _run_demo(cli, "distributed_agentic_ai_demo.py")
     summary = _summary_checked(run)
     events = read_jsonl(run / "events.jsonl")
-    assert summary["provider"] == "replay (ollama cassette)" and summary["llm_calls"] > 0
+    assert summary["provider"] == "replay (local cassette)" and summary["llm_calls"] > 0
     assert _row(out, "nodes allocated") == str(summary["nodes_allocated"])
     assert _row(out, "decisions committed") == str(summary["committed"])
     assert _row(out, "decisions under attack") == str(summary["decisions_under_attack"]) == "2"
@@ -58,7 +58,7 @@ def test_the_federation_demo_takes_a_seed_and_falls_back_to_heuristics(cli: Cli)
     out, run = _run_demo(cli, "distributed_agentic_ai_demo.py", "--seed", "7")
     summary = _summary_checked(run)
     assert summary["seed"] == 7 and summary["llm_calls"] == 0
-    assert summary["provider"].startswith("heuristic (the cassette supercomputers-ollama.yaml was recorded with seed")
+    assert summary["provider"].startswith("heuristic (the cassette supercomputers-local.yaml was recorded with seed")
 
 
 def test_the_hybrid_demo_shows_prompts_and_answers_and_counts_them_from_the_events(cli: Cli) -> None:

@@ -15,12 +15,19 @@ SCENARIOS = PROJECT_ROOT / "scenarios"
 GOOD = (SCENARIOS / "healthy.yaml").read_text()
 
 
-def test_every_shipped_scenario_loads_and_has_cassettes_for_both_recorded_providers() -> None:
+def test_every_shipped_scenario_loads_and_has_a_cassette_recorded_from_the_real_local_model() -> None:
+    from llm_sched.agents.prompts import template_hash
+    from llm_sched.llm.cassettes import read_info
+
     for name in available_scenarios(SCENARIOS):
         scenario = load_scenario(name, SCENARIOS)
         assert scenario.jobs()
-        for provider in ("ollama", "sambanova"):
-            assert (SCENARIOS / "cassettes" / f"{name}-{provider}.yaml").is_file(), (name, provider)
+        info = read_info(SCENARIOS / "cassettes" / f"{name}-local.yaml")
+        assert (info.provider, info.model, info.model_file) == (
+            "local", "SmolLM2-135M-Instruct.Q4_1", "SmolLM2-135M-Instruct.Q4_1.gguf")
+        assert info.model_sha256 and len(info.model_sha256) == 64 and info.runtime.startswith("llama-cpp-python")
+        assert info.scenario == name and info.seed == scenario.seed
+        assert info.prompt_template_hash == template_hash()  # recorded from today's prompts: it replays
 
 
 def test_fault_tolerance_is_the_three_scenarios_in_sequence() -> None:

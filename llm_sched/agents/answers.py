@@ -19,12 +19,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-REASONING_MAX_CHARS = 120
+REASONING_MAX_CHARS = 80
+# Plain printable text: no quotes, backslashes or control characters. llama-cpp-python's grammar
+# let a small model put raw newlines inside a JSON string (invalid JSON); a character class is
+# enforced by every grammar converter, and the text is then safe on a terminal as well.
+REASONING_PATTERN = rf"^[A-Za-z0-9 ,.;:!?'()%+/=<>_-]{{0,{REASONING_MAX_CHARS}}}$"
 UNIT_STEP = 0.05  # proposal scores and vote confidences: 0.00, 0.05, ..., 1.00
 BID_STEP = 0.01  # bids: every hundredth inside the range the evidence allows
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
-Reasoning = Annotated[str, Field(max_length=REASONING_MAX_CHARS, description="one short sentence: why")]
+Reasoning = Annotated[str, Field(max_length=REASONING_MAX_CHARS, pattern=REASONING_PATTERN,
+                                 description="one short sentence: why")]
 
 
 def grid(low: float, high: float, step: float) -> list[float]:

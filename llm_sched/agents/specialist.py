@@ -47,7 +47,7 @@ class World:
         return check_candidate(self.state, job, candidate, self.reputation.scores.get(candidate.agent, 1.0))
 
 
-def _node_state(state: ClusterState, nodes: tuple[str, ...], limit: int = 16) -> str:
+def _node_state(state: ClusterState, nodes: tuple[str, ...], limit: int = 4) -> str:
     """Load and free resources of the chosen nodes; for many nodes, the range over them."""
     free = [state.available(n) for n in nodes]
     if len(nodes) <= limit:

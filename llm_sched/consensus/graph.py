@@ -37,7 +37,7 @@ from llm_sched.agents.reputation import (
 )
 from llm_sched.agents.specialist import SpecialistAgent, World
 from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum, weighted_quorum_fraction, weighted_quorum_met
-from llm_sched.domain import Job
+from llm_sched.domain import Job, check_placement
 from llm_sched.domain.decisions import Decision, Proposal, Vote
 from llm_sched.lgraph import bound, delegate, route
 from llm_sched.events import (
@@ -314,9 +314,15 @@ class ConsensusGraph:
         accepts = sum(1 for v in votes if v is not None and v.accept)
         decision = Decision(job_id=job.id, outcome="commit", placement=candidate.placement, proposer=candidate.agent,
                             reason=candidate.reasoning, rounds=s["round"], accepts=accepts, voters=self.n)
-        quality, _ = score_placement(self.world.state, job, candidate.placement, "general", 1.0)
+        quality = self._quality(job, candidate.placement)
         self._emit(DecisionMade(decision=decision, unanimous=accepts == self.n, wall_s=self._elapsed(), quality=quality))
         return {"decision": decision}
+
+    def _quality(self, job: Job, placement: Any) -> float | None:
+        """The modelled quality of a committed placement; None if it does not even fit (a quorum of liars)."""
+        if not check_placement(self.world.state, job, placement).ok:
+            return None
+        return score_placement(self.world.state, job, placement, "general", 1.0)[0]
 
     def _reject(self, s: ConsensusState) -> dict[str, Any]:
         job = s["job"]

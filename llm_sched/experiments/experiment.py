@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llm_sched.config import REMOTE_PROVIDERS, Settings
+from llm_sched.config import MODEL_PROVIDERS, Settings
 from llm_sched.domain import Job
 from llm_sched.errors import UserError
 from llm_sched.experiments import metrics, output
@@ -106,22 +106,22 @@ def llm_advisor(config: ExperimentConfig, settings: Settings) -> Iterator[tuple[
 
     scenario = f"experiment-{config.name}"
     provider = settings.resolved_provider()
-    replayable = provider == "replay" and cassette_path(settings.cassettes_dir, scenario,
-                                                        settings.replay_provider).is_file()
-    if provider not in REMOTE_PROVIDERS and not replayable:
+    cassette = cassette_path(settings.cassettes_dir, scenario, settings.replay_provider)
+    if provider not in MODEL_PROVIDERS and not (provider == "replay" and cassette.is_file()):
         why = ("the provider is heuristic" if provider == "heuristic" else
                f"no LLM endpoint is configured and there is no recorded cassette for {scenario}")
         yield None, {"used": False, "provider": provider,
                      "reason": f"agent mode {config.agent_mode}: {why}; every agent falls back to its heuristic "
                                "(0 LLM calls made)"}
         return
-    with llm_session(settings, scenario=scenario, seed=config.seed) as client:
-        if client is None:
-            yield None, {"used": False, "provider": provider, "reason": "no LLM client: heuristics answer"}
+    with llm_session(settings, scenario=scenario, seed=config.seed, agents=config.agents, cassette=cassette) as session:
+        if session.client is None:
+            yield None, {"used": False, "provider": provider, "reason": session.source.detail}
             return
-        advisor = Advisor(client, scenario)
+        advisor = Advisor(session.client, scenario)
         try:
-            yield advisor, {"used": True, "provider": client.provider, "model": client.transport.model}
+            yield advisor, {"used": True, "provider": session.source.provider, "model": session.source.model,
+                            "source": session.source.detail}
         finally:
             advisor.close()
 

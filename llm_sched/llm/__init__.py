@@ -1,7 +1,7 @@
 """The LLM layer: ask "answer this prompt as an instance of this Pydantic model" of any provider.
 
-Public API: :func:`llm_session` (settings -> client, with record/replay), :class:`LLMClient` and its
-``structured`` call, :class:`Answer`, :class:`CallRecord`, :class:`CallContext`, :class:`Message`.
+Public API: :func:`llm_session` (settings -> an :class:`LLMSession`: the client, where its answers come
+from, record/replay), :class:`LLMClient` and its ``structured`` call, :class:`Answer`, :class:`CallRecord`, :class:`CallContext`, :class:`Message`.
 Imports are lazy so that ``--help`` and ``--check`` never load the client libraries.
 """
 
@@ -11,6 +11,9 @@ from typing import Any
 
 _EXPORTS = {
     "llm_session": "llm_sched.llm.factory",
+    "LLMSession": "llm_sched.llm.factory",
+    "LLMSource": "llm_sched.llm.factory",
+    "preflight": "llm_sched.llm.factory",
     "build_transport": "llm_sched.llm.factory",
     "LLMClient": "llm_sched.llm.client",
     "RetryPolicy": "llm_sched.llm.client",

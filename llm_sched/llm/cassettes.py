@@ -52,11 +52,10 @@ class CassetteInfo(BaseModel):
     how: str = "live model"
 
     def describe(self) -> str:
-        """One line: what the cassette's answers came from."""
-        model = self.model + (f" ({self.model_file}, sha256 {self.model_sha256[:12]}…)" if self.model_sha256 else "")
+        """One line: what the cassette's answers came from (the metadata has the rest)."""
+        model = self.model + (f" (sha256 {self.model_sha256[:12]}…)" if self.model_sha256 else "")
         where = f" at {self.endpoint}" if self.endpoint else ""
-        return (f"recorded {self.recorded_at[:10]} from {self.provider} {model}{where}, {self.runtime}, "
-                f"seed {self.seed}, prompts {self.prompt_template_hash[:12]}…; {self.how}")
+        return f"recorded {self.recorded_at[:10]} from {self.provider} {model}{where} on {self.runtime}, seed {self.seed}"
 
 
 def cassette_path(cassettes_dir: Path, scenario: str, provider: str) -> Path:

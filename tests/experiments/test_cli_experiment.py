@@ -151,11 +151,12 @@ def test_faults_file_from_the_shipped_examples(cli: Cli) -> None:
 
 
 def test_hybrid_mode_asks_the_model_through_the_structured_output_path(cli: Cli) -> None:
-    from tests.cassette_recorder import answer
+    from tests.fake_model import answer
     from tests.standin import Reply, StandIn
 
     with StandIn() as server:
-        server.default = Reply.dynamic(answer)  # a deterministic model answering from the prompt's facts
+        # A deterministic fake answering from the prompt's facts, never badly: one request per call.
+        server.default = Reply.dynamic(lambda record: answer(record, faults=False))
         cli.env.update(OLLAMA_HOST=server.url)
         result = cli("--experiment", "--agent-mode", "hybrid", "--methods", "pbft,raft", "--jobs", "3",
                      "--repetitions", "1", "--out", "out")

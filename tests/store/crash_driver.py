@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_sched.domain.model import Job
+from llm_sched.summary import measured_removed
 
 _PRELOAD = ["llm_sched.runner", "llm_sched.scenarios", "llm_sched.config", "langgraph.graph",
             "langgraph.checkpoint.sqlite.aio"]
@@ -126,7 +127,10 @@ def stored(ledger: Path) -> tuple[str | None, str | None, list[Row]]:
     """(run id, status, decisions in order) of the only run in ``ledger`` (None: no run yet)."""
     if not ledger.exists():
         return None, None, []
-    conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=10)
+    # Read-write, as the product's own resume opens it: a process killed while it created the ledger
+    # can leave a WAL that only a writable connection may recover (read-only fails: "attempt to write
+    # a readonly database").
+    conn = sqlite3.connect(ledger, timeout=10)
     try:
         if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
             return None, None, []  # killed while the ledger was being created
@@ -194,7 +198,7 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     import json
 
     data = json.loads((run_dir / "summary.json").read_text())
-    return {k: v for k, v in data.items() if "wall" not in k and not k.startswith("consensus_s")}
+    return measured_removed(data)
 
 
 def crash_runs(scenario: str, work: Path, *, kills: int, seed: int, provider: str = "heuristic",

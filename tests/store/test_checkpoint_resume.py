@@ -15,6 +15,7 @@ from llm_sched.events import comparable
 from llm_sched.runner import resume_scenario, run_scenario
 from llm_sched.scenarios import load_scenario
 from llm_sched.store import Ledger
+from llm_sched.summary import measured_removed
 
 
 class Died(BaseException):
@@ -74,4 +75,4 @@ def test_a_job_interrupted_after_proposals_does_not_ask_the_agents_again(tmp_pat
 
 
 def _decided(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in summary.items() if "wall" not in k and not k.startswith("consensus_s")}
+    return measured_removed(summary)

@@ -41,7 +41,7 @@ def test_resume_of_a_completed_run_prints_its_summary(stored_run: str, capsys: p
 
 def test_resume_refuses_flags_that_would_change_the_run(stored_run: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--resume", stored_run, "--seed", "3"]) == 2
-    assert "give no --seed, --provider or --record" in capsys.readouterr().err
+    assert "give no --seed, --provider, --record or --allow-fallback" in capsys.readouterr().err
     assert main(["--scenario", "healthy", "--resume", stored_run]) == 2
     assert f"run {stored_run} is a run of scenario byzantine, not healthy" in capsys.readouterr().err
     assert main(["--scenario", "byzantine", "--resume", stored_run]) == 0
