@@ -14,7 +14,7 @@ from importlib import metadata
 from typing import Literal
 
 from llm_sched.config import REMOTE_PROVIDERS, Settings, redact
-from llm_sched.probes import PROBE_TIMEOUT_S, ProbeResult, probe_configured, public_url
+from llm_sched.probes import NEEDS, PROBE_TIMEOUT_S, ProbeResult, probe_configured, public_url
 
 Status = Literal["ok", "warn", "fail", "off"]
 DIST_NAME = "llm-sched"
@@ -85,18 +85,10 @@ def _endpoint(settings: Settings, provider: str) -> str:
     return f"{public_url(settings.effective_ollama_host)}, model {settings.ollama_model}"
 
 
-_NEEDS = {
-    "sambastudio": "set SAMBASTUDIO_URL and SAMBASTUDIO_API_KEY",
-    "sambanova": "set SAMBANOVA_API_KEY",
-    "openai": "set OPENAI_BASE_URL and OPENAI_MODEL",
-    "ollama": "set OLLAMA_HOST or OLLAMA_MODEL",
-}
-
-
 def probe_provider(settings: Settings, provider: str, timeout: float = PROBE_TIMEOUT_S) -> ProbeResult:
     """Probe one remote provider with the given settings."""
     if not settings.is_configured(provider):
-        return ProbeResult(False, f"not configured ({_NEEDS[provider]})")
+        return ProbeResult(False, f"not configured ({NEEDS[provider]})")
     return probe_configured(settings, provider, timeout)
 
 
@@ -134,7 +126,7 @@ def _provider_rows(settings: Settings, probes: dict[str, ProbeResult]) -> list[C
     rows = []
     for provider in REMOTE_PROVIDERS:
         if provider not in probes:
-            rows.append(CheckRow("providers", provider, "off", f"not configured ({_NEEDS[provider]})"))
+            rows.append(CheckRow("providers", provider, "off", f"not configured ({NEEDS[provider]})"))
             continue
         result = probes[provider]
         status: Status = "ok" if result.ok else "fail"

@@ -112,8 +112,8 @@ def probe_ollama(host: str, model: str, timeout: float = PROBE_TIMEOUT_S) -> Pro
                               f"run `ollama pull {model}`")
 
 
-def _probe_keyed(url: str, headers: dict[str, str], timeout: float) -> ProbeResult:
-    # Any HTTP answer proves reachability; only 401/403 (key) and 5xx (service) are failures.
+def _answered(url: str, headers: dict[str, str], timeout: float) -> ProbeResult | _Response:
+    """The server's response, or why there is none worth having (unreachable, key refused, 5xx)."""
     try:
         response = _get(url, headers, timeout)
     except OSError as exc:
@@ -122,7 +122,13 @@ def _probe_keyed(url: str, headers: dict[str, str], timeout: float) -> ProbeResu
         return ProbeResult(False, f"{public_url(url)}: the API key was rejected (HTTP {response.status})")
     if response.status >= 500:
         return ProbeResult(False, f"{public_url(url)}: server error (HTTP {response.status})")
-    return ProbeResult(True, f"reachable (HTTP {response.status})")
+    return response
+
+
+def _probe_keyed(url: str, headers: dict[str, str], timeout: float) -> ProbeResult:
+    # Any other HTTP answer proves reachability.
+    answer = _answered(url, headers, timeout)
+    return answer if isinstance(answer, ProbeResult) else ProbeResult(True, f"reachable (HTTP {answer.status})")
 
 
 def probe_sambanova(api_base: str, api_key: str, timeout: float = PROBE_TIMEOUT_S) -> ProbeResult:
@@ -138,13 +144,9 @@ def probe_sambastudio(url: str, api_key: str, timeout: float = PROBE_TIMEOUT_S) 
 def probe_openai(base_url: str, model: str, api_key: str | None, timeout: float = PROBE_TIMEOUT_S) -> ProbeResult:
     """Ask an OpenAI-compatible server's ``/models`` whether it answers, takes the key and serves ``model``."""
     url = join_url(base_url, "/models")
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        response = _get(url, headers, timeout)
-    except OSError as exc:
-        return ProbeResult(False, f"{public_url(url)}: {describe_error(exc, timeout)}")
-    if response.status in (401, 403):
-        return ProbeResult(False, f"{public_url(url)}: the API key was rejected (HTTP {response.status})")
+    response = _answered(url, {"Authorization": f"Bearer {api_key}"} if api_key else {}, timeout)
+    if isinstance(response, ProbeResult):
+        return response
     if response.status >= 400:
         return ProbeResult(False, f"{public_url(url)}: HTTP {response.status}")
     try:
@@ -157,6 +159,13 @@ def probe_openai(base_url: str, model: str, api_key: str | None, timeout: float 
     return ProbeResult(True, f"answers; model {model} is served")
 
 
+# What each provider needs configured, and what to do when it does not answer.
+NEEDS = {
+    "sambastudio": "set SAMBASTUDIO_URL and SAMBASTUDIO_API_KEY",
+    "sambanova": "set SAMBANOVA_API_KEY",
+    "openai": "set OPENAI_BASE_URL and OPENAI_MODEL",
+    "ollama": "set OLLAMA_HOST or OLLAMA_MODEL",
+}
 _FIXES = {
     "ollama": "Start the server (ollama serve), pull the model (ollama pull NAME) or set OLLAMA_HOST/OLLAMA_MODEL",
     "openai": "Start the server, or set OPENAI_BASE_URL, OPENAI_MODEL and OPENAI_API_KEY to one that answers",
@@ -174,15 +183,15 @@ def probe_configured(settings: Any, provider: str, timeout: float = PROBE_TIMEOU
 def _probe(settings: Any, provider: str, timeout: float) -> ProbeResult:
     if provider == "sambastudio":
         if not settings.sambastudio_url or settings.sambastudio_api_key is None:
-            return ProbeResult(False, "not configured (set SAMBASTUDIO_URL and SAMBASTUDIO_API_KEY)")
+            return ProbeResult(False, f"not configured ({NEEDS[provider]})")
         return probe_sambastudio(settings.sambastudio_url, settings.sambastudio_api_key.get_secret_value(), timeout)
     if provider == "sambanova":
         if settings.sambanova_api_key is None:
-            return ProbeResult(False, "not configured (set SAMBANOVA_API_KEY)")
+            return ProbeResult(False, f"not configured ({NEEDS[provider]})")
         return probe_sambanova(settings.sambanova_api_base, settings.sambanova_api_key.get_secret_value(), timeout)
     if provider == "openai":
         if not settings.openai_base_url or not settings.openai_model:
-            return ProbeResult(False, "not configured (set OPENAI_BASE_URL and OPENAI_MODEL)")
+            return ProbeResult(False, f"not configured ({NEEDS[provider]})")
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         return probe_openai(settings.openai_base_url, settings.openai_model, key, timeout)
     return probe_ollama(settings.effective_ollama_host, settings.ollama_model, timeout)
