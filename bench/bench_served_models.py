@@ -33,6 +33,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,9 @@ def report(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+SERVER_MODULES = ("fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", default="ollama,openai", help="comma-separated: ollama, openai")
@@ -196,6 +200,11 @@ def main() -> int:
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     for name in names:
         served(name, 0)  # unknown names stop here, before any model is loaded
+    missing = [m for m in ("llama_cpp", *(SERVER_MODULES if "openai" in names else ())) if find_spec(m) is None]
+    if missing:
+        print(f"missing: {', '.join(missing)}. The model needs `make setup-local`; llama-cpp-python's server needs "
+              ".venv/bin/pip install fastapi uvicorn sse-starlette starlette-context pydantic-settings")
+        return 2
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-served-"))
     print(f"criterion: the run ends within {WALL_LIMIT_S:g} s, valid_first_try/calls >= {VALID_SHARE},"
           " committed + rejected == jobs", flush=True)

@@ -100,7 +100,7 @@ class OllamaModelServer:
         """Ollama's non-streaming /api/chat answer to ``body``."""
         started = time.monotonic_ns()
         fmt = body.get("format")
-        grammar = _grammar(json.dumps(fmt, sort_keys=True)) if fmt else None
+        grammar = _grammar(json.dumps(fmt)) if fmt else None  # key order kept: it is the order fields are written
         options = body.get("options") or {}
         messages = [{"role": m.get("role", "user"), "content": m.get("content") or ""} for m in body["messages"]]
         with self.lock:

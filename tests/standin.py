@@ -14,7 +14,8 @@ Server quirks, off by default (set the attributes after construction):
   ``response_format={"type": "json_schema", ...}`` as llama.cpp's server does
   (HTTP 400, error body naming ``response_format`` and ``json_schema``) and
   takes ``{"type": "json_object", "schema": ...}``. A refused request is
-  recorded but consumes no scripted reply.
+  recorded but consumes no scripted reply. ``refusal_status = 500`` refuses as
+  llama-cpp-python's server does (HTTP 500, an internal error naming both).
 - ``api_key``: every request must carry ``Authorization: Bearer <api_key>``,
   else HTTP 401 (provider-shaped body).
 - ``listing``: a :class:`Reply` that answers the model lists (paths ending in
@@ -97,6 +98,12 @@ LLAMA_CPP_REFUSAL = {"error": {
     "code": 400,
     "message": 'response_format type must be one of "text" or "json_object", but got: json_schema',
     "type": "invalid_request_error"}}
+# llama-cpp-python's own server (0.3.x) refuses the same request with HTTP 500: its request validation
+# error is reported as an internal error.
+LLAMA_CPP_PYTHON_REFUSAL = {"error": {
+    "message": "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be "
+               "'text' or 'json_object'\", 'input': 'json_schema'}]",
+    "type": "internal_server_error"}}
 
 
 def _chunks(text: str, size: int = 16) -> list[str]:
@@ -115,6 +122,7 @@ class StandIn:
         self.models: list[str] = list(models)
         self.default: Reply = Reply.json({"ok": True})
         self.refuse_json_schema: bool = False
+        self.refusal_status: int = 400
         self.api_key: str | None = None
         self.listing: Reply | None = None
         self._queue: deque[Reply] = deque()
@@ -246,7 +254,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if answer == self._openai and self.owner.refuse_json_schema \
                 and (body.get("response_format") or {}).get("type") == "json_schema":
-            self._send(400, LLAMA_CPP_REFUSAL)
+            status = self.owner.refusal_status
+            self._send(status, LLAMA_CPP_REFUSAL if status == 400 else LLAMA_CPP_PYTHON_REFUSAL)
             return
         reply = self.owner._next(rec)
         if reply.code != 200:

@@ -126,8 +126,9 @@ async def test_each_call_carries_its_own_letters(server: StandIn) -> None:
 
 
 # -- llama.cpp's server: json_schema refused, json_object + schema taken --------------------------------
-async def test_a_server_refusing_json_schema_gets_json_object_with_the_schema_once(server: StandIn) -> None:
-    server.refuse_json_schema = True
+@pytest.mark.parametrize("status", [400, 500])  # llama.cpp's server, llama-cpp-python's server
+async def test_a_server_refusing_json_schema_gets_json_object_with_the_schema_once(server: StandIn, status: int) -> None:
+    server.refuse_json_schema, server.refusal_status = True, status
     client = make_client(server)
     proposal = proposal_answer(LETTERS)
     first = await client.structured(MESSAGES, proposal, context=PROPOSAL)

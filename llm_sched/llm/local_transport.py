@@ -122,7 +122,8 @@ class LocalTransport:
         self.endpoint = str(model.path)
 
     async def complete(self, messages: list[Message], schema: type[BaseModel], timeout: float) -> RawReply:
-        grammar = _grammar(json.dumps(schema.model_json_schema(), sort_keys=True))
+        # The schema's own field order (choice, then score, then the capped reasoning), as servers keep it.
+        grammar = _grammar(json.dumps(schema.model_json_schema()))
         chat = [m.model_dump() for m in messages]
         try:
             out = await asyncio.to_thread(self._generate, chat, grammar)

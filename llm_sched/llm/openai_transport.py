@@ -27,9 +27,13 @@ def response_format(schema: type[BaseModel], form: ResponseForm) -> dict[str, An
 
 
 def _refuses_json_schema(exc: Any) -> bool:
-    """A 4xx that names the response format: the server does not take ``json_schema``."""
+    """An error that names the response format: the server does not take ``json_schema``. llama.cpp's
+    server answers 400; llama-cpp-python's reports its request validation error as a 500 that names
+    both ``response_format`` and ``json_schema``."""
     text = str(getattr(exc, "message", "") or exc).lower()
-    return exc.status_code in (400, 422) and ("response_format" in text or "json_schema" in text)
+    if exc.status_code in (400, 422):
+        return "response_format" in text or "json_schema" in text
+    return exc.status_code == 500 and "response_format" in text and "json_schema" in text
 
 
 class OpenAITransport:
