@@ -121,7 +121,7 @@ def test_missing_or_foreign_cassette_file_is_a_clear_error(tmp_path: Path) -> No
         with llm_session(replay_settings(), scenario="nothing", cassette=tmp_path / "nothing.yaml"):  # type: ignore[arg-type]
             pass
     old = tmp_path / "old.yaml"
-    old.write_text("interactions: []\nversion: 1\n")  # a vcrpy cassette, not ours
+    old.write_text("interactions: []\nversion: 1\n")  # an older cassette format, not ours
     with pytest.raises(UserError, match="not an llm-sched cassette"):
         read_info(old)
     broken = tmp_path / "broken.yaml"
