@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from llm_sched.agents.prompts import template_hash
 from llm_sched.agents.reputation import Reputation
 from llm_sched.agents.specialist import SpecialistAgent, World
 from llm_sched.config import MODEL_PROVIDERS, Settings
@@ -44,7 +45,6 @@ from llm_sched.events import (
     parse_event,
     read_jsonl,
 )
-from llm_sched.agents.prompts import template_hash
 from llm_sched.llm.cassettes import cassette_path, read_info, refuse_existing
 from llm_sched.llm.factory import llm_session, preflight, secrets_of
 from llm_sched.scenarios import RANDOM_AGENT, Phase, Scenario

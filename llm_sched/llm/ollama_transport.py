@@ -19,6 +19,7 @@ async def _raise_for_status(response: httpx.Response) -> None:
 
 class OllamaTransport:
     provider = "ollama"
+    max_concurrency = None  # the server queues: as many calls as the client allows
 
     def __init__(self, host: str, model: str, timeout: float) -> None:
         self.model = model

@@ -12,6 +12,7 @@ from llm_sched.llm.transport import RawReply, TransportError, status_error
 
 class SambaNovaTransport:
     provider = "sambanova"
+    max_concurrency = None  # the server queues: as many calls as the client allows
 
     def __init__(self, api_key: SecretStr, api_base: str, model: str, timeout: float) -> None:
         from langchain_sambanova import ChatSambaNova

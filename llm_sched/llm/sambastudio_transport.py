@@ -59,6 +59,7 @@ def render_prompt(messages: list[Message], schema: type[BaseModel]) -> str:
 
 class SambaStudioTransport:
     provider = "sambastudio"
+    max_concurrency = None  # the server queues: as many calls as the client allows
 
     def __init__(self, url: str, api_key: SecretStr, timeout: float, model: str | None = None) -> None:
         from langchain_community.llms.sambanova import SambaStudio
