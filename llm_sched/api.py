@@ -107,6 +107,9 @@ def show_run(run_id: str, console: Console | None = None) -> None:
     from llm_sched.store import Ledger, StoreError
     from llm_sched.ui.ledger_view import decisions_table
 
+    from llm_sched.names import check_name
+
+    check_name("run", run_id)
     path = ledger_path(load_settings())
     with Ledger.open(path) as ledger:
         run = ledger.run(run_id)

@@ -47,6 +47,8 @@ from llm_sched.events import (
 )
 from llm_sched.llm.cassettes import cassette_path, read_info, refuse_existing
 from llm_sched.llm.factory import llm_session, preflight, secrets_of
+from llm_sched.names import check_name, inside
+from llm_sched.run_lock import run_lock
 from llm_sched.scenarios import RANDOM_AGENT, Phase, Scenario
 from llm_sched.store import RESUME_COMMANDS, Ledger, StoreError, a_kind
 from llm_sched.summary import summarize
@@ -111,8 +113,9 @@ def _replay_problem(cassette: Path, seed: int, prompts: str) -> str | None:
 
 def new_run_dir(runs_dir: Path, scenario: str) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    check_name("scenario", scenario)
     for attempt in range(1000):
-        path = runs_dir / f"{stamp}-{scenario}{'' if attempt == 0 else f'-{attempt}'}"
+        path = inside(runs_dir, runs_dir / f"{stamp}-{scenario}{'' if attempt == 0 else f'-{attempt}'}")
         try:
             path.mkdir(parents=True)
             return path
@@ -234,7 +237,8 @@ def run_scenario(
         epoch = ledger.create_run(run_dir.name, "scenario", scenario.name, settings.resolved_provider(), seed,
                                   config, run_dir.resolve())
         progress = Progress(ledger, run_dir.name, epoch)
-        return _execute(scenario, settings, provider_note, seed, run_dir, progress, options, subscribers)
+        with run_lock(run_dir, run_dir.name):
+            return _execute(scenario, settings, provider_note, seed, run_dir, progress, options, subscribers)
 
 
 def resume_scenario(
@@ -249,6 +253,7 @@ def resume_scenario(
     """Continue the stored run ``run_id`` after its last committed decision (``load`` gives the
     scenario by name; ``expect``, if given, is the scenario the caller means). A completed run is
     not run again: its stored files are returned."""
+    check_name("run", run_id)
     with Ledger.open(ledger_path(settings, runs_dir)) as ledger:
         info = ledger.run(run_id)
         if info is None:
@@ -272,13 +277,14 @@ def resume_scenario(
                             "not reproduce the run. Start a new run instead")
         settings = settings.model_copy(update={"provider": config["provider"],
                                                "replay_provider": config["replay_provider"]})
-        stored = ledger.decisions(run_id)
-        _, epoch = ledger.claim_run(run_id, "scenario")  # first fence off any writer still running
-        cut_event_log(run_dir / "events.jsonl", stored[-1] if stored else None, run_id)
-        progress = Progress(ledger, run_id, epoch, stored)
-        options = RunOptions(allow_fallback=bool(config.get("allow_fallback")))
-        return _execute(scenario, settings, config["provider_note"], info.seed, run_dir, progress, options,
-                        subscribers)
+        with run_lock(run_dir, run_id):  # a second resume stops here, before it touches anything
+            stored = ledger.decisions(run_id)
+            _, epoch = ledger.claim_run(run_id, "scenario")  # fence off a writer that lost its lock (killed)
+            cut_event_log(run_dir / "events.jsonl", stored[-1] if stored else None, run_id)
+            progress = Progress(ledger, run_id, epoch, stored)
+            options = RunOptions(allow_fallback=bool(config.get("allow_fallback")))
+            return _execute(scenario, settings, config["provider_note"], info.seed, run_dir, progress, options,
+                            subscribers)
 
 
 def ledger_path(settings: Settings, runs_dir: Path | None = None) -> Path:

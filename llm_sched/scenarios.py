@@ -19,6 +19,7 @@ from llm_sched.config import ProviderChoice
 from llm_sched.domain import ClusterState, Job, Node, Pool, Resources
 from llm_sched.domain.model import JobKind, Specialty
 from llm_sched.errors import UserError
+from llm_sched.names import Name
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -156,7 +157,7 @@ class ScenarioFile(BaseModel):
     """The file as written: either ``phases`` (with a ``cluster``) or a ``sequence`` of scenarios."""
 
     model_config = _STRICT
-    name: str = Field(min_length=1)
+    name: Name  # it names the run folders and cassettes: an identifier, never a path
     description: str = ""
     seed: int = 0
     provider: ProviderChoice = "auto"

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from llm_sched.consensus.quorum import byzantine_f, crash_f
 from llm_sched.errors import UserError
+from llm_sched.names import Name
 
 AgentMode = Literal["heuristic", "llm", "hybrid"]
 Intensity = Literal["light", "medium", "heavy", "chaos"]
@@ -40,7 +41,7 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field("default", min_length=1)
+    name: Name = "default"  # it names the experiment's cassette: an identifier, never a path
     description: str = ""
     methods: tuple[str, ...] = Field(DEFAULT_METHODS, min_length=1)
     agents: int = Field(7, ge=2, le=100, description="n, agents taking part in every decision")

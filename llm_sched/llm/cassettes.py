@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from llm_sched.errors import UserError
+from llm_sched.names import check_name, inside
 from llm_sched.llm.records import Message
 from llm_sched.llm.transport import RawReply, ReplayMiss, TransportError
 
@@ -59,7 +60,9 @@ class CassetteInfo(BaseModel):
 
 
 def cassette_path(cassettes_dir: Path, scenario: str, provider: str) -> Path:
-    return cassettes_dir / f"{scenario}-{provider}.yaml"
+    """``<cassettes>/<scenario>-<provider>.yaml``; both parts must be identifiers (see :mod:`llm_sched.names`)."""
+    name = check_name("cassette", f"{check_name('scenario', scenario)}-{provider}")
+    return inside(cassettes_dir, cassettes_dir / f"{name}.yaml")
 
 
 def request_key(messages: list[Message], schema: type[BaseModel]) -> str:
