@@ -21,6 +21,7 @@ from llm_sched.domain.decisions import Decision, Proposal, Vote
 from llm_sched.errors import UserError
 from llm_sched.domain.model import Job, Placement
 from llm_sched.llm.records import CallRecord
+from llm_sched.scrub import Scrubber
 
 # Fields that differ between two runs with the same seed and cassette (times measured, not simulated).
 NONDETERMINISTIC_FIELDS = frozenset({"ts", "latency_s", "wall_s"})
@@ -262,18 +263,16 @@ class EventBus:
 
 
 class JsonlSink:
-    """Appends each event as one JSON line; known secrets are replaced before anything is written."""
+    """Appends each event as one JSON line, scrubbed of secrets (:mod:`llm_sched.scrub`) before it is written."""
 
     def __init__(self, path: Path, secrets: Iterable[str] = ()) -> None:
         self.path = path
-        self._secrets = [s for s in secrets if s]
+        self._scrub = Scrubber(secrets)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = path.open("a", encoding="utf-8")
 
     def __call__(self, event: RunEvent) -> None:
-        line = event.model_dump_json()
-        for secret in self._secrets:
-            line = line.replace(secret, "[redacted]")
+        line = self._scrub(event.model_dump_json())
         try:
             self._handle.write(line + "\n")
             self._handle.flush()

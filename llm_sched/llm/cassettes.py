@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from llm_sched.errors import UserError
 from llm_sched.names import check_name, inside
+from llm_sched.scrub import Scrubber
 from llm_sched.llm.records import Message
 from llm_sched.llm.transport import RawReply, ReplayMiss, TransportError
 
@@ -72,12 +73,6 @@ def request_key(messages: list[Message], schema: type[BaseModel]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _scrub(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "[redacted]")
-    return text
-
-
 class RecordingTransport:
     """Wraps a live transport and keeps every request with its reply or failure, in order."""
 
@@ -105,10 +100,10 @@ class RecordingTransport:
         """Write the cassette: exclusively (an existing file is an error) unless ``force``."""
         import yaml
 
-        hidden = [s for s in secrets if s]
+        scrub = Scrubber(secrets)
         data = {"format": FORMAT, "metadata": info.model_dump(exclude_none=True),
-                "interactions": [_scrubbed(entry, hidden) for entry in self.interactions if "reply" in entry or
-                                 "error" in entry]}
+                "interactions": [json.loads(scrub(json.dumps(entry))) for entry in self.interactions
+                                 if "reply" in entry or "error" in entry]}
         text = yaml.dump(data, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=False, width=120)
         path.parent.mkdir(parents=True, exist_ok=True)
         if force:
@@ -121,12 +116,6 @@ class RecordingTransport:
                 handle.write(text)
         except FileExistsError:
             raise UserError(f"{path} exists: not overwritten (give --force to replace it)") from None
-
-
-def _scrubbed(entry: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
-    if not secrets:
-        return entry
-    return json.loads(_scrub(json.dumps(entry), secrets))
 
 
 def refuse_existing(path: Path, force: bool) -> None:

@@ -25,6 +25,7 @@ from llm_sched.events import EventBus, LLMCallEvent
 from llm_sched.llm.extract import extract_json_object
 from llm_sched.llm.records import Answer, CallContext, CallRecord, Message, Outcome
 from llm_sched.llm.transport import RawReply, Transport, TransportError, is_replay_miss
+from llm_sched.scrub import RAW_LIMIT, Scrubber, clip
 
 T = TypeVar("T", bound=BaseModel)
 RETRY_AFTER_CAP_S = 120.0  # a server asking for longer than this is treated as down, not busy
@@ -82,6 +83,7 @@ class LLMClient:
         seed: int = 0,
         replay_source: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        scrub: Callable[[str], str] = Scrubber(),
     ) -> None:
         self.transport = transport
         self.policy = policy
@@ -92,6 +94,7 @@ class LLMClient:
         limit = getattr(transport, "max_concurrency", None)
         self._semaphore = asyncio.Semaphore(min(concurrency, limit) if limit else concurrency)
         self._rng = random.Random(seed)  # backoff jitter: seeded like everything else
+        self._scrub = scrub  # every text of a call record, before anything is shortened
         self._sleep = sleep
 
     @property
@@ -114,14 +117,14 @@ class LLMClient:
             step=context.step,
             job_id=context.job_id,
             schema_name=schema.__name__,
-            messages=list(messages),
-            raw=tally.raw,
+            messages=[m.model_copy(update={"content": self._scrub(m.content)}) for m in messages],
+            raw=[self._scrub(text) for text in tally.raw],
             latency_s=round(time.monotonic() - started, 6),
             tokens_in=tally.tokens_in,
             tokens_out=tally.tokens_out,
             attempts=tally.attempts,
             outcome=outcome,
-            error=error,
+            error=clip(self._scrub(error)) if error is not None else None,
         )
         if self.bus is not None:
             self.bus.emit(LLMCallEvent(record=record))
@@ -180,7 +183,7 @@ class LLMClient:
             return exc
         if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
             return TransportError("timeout", f"no answer within {timeout:g} s")
-        return TransportError("client", f"{type(exc).__name__}: {exc}"[:500])
+        return TransportError("client", f"{type(exc).__name__}: {exc}"[:RAW_LIMIT])
 
     def _replay_miss(self, context: CallContext) -> ReplayMissError:
         source = self.replay_source or "the cassette"

@@ -26,6 +26,7 @@ from llm_sched.llm.cassettes import CassetteInfo, RecordingTransport, now_utc, o
 from llm_sched.llm.client import LLMClient, RetryPolicy
 from llm_sched.llm.transport import Transport
 from llm_sched.probes import public_url
+from llm_sched.scrub import Scrubber
 
 
 class LLMSource(BaseModel):
@@ -105,7 +106,7 @@ def secrets_of(settings: Settings) -> list[str]:
 def _client(transport: Transport, settings: Settings, bus: EventBus | None, seed: int, agents: int,
             source: str | None = None, **kwargs: Any) -> LLMClient:
     return LLMClient(transport, RetryPolicy.from_settings(settings), concurrency=settings.concurrency_for(agents),
-                     bus=bus, seed=seed, replay_source=source, **kwargs)
+                     bus=bus, seed=seed, replay_source=source, scrub=Scrubber(secrets_of(settings)), **kwargs)
 
 
 @contextmanager

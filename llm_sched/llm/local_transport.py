@@ -128,7 +128,7 @@ class LocalTransport:
         try:
             out = await asyncio.to_thread(self._generate, chat, grammar)
         except (RuntimeError, ValueError) as exc:  # llama.cpp reports a full context or a failed decode so
-            raise TransportError("server", f"llama.cpp: {exc}"[:500]) from exc
+            raise TransportError("server", f"llama.cpp: {exc}") from exc
         usage = out.get("usage") or {}
         text = out["choices"][0]["message"].get("content") or ""
         return RawReply(text, usage.get("prompt_tokens"), usage.get("completion_tokens"))

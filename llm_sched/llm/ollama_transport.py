@@ -7,6 +7,7 @@ import ollama
 from pydantic import BaseModel
 
 from llm_sched.llm.records import Message
+from llm_sched.scrub import RAW_LIMIT
 from llm_sched.llm.transport import RawReply, TransportError, status_error
 
 
@@ -14,7 +15,7 @@ async def _raise_for_status(response: httpx.Response) -> None:
     if response.is_success:
         return
     await response.aread()
-    raise status_error(response.status_code, response.text[:200], response.headers.get("retry-after"))
+    raise status_error(response.status_code, response.text[:RAW_LIMIT], response.headers.get("retry-after"))
 
 
 class OllamaTransport:

@@ -18,6 +18,7 @@ import requests
 from pydantic import BaseModel, SecretStr
 
 from llm_sched.llm.records import Message
+from llm_sched.scrub import RAW_LIMIT
 from llm_sched.llm.transport import RawReply, TransportError, schema_instruction, status_error
 
 _CALL_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("sambastudio_timeout", default=None)
@@ -31,7 +32,7 @@ class _BoundedSession(requests.Session):
         kwargs.setdefault("timeout", timeout)
         response = super().request(method, url, *args, **kwargs)
         if response.status_code != 200:
-            raise status_error(response.status_code, response.text[:200], response.headers.get("Retry-After"))
+            raise status_error(response.status_code, response.text[:RAW_LIMIT], response.headers.get("Retry-After"))
         return response
 
 
@@ -84,7 +85,7 @@ class SambaStudioTransport:
         except requests.RequestException as exc:
             raise TransportError("connection", f"{self.url}: {exc}") from exc
         except RuntimeError as exc:  # the client's own error for an unreadable answer
-            raise TransportError("server", f"{self.url}: {exc}"[:500]) from exc
+            raise TransportError("server", f"{self.url}: {exc}"[:RAW_LIMIT]) from exc
         finally:
             _CALL_TIMEOUT.reset(token)
         return RawReply(text)

@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel
 
 from llm_sched.llm.records import Message
+from llm_sched.scrub import RAW_LIMIT
 
 FailureKind = Literal["timeout", "connection", "rate_limited", "server", "client"]
 RETRYABLE: frozenset[str] = frozenset({"timeout", "connection", "rate_limited", "server"})
@@ -54,7 +55,9 @@ class Transport(Protocol):
 def status_error(status: int, detail: str, retry_after: str | float | None = None) -> TransportError:
     """Classify an HTTP status: 429 rate limited, 5xx server (both retried), other 4xx client (not)."""
     kind: FailureKind = "rate_limited" if status == 429 else "server" if status >= 500 else "client"
-    return TransportError(kind, f"HTTP {status}: {detail}"[:500], status=status, retry_after=parse_retry_after(retry_after))
+    # Bounded, not cut short: the client scrubs secrets first and shortens after (llm_sched.scrub).
+    return TransportError(kind, f"HTTP {status}: {detail}"[:RAW_LIMIT], status=status,
+                          retry_after=parse_retry_after(retry_after))
 
 
 def parse_retry_after(value: str | float | None) -> float | None:
