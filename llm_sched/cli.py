@@ -45,23 +45,43 @@ Settings come from the environment, ./.env and ~/.env (see .env.example).
 Every flag: python main.py --help"""
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (``--agents 0`` once ran 5 agents)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: give 1 or more")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: give 0 or more")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-sched",
         description="LLM-backed agents that schedule HPC jobs by fault-tolerant consensus.",
     )
     parser.add_argument("--version", action="version", version=f"llm-sched {__version__}")
-    modes = parser.add_argument_group("modes")
+    group = parser.add_argument_group("modes")
+    # One mode per run: a second one was silently ignored. --scenario and --resume combine with others.
+    modes = group.add_mutually_exclusive_group()
     modes.add_argument("--check", action="store_true", help="check the environment and exit (0 ready, 1 broken)")
     modes.add_argument("--setup-env", action="store_true", help="guided setup that writes ./.env")
     modes.add_argument("--interactive", action="store_true",
                        help="run fault_tolerance with full transparency (prompts, raw answers, votes, reputations)")
-    modes.add_argument("--scenario", metavar="NAME", help="run scenarios/NAME.yaml (or a path to a scenario file)")
+    group.add_argument("--scenario", metavar="NAME", help="run scenarios/NAME.yaml (or a path to a scenario file)")
     modes.add_argument("--experiment", metavar="FILE", nargs="?", const="",
                        help="run a protocol experiment: scenarios/experiments/FILE.yaml, a path, or nothing for the "
                             "defaults (7 agents, 2 Byzantine, 5 jobs, 3 repetitions, pbft, tendermint, multi_paxos); "
                             "with --resume DIR, finish the experiment stored for DIR")
-    modes.add_argument("--resume", metavar="RUN_ID_OR_DIR",
+    group.add_argument("--resume", metavar="RUN_ID_OR_DIR",
                        help="resume a stored run: a scenario run id, or the --out folder of an experiment or campaign")
     modes.add_argument("--runs", action="store_true", help="list the runs stored in the ledger (LLM_SCHED_LEDGER)")
     modes.add_argument("--show", metavar="RUN_ID", help="print one stored run's decisions, votes and reputation changes")
@@ -77,9 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev = parser.add_argument_group("--evaluate")
     ev.add_argument("--quick", action="store_true", help="the quick campaign (scenarios/evaluation/quick.yaml)")
     ev.add_argument("--config", metavar="FILE", help="campaign file (default scenarios/evaluation/full.yaml)")
-    ev.add_argument("--workers", type=int, metavar="N", help="worker processes (default: one per CPU)")
+    ev.add_argument("--workers", type=positive_int, metavar="N", help="worker processes (default: one per CPU)")
     run = parser.add_argument_group("running scenarios")
-    run.add_argument("--seed", type=int, metavar="S",
+    run.add_argument("--seed", type=non_negative_int, metavar="S",
                      help="seed for this run (default: the scenario's or the experiment file's)")
     run.add_argument("--record", action="store_true",
                      help="record the model's answers to a cassette in the run's folder (or --record-to PATH)")
@@ -94,12 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp = parser.add_argument_group("protocol experiments (override the experiment file)")
     exp.add_argument("--methods", metavar="M,M", help="comma-separated: pbft, tendermint, multi_paxos, raft, weighted, "
                                                       "bidding, negotiation, gossip")
-    exp.add_argument("--agents", type=int, metavar="N", help="agents taking part in every decision (n); with --simulate, the resource agents the "
+    exp.add_argument("--agents", type=positive_int, metavar="N", help="agents taking part in every decision (n); with --simulate, the resource agents the "
                                                     "machine is split among (default 5)")
-    exp.add_argument("--byzantine", type=int, metavar="K", help="Byzantine agents per repetition")
-    exp.add_argument("--crash", type=int, metavar="K", help="honest agents that crash once per repetition")
-    exp.add_argument("--jobs", type=int, metavar="J", help="placement decisions per run")
-    exp.add_argument("--repetitions", type=int, metavar="R", help="repetitions per method")
+    exp.add_argument("--byzantine", type=non_negative_int, metavar="K", help="Byzantine agents per repetition")
+    exp.add_argument("--crash", type=non_negative_int, metavar="K", help="honest agents that crash once per repetition")
+    exp.add_argument("--jobs", type=positive_int, metavar="J", help="placement decisions per run")
+    exp.add_argument("--repetitions", type=positive_int, metavar="R", help="repetitions per method")
     exp.add_argument("--agent-mode", choices=("heuristic", "llm", "hybrid"), metavar="MODE",
                      help="how agents propose: heuristic, llm (the provider's model) or hybrid (a seeded half each)")
     exp.add_argument("--faults", metavar="FILE", help="a fault plan (YAML), e.g. scenarios/experiments/faults/*.yaml")
@@ -223,8 +243,9 @@ def _run_simulate(args: argparse.Namespace) -> int:
     if not args.trace or not args.policy:
         raise UserError("--simulate needs --trace FILE and --policy fcfs|easy|agents")
     out = Path(args.out or "runs/simulate")
-    result = simulate_trace(args.trace, args.policy, jobs=args.jobs, out_dir=out, seed=args.seed or 1,
-                            agents=args.agents or 5)
+    seed = 1 if args.seed is None else args.seed  # 0 is a seed like any other
+    agents = 5 if args.agents is None else args.agents
+    result = simulate_trace(args.trace, args.policy, jobs=args.jobs, out_dir=out, seed=seed, agents=agents)
     console = Console(highlight=False)
     print_metrics(result.metrics, title=f"{Path(args.trace).name} under {args.policy}", console=console)
     console.print(f"per-job CSV: {result.csv_path}")

@@ -35,7 +35,7 @@ class NodeGroup(BaseModel):
     """``count`` identical nodes named ``<prefix>NN``, each with a seeded background load in ``load``."""
 
     model_config = _STRICT
-    count: int = Field(ge=1, le=10_000)
+    count: int = Field(ge=1, le=10_000, strict=True)
     prefix: str = Field(min_length=1)
     per_node: Resources
     load: tuple[float, float] = (0.0, 0.0)
@@ -110,12 +110,14 @@ class JobSpec(BaseModel):
     id: str = Field(min_length=1)
     kind: JobKind
     name: str = ""
-    nodes: int = Field(ge=1)
-    cores: int = Field(ge=0)
-    memory_gb: float = Field(ge=0)
-    gpus: int = Field(0, ge=0)
-    storage_gb: float = Field(0, ge=0)
-    runtime_s: float = Field(gt=0)
+    # strict: `cores: true` is an error, not 1 core (a number must be written as a number); bounded so
+    # that a 20-digit count is a clear error rather than an overflow further on.
+    nodes: int = Field(ge=1, le=1_000_000, strict=True)
+    cores: int = Field(ge=0, le=1_000_000, strict=True)
+    memory_gb: float = Field(ge=0, le=1e9, strict=True, allow_inf_nan=False)
+    gpus: int = Field(0, ge=0, le=1_000_000, strict=True)
+    storage_gb: float = Field(0, ge=0, le=1e12, strict=True, allow_inf_nan=False)
+    runtime_s: float = Field(gt=0, le=1e10, strict=True, allow_inf_nan=False)
 
     def job(self) -> Job:
         per_node = Resources(cores=self.cores, memory_gb=self.memory_gb, gpus=self.gpus, storage_gb=self.storage_gb)
@@ -159,7 +161,7 @@ class ScenarioFile(BaseModel):
     model_config = _STRICT
     name: Name  # it names the run folders and cassettes: an identifier, never a path
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**63 - 1, strict=True)
     provider: ProviderChoice = "auto"
     cluster: str | None = None
     consensus: ConsensusSpec = ConsensusSpec()

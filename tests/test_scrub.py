@@ -16,7 +16,9 @@ from llm_sched.llm.records import CallContext, Message
 from llm_sched.llm.transport import RawReply, status_error
 from llm_sched.scrub import REDACTED, SHOWN_LIMIT, Scrubber, clip
 
-ALPHABET = string.ascii_letters + string.digits + " ,.:;{}\"'-_/"
+# Text around a key is drawn from characters a key never has, so that finding a piece of the key in
+# what is shown can only mean the key leaked.
+ALPHABET = " ,.:;{}\"'/()[]<>|"
 KEYS = st.text(alphabet=string.ascii_letters + string.digits + "-_", min_size=12, max_size=80)
 
 
@@ -40,7 +42,7 @@ def _windows(key: str, size: int = 8) -> list[str]:
     return [key[i:i + size] for i in range(len(key) - size + 1)]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(key=KEYS, before=st.integers(0, 1200), after=st.integers(0, 300), filler=st.sampled_from(ALPHABET))
 def test_a_key_echoed_in_an_error_body_never_survives_whatever_its_offset_and_length(
         key: str, before: int, after: int, filler: str) -> None:
@@ -53,7 +55,7 @@ def test_a_key_echoed_in_an_error_body_never_survives_whatever_its_offset_and_le
     assert not any(w in error for w in _windows(key)), (before, len(key), error[-60:])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(key=KEYS, prefix=st.text(alphabet=ALPHABET, max_size=300), suffix=st.text(alphabet=ALPHABET, max_size=300))
 def test_scrub_then_clip_leaves_no_part_of_a_known_key(key: str, prefix: str, suffix: str) -> None:
     shown = clip(Scrubber([key])(prefix + key + suffix), 200)
