@@ -56,6 +56,9 @@ ENV_VARS: dict[str, str] = {
     "llm_backoff_initial": "LLM_SCHED_BACKOFF_INITIAL",
     "llm_backoff_max": "LLM_SCHED_BACKOFF_MAX",
     "llm_concurrency": "LLM_SCHED_CONCURRENCY",
+    "llm_breaker_failures": "LLM_SCHED_BREAKER_FAILURES",
+    "llm_breaker_cooldown": "LLM_SCHED_BREAKER_COOLDOWN",
+    "llm_run_deadline": "LLM_SCHED_RUN_DEADLINE",
     "runs_dir": "LLM_SCHED_RUNS_DIR",
     "ledger": "LLM_SCHED_LEDGER",
     "scenarios_dir": "LLM_SCHED_SCENARIOS_DIR",
@@ -110,6 +113,9 @@ class Settings(BaseModel):
     llm_backoff_max: float = Field(10.0, ge=0, le=600, description="longest retry delay, seconds")
     llm_concurrency: int | None = Field(None, ge=1, le=256,
                                         description="LLM calls in flight at once (default: at least one per agent)")
+    llm_breaker_failures: int = Field(5, ge=1, le=1000, description="failed calls in a row that open the circuit")
+    llm_breaker_cooldown: int = Field(20, ge=1, le=100_000, description="calls the heuristics answer while it is open")
+    llm_run_deadline: float | None = Field(None, gt=0, le=7 * 86400, description="seconds of LLM calls per run")
     runs_dir: Path = Path("runs")
     ledger: Path | None = None  # the SQLite ledger; None: <runs_dir>/llm_sched.db
     scenarios_dir: Path = PROJECT_ROOT / "scenarios"

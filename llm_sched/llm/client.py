@@ -68,6 +68,30 @@ class _Tally:
 
 
 _FAILURE_OUTCOME: dict[str, Outcome] = {"timeout": "timeout", "rate_limited": "rate_limited"}
+_ENDPOINT_FAILURES = frozenset({"timeout", "rate_limited", "error"})  # the service failed, not the model's form
+
+
+@dataclass
+class Breaker:
+    """A circuit breaker for one provider: after ``failures`` failed calls in a row, the next
+    ``cooldown`` calls are not sent (the agents' heuristics answer), then one is tried again; one
+    more failure opens it again. Counted in calls, not seconds, so a replay makes the same choices."""
+
+    failures: int = 5
+    cooldown: int = 20
+    _in_a_row: int = 0
+    _skipping: int = 0
+
+    def allow(self) -> bool:
+        if self._skipping > 0:
+            self._skipping -= 1
+            return False
+        return True
+
+    def record(self, failed: bool) -> None:
+        self._in_a_row = self._in_a_row + 1 if failed else 0
+        if self._in_a_row >= self.failures:
+            self._skipping, self._in_a_row = self.cooldown, self.failures - 1  # half-open afterwards
 
 
 class LLMClient:
@@ -84,6 +108,8 @@ class LLMClient:
         replay_source: str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         scrub: Callable[[str], str] = Scrubber(),
+        breaker: Breaker | None = None,
+        deadline_s: float | None = None,
     ) -> None:
         self.transport = transport
         self.policy = policy
@@ -95,6 +121,9 @@ class LLMClient:
         self._semaphore = asyncio.Semaphore(min(concurrency, limit) if limit else concurrency)
         self._rng = random.Random(seed)  # backoff jitter: seeded like everything else
         self._scrub = scrub  # every text of a call record, before anything is shortened
+        self.breaker = breaker or Breaker()
+        # Wall-clock budget for all of a run's calls: past it, the heuristics answer (None: no budget).
+        self._deadline = time.monotonic() + deadline_s if deadline_s is not None else None
         self._sleep = sleep
 
     @property
@@ -109,7 +138,12 @@ class LLMClient:
         """
         started = time.monotonic()
         tally = _Tally()
-        value, outcome, error = await self._ask_and_validate(list(messages), schema, context, tally)
+        refused = self._refusal(started)
+        if refused is not None:
+            value, outcome, error = None, "error", refused
+        else:
+            value, outcome, error = await self._ask_and_validate(list(messages), schema, context, tally)
+            self.breaker.record(outcome in _ENDPOINT_FAILURES)
         record = CallRecord(
             provider=self.transport.provider,
             model=self.transport.model,
@@ -129,6 +163,15 @@ class LLMClient:
         if self.bus is not None:
             self.bus.emit(LLMCallEvent(record=record))
         return Answer[schema](value=value, record=record)  # type: ignore[valid-type]
+
+    def _refusal(self, now: float) -> str | None:
+        """Why this call is not sent at all (the run's deadline has passed, the breaker is open), or None."""
+        if self._deadline is not None and now >= self._deadline:
+            return "not sent: the run's LLM deadline (LLM_SCHED_RUN_DEADLINE) has passed; the heuristic answers"
+        if not self.breaker.allow():
+            return (f"not sent: circuit open after {self.breaker.failures} failed calls in a row; the heuristics "
+                    f"answer the next {self.breaker.cooldown} calls, then the endpoint is tried again")
+        return None
 
     async def _ask_and_validate(
         self, messages: list[Message], schema: type[T], context: CallContext, tally: _Tally

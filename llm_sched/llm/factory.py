@@ -23,7 +23,7 @@ from llm_sched.config import MODEL_PROVIDERS, Settings
 from llm_sched.errors import UserError
 from llm_sched.events import EventBus
 from llm_sched.llm.cassettes import CassetteInfo, RecordingTransport, now_utc, open_replay, refuse_existing
-from llm_sched.llm.client import LLMClient, RetryPolicy
+from llm_sched.llm.client import Breaker, LLMClient, RetryPolicy
 from llm_sched.llm.transport import Transport
 from llm_sched.probes import public_url
 from llm_sched.scrub import Scrubber
@@ -106,7 +106,9 @@ def secrets_of(settings: Settings) -> list[str]:
 def _client(transport: Transport, settings: Settings, bus: EventBus | None, seed: int, agents: int,
             source: str | None = None, **kwargs: Any) -> LLMClient:
     return LLMClient(transport, RetryPolicy.from_settings(settings), concurrency=settings.concurrency_for(agents),
-                     bus=bus, seed=seed, replay_source=source, scrub=Scrubber(secrets_of(settings)), **kwargs)
+                     bus=bus, seed=seed, replay_source=source, scrub=Scrubber(secrets_of(settings)),
+                     breaker=Breaker(settings.llm_breaker_failures, settings.llm_breaker_cooldown),
+                     deadline_s=settings.llm_run_deadline, **kwargs)
 
 
 @contextmanager
