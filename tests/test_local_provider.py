@@ -89,6 +89,7 @@ def test_a_model_file_that_does_not_exist_is_a_clear_error(tmp_path: Path) -> No
 
 
 def test_check_reports_the_local_model_with_a_constrained_probe_answer(cli: Cli) -> None:
+    cli.env["COLUMNS"] = "1000"  # one table row a line, however deep the virtual environment's path is
     result = cli("--check", "--provider", "local", timeout=120)
     assert result.code == 0, result.text
     text = " ".join(result.out.split())
