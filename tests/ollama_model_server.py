@@ -25,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests.standin import serve_in_background, shut_down
+
 DEFAULT_NAME = "smollm2:135m"
 MAX_TOKENS = 256
 VERSION = "0.12.0"  # what /api/version reports; any recent Ollama's shape
@@ -77,15 +79,11 @@ class OllamaModelServer:
         return self._server
 
     def start(self) -> OllamaModelServer:
-        server = self.bind()
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        serve_in_background(self.bind(), poll_interval=0.05)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._server = shut_down(self._server)
 
     def __enter__(self) -> OllamaModelServer:
         return self.start()

@@ -40,6 +40,19 @@ from typing import Any, Callable, Iterable
 __all__ = ["Reply", "RequestRecord", "StandIn"]
 
 
+def serve_in_background(server: ThreadingHTTPServer, poll_interval: float = 0.02) -> ThreadingHTTPServer:
+    """Serve ``server`` from a daemon thread; a short poll interval keeps shutting down fast."""
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True).start()
+    return server
+
+
+def shut_down(server: ThreadingHTTPServer | None) -> None:
+    """Stop serving and release the port (nothing to do for None)."""
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+
+
 class _Server(ThreadingHTTPServer):
     # The default backlog of 5 drops connections when ten agents call at once, and the kernel makes
     # the client retry after a second: a real model server queues far more.
@@ -137,19 +150,12 @@ class StandIn:
         server = _Server(("127.0.0.1", 0), handler)
         # Don't let stop() wait for handlers still sleeping in .delayed().
         server.block_on_close = False
-        self._server = server
-        # A short poll interval keeps stop() (which waits for the poll) fast.
-        threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
+        self._server = serve_in_background(server)
         return self
 
     def stop(self) -> None:
         """Stop serving and release the port."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._server = shut_down(self._server)
 
     def __enter__(self) -> StandIn:
         return self.start()
