@@ -97,3 +97,12 @@ def test_malformed_dotenv_is_reported_without_traceback(cli: Cli) -> None:
     assert result.code == 2
     assert ".env, line 2" in result.err
     assert "Traceback" not in result.text
+
+
+def test_check_never_shows_credentials_in_an_endpoint_url(cli: Cli) -> None:
+    cli.env.update(OPENAI_BASE_URL="http://user:SECRETPASS@127.0.0.1:9/v1?api_key=SECRETQ", OPENAI_MODEL="m",
+                   OLLAMA_HOST="http://u:OLLAMAPASS@127.0.0.1:9")
+    result = cli("--check")
+    assert "127.0.0.1:9" in result.out
+    for secret in ("SECRETPASS", "SECRETQ", "OLLAMAPASS"):
+        assert secret not in result.text

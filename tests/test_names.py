@@ -54,3 +54,4 @@ def test_a_scenario_named_like_a_path_is_refused_and_nothing_is_written(cli: Cli
 def test_a_run_id_that_is_a_path_is_refused(cli: Cli, flag: str) -> None:
     result = cli(flag, "../../etc")
     assert result.code == 2 and "run name '../../etc' is not allowed" in result.err and "Traceback" not in result.text
+
