@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter
 from typing import Any
@@ -95,7 +96,7 @@ def _latency(times: list[float]) -> dict[str, float | None]:
     if not times:
         return {"median": None, "p95": None}
     ordered = sorted(times)
-    p95 = ordered[min(len(ordered) - 1, max(0, -(-95 * len(ordered) // 100) - 1))]  # nearest rank
+    p95 = ordered[math.ceil(0.95 * len(ordered)) - 1]  # nearest rank
     return {"median": round(statistics.median(ordered), 4), "p95": round(p95, 4)}
 
 

@@ -79,8 +79,8 @@ class Breaker:
 
     failures: int = 5
     cooldown: int = 20
-    _in_a_row: int = 0
-    _skipping: int = 0
+    _in_a_row: int = field(default=0, init=False)  # state, not settings
+    _skipping: int = field(default=0, init=False)
 
     def allow(self) -> bool:
         if self._skipping > 0:
