@@ -17,6 +17,7 @@ from pathlib import Path
 from dotenv.parser import parse_stream
 
 from llm_sched.errors import UserError
+from llm_sched.loader import FileMissing, read_text
 
 _PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_./:@+,-]*$")
 
@@ -58,9 +59,9 @@ def merge_env_text(existing: str, updates: Mapping[str, str | None]) -> str:
 def write_env_file(path: Path, updates: Mapping[str, str | None]) -> None:
     """Apply ``updates`` to the ``.env`` at ``path`` atomically, leaving it with mode 0600."""
     try:
-        existing = path.read_text(encoding="utf-8") if path.exists() else ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the existing file: {exc}") from None
+        existing = read_text(path, ".env")  # the keys of a file we cannot read must not be lost by a rewrite
+    except FileMissing:
+        existing = ""
     text = merge_env_text(existing, updates)
     fd, tmp_name = tempfile.mkstemp(prefix=".env.", suffix=".tmp", dir=path.parent)
     try:

@@ -80,7 +80,7 @@ from llm_sched.consensus.messages import AgentId, Core, KeyRing, Message, Output
 from llm_sched.consensus.network import Crash, FaultPlan, LinkFault, LinkModel, Network, Partition
 from llm_sched.consensus.quorum import byzantine_f, crash_f
 from llm_sched.errors import UserError
-from llm_sched.scenarios import _read_yaml, _validated
+from llm_sched.loader import load_yaml, validated
 
 if TYPE_CHECKING:
     from llm_sched.consensus.harness import Schedule
@@ -187,7 +187,7 @@ class FaultPlanSpec(BaseModel):
 def load_fault_plan(path: str | Path, n: int | None = None) -> FaultPlanSpec:
     """Read and validate a fault plan file; with ``n``, also check agent ids against 0..n-1."""
     path = Path(path)
-    plan: FaultPlanSpec = _validated(FaultPlanSpec, _read_yaml(path), path)
+    plan: FaultPlanSpec = validated(FaultPlanSpec, load_yaml(path, "fault plan"), path, "fault plan")
     plan._path = path
     if n is not None:
         check_plan(plan, n)

@@ -126,5 +126,5 @@ def test_missing_or_foreign_cassette_file_is_a_clear_error(tmp_path: Path) -> No
         read_info(old)
     broken = tmp_path / "broken.yaml"
     broken.write_bytes(b"\xff\xfe: [")
-    with pytest.raises(UserError, match="cannot read the cassette"):
+    with pytest.raises(UserError, match="broken.yaml: not UTF-8 text"):
         read_info(broken)

@@ -55,7 +55,7 @@ BAD = {
     "id out of range": ("faults:\n  - type: slow\n    targets: [0]\n  - type: crash\n    targets: [1, 9]\n",
                         ["faults.1.targets", "agent 9", "0..3"]),
     "negative id": ("faults:\n  - type: crash\n    targets: [-1]\n", ["faults.0.targets", "0 to n-1"]),
-    "extra key": ("faults:\n  - type: drop\n    targets: [0]\n    colour: red\n", ["faults.0.colour", "Extra"]),
+    "extra key": ("faults:\n  - type: drop\n    targets: [0]\n    colour: red\n", ["faults.0.colour", "unknown field", "targets"]),
     "extra key in targets": ("faults:\n  - type: drop\n    targets: {fraction: 0.2, seed: 3}\n",
                              ["faults.0.targets", "fraction"]),
     "negative start": ("faults:\n  - type: drop\n    targets: [0]\n    start: -1\n", ["faults.0.start", "greater"]),

@@ -9,11 +9,12 @@ is a :class:`~llm_sched.errors.UserError` naming the file, the field and what is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llm_sched.errors import UserError
+from llm_sched.loader import load_yaml, validated
 from llm_sched.sim.failures import Pattern
 from llm_sched.sim.resilience import PROTOCOLS, Policy
 from llm_sched.sim.workload import Arrival
@@ -22,6 +23,30 @@ DIMENSIONS: tuple[str, ...] = ("scale", "failure_rate", "failure_pattern", "load
 LoadPattern = Literal["constant", "burst", "poisson"]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+# Every number is strict (``jobs: true`` is not 1 job), finite and bounded: no NaN, infinity or 20-digit
+# value reaches the simulator, SQLite or msgpack.
+MAX_JOBS = 1_000_000
+MAX_AGENTS = 10_000
+MAX_SECONDS = 1e9  # simulated seconds (about 31 years)
+SEED_MAX = 2**63 - 1  # seeds are stored as SQLite INTEGERs; repetition r uses seed + r
+
+
+def _int(default: int, low: int, high: int, description: str = "") -> Any:
+    return Field(default, ge=low, le=high, strict=True, description=description)
+
+
+def _fraction(default: float, description: str = "") -> Any:
+    return Field(default, ge=0, le=1, strict=True, allow_inf_nan=False, description=description)
+
+
+def _seconds(default: float, description: str = "", *, positive: bool = True) -> Any:
+    low = {"gt": 0} if positive else {"ge": 0}
+    return Field(default, **low, le=MAX_SECONDS, strict=True, allow_inf_nan=False, description=description)
+
+
+Jobs = Annotated[int, Field(ge=1, le=MAX_JOBS, strict=True)]
+Agents = Annotated[int, Field(ge=1, le=MAX_AGENTS, strict=True)]
+Rate = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # the range: Dimensions._rates says it plainly
 
 
 class BaseScenario(BaseModel):
@@ -29,23 +54,24 @@ class BaseScenario(BaseModel):
 
     model_config = _STRICT
 
-    jobs: int = Field(100, ge=1, le=1_000_000, description="jobs per run")
-    agents: int = Field(10, ge=1, le=10_000, description="resource agents, each owning one pool")
-    nodes_per_agent: int = Field(8, ge=1, le=100_000)
+    jobs: int = _int(100, 1, MAX_JOBS, "jobs per run")
+    agents: int = _int(10, 1, MAX_AGENTS, "resource agents, each owning one pool")
+    nodes_per_agent: int = _int(8, 1, 100_000)
     arrival: Arrival = "poisson"
-    load: float = Field(0.8, gt=0, description="offered load (work per machine time); ignored by batch")
-    burst_size: int = Field(20, ge=1)
-    failure_rate: float = Field(0.15, ge=0, le=1, description="probability that an agent fails within the horizon")
+    load: float = Field(0.8, gt=0, le=1000, strict=True, allow_inf_nan=False,
+                        description="offered load (work per machine time); ignored by batch")
+    burst_size: int = _int(20, 1, MAX_JOBS)
+    failure_rate: float = _fraction(0.15, "probability that an agent fails within the horizon")
     pattern: Pattern = "random"
-    repair_mean: float = Field(14_400.0, gt=0, description="mean agent repair (or partition) time, seconds")
-    node_rate: float = Field(0.05, ge=0, le=1, description="probability that a node fails within the horizon")
-    node_repair_mean: float = Field(7_200.0, gt=0)
-    cascade_prob: float = Field(0.5, ge=0, le=1)
-    cascade_window: float = Field(600.0, ge=0)
-    partition_fraction: float = Field(0.3, ge=0, le=1)
+    repair_mean: float = _seconds(14_400.0, "mean agent repair (or partition) time, seconds")
+    node_rate: float = _fraction(0.05, "probability that a node fails within the horizon")
+    node_repair_mean: float = _seconds(7_200.0)
+    cascade_prob: float = _fraction(0.5)
+    cascade_window: float = _seconds(600.0, positive=False)
+    partition_fraction: float = _fraction(0.3)
     queue_on_failure: Literal["keep", "lose"] = "keep"
     protocol: str = "coordinator"
-    hop_delay: float = Field(0.01, ge=0)
+    hop_delay: float = _seconds(0.01, "seconds per message delay", positive=False)
 
     @field_validator("protocol")
     @classmethod
@@ -60,8 +86,8 @@ class ScaleDimension(BaseModel):
 
     model_config = _STRICT
 
-    jobs: tuple[int, ...] = Field(min_length=1)
-    agents: tuple[int, ...] = Field(min_length=1)
+    jobs: tuple[Jobs, ...] = Field(min_length=1)
+    agents: tuple[Agents, ...] = Field(min_length=1)
 
     @field_validator("jobs", "agents")
     @classmethod
@@ -75,10 +101,10 @@ class Dimensions(BaseModel):
     model_config = _STRICT
 
     scale: ScaleDimension | None = None
-    failure_rate: tuple[float, ...] | None = Field(None, min_length=1)
+    failure_rate: tuple[Rate, ...] | None = Field(None, min_length=1)
     failure_pattern: tuple[Pattern, ...] | None = Field(None, min_length=1)
     load_pattern: tuple[LoadPattern, ...] | None = Field(None, min_length=1)
-    high_load: tuple[int, ...] | None = Field(None, min_length=1, description="jobs arriving at once")
+    high_load: tuple[Jobs, ...] | None = Field(None, min_length=1, description="jobs arriving at once")
 
     @field_validator("failure_rate")
     @classmethod
@@ -118,11 +144,13 @@ class CampaignConfig(BaseModel):
 
     name: str = Field(min_length=1)
     description: str = ""
-    repetitions: int = Field(ge=2, le=100_000, description="seeded repetitions per configuration (5 or more)")
-    seed: int = Field(1, ge=0, description="repetition r (from 0) of every configuration uses seed + r")
+    repetitions: int = Field(ge=2, le=100_000, strict=True,
+                             description="seeded repetitions per configuration (5 or more)")
+    seed: int = _int(1, 0, SEED_MAX, "repetition r (from 0) of every configuration uses seed + r")
     policies: tuple[Policy, ...] = Field(("agents", "fcfs", "easy"), min_length=2)
     deadline_factor: float | None = Field(
-        1.2, ge=1.0, description="deadline = factor x the failure-free EASY makespan of the same jobs; null: none")
+        1.2, ge=1.0, le=1000, strict=True, allow_inf_nan=False,
+        description="deadline = factor x the failure-free EASY makespan of the same jobs; null: none")
     base: BaseScenario = Field(default_factory=BaseScenario)
     dimensions: Dimensions
 
@@ -133,6 +161,13 @@ class CampaignConfig(BaseModel):
         if "agents" not in values:
             raise ValueError("the campaign compares agents with baselines: policies must include agents")
         return ("agents", *(p for p in values if p != "agents"))
+
+    @model_validator(mode="after")
+    def _last_seed_fits(self) -> CampaignConfig:
+        if self.seed + self.repetitions - 1 > SEED_MAX:
+            raise ValueError(f"seed + repetitions - 1 (the last repetition's seed) must be at most {SEED_MAX:,}; "
+                             f"lower seed to {SEED_MAX - self.repetitions + 1:,} or less")
+        return self
 
     @property
     def baselines(self) -> tuple[str, ...]:
@@ -156,12 +191,6 @@ def _unique(values: tuple[Any, ...]) -> tuple[Any, ...]:
     return values
 
 
-# Where an unknown field was found -> the model whose fields are allowed there.
-_MODELS: dict[tuple[str, ...], type[BaseModel]] = {
-    (): CampaignConfig, ("base",): BaseScenario, ("dimensions",): Dimensions, ("dimensions", "scale"): ScaleDimension,
-}
-
-
 def campaign_path(name: str, scenarios_dir: Path) -> Path:
     """``NAME`` is ``<scenarios>/evaluation/NAME.yaml``; a name with a suffix or a slash is a path."""
     candidate = Path(name)
@@ -177,12 +206,7 @@ def campaign_path(name: str, scenarios_dir: Path) -> Path:
 
 def load_campaign(file: Path, seed: int | None = None) -> CampaignConfig:
     """Read and validate ``file``; ``seed`` (the --seed flag) replaces the file's seed."""
-    from llm_sched.scenarios import _read_yaml
-
-    data = _read_yaml(file)
-    if not isinstance(data, dict):
-        found = "nothing" if data is None else type(data).__name__
-        raise UserError(f"{file}: expected a mapping of campaign fields at the top level, found {found}")
+    data = load_yaml(file, "campaign")
     if seed is not None:
         data["seed"] = seed
     return parse_campaign(data, str(file))
@@ -190,28 +214,4 @@ def load_campaign(file: Path, seed: int | None = None) -> CampaignConfig:
 
 def parse_campaign(data: dict[str, Any], where: str = "campaign") -> CampaignConfig:
     """Validate ``data``; a :class:`UserError` lists every problem as ``where: field: message``."""
-    try:
-        return CampaignConfig.model_validate(data)
-    except ValidationError as exc:
-        raise UserError(f"{where}: invalid campaign\n" + explain(exc)) from None
-
-
-def explain(error: ValidationError) -> str:
-    """One line per problem: the dotted field, what is wrong, what was given, what is allowed."""
-    lines = []
-    for item in error.errors(include_url=False):
-        loc = tuple(str(p) for p in item["loc"])
-        field = ".".join(loc) or "(top level)"
-        kind = item["type"]
-        msg = item["msg"].removeprefix("Value error, ")
-        if kind == "extra_forbidden":
-            model = _MODELS.get(loc[:-1])
-            allowed = f"; allowed fields: {', '.join(model.model_fields)}" if model else ""
-            msg = f"unknown field{allowed}"
-        elif kind == "missing":
-            msg = "required field is missing"
-        elif kind != "value_error" and "input" in item:
-            msg = f"{msg} (got {item['input']!r})"
-        lines.append(f"  {field}: {msg}")
-    return "\n".join(lines)
-
+    return validated(CampaignConfig, data, where, "campaign")

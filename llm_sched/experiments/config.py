@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_sched.consensus.quorum import byzantine_f, crash_f
 from llm_sched.errors import UserError
+from llm_sched.loader import load_yaml, validated
 from llm_sched.names import Name
 
 AgentMode = Literal["heuristic", "llm", "hybrid"]
@@ -36,6 +37,21 @@ FLAGS: dict[str, str] = {
 }
 
 
+# Bounds every number of the file and the flags: strict, so `agents: true` is not read as 1 agent; finite
+# and bounded, so no NaN, infinity or 20-digit value reaches the simulator, SQLite or msgpack.
+MAX_AGENTS = 100
+MAX_SIM_SECONDS = 1e9  # simulated seconds (about 31 years): far beyond any run, finite for every sum
+SEED_MAX = 2**63 - 1  # the seed is stored as a SQLite INTEGER
+
+
+def _count(default: int, low: int, high: int, description: str = "") -> Any:
+    return Field(default, ge=low, le=high, strict=True, description=description)
+
+
+def _seconds(default: float, description: str) -> Any:
+    return Field(default, gt=0, le=MAX_SIM_SECONDS, strict=True, allow_inf_nan=False, description=description)
+
+
 class ExperimentConfig(BaseModel):
     """One experiment: which methods, how many agents and faulty agents, which jobs, how often."""
 
@@ -44,24 +60,24 @@ class ExperimentConfig(BaseModel):
     name: Name = "default"  # it names the experiment's cassette: an identifier, never a path
     description: str = ""
     methods: tuple[str, ...] = Field(DEFAULT_METHODS, min_length=1)
-    agents: int = Field(7, ge=2, le=100, description="n, agents taking part in every decision")
-    byzantine: int = Field(2, ge=0, description="agents Byzantine for the whole run, drawn per repetition")
+    agents: int = _count(7, 2, MAX_AGENTS, "n, agents taking part in every decision")
+    byzantine: int = _count(2, 0, MAX_AGENTS, "agents Byzantine for the whole run, drawn per repetition")
     byzantine_behaviours: tuple[str, ...] = Field(
         ("equivocate", "alter"), min_length=1,
         description="behaviours of the Byzantine agents, assigned in turn (see consensus.harness.BEHAVIOURS)")
-    crash: int = Field(0, ge=0, description="honest agents that crash once, drawn per repetition")
-    crash_downtime: float | None = Field(40.0, gt=0, description="simulated seconds down; null: never restart")
-    jobs: int = Field(5, ge=1, le=1000, description="placement decisions per run")
-    oversized_every: int = Field(5, ge=0, description="every k-th job asks more than any pool has (0: none)")
-    repetitions: int = Field(3, ge=1, le=10_000)
-    seed: int = 0
+    crash: int = _count(0, 0, MAX_AGENTS, "honest agents that crash once, drawn per repetition")
+    crash_downtime: float | None = _seconds(40.0, "simulated seconds down; null: never restart")
+    jobs: int = _count(5, 1, 1000, "placement decisions per run")
+    oversized_every: int = _count(5, 0, 1000, "every k-th job asks more than any pool has (0: none)")
+    repetitions: int = _count(3, 1, 10_000)
+    seed: int = _count(0, 0, SEED_MAX)
     agent_mode: AgentMode = "heuristic"
     faults: str | None = Field(None, description="a fault plan file (llm_sched.faults)")
     intensity: Intensity | None = Field(None, description="a fault preset drawn per repetition")
-    fault_horizon: float = Field(100.0, gt=0, description="simulated seconds over which preset and crash faults fall")
-    max_time: float = Field(5_000.0, gt=0, description="simulated seconds before a run gives up")
+    fault_horizon: float = _seconds(100.0, "simulated seconds over which preset and crash faults fall")
+    max_time: float = _seconds(5_000.0, "simulated seconds before a run gives up")
     cluster: str | None = Field(None, description="cluster file; default scenarios/clusters/specialists.yaml")
-    allow_beyond_tolerance: bool = Field(False, description="run even when the faulty agents exceed f")
+    allow_beyond_tolerance: bool = Field(False, strict=True, description="run even when the faulty agents exceed f")
     out: str | None = None
 
     @field_validator("methods", mode="before")
@@ -101,16 +117,13 @@ def load_experiment(
     where = "experiment defaults"
     if path is not None:
         file = experiment_path(str(path), scenarios_dir)
-        data = _read(file)
+        data = load_yaml(file, "experiment")  # an empty file is an error: it cannot mean "the defaults"
         where = str(file)
         for key in ("faults", "cluster"):
             if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
                 data[key] = str(file.parent / data[key])
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    try:
-        config = ExperimentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise UserError(f"{where}: invalid experiment\n" + _explain(exc)) from None
+    config = validated(ExperimentConfig, data, where, "experiment", label=_with_flag)
     return check_experiment(config, where, scenarios_dir)
 
 
@@ -127,28 +140,10 @@ def experiment_path(name: str, scenarios_dir: Path) -> Path:
     return file
 
 
-def _read(file: Path) -> dict[str, Any]:
-    from llm_sched.scenarios import _read_yaml
-
-    data = _read_yaml(file)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"{file}: expected a mapping of fields at the top level, found {type(data).__name__}")
-    return data
-
-
-def _explain(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors(include_url=False):
-        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        flag = FLAGS.get(str(item["loc"][0])) if item["loc"] else None
-        label = f"{field} ({flag})" if flag else field
-        msg = item["msg"].removeprefix("Value error, ")
-        if item["type"] not in ("value_error", "extra_forbidden", "missing") and "input" in item:
-            msg = f"{msg} (got {item['input']!r})"
-        lines.append(f"  {label}: {msg}")
-    return "\n".join(lines)
+def _with_flag(field: str) -> str:
+    """``agents (--agents)``: the flag that sets a field, for messages about overrides."""
+    flag = FLAGS.get(field.split(".", 1)[0])
+    return f"{field} ({flag})" if flag else field
 
 
 def check_experiment(config: ExperimentConfig, where: str, scenarios_dir: Path) -> ExperimentConfig:

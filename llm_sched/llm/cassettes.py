@@ -27,12 +27,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from llm_sched.errors import UserError
+from llm_sched.loader import FileMissing, load_yaml
 from llm_sched.names import check_name, inside
 from llm_sched.scrub import Scrubber
 from llm_sched.llm.records import Message
 from llm_sched.llm.transport import RawReply, ReplayMiss, TransportError
 
 FORMAT = "llm-sched cassette 2"
+# The shipped cassettes are under 200 kB; a long recorded experiment may be tens of megabytes. Larger is
+# no cassette this program wrote, and would take minutes and gigabytes to parse.
+MAX_CASSETTE_BYTES = 100 * 1024 * 1024
 
 
 class CassetteInfo(BaseModel):
@@ -166,15 +170,11 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 @lru_cache(maxsize=8)
 def _load_yaml_cached(path: Path, _mtime_ns: int, _size: int) -> dict[str, Any]:
     """Parsed once per file version: the seed check and the replay both read the cassette."""
-    import yaml
-
     try:
-        data = yaml.load(path.read_bytes(), Loader=yaml.CSafeLoader)  # noqa: S506 - the C safe loader
-    except FileNotFoundError:
+        data = load_yaml(path, "cassette", MAX_CASSETTE_BYTES)
+    except FileMissing:
         raise UserError(f"no cassette at {path}: record one with --provider local --record-to {path}") from None
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the cassette: {str(exc)[:200]}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if data.get("format") != FORMAT:
         raise UserError(f"{path}: not an llm-sched cassette (expected format {FORMAT!r}); record it again")
     return data
 

@@ -85,7 +85,8 @@ class WorkloadSpec:
     burst_size: int = 20
 
     def __post_init__(self) -> None:
-        if self.jobs < 0 or self.load <= 0 or self.burst_size < 1:
+        # isfinite: a NaN load passes "<= 0" and would make every arrival time NaN.
+        if self.jobs < 0 or not (self.load > 0 and math.isfinite(self.load)) or self.burst_size < 1:
             raise ValueError(f"invalid workload: {self}")
         if self.arrival not in ARRIVALS:
             raise ValueError(f"unknown arrival pattern {self.arrival!r}; expected one of {', '.join(ARRIVALS)}")

@@ -91,7 +91,7 @@ dimensions:
   scale: {jobs: [50, 50], agents: [5]}
 """
     message = error(write(tmp_path, text))
-    assert "repetitions: Input should be greater than or equal to 2 (got 1)" in message
+    assert "repetitions: Input should be greater than or equal to 2 (got 1; allowed: from 2 to 100,000)" in message
     assert "policies: the campaign compares agents with baselines: policies must include agents" in message
     assert "deadline_factor:" in message
     assert "base.protocol: unknown protocol 'carrier-pigeon'; allowed: coordinator, pbft" in message
@@ -109,7 +109,7 @@ def test_missing_fields_and_empty_dimensions(tmp_path: Path) -> None:
 
 
 def test_not_a_mapping_and_bad_yaml(tmp_path: Path) -> None:
-    assert "expected a mapping of campaign fields at the top level, found list" in error(write(tmp_path, "- 1\n"))
+    assert "expected a mapping of campaign fields at the top level, found a list" in error(write(tmp_path, "- 1\n"))
     assert "not valid YAML" in error(write(tmp_path, "name: [unclosed\n"))
 
 

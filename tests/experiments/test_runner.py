@@ -15,7 +15,8 @@ from llm_sched.experiments.config import load_experiment
 from llm_sched.experiments.experiment import ExperimentResult, run_experiment
 from llm_sched.experiments.methods import METHODS, OPTIONAL_SKIPPED
 from llm_sched.experiments.metrics import percentile
-from llm_sched.scenarios import ClusterSpec, _read_yaml
+from llm_sched.loader import load_yaml
+from llm_sched.scenarios import ClusterSpec
 
 CORE = ("pbft", "tendermint", "multi_paxos", "raft")
 OPTIONAL = ("weighted", "bidding", "negotiation", "gossip")
@@ -52,7 +53,7 @@ def test_committed_capacity_is_seen_by_later_jobs(tmp_path: Path) -> None:
     experiment.write_text(f"cluster: {cluster}\nmethods: [pbft, raft]\nagents: 4\nbyzantine: 0\njobs: 6\n"
                           "oversized_every: 0\nrepetitions: 1\n")
     result = run(tmp_path, str(experiment))
-    empty = ClusterSpec.model_validate(_read_yaml(cluster)).build_state(0)
+    empty = ClusterSpec.model_validate(load_yaml(cluster, "cluster")).build_state(0)
     jobs = {j.id: j for j in result_jobs(result)}
     for method in ("pbft", "raft"):
         s = result.summaries[method]
@@ -69,7 +70,7 @@ def result_jobs(result: ExperimentResult) -> list[Job]:
     from llm_sched.experiments.jobs import make_jobs
 
     config = load_experiment(str(result.folder.parent / "tiny-exp.yaml"))
-    cluster = ClusterSpec.model_validate(_read_yaml(Path(config.cluster or "")))
+    cluster = ClusterSpec.model_validate(load_yaml(Path(config.cluster or ""), "cluster"))
     return make_jobs(config.jobs, config.seed, config.oversized_every, cluster.build_state(config.seed))
 
 
