@@ -2,12 +2,12 @@
 
 Everything that happens in a run is an event; the console, the JSONL run log and the metrics all
 read this stream. Events carry a sequence number (deterministic) and a wall-clock timestamp
-(not deterministic, excluded when two runs are compared).
+(not deterministic, excluded when two runs are compared). Each line of the JSONL log also carries
+the hash chaining it to the line before (:mod:`llm_sched.event_chain`), so a damaged log is found.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -18,17 +18,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from llm_sched.domain.decisions import Decision, Proposal, Vote
-from llm_sched.errors import UserError
 from llm_sched.domain.model import Job, Placement
+from llm_sched.event_chain import GENESIS, HASH_FIELD, scan, seal
+from llm_sched.event_chain import EventLogError as EventLogError  # defined with the chain it guards; used from here
 from llm_sched.llm.records import CallRecord
 from llm_sched.scrub import Scrubber
 
 # Fields that differ between two runs with the same seed and cassette (times measured, not simulated).
 NONDETERMINISTIC_FIELDS = frozenset({"ts", "latency_s", "wall_s"})
-
-
-class EventLogError(UserError):
-    """The event log cannot be written or read back (disk full, truncated, damaged)."""
 
 
 class RunEvent(BaseModel):
@@ -263,22 +260,40 @@ class EventBus:
 
 
 class JsonlSink:
-    """Appends each event as one JSON line, scrubbed of secrets (:mod:`llm_sched.scrub`) before it is written."""
+    """Appends each event as one JSON line, scrubbed of secrets (:mod:`llm_sched.scrub`) before it is
+    written and sealed with the hash chaining it to the line before (:mod:`llm_sched.event_chain`).
 
-    def __init__(self, path: Path, secrets: Iterable[str] = ()) -> None:
+    ``head``: the chain value the log ends with (:data:`GENESIS` for a new log, the stored one for a
+    log a resumed run continues; None continues a log written without hashes, without them).
+    ``fence``: called before every append; it raises when this process may no longer write the run
+    (another process took it over), so a zombie never adds a line.
+    """
+
+    def __init__(self, path: Path, secrets: Iterable[str] = (), *, head: str | None = GENESIS,
+                 fence: Callable[[], None] | None = None) -> None:
         self.path = path
+        self.head = head
         self._scrub = Scrubber(secrets)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = path.open("a", encoding="utf-8")
+        self._fence = fence
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise EventLogError(f"cannot open the event log {path}: {exc.strerror or exc}") from None
 
     def __call__(self, event: RunEvent) -> None:
-        line = self._scrub(event.model_dump_json())
+        if self._fence is not None:
+            self._fence()
+        line, head = self._scrub(event.model_dump_json()), None
+        if self.head is not None:
+            line, head = seal(self.head, line)
         try:
             self._handle.write(line + "\n")
             self._handle.flush()
         except OSError as exc:
             raise EventLogError(f"could not write the event log {self.path}: {exc.strerror or exc}. The decisions "
                                 f"committed so far are in the ledger; fix this and resume the run with --resume") from None
+        self.head = head
 
     def tell(self) -> int:
         """Bytes written so far (everything is flushed after each event)."""
@@ -294,9 +309,10 @@ class JsonlSink:
 
 
 def comparable(event: RunEvent | dict[str, Any]) -> dict[str, Any]:
-    """The event as a dict without the fields that legitimately differ between identical runs."""
+    """The event as a dict without the fields that legitimately differ between identical runs (and
+    without the log line's chain hash, which covers the timestamp)."""
     data = event.model_dump(mode="json") if isinstance(event, RunEvent) else event
-    return _strip(data)
+    return _strip({k: v for k, v in data.items() if k != HASH_FIELD})
 
 
 def _strip(value: Any) -> Any:
@@ -308,21 +324,10 @@ def _strip(value: Any) -> Any:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read an events file back as dicts (one per line); a damaged line is a clear error."""
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                ending = "" if line.endswith("\n") else " (the file ends in the middle of this line: truncated)"
-                raise EventLogError(f"{path}, line {number}: not a JSON event ({exc.msg}){ending}") from None
-            if not isinstance(row, dict) or "kind" not in row:
-                raise EventLogError(f"{path}, line {number}: not an event (no 'kind' field)")
-            rows.append(row)
-    return rows
+    """Read an events file back as dicts (one per line, each with its ``hash``). A line that is not
+    an event, was cut short or breaks the hash chain (edited, removed, reordered) is an
+    :class:`EventLogError` naming the file and the line; so is a missing file."""
+    return [line.row for line in scan(path)]
 
 
 @cache

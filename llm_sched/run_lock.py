@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from llm_sched.errors import UserError
+from llm_sched.storage_errors import StorageFault
 
 LOCK_FILE = ".lock"
 
@@ -28,15 +29,23 @@ class RunBusy(UserError):
 @contextmanager
 def run_lock(run_dir: Path, run_id: str) -> Iterator[None]:
     """Hold the run's lock for the block; :class:`RunBusy` (exit 3) if another process holds it."""
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    path = run_dir / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StorageFault(f"cannot open the run's lock file {path}: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
             raise RunBusy(f"run {run_id} is being resumed by pid {holder}: wait for it to end") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:  # who holds it, for the message a second writer gets; the lock itself is already held
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as exc:
+            raise StorageFault(f"cannot write the run's lock file {path}: {exc.strerror or exc}. Nothing of run "
+                               f"{run_id} was changed; fix this and continue it with python main.py --resume {run_id}") from None
         yield
     finally:
         os.close(fd)  # closing releases the lock

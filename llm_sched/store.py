@@ -16,13 +16,19 @@ increments its epoch, and a write from an older epoch (a process believed dead) 
 
 Bad state gets a :class:`StoreError` naming the file and what to do, before anything is written: a
 ledger from a newer schema version, a file that is not a ledger, a database locked by another
-process past the busy timeout, a full disk (the transaction is rolled back, nothing half-written).
+process past the busy timeout. A storage fault is a :class:`LedgerFault` (exit 1): a full disk (the
+transaction is rolled back, nothing half-written) or a damaged file. Damage is looked for at every
+open (``PRAGMA quick_check``: pages, records, b-trees) and whenever a row is read (SQLite's
+"malformed", text that is not UTF-8, JSON that does not parse, a decision whose columns no longer
+match the record written with it); it is reported, never repaired: the file is left as it is.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +37,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llm_sched.errors import UserError
+from llm_sched.safe_text import one_line
+from llm_sched.storage_errors import StorageFault, nearly_full
 
 SCHEMA_VERSION = 1
 RunKind = Literal["scenario", "experiment", "campaign"]
@@ -128,6 +136,16 @@ class StoreError(UserError):
     """The ledger cannot be used as asked; the message names the file and the way out."""
 
 
+class LedgerFault(StoreError, StorageFault):
+    """The ledger's storage failed (disk full) or is damaged; exit 1."""
+
+
+class RunFenced(StoreError):
+    """Another process took the run over (a higher epoch): this one must not write it any more."""
+
+    exit_code = 3
+
+
 @dataclass(frozen=True, slots=True)
 class RunInfo:
     """One stored run, with how many decisions (or units) it has committed."""
@@ -207,6 +225,10 @@ class Ledger:
 
     def __init__(self, path: Path, conn: sqlite3.Connection, timeout: float) -> None:
         self.path, self._conn, self._timeout = path, conn, timeout
+        # The fence is checked before every event a run appends, maybe from another thread than the
+        # one writing decisions: its own connection, used under its own lock.
+        self._fence_conn: sqlite3.Connection | None = None
+        self._fence_lock = threading.Lock()
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -232,7 +254,7 @@ class Ledger:
         return ledger
 
     def _prepare(self) -> None:
-        with self._errors("open"):
+        with self._errors("read what is stored", "try again"):
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -245,6 +267,7 @@ class Ledger:
                 if tables:
                     raise StoreError(f"{self.path} is a SQLite database but not an llm-sched ledger (no schema "
                                      f"version); point LLM_SCHED_LEDGER at another file. It was not changed.")
+            self._check_pages()
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")  # a committed decision survives a power cut too
             self._conn.execute("PRAGMA foreign_keys = ON")
@@ -254,7 +277,20 @@ class Ledger:
                         conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
+    def _check_pages(self) -> None:
+        """Every page readable and well-formed, before anything is read or written (reading only:
+        a damaged ledger is reported and left as it is, never "repaired")."""
+        problems = [row[0] for row in self._conn.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            raise LedgerFault(self._damaged(integrity_report(problems)))
+
+    def _damaged(self, what: str) -> str:
+        return (f"the ledger {self.path} is damaged ({what}); it was not changed. Restore it from a copy, or point "
+                f"LLM_SCHED_LEDGER at another file (run folders keep their events.jsonl and summary.json)")
+
     def close(self) -> None:
+        if self._fence_conn is not None:
+            self._fence_conn.close()
         self._conn.close()
 
     def __enter__(self) -> Ledger:
@@ -265,30 +301,38 @@ class Ledger:
 
     # -- errors and transactions ---------------------------------------------------------------
     @contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
-        """Translate SQLite failures into messages a user can act on."""
+    def _errors(self, doing: str, then: str = "resume the run with --resume") -> Iterator[None]:
+        """Translate SQLite failures, and stored text that no longer decodes, into messages a user can
+        act on; ``then``: what to do once the disk has room again."""
         try:
             yield
         except sqlite3.Error as exc:
-            raise StoreError(self._explain(exc, doing)) from None
+            raise self._explain(exc, doing, then) from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # a stored value that is garbled
+            raise LedgerFault(self._damaged(f"a stored value does not decode while trying to {doing}: "
+                                            f"{sqlite_message(str(exc))}")) from None
 
-    def _explain(self, exc: sqlite3.Error, doing: str) -> str:
+    def _explain(self, exc: sqlite3.Error, doing: str, then: str) -> StoreError:
         code = getattr(exc, "sqlite_errorcode", None)
-        text = str(exc)
+        text = sqlite_message(str(exc))
         if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in text:
-            return (f"the ledger {self.path} is locked by another process (waited {self._timeout:g} s to {doing}); "
-                    f"wait for that process to finish, or point LLM_SCHED_LEDGER at another file")
-        if code == sqlite3.SQLITE_FULL or "full" in text:
-            return (f"the disk is full: could not {doing} in the ledger {self.path}. Nothing was half-written (the "
-                    f"transaction was rolled back) and what was committed before is intact; free some space and "
-                    f"resume the run with --resume")
+            return StoreError(f"the ledger {self.path} is locked by another process (waited {self._timeout:g} s to "
+                              f"{doing}); wait for that process to finish, or point LLM_SCHED_LEDGER at another file")
+        io_error = code is not None and code & 0xFF == sqlite3.SQLITE_IOERR or "disk I/O" in text
+        if code == sqlite3.SQLITE_FULL or "full" in text or (io_error and nearly_full(self.path)):
+            return LedgerFault(f"the disk is full: could not {doing} in the ledger {self.path}. Nothing was half-written "
+                               f"(the transaction was rolled back) and what was committed before is intact; free some "
+                               f"space and {then}")
         if code == sqlite3.SQLITE_NOTADB or "not a database" in text:
-            return f"{self.path} is not an llm-sched ledger (not a SQLite database); it was not changed"
-        if code == sqlite3.SQLITE_CORRUPT or "malformed" in text:
-            return f"the ledger {self.path} is damaged ({text}); restore it from a copy or use another file"
+            return StoreError(f"{self.path} is not an llm-sched ledger (not a SQLite database); it was not changed")
+        if code == sqlite3.SQLITE_CORRUPT or "malformed" in text or "decode" in text:
+            return LedgerFault(self._damaged(text))
+        if io_error:
+            return LedgerFault(f"the ledger {self.path} could not be read or written ({text}) while trying to {doing}; "
+                               f"check the disk it is on")
         if code == sqlite3.SQLITE_READONLY or "readonly" in text:
-            return f"the ledger {self.path} is read-only; could not {doing}"
-        return f"the ledger {self.path}: could not {doing}: {text}"
+            return StoreError(f"the ledger {self.path} is read-only; could not {doing}")
+        return StoreError(f"the ledger {self.path}: could not {doing}: {text}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -307,7 +351,7 @@ class Ledger:
     def create_run(self, run_id: str, kind: RunKind, name: str, provider: str, seed: int,
                    config: Mapping[str, Any] | None = None, run_dir: Path | str | None = None) -> int:
         """Record a new run (status ``running``, epoch 1); returns the epoch."""
-        with self._errors(f"record run {run_id}"), self._transaction() as conn:
+        with self._errors(f"record run {run_id}", "run it again"), self._transaction() as conn:
             if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                 raise StoreError(f"a run {run_id} is already in the ledger {self.path}")
             conn.execute(
@@ -350,14 +394,30 @@ class Ledger:
         """Every stored run, oldest first."""
         with self._errors("list runs"):
             rows = self._conn.execute(f"{_RUN_QUERY} ORDER BY r.started, r.run_id").fetchall()
-        return [_run_info(row) for row in rows]
+            return [_run_info(row) for row in rows]
 
     def find_run(self, kind: RunKind, run_dir: Path | str) -> RunInfo | None:
         """The latest run of ``kind`` that wrote to ``run_dir`` (experiments and campaigns)."""
         with self._errors("look up runs"):
             row = self._conn.execute(f"{_RUN_QUERY} WHERE r.kind = ? AND r.run_dir = ? ORDER BY r.started DESC, "
                                      "r.run_id DESC LIMIT 1", (kind, str(run_dir))).fetchone()
-        return None if row is None else _run_info(row)
+            return None if row is None else _run_info(row)
+
+    def relocate_run(self, run_id: str, run_dir: Path | str) -> None:
+        """Record that the run's folder is now ``run_dir`` (it was moved; the old path is gone)."""
+        with self._errors(f"record the new folder of run {run_id}"), self._transaction() as conn:
+            conn.execute("UPDATE runs SET run_dir = ? WHERE run_id = ?", (str(run_dir), run_id))
+
+    def check_fence(self, run_id: str, epoch: int) -> None:
+        """:class:`RunFenced` if another process has claimed the run since this one took ``epoch``.
+
+        Called before every line a run appends to its event log and before its summary is written,
+        so a process that lost the run (believed dead, its lock gone) writes nothing more there."""
+        with self._fence_lock, self._errors(f"check who owns run {run_id}"):
+            if self._fence_conn is None:
+                self._fence_conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
+                                                   check_same_thread=False)
+            self._fence(self._fence_conn, run_id, epoch)
 
     @staticmethod
     def _run(conn: sqlite3.Connection, run_id: str) -> RunInfo | None:
@@ -369,8 +429,8 @@ class Ledger:
         if row is None:
             raise StoreError(f"no run {run_id} in the ledger {self.path}")
         if row[0] != epoch:
-            raise StoreError(f"run {run_id} was taken over by another process (epoch {row[0]}, this one has "
-                             f"{epoch}); this process stops writing to it")
+            raise RunFenced(f"run {run_id} was taken over by another process (epoch {row[0]}, this one has "
+                            f"{epoch}); this process stops writing to it")
 
     # -- decisions -----------------------------------------------------------------------------
     def record_decision(self, run_id: str, epoch: int, d: DecisionRecord) -> bool:
@@ -380,7 +440,9 @@ class Ledger:
         a different decision for the same job or position, and any write from a fenced-off epoch.
         """
         content = d.content()
-        with self._errors(f"record the decision for {d.job_id}"), self._transaction() as conn:
+        resume = RESUME_COMMANDS["scenario"].format(target=run_id)
+        with self._errors(f"record the decision for {d.job_id}", f"resume the run with {resume}"), \
+                self._transaction() as conn:
             self._fence(conn, run_id, epoch)
             stored = conn.execute("SELECT content, seq FROM decisions WHERE run_id = ? AND job_id = ?",
                                   (run_id, d.job_id)).fetchone()
@@ -414,24 +476,34 @@ class Ledger:
             conn = self._conn
             rows = conn.execute(
                 "SELECT d.job_id, d.seq, d.outcome, d.pool, d.proposer, d.reason, d.rounds, d.accepts, d.voters, "
-                "j.spec, j.submitted_at, d.resume, d.epoch FROM decisions d JOIN jobs j USING (run_id, job_id) "
+                "j.spec, j.submitted_at, d.resume, d.epoch, d.content FROM decisions d JOIN jobs j USING (run_id, job_id) "
                 "WHERE d.run_id = ? ORDER BY d.seq", (run_id,)).fetchall()
             nodes = _grouped(conn, "SELECT job_id, node FROM placements WHERE run_id = ? ORDER BY job_id, rowid", run_id)
             votes = _grouped(conn, "SELECT job_id, agent, vote, reason, via FROM votes WHERE run_id = ? "
                              "ORDER BY job_id, agent", run_id)
             changes = _grouped(conn, "SELECT job_id, agent, old, new, reason FROM reputation_changes "
                                "WHERE run_id = ? ORDER BY job_id, n", run_id)
-        return [
-            DecisionRecord(
-                job_id=job, seq=seq, outcome=outcome, pool=pool, nodes=tuple(r[0] for r in nodes.get(job, [])),
-                proposer=proposer, reason=reason, rounds=rounds, accepts=accepts, voters=voters,
-                job_spec=json.loads(spec), submitted_at=submitted,
-                votes=tuple(VoteRow(*r) for r in votes.get(job, [])),
-                reputation_changes=tuple(ReputationRow(*r) for r in changes.get(job, [])),
-                resume=json.loads(resume), epoch=epoch,
-            )
-            for job, seq, outcome, pool, proposer, reason, rounds, accepts, voters, spec, submitted, resume, epoch in rows
-        ]
+            records = []
+            for job, seq, outcome, pool, proposer, reason, rounds, accepts, voters, spec, submitted, resume, epoch, \
+                    content in rows:
+                record = DecisionRecord(
+                    job_id=job, seq=seq, outcome=outcome, pool=pool, nodes=tuple(r[0] for r in nodes.get(job, [])),
+                    proposer=proposer, reason=reason, rounds=rounds, accepts=accepts, voters=voters,
+                    job_spec=json.loads(spec), submitted_at=submitted,
+                    votes=tuple(VoteRow(*r) for r in votes.get(job, [])),
+                    reputation_changes=tuple(ReputationRow(*r) for r in changes.get(job, [])),
+                    resume=json.loads(resume), epoch=epoch,
+                )
+                if _as_stored(record.content()) != _as_stored(content):
+                    raise LedgerFault(self._damaged(f"the decision for job {job} of run {run_id} no longer matches "
+                                                    "the record written with it"))
+                records.append(record)
+            # A garbled key drops a row from the join above: every decision, at positions 0..k-1.
+            count = conn.execute("SELECT count(*) FROM decisions WHERE run_id = ?", (run_id,)).fetchone()[0]
+            if count != len(records) or [r.seq for r in records] != list(range(count)):
+                raise LedgerFault(self._damaged(f"run {run_id} has {count} decisions, {len(records)} of them readable "
+                                                f"at positions {[r.seq for r in records]}"))
+        return records
 
     # -- experiment and campaign units ---------------------------------------------------------
     def record_unit(self, run_id: str, epoch: int, unit: str, result: Mapping[str, Any]) -> bool:
@@ -445,7 +517,7 @@ class Ledger:
     def units(self, run_id: str) -> dict[str, dict[str, Any]]:
         with self._errors(f"read the units of {run_id}"):
             rows = self._conn.execute("SELECT unit, result FROM units WHERE run_id = ?", (run_id,)).fetchall()
-        return {unit: json.loads(result) for unit, result in rows}
+            return {unit: json.loads(result) for unit, result in rows}
 
 
 _RUN_QUERY = (
@@ -457,6 +529,26 @@ _RUN_QUERY = (
 
 def _run_info(row: Sequence[Any]) -> RunInfo:
     return RunInfo(*row[:10], json.loads(row[10]), row[11], row[12])  # type: ignore[arg-type]
+
+
+def sqlite_message(text: str) -> str:
+    """An SQLite message as one safe line: "Could not decode ... with text '<garbage>'" quotes the
+    damaged bytes, which must not reach a terminal (control codes) nor run on for pages."""
+    return one_line(re.sub(r" with text '.*", "", text, flags=re.DOTALL))[:300]
+
+
+def integrity_report(problems: Sequence[str]) -> str:
+    """SQLite's integrity report (several lines, headed ``*** in database main ***``) as one line."""
+    lines = [line.strip() for problem in problems for line in problem.splitlines()]
+    return "; ".join(line for line in lines if line and not line.startswith("***"))
+
+
+def _as_stored(content: str) -> Any:
+    """A decision's content as compared for damage: votes are read back in agent order, not the order
+    they were cast in, so their order does not count."""
+    data = json.loads(content)
+    data["votes"] = sorted(data["votes"])
+    return data
 
 
 def _grouped(conn: sqlite3.Connection, query: str, run_id: str) -> dict[str, list[tuple[Any, ...]]]:

@@ -5,8 +5,10 @@ Durability. With a ledger (the command line always has one, see :mod:`llm_sched.
 campaign is a ledger run of kind ``campaign`` whose ``run_dir`` is the output folder, and every
 (configuration, repetition) task is a unit ``<configuration key>/r<repetition>`` recorded as soon as
 this process receives its result (worker processes never write the ledger). A campaign killed at
-any instant loses at most the tasks in progress: ``python main.py --evaluate --resume DIR`` (or the
-same command on the same ``--out``) claims the run, reuses the stored units and runs the rest.
+any instant loses at most the tasks in progress: ``python main.py --evaluate --resume DIR`` claims
+the run, reuses the stored units and runs the rest. The command line never writes into a ``--out``
+that holds anything unless asked: ``--resume`` continues it, ``--force`` runs afresh into it (a new
+ledger run; see :func:`llm_sched.evaluation.output.open_folder`).
 results.json is an output, rewritten every few seconds as a checkpoint; a folder holding the
 results.json of an older version (no ledger run) is still resumed from it.
 
@@ -29,7 +31,8 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +46,7 @@ from llm_sched.evaluation.resume import DurableRun, holding, open_run
 from llm_sched.evaluation.findings import findings as make_findings
 from llm_sched.evaluation.output import (
     RESULTS,
+    OnExisting,
     campaign_dump,
     open_folder,
     results_data,
@@ -51,6 +55,7 @@ from llm_sched.evaluation.output import (
     write_summary_csv,
 )
 from llm_sched.evaluation.runner import Task, TaskResult, nan_to_none, run_tasks
+from llm_sched.storage_errors import StorageFault
 
 CHECKPOINT_EVERY_S = 5.0
 # report.md lines that describe the invocation, not the results (see the module's "equal")
@@ -122,13 +127,16 @@ def run_campaign(
     on_progress: Callable[[int, int], None] | None = None,
     ledger: Path | None = None,
     claim: str | None = None,
+    on_existing: OnExisting = "resume",
 ) -> CampaignResult:
     """Run ``config`` into ``folder`` on ``workers`` processes.
 
     ``ledger``: the ledger file that stores every finished task (None: none, results.json alone
     carries what an interrupted campaign did). The campaign's ledger run is ``claim`` (a run id, for
     ``--resume``), else the latest campaign run of ``folder`` when its configuration is this one,
-    else a new run. ``on_start(tasks, reused)`` is called once the folder is checked;
+    else a new run. ``on_existing``: what a ``folder`` that holds something means (see
+    :func:`~llm_sched.evaluation.output.open_folder`; ``replace`` also starts a new ledger run).
+    ``on_start(tasks, reused)`` is called once the folder is checked;
     ``on_progress(done, tasks)`` after each task (done counts the reused ones). Raises
     :class:`~llm_sched.errors.UserError` when the folder cannot be used (a
     :class:`~llm_sched.store.StoreError` when the ledger cannot).
@@ -136,14 +144,28 @@ def run_campaign(
     t0 = time.perf_counter()
     started = datetime.now().astimezone().isoformat(timespec="seconds")
     campaign = campaign_dump(config)
-    previous = open_folder(folder, campaign)
+    previous = open_folder(folder, campaign, on_existing)
     durable: DurableRun | None = None
     if ledger is not None:
         durable = open_run(ledger, "campaign", folder, name=config.name, provider="simulation", seed=config.seed,
-                           config=campaign, claim=claim, reuse=lambda info: info.config == campaign)
-    with holding(durable):
+                           config=campaign, claim=claim,
+                           reuse=lambda info: on_existing != "replace" and info.config == campaign)
+    with holding(durable), _files_of(folder):
         return _run(config, folder, campaign, previous, durable, workers=workers, command=command,
                     config_file=config_file, on_start=on_start, on_progress=on_progress, t0=t0, started=started)
+
+
+@contextmanager
+def _files_of(folder: Path) -> Iterator[None]:
+    """A file of the campaign that cannot be written (a full disk, a folder made read-only) is a
+    :class:`StorageFault` naming it; the finished tasks are in the ledger, so the campaign resumes."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        raise StorageFault(f"could not write {exc.filename}: {exc.strerror or exc}. The finished tasks are stored; "
+                           f"fix this and resume with python main.py --evaluate --resume {folder}") from None
 
 
 def _run(config: CampaignConfig, folder: Path, campaign: dict[str, Any], previous: list[dict[str, Any]],

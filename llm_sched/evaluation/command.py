@@ -92,7 +92,7 @@ def resume_target(target: str, ledger_path: Path, *, config_path: str | None, qu
 
 
 def run_campaign_cli(config_path: str | None, out_dir: str | None, quick: bool, workers: int | None,
-                     seed: int | None, resume: str | None = None) -> int:
+                     seed: int | None, resume: str | None = None, force: bool = False) -> int:
     """Run (or with ``resume``, continue) a campaign from the command line's flags; returns the exit
     code (0, 2 for a user error, 130 when interrupted). Errors are printed as one line, never a traceback."""
     from rich.console import Console
@@ -116,6 +116,8 @@ def run_campaign_cli(config_path: str | None, out_dir: str | None, quick: bool, 
             raise UserError(f"--workers must be at least 1, got {workers}")
         if seed is not None and seed < 0:
             raise UserError(f"--seed must not be negative, got {seed}")
+        if force and resume is not None:
+            raise UserError("--force runs a campaign afresh, --resume continues one: give one of them")
         settings = load_settings()
         ledger = settings.ledger_path
         claim: str | None = None
@@ -141,7 +143,8 @@ def run_campaign_cli(config_path: str | None, out_dir: str | None, quick: bool, 
 
         with view.progress() as report:
             result = run_campaign(config, folder, workers=n_workers, command=command, config_file=config_file,
-                                  on_start=on_start, on_progress=report, ledger=ledger, claim=claim)
+                                  on_start=on_start, on_progress=report, ledger=ledger, claim=claim,
+                                  on_existing="resume" if resume is not None else "replace" if force else "refuse")
         view.outcome(result)
         return 0
     except UserError as exc:

@@ -7,9 +7,11 @@
 - ``summary.csv``: per configuration, policy and key metric: n, mean, standard deviation, 95% CI.
 - ``comparisons.csv``: per configuration, baseline and key metric: agents against the baseline.
 
-A folder that exists and is not empty is never overwritten silently: it is resumed when it holds a
-``results.json`` of the same configuration (the runs in it are kept and only the missing ones run),
-and refused otherwise, with a message naming it. (The ledger, not results.json, is what a campaign
+A folder that exists and is not empty is never overwritten silently (:func:`open_folder`): asked to
+resume, it is resumed when it holds a ``results.json`` of the same configuration (the runs in it are
+kept and only the missing ones run) and refused otherwise; a new campaign (``--out`` without
+``--resume``) refuses it, naming ``--resume`` and ``--force``; ``--force`` runs afresh into it (its
+result files replaced, nothing else touched). (The ledger, not results.json, is what a campaign
 resumes from when there is one: see :mod:`llm_sched.evaluation.campaign`. A ``results.json.tmp``
 left by a process killed while writing is ignored.)
 """
@@ -23,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from llm_sched.errors import UserError
 from llm_sched.evaluation.analysis import Analysis
@@ -31,6 +33,9 @@ from llm_sched.evaluation.metrics import KEY_METRICS, METRICS
 
 RESULTS = "results.json"
 FORMAT = "llm-sched evaluation results, version 1"
+# What to do with an output folder that holds something: continue the campaign in it (if it is this
+# one), refuse it (a new campaign), or run afresh into it (--force).
+OnExisting = Literal["resume", "refuse", "replace"]
 
 
 def default_folder(runs_dir: Path, now: datetime | None = None) -> Path:
@@ -49,16 +54,23 @@ def campaign_dump(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(config.model_dump(mode="json")))
 
 
-def open_folder(folder: Path, campaign: dict[str, Any]) -> list[dict[str, Any]]:
-    """Make ``folder`` ready; returns the runs of an earlier, interrupted or finished, identical campaign.
+def open_folder(folder: Path, campaign: dict[str, Any], on_existing: OnExisting = "resume") -> list[dict[str, Any]]:
+    """Make ``folder`` ready; returns the runs of an earlier, interrupted or finished, identical
+    campaign (none when ``on_existing`` is ``replace``: afresh).
 
-    Raises :class:`UserError` when the folder is a file, cannot be created, or is not empty without
-    holding this campaign.
+    Raises :class:`UserError` when the folder is a file, cannot be created, or is not empty and
+    either ``on_existing`` is ``refuse`` or it does not hold this campaign.
     """
     if folder.exists() and not folder.is_dir():
         raise UserError(f"the output folder {folder} is a file; give another --out")
     leftover = folder / (RESULTS + ".tmp")  # a write cut short by a kill: never the only copy of anything
-    if folder.is_dir() and any(p != leftover for p in folder.iterdir()):
+    held = sorted(p.name for p in folder.iterdir() if p != leftover) if folder.is_dir() else []
+    if held and on_existing == "refuse":
+        shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+        raise UserError(f"the output folder {folder} is not empty ({shown}); give --resume {folder} to continue "
+                        "the campaign in it, --force to run afresh into it (its result files are replaced), or "
+                        "another --out")
+    if held and on_existing == "resume":
         results = folder / RESULTS
         if not results.is_file():
             names = sorted(p.name for p in folder.iterdir())
@@ -118,8 +130,12 @@ def results_data(campaign: dict[str, Any], configs: Iterable[Any], seeds: list[i
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as JSON, atomically (a reader never sees half a file)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # the previous file, if any, is whole: only the new one is lost
+        raise
 
 
 def _cell(x: Any) -> Any:

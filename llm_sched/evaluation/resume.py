@@ -3,7 +3,9 @@
 A campaign (a unit is one (configuration, repetition)) and an experiment (a unit is one (method,
 repetition)) record each finished unit in the ledger (:mod:`llm_sched.store`) as soon as this
 process has it, in one transaction. A run killed at any instant therefore loses at most the units
-in progress, and ``--resume DIR`` (or the same command on the same folder) runs only the others.
+in progress, and ``--resume DIR`` runs only the others (a new run never writes into an output folder
+that holds anything unless ``--force``: see :mod:`llm_sched.experiments.output` and
+:func:`llm_sched.evaluation.output.open_folder`).
 
 The ledger run of a folder is found by ``(kind, absolute folder)``; resuming claims it (its epoch
 goes up, so a forgotten process still writing to it is refused from then on). Run ids read

@@ -8,8 +8,10 @@ raw_results.json record and its fault log (each kept as the exact JSON text that
 so a stored run writes the same bytes as a fresh one) and its wall-clock times. ``python main.py
 --experiment --resume DIR`` reloads the configuration stored with the run (for a folder with no
 ledger run, written by an older version: its experiment_config.json), runs the units not stored and
-writes all seven files. Running the same command again on the same ``--out`` resumes the
-run if it was interrupted; once it completed, the same command runs the experiment afresh.
+writes all seven files. Running the same command again on the same, still empty, ``--out`` (the
+experiment was killed before it wrote its files) resumes the run; a ``--out`` that holds anything
+is refused unless ``--resume`` (continue) or ``--force`` (run afresh, a new ledger run, the files
+replaced): nothing there is overwritten unasked.
 
 An uninterrupted and a resumed experiment of one configuration write: raw_results.json,
 fault_logs.json, results.csv, fault_aware_summary.json and fault_results_per_method.json byte for
@@ -41,7 +43,8 @@ from llm_sched.experiments.faultplan import RepetitionPlan, plan_repetition
 from llm_sched.experiments.jobs import make_jobs
 from llm_sched.experiments.methods import OPTIONAL_SKIPPED, get_method
 from llm_sched.experiments.run import RunInputs, run_one
-from llm_sched.scenarios import ClusterSpec, _read_yaml, _validated
+from llm_sched.loader import load_yaml, validated
+from llm_sched.scenarios import ClusterSpec
 
 
 @dataclass
@@ -70,7 +73,7 @@ class ExperimentResult:
 def prepare(config: ExperimentConfig) -> Prepared:
     """Cluster, jobs, agents and every repetition's fault plan; any problem is a UserError now."""
     path = Path(config.cluster or "")
-    cluster: ClusterSpec = _validated(ClusterSpec, _read_yaml(path), path)
+    cluster: ClusterSpec = validated(ClusterSpec, load_yaml(path, "cluster"), path, "cluster")
     jobs = tuple(make_jobs(config.jobs, config.seed, config.oversized_every, cluster.build_state(config.seed)))
     profiles = agent_profiles(config, cluster)
     plans = {}
@@ -138,17 +141,19 @@ def comparable_config(data: dict[str, Any]) -> dict[str, Any]:
 
 def run_experiment(config: ExperimentConfig, settings: Settings, *, view: Any = None,
                    clock: Callable[[], float] = time.perf_counter, ledger: Path | None = None,
-                   folder: Path | None = None, claim: str | None = None) -> ExperimentResult:
+                   folder: Path | None = None, claim: str | None = None, force: bool = False) -> ExperimentResult:
     """Prepare, run every method x repetition, aggregate and write; ``view`` renders (may be None).
 
-    ``folder``: the output folder (default: ``config.out``, else a new one under the runs folder).
-    ``ledger``: the ledger file that stores every finished run (None: nothing is stored). The ledger
-    run is ``claim`` (a run id, for ``--resume``), else the latest experiment run of the folder if it
+    ``folder``: the output folder of a ``--resume`` (default: ``config.out``, which must be empty
+    unless ``force``, else a new one under the runs folder). ``ledger``: the ledger file that stores
+    every finished run (None: nothing is stored). The ledger run is ``claim`` (a run id, for
+    ``--resume``), else, unless ``force`` (afresh), the latest experiment run of the folder if it
     has the same configuration and did not complete, else a new one; stored units are not run again.
     """
     started = clock()
     prepared = prepare(config)
-    folder = output.output_dir(config.out if folder is None else str(folder), settings.runs_dir)
+    folder = output.output_dir(config.out if folder is None else str(folder), settings.runs_dir,
+                               reuse=folder is not None or force)
     from llm_sched.evaluation.resume import holding, open_run
 
     durable = None
@@ -157,7 +162,7 @@ def run_experiment(config: ExperimentConfig, settings: Settings, *, view: Any = 
         provider = "heuristic" if config.agent_mode == "heuristic" else settings.resolved_provider()
         durable = open_run(ledger, "experiment", folder, name=config.name, provider=provider, seed=config.seed,
                            config=dump, claim=claim,
-                           reuse=lambda info: info.status != "completed"
+                           reuse=lambda info: not force and info.status != "completed"
                            and comparable_config(info.config) == comparable_config(dump))
     with holding(durable):
         return _run(prepared, settings, folder, durable, view, clock, started)

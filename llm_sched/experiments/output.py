@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_sched.errors import UserError
+from llm_sched.storage_errors import StorageFault
 
 FILES = (
     "experiment_config.json",
@@ -31,10 +32,16 @@ CSV_COLUMNS = (
 )
 
 
-def output_dir(out: str | None, runs_dir: Path, now: datetime | None = None) -> Path:
-    """``--out DIR``, or ``<runs_dir>/experiments/<timestamp>`` (a suffix when that exists); created."""
+def output_dir(out: str | None, runs_dir: Path, now: datetime | None = None, *, reuse: bool = False) -> Path:
+    """``--out DIR``, or ``<runs_dir>/experiments/<timestamp>`` (a suffix when that exists); created.
+
+    A ``--out`` folder that holds anything is refused (exit 2, nothing written) unless ``reuse``
+    (``--force`` runs afresh into it, ``--resume`` continues what is stored for it): an experiment
+    never replaces files it was not asked to replace."""
     if out is not None:
         folder = Path(out)
+        if not reuse:
+            refuse_non_empty(folder)
     else:
         stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
         folder = runs_dir / "experiments" / stamp
@@ -46,7 +53,19 @@ def output_dir(out: str | None, runs_dir: Path, now: datetime | None = None) -> 
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create the output folder {folder}: {exc.strerror}") from None
-    return folder  # an explicit --out may be reused: its files are replaced
+    return folder
+
+
+def refuse_non_empty(folder: Path) -> None:
+    """A :class:`UserError` naming ``folder`` and the way out, when it exists and holds anything."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"the output folder {folder} is a file; give another --out")
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    if names:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise UserError(f"the output folder {folder} is not empty ({shown}); give --force to run afresh into it "
+                        f"(its result files are replaced), --resume {folder} to continue what is stored for it, "
+                        "or another --out")
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -92,5 +111,6 @@ def write_all(folder: Path, *, config: dict[str, Any], summary: dict[str, Any], 
         write_json(folder / "fault_results_per_method.json", per_method)
         write_csv(folder / "results.csv", raw["runs"])
     except OSError as exc:
-        raise UserError(f"cannot write the results to {folder}: {exc.strerror}") from None
+        raise StorageFault(f"cannot write the results to {folder}: {exc.strerror or exc}. The finished runs are "
+                           f"stored; fix this and resume with python main.py --experiment --resume {folder}") from None
     return [folder / name for name in FILES]

@@ -1,11 +1,45 @@
 """Tables of what the ledger holds: ``--runs`` (every stored run) and ``--show RUN_ID`` (one run's
-decisions with the votes and reputation changes behind each)."""
+decisions with the votes and reputation changes behind each).
+
+Both say whether each scenario run's event log is whole: its hash chain intact and in agreement
+with what the ledger stored (:func:`llm_sched.event_chain.check_log`); a damaged log is reported
+under the table with the file and line, never taken as good and never a crash."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 from rich.table import Table
 
+from llm_sched.event_chain import Anchor, EventLogError, check_log
 from llm_sched.store import DecisionRecord, RunInfo
+
+
+@dataclass(frozen=True, slots=True)
+class LogState:
+    cell: str  # what the table shows
+    problem: str | None = None  # the damage, with file and line
+
+
+def log_state(run: RunInfo, decisions: list[DecisionRecord] | None = None) -> LogState:
+    """The state of a scenario run's event log; with ``decisions``, checked against each one's anchor."""
+    if run.kind != "scenario" or not run.run_dir:
+        return LogState("-")
+    marks = [a for a in (Anchor.of(d.job_id, d.resume) for d in decisions or []) if a is not None]
+    try:
+        check = check_log(Path(run.run_dir) / "events.jsonl", marks, complete=run.status == "completed",
+                          decisions=run.decisions)
+    except EventLogError as exc:
+        return LogState("missing" if "missing" in str(exc) else "DAMAGED", str(exc))
+    return LogState("ok" if check.hashed or check.events == 0 else "unchecked (no hashes)")
+
+
+def _report(table: Table, problems: list[tuple[str, str]]) -> None:
+    if problems:
+        table.caption = "\n".join(f"run {run_id}: {problem}" for run_id, problem in problems)
+        table.caption_style = "bold red"
+        table.caption_justify = "left"
 
 
 def runs_table(runs: list[RunInfo], ledger: str) -> Table:
@@ -17,10 +51,17 @@ def runs_table(runs: list[RunInfo], ledger: str) -> Table:
     table.add_column("started (UTC)", no_wrap=True)
     table.add_column("decisions", justify="right")
     table.add_column("status")
+    table.add_column("event log")
+    problems = []
     for r in runs:
         name = r.name if r.kind == "scenario" else f"{r.kind} {r.name}"
         done = str(r.decisions) if r.kind == "scenario" else f"{r.units} units"
-        table.add_row(r.run_id, name, r.provider, str(r.seed), r.started[:16].replace("T", " "), done, r.status)
+        state = log_state(r)
+        if state.problem:
+            problems.append((r.run_id, state.problem))
+        table.add_row(r.run_id, name, r.provider, str(r.seed), r.started[:16].replace("T", " "), done, r.status,
+                      state.cell)
+    _report(table, problems)
     return table
 
 
@@ -37,8 +78,11 @@ def _votes(d: DecisionRecord) -> str:
 
 
 def decisions_table(run: RunInfo, decisions: list[DecisionRecord]) -> Table:
-    table = Table(title=f"run {run.run_id}: {run.name}, seed {run.seed}, {run.provider}, {run.status}",
+    state = log_state(run, decisions)
+    log = "" if state.cell == "-" else f", event log {state.cell}"
+    table = Table(title=f"run {run.run_id}: {run.name}, seed {run.seed}, {run.provider}, {run.status}{log}",
                   header_style="bold")
+    _report(table, [(run.run_id, state.problem)] if state.problem else [])
     table.add_column("#", justify="right")
     table.add_column("job", no_wrap=True)
     table.add_column("decision")

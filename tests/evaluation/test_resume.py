@@ -184,6 +184,30 @@ def test_resume_with_flags_describing_another_campaign(ledger: Path, tmp_path: P
     assert Ledger.open(ledger).run("campaign-test").epoch == 1  # nor claimed
 
 
+def test_a_new_campaign_refuses_an_out_folder_that_is_not_empty_unless_forced(
+        ledger: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "campaign.yaml").write_text(CAMPAIGN)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    args = ["--evaluate", "--config", "campaign.yaml", "--workers", "1", "--out", "out"]
+    err = refused(capsys, *args)
+    assert "the output folder out is not empty (notes.txt); give --resume out to continue the campaign in it, " \
+           "--force to run afresh into it" in err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert main([*args, "--force"]) == 0
+    report = text(out / "report.md")
+    assert (out / "notes.txt").read_text() == "mine"  # files that are not the campaign's are left alone
+    err = refused(capsys, *args)  # the folder now holds a campaign: the same command does not overwrite it
+    assert "not empty (comparisons.csv, " in err and "give --resume out" in err
+    assert text(out / "report.md") == report
+    assert "give one of them" in refused(capsys, "--evaluate", "--resume", "out", "--force")
+    assert main([*args, "--force"]) == 0  # afresh: a new ledger run, every task run again
+    with Ledger.open(ledger) as led:
+        assert [(r.status, r.units) for r in led.runs()] == [("completed", UNITS), ("completed", UNITS)]
+    assert results(out)["run_info"]["reused"] == 0
+
+
 # -- in this process: an older version's folder, a process taken over ------------------------------
 
 def test_an_older_folder_without_a_ledger_run_is_resumed_from_its_results_json(tiny_run: CampaignResult,

@@ -86,14 +86,26 @@ def test_a_killed_experiment_resumes_to_the_same_files(full: Path, tmp_path: Pat
     assert info.config["seed"] == 7 and info.run_dir == str((tmp_path / "cut").resolve())
 
 
-def test_the_same_command_after_a_completed_run_runs_afresh(tmp_path: Path) -> None:
+def test_the_same_command_on_a_folder_with_results_is_refused_and_force_runs_afresh(tmp_path: Path) -> None:
     env = environ(tmp_path, tmp_path / "ledger.db")
-    for _ in range(2):
-        done = run([*ARGS, "--out", "out"], tmp_path, env)
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "resum" not in done.stdout
+    done = run([*ARGS, "--out", "out"], tmp_path, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    before = {name: (tmp_path / "out" / name).read_bytes() for name in FILES}
+    again = run([*ARGS, "--out", "out"], tmp_path, env)
+    assert again.returncode == 2, again.stdout + again.stderr
+    err = " ".join(again.stderr.split())
+    assert "Traceback" not in again.stderr and again.stderr.count("\n") == 1
+    assert "the output folder out is not empty (experiment_config.json" in err
+    assert "--force to run afresh" in err and "--resume out" in err
+    assert {name: (tmp_path / "out" / name).read_bytes() for name in FILES} == before  # nothing was touched
+    forced = run([*ARGS, "--out", "out", "--force"], tmp_path, env)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "resum" not in forced.stdout
+    assert (tmp_path / "out" / "raw_results.json").read_bytes() == before["raw_results.json"]  # the same seed
     with Ledger.open(tmp_path / "ledger.db") as led:
         assert [(r.status, r.units) for r in led.runs()] == [("completed", UNITS), ("completed", UNITS)]
+    both = run([*ARGS, "--out", "out", "--force", "--resume", "out"], tmp_path, env)
+    assert both.returncode == 2 and "give one of them" in both.stderr
 
 
 def test_resume_with_flags_describing_another_experiment(full: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
