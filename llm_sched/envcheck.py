@@ -1,7 +1,11 @@
 """``--check``: what is ready and what is not, as data (``CheckReport``) and as a rich table.
 
-Only configured endpoints are probed, concurrently, each with a two-second timeout. Keys are only
-ever shown redacted. Nothing here imports LangChain or LangGraph.
+Only configured endpoints are probed, concurrently: each model list with a two-second timeout,
+then (for Ollama, OpenAI-compatible servers and SambaNova) the chat endpoint with one tiny request
+constrained to a JSON schema, under a run's per-call timeout, since a server may list its models
+while its chat endpoint hangs. Keys are only ever shown redacted, and every text shown is made
+printable (a server's answers may hold terminal escape sequences). Nothing here imports LangChain or
+LangGraph.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from importlib import metadata
 from typing import Literal
 
 from llm_sched.config import REMOTE_PROVIDERS, Settings, redact
+from llm_sched.safe_text import printable
 from llm_sched.probes import NEEDS, PROBE_TIMEOUT_S, ProbeResult, probe_configured, public_url
 
 Status = Literal["ok", "warn", "fail", "off"]
@@ -85,11 +90,12 @@ def _endpoint(settings: Settings, provider: str) -> str:
     return f"{public_url(settings.effective_ollama_host)}, model {settings.ollama_model}"
 
 
-def probe_provider(settings: Settings, provider: str, timeout: float = PROBE_TIMEOUT_S) -> ProbeResult:
-    """Probe one remote provider with the given settings."""
+def probe_provider(settings: Settings, provider: str, timeout: float = PROBE_TIMEOUT_S, *,
+                   chat: bool = False) -> ProbeResult:
+    """Probe one remote provider with the given settings (``chat``: its chat endpoint too)."""
     if not settings.is_configured(provider):
         return ProbeResult(False, f"not configured ({NEEDS[provider]})")
-    return probe_configured(settings, provider, timeout)
+    return probe_configured(settings, provider, timeout, chat=chat)
 
 
 def _local_row(settings: Settings) -> CheckRow:
@@ -149,7 +155,7 @@ def _probe_all(settings: Settings, timeout: float) -> dict[str, ProbeResult]:
     if not wanted:
         return {}
     with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
-        futures = {p: pool.submit(probe_provider, settings, p, timeout) for p in wanted}
+        futures = {p: pool.submit(probe_provider, settings, p, timeout, chat=True) for p in wanted}
         return {p: f.result() for p, f in futures.items()}
 
 
@@ -197,8 +203,8 @@ def render_check(report: CheckReport) -> None:
     table.add_column("detail", overflow="fold")
     for row in report.rows:
         label, style = _STYLE[row.status]
-        table.add_row(row.section, row.item, Text(label, style=style), Text(row.detail))
+        table.add_row(row.section, row.item, Text(label, style=style), Text(printable(row.detail)))
     console = Console()
     console.print(table)
     style = "green" if report.exit_code == 0 else "bold red"
-    console.print(Text(report.verdict, style=style))
+    console.print(Text(printable(report.verdict), style=style))

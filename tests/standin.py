@@ -22,6 +22,11 @@ Server quirks, off by default (set the attributes after construction):
   ``/api/tags`` or ``/models``) instead: an error ``code`` (``Reply.status(403)``)
   or, with code 200, its ``body`` as is (e.g. something that is not a list).
 
+Hostile answers, for any request they answer (a chat request or ``listing``):
+``Reply.flood(n)`` sends an ``n``-byte body made up while it is sent (the
+server never holds it), with or without a ``Content-Length`` saying so;
+``Reply.drip(seconds)`` sends the headers, then one byte every ``seconds``, forever.
+
 A model missing from ``models`` simulates an unknown / not pulled model.
 """
 
@@ -37,7 +42,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable
 
-__all__ = ["Reply", "RequestRecord", "StandIn"]
+__all__ = ["Reply", "RequestRecord", "StandIn", "is_readiness_probe"]
 
 
 def serve_in_background(server: ThreadingHTTPServer, poll_interval: float = 0.02) -> ThreadingHTTPServer:
@@ -80,6 +85,9 @@ class Reply:
     body: Any = None  # error body override (dict -> JSON, str -> raw)
     delay: float = 0.0
     fn: Callable[[RequestRecord], Reply] | None = None
+    size: int = 0  # flood: a body of this many bytes, made up while it is sent
+    declare_length: bool = False  # flood: say the size in Content-Length
+    drip: float = 0.0  # seconds between the bytes of a body that never ends
 
     @classmethod
     def json(cls, obj: Any) -> Reply:
@@ -100,6 +108,20 @@ class Reply:
     def dynamic(cls, fn: Callable[[RequestRecord], Reply]) -> Reply:
         """Compute the reply from the request (e.g. echo an id in the prompt)."""
         return cls(fn=fn)
+
+    @classmethod
+    def flood(cls, size: int, *, code: int = 200, declare_length: bool = False) -> Reply:
+        """A body of ``size`` bytes (the start of a JSON object, then padding), status ``code``."""
+        return cls(code=code, size=size, declare_length=declare_length)
+
+    @classmethod
+    def dripping(cls, seconds: float) -> Reply:
+        """Status 200 and the headers at once, then one byte every ``seconds``, until the client leaves."""
+        return cls(drip=seconds)
+
+    @property
+    def hostile(self) -> bool:
+        return bool(self.size or self.drip)
 
     def delayed(self, seconds: float) -> Reply:
         """Same reply, sent after sleeping ``seconds`` in the handler thread."""
@@ -138,10 +160,14 @@ class StandIn:
         self.refusal_status: int = 400
         self.api_key: str | None = None
         self.listing: Reply | None = None
+        # A constrained server answers the one-field readiness probe (`--check`, and the check before a
+        # run) whatever else it is scripted to do; False: the probe takes the next scripted reply too.
+        self.answer_probes: bool = True
         self._queue: deque[Reply] = deque()
         self._requests: list[RequestRecord] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self.stopping = threading.Event()  # ends dripping answers when the server stops
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> StandIn:
@@ -155,6 +181,7 @@ class StandIn:
 
     def stop(self) -> None:
         """Stop serving and release the port."""
+        self.stopping.set()
         self._server = shut_down(self._server)
 
     def __enter__(self) -> StandIn:
@@ -192,6 +219,8 @@ class StandIn:
             self._requests.append(rec)
 
     def _next(self, rec: RequestRecord) -> Reply:
+        if self.answer_probes and is_readiness_probe(rec.body):
+            return Reply.json({"ready": "yes"})
         with self._lock:
             reply = self._queue.popleft() if self._queue else self.default
         while True:  # delays and dynamic replies may nest
@@ -200,6 +229,15 @@ class StandIn:
             if reply.fn is None:
                 return reply
             reply = reply.fn(rec)
+
+
+def is_readiness_probe(body: Any) -> bool:
+    """Does this chat request ask for the readiness probe's schema (one property, ``ready``)?"""
+    if not isinstance(body, dict):
+        return False
+    asked = body.get("format") or body.get("response_format") or {}
+    schema = asked.get("json_schema", {}).get("schema", asked.get("schema", asked)) if isinstance(asked, dict) else {}
+    return isinstance(schema, dict) and set(schema.get("properties", {})) == {"ready"}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -225,7 +263,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         listing = self.owner.listing
         if listing is not None and (ollama or path.endswith("/models")):
-            if listing.code != 200:
+            if listing.hostile:
+                self._hostile(listing)
+            elif listing.code != 200:
                 self._error(listing, openai=not ollama)
             else:
                 self._send(200, listing.body if listing.body is not None else {})
@@ -264,6 +304,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, LLAMA_CPP_REFUSAL if status == 400 else LLAMA_CPP_PYTHON_REFUSAL)
             return
         reply = self.owner._next(rec)
+        if reply.hostile:
+            self._hostile(reply)
+            return
         if reply.code != 200:
             self._error(reply, openai=answer == self._openai)
             return
@@ -359,6 +402,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
+
+    def _hostile(self, reply: Reply) -> None:
+        """A flood (``reply.size`` bytes, written a block at a time) or a drip (a byte at a time)."""
+        self.send_response(reply.code)
+        self.send_header("Content-Type", "application/json")
+        if reply.declare_length:
+            self.send_header("Content-Length", str(reply.size))
+        self.end_headers()
+        if reply.drip:
+            while not self.owner.stopping.wait(reply.drip):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+            return
+        head = b'{"padding": "'
+        self.wfile.write(head)
+        block = b"x" * 65536
+        left = reply.size - len(head)
+        while left > 0 and not self.owner.stopping.is_set():
+            self.wfile.write(block[:left])
+            left -= len(block)
 
     def _stream(self, ctype: str, pieces: list[str]) -> None:
         self.send_response(200)

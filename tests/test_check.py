@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 from tests.conftest import Cli
-from tests.standin import StandIn
+from tests.standin import Reply, StandIn
 
 FAKE_KEY = "sk-TESTKEY-0123456789-abcdefghij-SECRET"
 
@@ -25,13 +25,16 @@ def test_nothing_configured_runs_on_replay_and_exits_zero(cli: Cli) -> None:
         assert item in result.out
 
 
-def test_ollama_with_model_present_is_ready(cli: Cli, standin: StandIn) -> None:
+def test_ollama_with_model_present_and_a_chat_endpoint_that_answers_is_ready(cli: Cli, standin: StandIn) -> None:
+    standin.default = Reply.json({"ready": "yes"})
     cli.env.update(OLLAMA_HOST=standin.url, OLLAMA_MODEL="llama3.1:8b")
     result = cli("--check")
     assert result.code == 0, result.text
     assert "model llama3.1:8b is present" in result.out
     assert "A run would use ollama" in result.out
-    assert [r.path for r in standin.requests] == ["/api/tags"]
+    # The model list, then one tiny chat request constrained to a schema.
+    assert [r.path for r in standin.requests] == ["/api/tags", "/api/chat"]
+    assert standin.requests[1].body["format"]["required"] == ["ready"]
 
 
 def test_ollama_with_model_missing_exits_one_and_says_how_to_fix(cli: Cli, standin: StandIn) -> None:

@@ -23,7 +23,7 @@ from llm_sched.llm import CallContext, LLMClient, Message, RetryPolicy
 from llm_sched.llm.factory import build_transport
 from llm_sched.llm.openai_transport import OpenAITransport
 from tests.conftest import Cli
-from tests.standin import LLAMA_CPP_REFUSAL, Reply, RequestRecord, StandIn
+from tests.standin import LLAMA_CPP_REFUSAL, Reply, RequestRecord, StandIn, is_readiness_probe
 
 MODEL = "standin-7b"
 LETTERS = ("A", "B", "C")
@@ -64,7 +64,9 @@ def answer_schema(rec: RequestRecord) -> Reply:
 
 
 def chat_requests(server: StandIn) -> list[RequestRecord]:
-    return [r for r in server.requests if r.method == "POST" and r.path.endswith("/chat/completions")]
+    """The run's chat requests: not the readiness probe sent before the run starts."""
+    return [r for r in server.requests
+            if r.method == "POST" and r.path.endswith("/chat/completions") and not is_readiness_probe(r.body)]
 
 
 # -- fixtures and helpers ---------------------------------------------------------------------------

@@ -184,3 +184,30 @@ def test_dynamic_default_and_reset(standin: StandIn) -> None:
     assert standin.requests == []
     standin.default = Reply.text("fresh")
     assert llm.invoke("x").content == "fresh"
+
+
+# -- hostile answers ---------------------------------------------------------
+@pytest.mark.parametrize("declare_length", [False, True])
+def test_a_flood_sends_exactly_its_size_with_or_without_saying_so(standin: StandIn, declare_length: bool) -> None:
+    standin.default = Reply.flood(3_000_000, declare_length=declare_length)
+    with httpx.stream("POST", standin.url + "/api/chat", json={}) as r:
+        assert r.headers.get("content-length") == ("3000000" if declare_length else None)
+        assert sum(len(chunk) for chunk in r.iter_raw()) == 3_000_000
+
+
+def test_a_listing_can_flood_too(standin: StandIn) -> None:
+    standin.listing = Reply.flood(200_000)
+    assert len(httpx.get(standin.url + "/api/tags").content) == 200_000
+
+
+def test_a_drip_sends_the_headers_at_once_then_a_byte_at_a_time(standin: StandIn) -> None:
+    standin.default = Reply.dripping(0.2)
+    started = time.monotonic()
+    with httpx.stream("POST", standin.url + "/v1/chat/completions", json={}) as r:
+        assert r.status_code == 200 and time.monotonic() - started < 0.2
+        got = b""
+        for chunk in r.iter_raw():
+            got += chunk
+            if len(got) >= 3:
+                break
+    assert got == b"   " and time.monotonic() - started >= 0.5

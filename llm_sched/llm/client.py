@@ -1,7 +1,8 @@
 """``LLMClient.structured``: one question ("answer as an instance of this model") for every provider.
 
-Per call: attempts bounded by a timeout, retried with tenacity (exponential backoff with seeded
-jitter, ``Retry-After`` honoured) on timeouts, connection errors, 429 and 5xx, never on other 4xx;
+Per call: attempts bounded by a timeout (and their answers by a size limit), retried with tenacity
+(exponential backoff with seeded jitter, ``Retry-After`` honoured) on timeouts, connection errors, 429
+and 5xx, never on other 4xx nor on an answer not read;
 validation in two steps (the schema, then the caller's context through Pydantic's validation
 context); one repair request quoting the validation error; a call record emitted as an event.
 A semaphore bounds the calls in flight, so n agents asking at once do not trip rate limits.
@@ -19,12 +20,20 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from llm_sched.config import Settings
+from llm_sched.config import DEFAULT_MAX_RESPONSE_BYTES, Settings
 from llm_sched.errors import UserError
 from llm_sched.events import EventBus, LLMCallEvent
 from llm_sched.llm.extract import extract_json_object
 from llm_sched.llm.records import Answer, CallContext, CallRecord, Message, Outcome
-from llm_sched.llm.transport import RawReply, Transport, TransportError, is_replay_miss
+from llm_sched.llm.transport import (
+    RESPONSE_LIMIT,
+    RawReply,
+    Transport,
+    TransportError,
+    is_replay_miss,
+    printable,
+    unread_answer_in,
+)
 from llm_sched.scrub import RAW_LIMIT, Scrubber, clip
 
 T = TypeVar("T", bound=BaseModel)
@@ -41,6 +50,7 @@ class RetryPolicy:
     timeout: float = 30.0
     backoff_initial: float = 0.5
     backoff_max: float = 10.0
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # a larger answer is not read: the call fails
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
@@ -49,6 +59,7 @@ class RetryPolicy:
             timeout=settings.llm_timeout,
             backoff_initial=settings.llm_backoff_initial,
             backoff_max=settings.llm_backoff_max,
+            max_response_bytes=settings.llm_max_response_bytes,
         )
 
 
@@ -158,7 +169,8 @@ class LLMClient:
             tokens_out=tally.tokens_out,
             attempts=tally.attempts,
             outcome=outcome,
-            error=clip(self._scrub(error)) if error is not None else None,
+            # Scrubbed whole, then made printable (a server's error body may hold escape sequences), then cut.
+            error=clip(printable(self._scrub(error))) if error is not None else None,
         )
         if self.bus is not None:
             self.bus.emit(LLMCallEvent(record=record))
@@ -213,15 +225,23 @@ class LLMClient:
     async def _attempt(self, messages: list[Message], schema: type[BaseModel], context: CallContext) -> RawReply:
         timeout = self.policy.timeout
         async with self._semaphore:
+            # Set before wait_for: the task it starts runs in a copy of this context.
+            limit = RESPONSE_LIMIT.set(self.policy.max_response_bytes)
             try:
                 return await asyncio.wait_for(self.transport.complete(messages, schema, timeout), timeout)
             except Exception as exc:  # noqa: BLE001 - every failure leaves here classified
                 raise self._classify(exc, context, timeout) from exc
+            finally:
+                RESPONSE_LIMIT.reset(limit)
 
     def _classify(self, exc: Exception, context: CallContext, timeout: float) -> Exception:
         # A replay miss may hide under a client library's own error: check the cause chain first.
         if is_replay_miss(exc):
             return self._replay_miss(context)
+        # An answer not read (too large, compressed), however a client library reported it: not retried.
+        unread = unread_answer_in(exc)
+        if unread is not None:
+            return unread
         if isinstance(exc, TransportError):
             return exc
         if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):

@@ -6,15 +6,16 @@ import httpx
 import ollama
 from pydantic import BaseModel
 
+from llm_sched.llm.bounded_http import bounded_hooks
 from llm_sched.llm.records import Message
-from llm_sched.scrub import RAW_LIMIT
 from llm_sched.llm.transport import RawReply, TransportError, status_error
+from llm_sched.scrub import RAW_LIMIT
 
 
 async def _raise_for_status(response: httpx.Response) -> None:
     if response.is_success:
         return
-    await response.aread()
+    await response.aread()  # bounded: of an error body only its start is read (bounded_http)
     raise status_error(response.status_code, response.text[:RAW_LIMIT], response.headers.get("retry-after"))
 
 
@@ -28,8 +29,8 @@ class OllamaTransport:
         self.endpoint = host
         # The client's own timeout bounds each HTTP request; the caller also bounds the whole attempt.
         # The response hook classifies HTTP errors here because ollama.ResponseError drops the
-        # response headers, and with them Retry-After.
-        self._client = ollama.AsyncClient(host=host, timeout=timeout, event_hooks={"response": [_raise_for_status]})
+        # response headers, and with them Retry-After. The bounds come first: no answer is read whole.
+        self._client = ollama.AsyncClient(host=host, timeout=timeout, event_hooks=bounded_hooks(_raise_for_status))
 
     async def complete(self, messages: list[Message], schema: type[BaseModel], timeout: float) -> RawReply:
         try:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, SecretStr
 
 from llm_sched.llm.records import Message
-from llm_sched.llm.transport import RawReply, TransportError, status_error
+from llm_sched.llm.transport import RawReply, TransportError, status_error, unread_answer_in
 
 ResponseForm = Literal["json_schema", "json_object"]
 NO_KEY = "not-needed"  # the client insists on a key; local servers ignore it
@@ -26,14 +26,14 @@ def response_format(schema: type[BaseModel], form: ResponseForm) -> dict[str, An
     return {"type": "json_object", "schema": body}
 
 
-def _refuses_json_schema(exc: Any) -> bool:
+def refuses_json_schema(status: int, message: str) -> bool:
     """An error that names the response format: the server does not take ``json_schema``. llama.cpp's
     server answers 400; llama-cpp-python's reports its request validation error as a 500 that names
-    both ``response_format`` and ``json_schema``."""
-    text = str(getattr(exc, "message", "") or exc).lower()
-    if exc.status_code in (400, 422):
+    both ``response_format`` and ``json_schema``. (``--check``'s chat probe asks the same way.)"""
+    text = message.lower()
+    if status in (400, 422):
         return "response_format" in text or "json_schema" in text
-    return exc.status_code == 500 and "response_format" in text and "json_schema" in text
+    return status == 500 and "response_format" in text and "json_schema" in text
 
 
 class OpenAITransport:
@@ -41,14 +41,18 @@ class OpenAITransport:
     max_concurrency = None
 
     def __init__(self, base_url: str, model: str, api_key: SecretStr | None, timeout: float) -> None:
-        from openai import AsyncOpenAI
+        from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+
+        from llm_sched.llm.bounded_http import bounded_hooks
 
         self.model = model
         self.endpoint = base_url
         self.form: ResponseForm = "json_schema"
         # max_retries=0: tenacity in the client owns retries, so attempts are counted in one place.
+        # The openai client's own httpx defaults (limits, redirects), with answers read in bounded size.
+        http = DefaultAsyncHttpxClient(event_hooks=bounded_hooks())
         self._client = AsyncOpenAI(base_url=base_url, api_key=api_key.get_secret_value() if api_key else NO_KEY,
-                                   max_retries=0, timeout=timeout)
+                                   max_retries=0, timeout=timeout, http_client=http)
 
     async def complete(self, messages: list[Message], schema: type[BaseModel], timeout: float) -> RawReply:
         import openai
@@ -57,14 +61,15 @@ class OpenAITransport:
         try:
             return await self._ask(messages, schema, form)
         except openai.APIStatusError as exc:
-            if form == "json_schema" and _refuses_json_schema(exc):
+            if form == "json_schema" and refuses_json_schema(exc.status_code, str(exc.message or exc)):
                 self.form = "json_object"
                 return await self.complete(messages, schema, timeout)
             raise status_error(exc.status_code, str(exc.message), exc.response.headers.get("retry-after")) from exc
         except openai.APITimeoutError as exc:
             raise TransportError("timeout", f"no answer from {self.endpoint} within {timeout:g} s") from exc
         except openai.APIConnectionError as exc:
-            raise TransportError("connection", f"{self.endpoint}: {exc}") from exc
+            # The client reports any failure to read an answer as a connection error, ours included.
+            raise unread_answer_in(exc) or TransportError("connection", f"{self.endpoint}: {exc}") from exc
 
     async def _ask(self, messages: list[Message], schema: type[BaseModel], form: ResponseForm) -> RawReply:
         response = await self._client.chat.completions.create(

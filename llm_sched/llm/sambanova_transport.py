@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from llm_sched.llm.records import Message
-from llm_sched.llm.transport import RawReply, TransportError, status_error
+from llm_sched.llm.transport import RawReply, TransportError, status_error, unread_answer_in
 
 
 class SambaNovaTransport:
@@ -16,13 +16,18 @@ class SambaNovaTransport:
 
     def __init__(self, api_key: SecretStr, api_base: str, model: str, timeout: float) -> None:
         from langchain_sambanova import ChatSambaNova
+        from sambanova import DefaultAsyncHttpxClient
+
+        from llm_sched.llm.bounded_http import bounded_hooks
 
         self.model = model
         self.api_base = api_base
         self.endpoint = api_base
-        # retries=0: tenacity in the client owns retries, so attempts are counted in one place.
+        # retries=0: tenacity in the client owns retries, so attempts are counted in one place. Calls are
+        # async (ainvoke), so the async HTTP client is the one whose answers are read in bounded size.
         self._chat = ChatSambaNova(
-            api_key=api_key, base_url=api_base, model=model, temperature=0.0, max_retries=0, timeout=timeout
+            api_key=api_key, base_url=api_base, model=model, temperature=0.0, max_retries=0, timeout=timeout,
+            http_async_client=DefaultAsyncHttpxClient(event_hooks=bounded_hooks()),
         )
         self._structured: dict[type[BaseModel], Any] = {}
 
@@ -42,7 +47,8 @@ class SambaNovaTransport:
         except sambanova.APITimeoutError as exc:
             raise TransportError("timeout", f"no answer from {self.api_base} within {timeout:g} s") from exc
         except sambanova.APIConnectionError as exc:
-            raise TransportError("connection", f"{self.api_base}: {exc}") from exc
+            # The client reports any failure to read an answer as a connection error, ours included.
+            raise unread_answer_in(exc) or TransportError("connection", f"{self.api_base}: {exc}") from exc
         raw = result["raw"]
         usage = getattr(raw, "usage_metadata", None) or {}
         text = raw.content if isinstance(raw.content, str) else str(raw.content)

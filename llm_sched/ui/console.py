@@ -13,7 +13,6 @@ visible, so it cannot move the cursor or change the terminal.
 from __future__ import annotations
 
 import json
-import re
 import signal
 import sys
 from typing import Any
@@ -26,16 +25,9 @@ from rich.table import Table
 from rich.text import Text
 
 from llm_sched.events import RunEvent
+from llm_sched.safe_text import printable as safe
 
 _VIA_STYLE = {"llm": "green", "fallback": "yellow", "heuristic": "cyan", "check": "magenta", "byzantine": "bold red"}
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def safe(text: str) -> str:
-    """``text`` with control characters (escape sequences among them) shown as ``\\xNN``."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
 def _via(message: Any) -> str:
     """How an answer came about; a Byzantine rewrite is never shown as the model's own words."""
     return "byzantine" if getattr(message, "byzantine", False) else message.via

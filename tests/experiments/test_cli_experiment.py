@@ -152,7 +152,7 @@ def test_faults_file_from_the_shipped_examples(cli: Cli) -> None:
 
 def test_hybrid_mode_asks_the_model_through_the_structured_output_path(cli: Cli) -> None:
     from tests.fake_model import answer
-    from tests.standin import Reply, StandIn
+    from tests.standin import Reply, StandIn, is_readiness_probe
 
     with StandIn() as server:
         # A deterministic fake answering from the prompt's facts, never badly: one request per call.
@@ -160,7 +160,7 @@ def test_hybrid_mode_asks_the_model_through_the_structured_output_path(cli: Cli)
         cli.env.update(OLLAMA_HOST=server.url)
         result = cli("--experiment", "--agent-mode", "hybrid", "--methods", "pbft,raft", "--jobs", "3",
                      "--repetitions", "1", "--out", "out")
-        chats = [r for r in server.requests if r.path.endswith("/api/chat")]
+        chats = [r for r in server.requests if r.path.endswith("/api/chat") and not is_readiness_probe(r.body)]
     assert result.code == 0, result.text
     out = cli.cwd / "out"
     config = load(out, "experiment_config.json")
