@@ -7,6 +7,12 @@ Every run is also durable (:mod:`llm_sched.durable`): it is a row in the ledger 
 folder's name), each decision is committed there in one transaction, and the consensus graph
 checkpoints each job's steps. :func:`resume_scenario` continues a run that was killed: the same
 seed stream, the same final state and, apart from timestamps, the same event log.
+
+Only the process that owns the run writes its folder: it holds the run's lock (:mod:`llm_sched.run_lock`)
+and checks the ledger's fence (its epoch) before every event it appends and before the summary, so
+a process that lost the run writes nothing more. A run folder that was moved resumes where it is
+now (the ledger follows it); a copy whose original folder still exists is refused, since both
+would write one ledger run.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,8 +33,18 @@ from llm_sched.agents.reputation import Reputation
 from llm_sched.agents.specialist import SpecialistAgent, World
 from llm_sched.config import MODEL_PROVIDERS, Settings
 from llm_sched.consensus.graph import ConsensusGraph
-from llm_sched.durable import Progress, checkpoint_path, checkpointer, cut_event_log, decision_of, fingerprint
+from llm_sched.durable import (
+    Progress,
+    anchors,
+    check_event_log,
+    checkpoint_path,
+    checkpointer,
+    cut_event_log,
+    decision_of,
+    fingerprint,
+)
 from llm_sched.errors import Interrupted, UserError
+from llm_sched.event_chain import check_log
 from llm_sched.events import (
     AgentHealth,
     EventBus,
@@ -46,11 +63,12 @@ from llm_sched.events import (
     read_jsonl,
 )
 from llm_sched.llm.cassettes import cassette_path, read_info, refuse_existing
-from llm_sched.llm.factory import llm_session, preflight, secrets_of
+from llm_sched.llm.factory import LLMSession, ModelChoice, llm_session, preflight, secrets_of
 from llm_sched.names import check_name, inside
 from llm_sched.run_lock import run_lock
 from llm_sched.scenarios import RANDOM_AGENT, Phase, Scenario
-from llm_sched.store import RESUME_COMMANDS, Ledger, StoreError, a_kind
+from llm_sched.storage_errors import StorageFault
+from llm_sched.store import RESUME_COMMANDS, DecisionRecord, Ledger, RunInfo, StoreError, a_kind
 from llm_sched.summary import summarize
 
 
@@ -121,6 +139,8 @@ def new_run_dir(runs_dir: Path, scenario: str) -> Path:
             return path
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise StorageFault(f"cannot create the run folder {path}: {exc.strerror or exc}") from None
     raise UserError(f"could not create a run folder under {runs_dir}")
 
 
@@ -134,7 +154,7 @@ class _Clock:
 
 async def _run_phases(scenario: Scenario, graph: ConsensusGraph, world: World, bus: EventBus, seed: int,
                       progress: Progress, events: JsonlSink) -> None:
-    async with checkpointer(checkpoint_path(progress.ledger.path)) as saver:
+    async with checkpointer(checkpoint_path(progress.ledger.path), progress.run_id) as saver:
         graph.attach(saver)
         progress.saver = saver
         try:
@@ -164,7 +184,7 @@ async def _walk(scenario: Scenario, graph: ConsensusGraph, world: World, bus: Ev
                 _report_occupancy(world, bus, job.id, clock.now)
             if stored is None:  # the decision's boundary: commit it with where the run stands
                 resume = {"reputation": world.reputation.snapshot(), "events_offset": events.tell(),
-                          "events_seq": bus.next_seq}
+                          "events_seq": bus.next_seq, "events_hash": events.head}
                 await progress.commit(job, decision, submitted, resume)
             else:
                 progress.replayed()
@@ -234,8 +254,12 @@ def run_scenario(
                   "provider": settings.resolved_provider(), "replay_provider": settings.replay_provider,
                   "provider_note": provider_note, "record": options.record,
                   "allow_fallback": options.allow_fallback}
-        epoch = ledger.create_run(run_dir.name, "scenario", scenario.name, settings.resolved_provider(), seed,
-                                  config, run_dir.resolve())
+        try:
+            epoch = ledger.create_run(run_dir.name, "scenario", scenario.name, settings.resolved_provider(), seed,
+                                      config, run_dir.resolve())
+        except BaseException:
+            run_dir.rmdir()  # still empty: no folder without its ledger run, nothing to resume
+            raise
         progress = Progress(ledger, run_dir.name, epoch)
         with run_lock(run_dir, run_dir.name):
             return _execute(scenario, settings, provider_note, seed, run_dir, progress, options, subscribers)
@@ -252,25 +276,38 @@ def resume_scenario(
 ) -> RunResult:
     """Continue the stored run ``run_id`` after its last committed decision (``load`` gives the
     scenario by name; ``expect``, if given, is the scenario the caller means). A completed run is
-    not run again: its stored files are returned."""
-    check_name("run", run_id)
+    not run again: its stored files are returned.
+
+    ``run_id`` is the run's id or a path to its folder (``runs/<id>``, any path with a ``/``): the
+    run resumes in the folder named, wherever it was moved or copied to, never in another one."""
+    target, named = run_id, _named_folder(run_id)
+    try:
+        run_id = check_name("run", named.resolve().name if named is not None else run_id)
+    except UserError as exc:
+        folder = " (nor is it the path of a folder)" if named is None and "/" in target else ""
+        raise UserError(f"--resume {target}: {exc}{folder}") from None
     with Ledger.open(ledger_path(settings, runs_dir)) as ledger:
         info = ledger.run(run_id)
         if info is None:
-            raise StoreError(f"no run {run_id} in the ledger {ledger.path} (python main.py --runs lists them)")
-        config, run_dir = info.config, Path(info.run_dir or "")
+            named_as = "" if named is None else f"--resume {target}: "
+            raise StoreError(f"{named_as}no run {run_id} in the ledger {ledger.path} (python main.py --runs lists them)")
+        config = info.config
         if info.kind != "scenario":
-            how = RESUME_COMMANDS[info.kind].format(target=run_dir)
+            how = RESUME_COMMANDS[info.kind].format(target=info.run_dir)
             raise StoreError(f"run {run_id} is {a_kind(info.kind)}; resume it with {how}")
         if expect is not None and expect != config["scenario"]:
             raise UserError(f"run {run_id} is a run of scenario {config['scenario']}, not {expect}")
         if config.get("record"):
             raise UserError(f"run {run_id} was recording a cassette; a partial recording cannot be resumed: record again")
-        if not run_dir.is_dir():
-            raise StoreError(f"the folder of run {run_id}, {run_dir}, is gone; its decisions are in the ledger "
-                             f"(python main.py --show {run_id}) but the run cannot be resumed")
-        if info.status == "completed":
-            return _stored_result(run_dir)
+        run_dir, moved = _run_folder(info, named, runs_dir or settings.runs_dir, ledger.path)
+        if info.status == "completed":  # read, not written: any copy of it will do
+            if moved:
+                ledger.relocate_run(run_id, run_dir.resolve())
+            return _stored_result(run_dir, ledger.decisions(run_id))
+        if moved is None:
+            raise StoreError(f"{run_dir} is a copy of run {run_id}, whose folder {info.run_dir} still exists and is the "
+                             f"one the ledger {ledger.path} follows; resume that one (python main.py --resume {run_id}), "
+                             "or move it away first to continue this copy instead (both would write one ledger run)")
         scenario = load(config["scenario"])
         if fingerprint(scenario.model_dump(mode="json")) != config["fingerprint"]:
             raise UserError(f"scenario {scenario.name} has changed since run {run_id} started; resuming it would "
@@ -279,12 +316,51 @@ def resume_scenario(
                                                "replay_provider": config["replay_provider"]})
         with run_lock(run_dir, run_id):  # a second resume stops here, before it touches anything
             stored = ledger.decisions(run_id)
+            log = run_dir / "events.jsonl"
+            head = check_event_log(log, stored, run_id)  # before the claim: a bad log leaves the ledger as it was
+            if moved:
+                ledger.relocate_run(run_id, run_dir.resolve())
             _, epoch = ledger.claim_run(run_id, "scenario")  # fence off a writer that lost its lock (killed)
-            cut_event_log(run_dir / "events.jsonl", stored[-1] if stored else None, run_id)
-            progress = Progress(ledger, run_id, epoch, stored)
+            cut_event_log(log, stored[-1] if stored else None)
+            progress = Progress(ledger, run_id, epoch, stored, head=head)
             options = RunOptions(allow_fallback=bool(config.get("allow_fallback")))
             return _execute(scenario, settings, config["provider_note"], info.seed, run_dir, progress, options,
                             subscribers)
+
+
+def _named_folder(target: str) -> Path | None:
+    """The folder ``--resume`` names, when it names one (a path to a folder) rather than a run id; a
+    path to no folder is taken as a run id, and refused as one."""
+    if os.sep not in target and "/" not in target:
+        return None
+    folder = Path(target).expanduser()
+    return folder if folder.is_dir() else None
+
+
+def _run_folder(info: RunInfo, named: Path | None, runs_dir: Path, ledger: Path) -> tuple[Path, bool | None]:
+    """The folder a resume works in, and whether the ledger must be told the run moved there (None:
+    the folder is a copy and the ledger's folder still exists).
+
+    A named folder is the one. A run id means the folder of that name in the runs folder when the
+    ledger lives there too (the runs folder was moved or copied with its ledger), else the folder the
+    ledger holds for it. A folder other than the ledger's, while the ledger's still exists, is a copy
+    sharing one ledger run with it, unless it sits beside the ledger (then the ledger is a copy too)."""
+    stored = Path(info.run_dir) if info.run_dir else None
+    beside_ledger = ledger.resolve().parent
+    if named is not None:
+        folder = named
+    else:
+        folder = runs_dir / info.run_id
+        if not folder.is_dir() or (stored is not None and stored.is_dir() and folder.resolve().parent != beside_ledger):
+            folder = stored if stored is not None else folder
+        if not folder.is_dir():
+            raise StoreError(f"the folder of run {info.run_id}, {folder}, is gone; its decisions are in the ledger "
+                             f"(python main.py --show {info.run_id}) but the run cannot be resumed")
+    if stored is not None and stored.is_dir() and os.path.samefile(folder, stored):
+        return folder, False
+    if stored is not None and stored.is_dir() and folder.resolve().parent != beside_ledger:
+        return folder, None
+    return folder, True
 
 
 def ledger_path(settings: Settings, runs_dir: Path | None = None) -> Path:
@@ -297,13 +373,14 @@ def ledger_path(settings: Settings, runs_dir: Path | None = None) -> Path:
 def _execute(scenario: Scenario, settings: Settings, provider_note: str, seed: int, run_dir: Path,
              progress: Progress, options: RunOptions, subscribers: Iterable[Subscriber]) -> RunResult:
     resumed = bool(progress.stored)
-    sink = JsonlSink(run_dir / "events.jsonl", secrets=secrets_of(settings))
+    sink = JsonlSink(run_dir / "events.jsonl", secrets=secrets_of(settings), head=progress.head,
+                     fence=progress.fence)
     bus = EventBus([sink, progress.journal, *subscribers], muted=resumed)
     started = time.monotonic()
     status = "failed"
     try:
         with _session(scenario, settings, seed, run_dir, options) as session:
-            graph, world = _build(scenario, seed, session.client, bus)
+            graph, world = _build(scenario, seed, session, bus)
             source = session.source.model_dump()
             if session.source.kind == "heuristic":
                 source["detail"] = provider_note  # why the heuristics answer
@@ -316,6 +393,7 @@ def _execute(scenario: Scenario, settings: Settings, provider_note: str, seed: i
         bus.emit(ScenarioEnded(scenario=scenario.name, wall_s=round(time.monotonic() - started, 3)))
         sink.close()
         events: list[Any] = bus.events if not resumed else _read_events(run_dir)
+        progress.fence()  # a process that lost the run leaves its summary to the new owner
         summary = _write_summary(run_dir, events)
         status = "completed"  # only now: a run killed before this point is resumed, not taken as done
     except KeyboardInterrupt:
@@ -337,7 +415,9 @@ def _session(scenario: Scenario, settings: Settings, seed: int, run_dir: Path, o
     return llm_session(settings, scenario=scenario.name, seed=seed, agents=len(scenario.cluster.agents),
                        record_to=record_to, force=options.force, allow_fallback=options.allow_fallback,
                        cassette=cassette, recording_metadata={"prompt_template_hash": template_hash()},
-                       probe=False)  # choose_provider checked it before the run was created
+                       probe=False,  # choose_provider checked the run's provider before the run was created
+                       agent_models={a.id: ModelChoice(a.provider, a.model) for a in scenario.cluster.agents
+                                     if a.provider or a.model})
 
 
 def _read_events(run_dir: Path) -> list[Any]:
@@ -347,22 +427,31 @@ def _read_events(run_dir: Path) -> list[Any]:
 def _write_summary(run_dir: Path, events: list[Any]) -> dict[str, Any]:
     summary = summarize(events)
     tmp = run_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(run_dir / "summary.json")  # whole or not at all
+    try:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(run_dir / "summary.json")  # whole or not at all
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageFault(f"could not write {run_dir / 'summary.json'}: {exc.strerror or exc}. The run's decisions and "
+                           f"events are stored; fix this and resume the run with --resume") from None
     return summary
 
 
-def _stored_result(run_dir: Path) -> RunResult:
-    """A completed run as its files hold it."""
+def _stored_result(run_dir: Path, stored: list[DecisionRecord]) -> RunResult:
+    """A completed run as its files hold them, once its event log is found whole (its chain intact,
+    every committed decision in it, ending with the run's end)."""
+    log = run_dir / "events.jsonl"
+    check_log(log, anchors(stored), complete=True, decisions=len(stored))
     events = _read_events(run_dir)
     return RunResult(run_dir, _write_summary(run_dir, events), events)
 
 
-def _build(scenario: Scenario, seed: int, llm: Any, bus: EventBus) -> tuple[ConsensusGraph, World]:
+def _build(scenario: Scenario, seed: int, session: LLMSession, bus: EventBus) -> tuple[ConsensusGraph, World]:
     state = scenario.cluster.build_state(seed)
     agent_ids = [a.id for a in scenario.cluster.agents]
     world = World(state, Reputation.fresh(agent_ids), {a.pool: a.id for a in scenario.cluster.agents}, scenario.name)
     bidding = scenario.consensus.method == "bidding"
-    agents = {a.id: SpecialistAgent(a.id, a.specialty, world, llm, pool=a.pool, bidding=bidding)
+    # Each agent asks the model its scenario gives it (the run's unless it names its own).
+    agents = {a.id: SpecialistAgent(a.id, a.specialty, world, session.client_for(a.id), pool=a.pool, bidding=bidding)
               for a in scenario.cluster.agents}
     return ConsensusGraph(agents, world, bus, weighted=scenario.consensus.weighted), world

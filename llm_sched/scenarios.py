@@ -9,26 +9,47 @@ file gets an error naming the file, the field and what was expected.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llm_sched.agents.byzantine import Behaviour
 from llm_sched.config import ProviderChoice
 from llm_sched.domain import ClusterState, Job, Node, Pool, Resources
 from llm_sched.domain.model import JobKind, Specialty
 from llm_sched.errors import UserError
-from llm_sched.names import Name
+from llm_sched.loader import load_yaml, validated
+from llm_sched.names import Name, check_name
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
+# Who may answer one agent instead of the run's model (llm/factory.py ModelChoice): a live provider,
+# or "heuristic" for an agent that asks no model.
+AgentProvider = Literal["local", "openai", "ollama", "sambanova", "sambastudio", "heuristic"]
+# A model name or GGUF path as providers spell them (qwen2.5:0.5b, org/Model-7B, models/x.gguf):
+# printable ASCII without spaces, so it can be shown on a terminal and in a banner as written.
+MODEL_NAME_PATTERN = r"^[!-~]{1,200}$"
+
+
 class AgentSpec(BaseModel):
     model_config = _STRICT
-    id: str = Field(min_length=1)
+    id: Name  # named in every prompt and on the screen: an identifier, never free text
     specialty: Specialty
     pool: str
+    # In a live run, the model that answers this agent when not the run's: agents that do not all
+    # share one model cannot all be swayed by the same text alike. None: the run's provider / model.
+    provider: AgentProvider | None = None
+    model: str | None = Field(None, pattern=MODEL_NAME_PATTERN)
+
+    @model_validator(mode="after")
+    def _model_needs_a_provider_that_serves_one(self) -> AgentSpec:
+        if self.model is not None and self.provider in ("heuristic", "sambastudio"):
+            raise ValueError(f"agent {self.id}: provider {self.provider} takes no model (the "
+                             f"{'agent asks no model' if self.provider == 'heuristic' else 'endpoint fixes it'})")
+        return self
 
 
 class NodeGroup(BaseModel):
@@ -105,11 +126,19 @@ def _digits(count: int) -> int:
     return max(2, len(str(count)))
 
 
+# Bounds on a job's free text as a scenario may write it; a prompt gets far less (agents/specialist.py).
+JOB_NAME_MAX_CHARS = 200
+JOB_DESCRIPTION_MAX_CHARS = 2000
+
+
 class JobSpec(BaseModel):
     model_config = _STRICT
-    id: str = Field(min_length=1)
+    # The id is printed, stored and named in prompts as the program's own fact: an identifier, never
+    # free text (the name and description are the job's free text).
+    id: Name
     kind: JobKind
-    name: str = ""
+    name: str = Field("", max_length=JOB_NAME_MAX_CHARS)
+    description: str = Field("", max_length=JOB_DESCRIPTION_MAX_CHARS)
     # strict: `cores: true` is an error, not 1 core (a number must be written as a number); bounded so
     # that a 20-digit count is a clear error rather than an overflow further on.
     nodes: int = Field(ge=1, le=1_000_000, strict=True)
@@ -121,7 +150,8 @@ class JobSpec(BaseModel):
 
     def job(self) -> Job:
         per_node = Resources(cores=self.cores, memory_gb=self.memory_gb, gpus=self.gpus, storage_gb=self.storage_gb)
-        return Job(id=self.id, kind=self.kind, name=self.name, nodes=self.nodes, per_node=per_node, runtime_s=self.runtime_s)
+        return Job(id=self.id, kind=self.kind, name=self.name, description=self.description, nodes=self.nodes,
+                   per_node=per_node, runtime_s=self.runtime_s)
 
 
 RANDOM_AGENT = "random"
@@ -150,7 +180,8 @@ class Phase(BaseModel):
     model_config = _STRICT
     name: str = Field(min_length=1)
     description: str = ""
-    job_interval_s: float = Field(600.0, gt=0, description="simulated time between job submissions")
+    job_interval_s: float = Field(600.0, gt=0, le=1e9, allow_inf_nan=False,
+                                  description="simulated time between job submissions")
     faults: list[FaultSpec] = Field(default_factory=list)
     jobs: list[JobSpec] = Field(min_length=1)
 
@@ -166,8 +197,8 @@ class ScenarioFile(BaseModel):
     cluster: str | None = None
     consensus: ConsensusSpec = ConsensusSpec()
     occupancy_view: bool = Field(False, description="report each pool's occupancy after every decision")
-    phases: list[Phase] | None = None
-    sequence: list[str] | None = None
+    phases: list[Phase] | None = Field(None, min_length=1)  # an empty scenario ran and committed nothing
+    sequence: list[str] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _one_form(self) -> ScenarioFile:
@@ -200,43 +231,13 @@ class Scenario(BaseModel):
         return random.Random(f"faulty-agent-{seed}").choice(sorted(a.id for a in self.cluster.agents))
 
 
-def _read_yaml(path: Path) -> Any:
-    import yaml
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such scenario file") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        return yaml.load(text, Loader=yaml.CSafeLoader)  # noqa: S506 - the C safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise UserError(f"{path}{where}: not valid YAML: {problem}") from None
-
-
-def _validated(model: type[BaseModel], data: Any, path: Path) -> Any:
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of fields at the top level, found {type(data).__name__}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors(include_url=False):
-            field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  {field}: {err['msg'].removeprefix('Value error, ')}")
-        raise UserError(f"{path}: invalid scenario\n" + "\n".join(lines)) from None
-
-
+# The two names other modules (faults, experiments) import; the reading itself is llm_sched.loader's.
 def scenario_path(name: str, scenarios_dir: Path) -> Path:
     """``NAME`` means ``<scenarios_dir>/NAME.yaml``; anything with a suffix or a slash is a path."""
     candidate = Path(name)
     if candidate.suffix in (".yaml", ".yml") or "/" in name:
         return candidate
-    return scenarios_dir / f"{name}.yaml"
+    return scenarios_dir / f"{check_name('scenario', name)}.yaml"  # a name, never a path: 400 characters hit OSError
 
 
 def available_scenarios(scenarios_dir: Path) -> list[str]:
@@ -249,11 +250,11 @@ def load_scenario(name: str, scenarios_dir: Path, _seen: tuple[str, ...] = ()) -
     if not path.exists() and not _seen:
         known = ", ".join(available_scenarios(scenarios_dir)) or "none"
         raise UserError(f"no scenario {name!r} ({path} does not exist); available: {known}")
-    spec: ScenarioFile = _validated(ScenarioFile, _read_yaml(path), path)
+    spec = validated(ScenarioFile, load_yaml(path, "scenario"), path, "scenario")
     if spec.sequence is not None:
         return _load_sequence(spec, path, scenarios_dir, (*_seen, str(path)))
     cluster_path = (path.parent / spec.cluster).resolve()  # type: ignore[operator]
-    cluster: ClusterSpec = _validated(ClusterSpec, _read_yaml(cluster_path), cluster_path)
+    cluster = validated(ClusterSpec, load_yaml(cluster_path, "cluster"), cluster_path, "cluster")
     _check_faults(spec.phases or [], cluster, path)
     return Scenario(name=spec.name, description=spec.description, seed=spec.seed, provider=spec.provider, path=path,
                     cluster=cluster, phases=list(spec.phases or []), consensus=spec.consensus,
@@ -270,9 +271,9 @@ def _load_sequence(spec: ScenarioFile, path: Path, scenarios_dir: Path, seen: tu
     if len(clusters) != 1:
         raise UserError(f"{path}: every scenario in a sequence must use the same cluster")
     phases = [phase for part in parts for phase in part.phases]
-    ids = [job.id for phase in phases for job in phase.jobs]
-    if len(set(ids)) != len(ids):
-        raise UserError(f"{path}: job ids must be unique across the scenarios of a sequence")
+    twice = _repeated(job.id for phase in phases for job in phase.jobs)
+    if twice:
+        raise UserError(f"{path}: job ids must be unique across the scenarios of a sequence; repeated: {twice}")
     if len({p.consensus for p in parts}) != 1:
         raise UserError(f"{path}: every scenario in a sequence must use the same consensus settings")
     return Scenario(name=spec.name, description=spec.description, seed=spec.seed, provider=spec.provider, path=path,
@@ -287,11 +288,22 @@ def _check_faults(phases: list[Phase], cluster: ClusterSpec, path: Path) -> None
             if fault.agent not in agents and fault.agent != RANDOM_AGENT:
                 raise UserError(f"{path}: phases.{i}.faults.{j}.agent: unknown agent {fault.agent!r}; "
                                 f"agents are: {', '.join(sorted(agents))} (or {RANDOM_AGENT})")
-        ids = [spec.id for spec in phase.jobs]
-        if len(set(ids)) != len(ids):
-            raise UserError(f"{path}: phases.{i}.jobs: job ids must be unique within a phase")
-    all_ids = [spec.id for phase in phases for spec in phase.jobs]
-    if len(set(all_ids)) != len(all_ids):
-        raise UserError(f"{path}: job ids must be unique across phases")
+        twice = _repeated(spec.id for spec in phase.jobs)
+        if twice:
+            raise UserError(f"{path}: phases.{i}.jobs: job ids must be unique within a phase; repeated: {twice}")
+    twice = _repeated(spec.id for phase in phases for spec in phase.jobs)
+    if twice:
+        raise UserError(f"{path}: job ids must be unique across phases; repeated: {twice}")
+
+
+def _repeated(ids: Iterable[str]) -> str:
+    """The ids given more than once, in order of first repeat ("" when none), for the message."""
+    seen: set[str] = set()
+    twice: dict[str, None] = {}  # ordered, without duplicates
+    for job_id in ids:
+        if job_id in seen:
+            twice[job_id] = None
+        seen.add(job_id)
+    return ", ".join(twice)
 
 

@@ -11,7 +11,6 @@ scenario's fault schedule) corrupts what it would honestly have sent.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from functools import cache
@@ -21,7 +20,7 @@ from llm_sched.agents.answers import VoteAnswer, proposal_answer
 from llm_sched.agents.byzantine import corrupt_proposal, corrupt_vote
 from llm_sched.agents.evidence import BID_TOLERANCE, Evidence, check_candidate, measured_claims
 from llm_sched.agents.heuristics import Option, bid_option, placement_options, score_placement, why_infeasible
-from llm_sched.agents.prompts import render
+from llm_sched.agents.prompts import render, untrusted_data
 from llm_sched.agents.reputation import Reputation
 from llm_sched.domain import ClusterState, Job
 from llm_sched.domain.decisions import Proposal, Vote
@@ -161,6 +160,8 @@ class SpecialistAgent:
             low, high = max(0.0, options[0].score - BID_TOLERANCE), min(1.0, options[0].score + BID_HEADROOM)
             score_range = (round(low, 2), round(high, 2))
             values |= self._pool_values(job) | {"score_low": f"{low:.2f}", "score_high": f"{high:.2f}"}
+        else:
+            values["job_label"] = job_label(job)
         step = "bid" if self.bidding else "proposal"
         schema = proposal_answer(tuple(o.option_id for o in options), score_range)
         answer = await self.llm.structured(render(self.specialty, step, values), schema,  # type: ignore[union-attr]
@@ -252,13 +253,22 @@ class SpecialistAgent:
 
     # -- shared --------------------------------------------------------------------------------
     def _job_values(self, job: Job) -> dict[str, str]:
-        # The job's name is untrusted text: it enters the prompt as a quoted JSON string, as data.
-        name = f"{json.dumps(job.name, ensure_ascii=True)}, " if job.name else ""
+        """The job's facts, the program's own: id, kind, runtime and requirements. No free text."""
         return {"agent": self.agent_id, "job_id": job.id, "kind": job.kind, "runtime": _fmt_time(job.runtime_s),
-                "job": f"{name}{job.describe()}"}
+                "job": job.describe()}
 
     def _context(self, step: str, job: Job) -> CallContext:
         return CallContext(agent=self.agent_id, step=step, scenario=self.world.scenario, job_id=job.id)
+
+
+def job_label(job: Job) -> str:
+    """The submitter's text about ``job`` as prompt data (see :func:`untrusted_data`).
+
+    Only a proposal prompt shows it, where the model chooses among options that all fit. A vote
+    judges a checked placement by the job's requirements and the nodes' state, so no label can make
+    a feasible placement look unfit; a bid is a number inside the range the evidence allows, and
+    SmolLM2-135M was seen copying a score written in a label, so a bid prompt shows no label either."""
+    return untrusted_data({"name": job.name, "description": job.description})
 
 
 def _tagged(faulty: Any, honest: Any) -> Any:

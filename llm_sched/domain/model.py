@@ -19,10 +19,11 @@ class Resources(BaseModel):
 
     model_config = _FROZEN
 
-    cores: int = Field(0, ge=0)
-    memory_gb: float = Field(0, ge=0)
-    gpus: int = Field(0, ge=0)
-    storage_gb: float = Field(0, ge=0)
+    # strict and finite: a cluster file's `cores: true` was read as 1 core, `.inf` as endless memory
+    cores: int = Field(0, ge=0, strict=True)
+    memory_gb: float = Field(0, ge=0, strict=True, allow_inf_nan=False)
+    gpus: int = Field(0, ge=0, strict=True)
+    storage_gb: float = Field(0, ge=0, strict=True, allow_inf_nan=False)
 
     def plus(self, other: Resources) -> Resources:
         return Resources(
@@ -95,7 +96,10 @@ class Job(BaseModel):
     nodes: int = Field(ge=1)
     per_node: Resources
     runtime_s: float = Field(gt=0)
+    # Free text from whoever submitted the job: shown escaped, and put into a proposal prompt only
+    # as quoted, capped data (agents/prompts.py, untrusted_data), never into a vote.
     name: str = ""
+    description: str = ""
 
     def describe(self) -> str:
         need = self.per_node

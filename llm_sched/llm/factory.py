@@ -5,6 +5,11 @@ be reached (a run never discovers halfway that its model was never there), build
 and, when asked, records the model's answers to a cassette or serves them from one. It yields an
 :class:`LLMSession` whose ``source`` says where the answers come from, for the banner, the events and
 the summary (ARCHITECTURE.md, principle 9).
+
+A scenario may give some agents another model than the run's (:class:`ModelChoice`): agents that do
+not all share one model cannot all be swayed by the same text in the same way. Each such agent gets
+its own client (its own breaker and retries), checked at the start like the run's; ``source.agents``
+names what answers each of them, and every call record names its provider and model.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +45,33 @@ class LLMSource(BaseModel):
     model: str | None = None
     detail: str = ""  # one line for the banner
     cassette: dict[str, Any] | None = None  # the cassette's metadata, when replaying
+    agents: dict[str, str] = {}  # agent -> where its answers come from, for agents not on the run's model
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model that answers one agent instead of the run's: a live ``provider`` (the run's when
+    None; ``heuristic``: no model at all) and a ``model`` it serves (None: the one the settings
+    name; for ``local`` a GGUF file). Applies to live runs; a replay serves what the cassette holds
+    and a heuristic run asks no model."""
+
+    provider: str | None = None
+    model: str | None = None
 
 
 @dataclass
 class LLMSession:
-    """The client a run asks (None: heuristics), where its answers come from, and the recorder."""
+    """The client a run asks (None: heuristics), where its answers come from, and the recorder.
+    ``agent_clients`` holds the agents whose answers come from elsewhere (None: heuristics)."""
 
     client: LLMClient | None
     source: LLMSource
     recorder: RecordingTransport | None = None
+    agent_clients: dict[str, LLMClient | None] = field(default_factory=dict)
+
+    def client_for(self, agent: str) -> LLMClient | None:
+        """The client that answers ``agent``."""
+        return self.agent_clients[agent] if agent in self.agent_clients else self.client
 
 
 async def _no_sleep(_seconds: float) -> None:
@@ -125,6 +149,7 @@ def llm_session(
     cassette: Path | None = None,
     recording_metadata: dict[str, Any] | None = None,
     probe: bool = True,
+    agent_models: Mapping[str, ModelChoice] | None = None,
 ) -> Iterator[LLMSession]:
     """The LLM a run uses, and where its answers come from.
 
@@ -132,7 +157,8 @@ def llm_session(
     when the block ends without error (never over an existing file unless ``force``). A live provider
     that cannot be reached stops the run with a :class:`UserError` naming it and the fix, unless
     ``allow_fallback``: then the agents use their heuristics and ``source`` says why. ``probe=False``
-    skips that check for a caller that made it already (:func:`preflight`)."""
+    skips that check for a caller that made it already (:func:`preflight`). ``agent_models`` gives
+    agents their own model in a live run; each is checked here, and named in ``source.agents``."""
     provider = settings.resolved_provider()
     if provider == "heuristic":
         yield LLMSession(None, LLMSource(kind="heuristic", provider="heuristic", detail="no model: agents use their heuristics"))
@@ -144,9 +170,15 @@ def llm_session(
             raise UserError("replay needs a cassette")
         transport = open_replay(cassette)
         info = transport.info
+
+        def replay_client(t: Any) -> LLMClient:
+            return _client(t, settings, bus, seed, agents, str(cassette), sleep=_no_sleep)
+
+        per_agent, described = _replayed_agents(transport, replay_client)
         source = LLMSource(kind="replay", provider=info.provider, model=info.model,
-                           detail=f"replaying {cassette.name}: {info.describe()}", cassette=info.model_dump())
-        yield LLMSession(_client(transport, settings, bus, seed, agents, str(cassette), sleep=_no_sleep), source)
+                           detail=_with_agents(f"replaying {cassette.name}: {info.describe()}", described),
+                           cassette=info.model_dump(), agents=described)
+        yield LLMSession(replay_client(transport), source, agent_clients=per_agent)
         return
     if record_to is not None:
         refuse_existing(record_to, force)
@@ -155,14 +187,137 @@ def llm_session(
         yield LLMSession(None, LLMSource(kind="heuristic", provider="heuristic", detail=problem))
         return
     live = build_transport(provider, settings)
-    transport: Any = RecordingTransport(live) if record_to is not None else live
-    where = public_url(live.endpoint) if provider != "local" else f"in this process, {Path(live.endpoint).name}"
-    source = LLMSource(kind="live", provider=provider, model=live.model, detail=f"live {provider} model {live.model} ({where})")
-    session = LLMSession(_client(transport, settings, bus, seed, agents), source, transport if record_to else None)
+    recorder = RecordingTransport(live) if record_to is not None else None
+
+    def live_client(t: Any) -> LLMClient:
+        return _client(t, settings, bus, seed, agents)
+
+    per_agent, described, recorded = _live_agents(settings, provider, agent_models or {}, recorder, live_client,
+                                                  allow_fallback)
+    source = LLMSource(kind="live", provider=provider, model=live.model, agents=described,
+                       detail=_with_agents(f"live {provider} model {live.model} ({_where(provider, live)})", described))
+    session = LLMSession(live_client(recorder or live), source, recorder, per_agent)
     yield session
-    if record_to is not None:
-        info = cassette_info(provider, live, scenario, seed, recording_metadata or {})
-        session.recorder.save(record_to, info, secrets_of(settings), force=force)  # type: ignore[union-attr]
+    if recorder is not None and record_to is not None:
+        extra = {**(recording_metadata or {}), **({"agent_models": recorded} if recorded else {})}
+        info = cassette_info(provider, live, scenario, seed, extra)
+        recorder.save(record_to, info, secrets_of(settings), force=force)
+
+
+def _where(provider: str, live: Any) -> str:
+    """Where a live model runs, for the banner: a URL without credentials, or this process's file."""
+    return public_url(live.endpoint) if provider != "local" else f"in this process, {Path(live.endpoint).name}"
+
+
+def _with_agents(detail: str, described: Mapping[str, str]) -> str:
+    """The banner line, with the agents whose answers come from elsewhere named after it."""
+    if not described:
+        return detail
+    return f"{detail}; " + "; ".join(f"{agent}: {where}" for agent, where in described.items())
+
+
+_MODEL_FIELD = {"openai": "openai_model", "ollama": "ollama_model", "sambanova": "sambanova_model",
+                "local": "local_model"}
+
+
+def settings_for_choice(settings: Settings, provider: str, model: str | None) -> Settings:
+    """``settings`` with ``provider`` chosen and, if given, its model replaced by ``model``."""
+    update: dict[str, Any] = {"provider": provider}
+    if model is not None:
+        if provider not in _MODEL_FIELD:
+            raise UserError(f"the {provider} provider serves the model its endpoint is set up with; "
+                            "an agent cannot choose another")
+        update[_MODEL_FIELD[provider]] = Path(model) if provider == "local" else model
+    return settings.model_copy(update=update)
+
+
+def _model_key(settings: Settings, provider: str) -> tuple[str, str]:
+    """Which model ``settings`` would ask through ``provider``: agents with equal keys share a client."""
+    value = getattr(settings, _MODEL_FIELD[provider], None) if provider in _MODEL_FIELD else None
+    return provider, str(value or "")
+
+
+def _live_agents(
+    settings: Settings, provider: str, choices: Mapping[str, ModelChoice], recorder: RecordingTransport | None,
+    make_client: Any, allow_fallback: bool,
+) -> tuple[dict[str, LLMClient | None], dict[str, str], dict[str, dict[str, str]]]:
+    """Clients for the agents a scenario puts on another model than the run's: the clients, where
+    each agent's answers come from (for ``source.agents``), and what to write in a cassette."""
+    clients: dict[str, LLMClient | None] = {}
+    described: dict[str, str] = {}
+    recorded: dict[str, dict[str, str]] = {}
+    shared: dict[tuple[str, str], tuple[LLMClient | None, str, dict[str, str]]] = {}
+    for agent, choice in sorted(choices.items()):
+        agent_provider = choice.provider or provider
+        if agent_provider == "heuristic":
+            clients[agent], described[agent] = None, "heuristic (the scenario gives this agent no model)"
+            recorded[agent] = {"provider": "heuristic"}
+            continue
+        try:
+            agent_settings = settings_for_choice(settings, agent_provider, choice.model)
+        except UserError as exc:
+            raise UserError(f"agent {agent}: {exc}") from None
+        key = _model_key(agent_settings, agent_provider)
+        if key == _model_key(settings, provider):
+            continue  # the run's own model
+        if key not in shared:
+            shared[key] = _agent_client(agent, agent_settings, agent_provider, recorder, make_client, allow_fallback)
+        clients[agent], described[agent], recorded[agent] = shared[key]
+    return clients, described, recorded
+
+
+def _agent_client(
+    agent: str, settings: Settings, provider: str, recorder: RecordingTransport | None, make_client: Any,
+    allow_fallback: bool,
+) -> tuple[LLMClient | None, str, dict[str, str]]:
+    """One agent's own model, checked before the run like the run's (a clear error naming the agent,
+    or with ``allow_fallback`` its heuristic); recorded into the run's one cassette, in call order."""
+    try:
+        problem = preflight(settings, allow_fallback)
+        live = build_transport(provider, settings) if problem is None else None
+    except UserError as exc:
+        raise UserError(f"agent {agent}: {exc}") from None
+    if live is None:
+        return None, problem, {"provider": "heuristic"}  # the reason says it is the heuristic, and why
+    transport: Any = live
+    if recorder is not None:
+        transport = RecordingTransport(live)
+        transport.interactions = recorder.interactions  # one list: the cassette keeps the order of the calls
+    return make_client(transport), f"live {provider} model {live.model} ({_where(provider, live)})", {
+        "provider": provider, "model": live.model}
+
+
+class _RecordedAs:
+    """The replay transport as one agent's: the same recorded answers, named after the model that
+    gave them, so each call record says where its answer came from."""
+
+    provider = "replay"
+    max_concurrency = None
+
+    def __init__(self, inner: Any, model: str) -> None:
+        self.inner = inner
+        self.model = model
+        self.endpoint = inner.endpoint
+
+    async def complete(self, messages: Any, schema: Any, timeout: float) -> Any:
+        return await self.inner.complete(messages, schema, timeout)
+
+
+def _replayed_agents(transport: Any, make_client: Any) -> tuple[dict[str, LLMClient | None], dict[str, str]]:
+    """The agents a cassette recorded from another model than its own (``agent_models``): a client
+    each that names that model, or none for an agent that answered by its heuristic."""
+    recorded = (transport.info.model_extra or {}).get("agent_models") or {}
+    if not isinstance(recorded, dict) or not all(isinstance(v, dict) and "provider" in v for v in recorded.values()):
+        raise UserError(f"{transport.path}: the cassette's agent_models are damaged; record it again")
+    clients: dict[str, LLMClient | None] = {}
+    described: dict[str, str] = {}
+    for agent, who in sorted(recorded.items()):
+        if who["provider"] == "heuristic":
+            clients[agent], described[agent] = None, "heuristic (when recorded)"
+            continue
+        clients[agent] = make_client(_RecordedAs(transport, str(who.get("model"))))
+        described[agent] = f"recorded from {who['provider']} {who.get('model')}"
+    return clients, described
 
 
 def cassette_info(provider: str, live: Any, scenario: str, seed: int, extra: dict[str, Any]) -> CassetteInfo:
@@ -193,7 +348,9 @@ def preflight(settings: Settings, allow_fallback: bool = False) -> str | None:
         else:
             from llm_sched.probes import probe_configured
 
-            result = probe_configured(settings, provider)
+            # The chat endpoint itself answers one tiny constrained question: a model list alone said
+            # "ready" for servers whose every chat request failed or hung.
+            result = probe_configured(settings, provider, chat=True)
             if not result.ok:
                 raise UserError(f"the {provider} provider cannot be reached: {result.detail}. {result.fix}")
     except UserError as exc:
