@@ -45,22 +45,75 @@ Settings come from the environment, ./.env and ~/.env (see .env.example).
 Every flag: python main.py --help"""
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1 (``--agents 0`` once ran 5 agents)."""
+SEED_MAX = 2**63 - 1  # seeds are stored as SQLite integers (signed 64 bits)
+
+
+def _whole_number(text: str, low: int, high: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed: give 1 or more")
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text if len(text) <= 24 else text[:20] + '...'} is not allowed: "
+                                         f"give {low} to {high}")
     return value
 
 
-def non_negative_int(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else None
-    if value is None or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: give 0 or more")
-    return value
+def bounded_int(low: int, high: int) -> Any:
+    """An argparse type: a whole number from ``low`` to ``high`` (``--agents 0`` once ran 5 agents, and a
+    seed beyond 64 bits reached SQLite as an OverflowError)."""
+    def parse(text: str) -> int:
+        return _whole_number(text, low, high)
+
+    parse.__name__ = "whole number"  # argparse names the type in its messages
+    return parse
+
+
+positive_int = bounded_int(1, 1_000_000)
+non_negative_int = bounded_int(0, 1_000_000)
+seed_int = bounded_int(0, SEED_MAX)
+
+# Flags that belong to some modes only (dest -> modes): given with another mode they were silently
+# ignored, so a user believed a setting took effect. "scenario" covers --scenario and --interactive.
+APPLIES: dict[str, frozenset[str]] = {
+    "trace": frozenset({"simulate"}), "policy": frozenset({"simulate"}),
+    "quick": frozenset({"evaluate"}), "config": frozenset({"evaluate"}), "workers": frozenset({"evaluate"}),
+    "methods": frozenset({"experiment"}), "byzantine": frozenset({"experiment"}), "crash": frozenset({"experiment"}),
+    "repetitions": frozenset({"experiment"}), "agent_mode": frozenset({"experiment"}),
+    "faults": frozenset({"experiment"}), "intensity": frozenset({"experiment"}),
+    "agents": frozenset({"experiment", "simulate"}), "jobs": frozenset({"experiment", "simulate"}),
+    "out": frozenset({"experiment", "evaluate", "simulate"}),
+    # seed, provider, record and allow_fallback "apply" to resume so that it says why it refuses them
+    "record": frozenset({"scenario", "resume"}), "record_to": frozenset({"scenario"}),
+    "force": frozenset({"scenario", "experiment", "evaluate"}),
+    "allow_fallback": frozenset({"scenario", "resume"}), "no_pause": frozenset({"scenario"}), "verbose": frozenset({"scenario"}),
+    "seed": frozenset({"scenario", "experiment", "evaluate", "simulate", "resume"}),
+    "scenario": frozenset({"scenario", "resume"}), "interactive": frozenset({"scenario"}),
+    "resume": frozenset({"experiment", "evaluate", "resume"}),
+    "provider": frozenset({"scenario", "experiment", "check", "setup_env", "resume"}),
+    **{dest: frozenset({"setup_env"}) for dest in ("yes", "ollama_host", "ollama_model", "sambanova_api_base",
+                                                   "sambanova_model", "sambastudio_url", "api_key_stdin", "probe")},
+}
+
+
+def _mode(args: argparse.Namespace) -> str:
+    """The mode that runs, in the order ``_dispatch`` tries them."""
+    for mode in ("check", "setup_env", "experiment", "simulate", "evaluate", "runs", "show", "resume"):
+        if getattr(args, mode) not in (None, False):
+            return mode
+    return "scenario" if args.interactive or args.scenario is not None else "overview"
+
+
+def refuse_stray_flags(args: argparse.Namespace) -> None:
+    """A flag given with a mode it does not apply to is an error (exit 2), not silently dropped."""
+    mode = _mode(args)
+    for dest, modes in APPLIES.items():
+        if getattr(args, dest) not in (None, False) and mode not in modes:
+            flag = "--" + dest.replace("_", "-")
+            where = " or ".join("--" + m.replace("_", "-") for m in sorted(modes))
+            if mode == "overview":
+                raise UserError(f"{flag} needs {where}")
+            raise UserError(f"{flag} does not go with --{mode.replace('_', '-')}: it is for {where}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "defaults (7 agents, 2 Byzantine, 5 jobs, 3 repetitions, pbft, tendermint, multi_paxos); "
                             "with --resume DIR, finish the experiment stored for DIR")
     group.add_argument("--resume", metavar="RUN_ID_OR_DIR",
-                       help="resume a stored run: a scenario run id, or the --out folder of an experiment or campaign")
+                       help="resume a stored run: a scenario run id or run folder (runs/ID, wherever it was moved), or "
+                            "the --out folder of an experiment or campaign")
     modes.add_argument("--runs", action="store_true", help="list the runs stored in the ledger (LLM_SCHED_LEDGER)")
     modes.add_argument("--show", metavar="RUN_ID", help="print one stored run's decisions, votes and reputation changes")
     modes.add_argument("--simulate", action="store_true",
@@ -99,12 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--config", metavar="FILE", help="campaign file (default scenarios/evaluation/full.yaml)")
     ev.add_argument("--workers", type=positive_int, metavar="N", help="worker processes (default: one per CPU)")
     run = parser.add_argument_group("running scenarios")
-    run.add_argument("--seed", type=non_negative_int, metavar="S",
+    run.add_argument("--seed", type=seed_int, metavar="S",
                      help="seed for this run (default: the scenario's or the experiment file's)")
     run.add_argument("--record", action="store_true",
                      help="record the model's answers to a cassette in the run's folder (or --record-to PATH)")
     run.add_argument("--record-to", metavar="PATH", help="with --record: write the cassette here instead")
-    run.add_argument("--force", action="store_true", help="with --record: replace an existing cassette file")
+    run.add_argument("--force", action="store_true",
+                     help="with --record: replace an existing cassette file; with --experiment or --evaluate: "
+                          "run afresh into an --out folder that is not empty (its result files are replaced)")
     run.add_argument("--allow-fallback", action="store_true",
                      help="if the configured provider cannot be reached at the start, run on the agents' heuristics "
                           "(the banner and summary say so) instead of stopping")
@@ -214,6 +270,8 @@ def _run_experiment(args: argparse.Namespace) -> int:
                  "agent_mode": args.agent_mode, "faults": args.faults, "intensity": args.intensity, "out": args.out}
     settings = load_settings(_overrides(args))
     claim, folder = None, None
+    if args.force and args.resume is not None:
+        raise UserError("--force runs an experiment afresh, --resume continues one: give one of them")
     if args.resume is not None:  # the experiment stored for the folder; flags, if given, must match it
         from llm_sched.experiments.experiment import resume_target
 
@@ -222,7 +280,7 @@ def _run_experiment(args: argparse.Namespace) -> int:
         config = load_experiment(args.experiment or None, overrides, scenarios_dir=settings.scenarios_dir)
     try:
         run_experiment(config, settings, view=ExperimentView(), ledger=settings.ledger_path, folder=folder,
-                       claim=claim)
+                       claim=claim, force=args.force)
     except KeyboardInterrupt:
         where = args.resume or config.out
         how = f"python main.py --experiment --resume {where}" if where else \
@@ -278,7 +336,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.evaluate:
         from llm_sched.evaluation import run_campaign_cli
 
-        return run_campaign_cli(args.config, args.out, args.quick, args.workers, args.seed, resume=args.resume)
+        return run_campaign_cli(args.config, args.out, args.quick, args.workers, args.seed, resume=args.resume,
+                                force=args.force)
     if args.runs or args.show:
         from llm_sched.api import print_runs, show_run
 
@@ -286,7 +345,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.resume is not None:
         return _resume_scenario(args)
-    if args.scenario:
+    if args.scenario is not None:
         return _run_scenario(args, args.scenario, transparent=False)
     print(_overview())
     return 0
@@ -296,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     args = build_parser().parse_args(argv)
     try:
+        refuse_stray_flags(args)
         return _dispatch(args)
     except Interrupted as exc:
         print(exc, file=sys.stderr)

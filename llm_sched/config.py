@@ -33,6 +33,9 @@ DEFAULT_SAMBANOVA_API_BASE = "https://api.sambanova.ai/v1"
 DEFAULT_SAMBANOVA_MODEL = "Meta-Llama-3.3-70B-Instruct"
 DEFAULT_OLLAMA_HOST = "http://localhost:11434"
 DEFAULT_OLLAMA_MODEL = "llama3.1:8b"
+# The largest answer read from a provider: an agent's JSON answer is a few kilobytes, so a megabyte is
+# far more than any honest answer and little enough that a hostile or broken endpoint costs nothing.
+DEFAULT_MAX_RESPONSE_BYTES = 1_000_000
 
 # Settings field -> environment variable. The single table both loading and ``--setup-env`` use.
 ENV_VARS: dict[str, str] = {
@@ -59,6 +62,7 @@ ENV_VARS: dict[str, str] = {
     "llm_breaker_failures": "LLM_SCHED_BREAKER_FAILURES",
     "llm_breaker_cooldown": "LLM_SCHED_BREAKER_COOLDOWN",
     "llm_run_deadline": "LLM_SCHED_RUN_DEADLINE",
+    "llm_max_response_bytes": "LLM_SCHED_MAX_RESPONSE_BYTES",
     "runs_dir": "LLM_SCHED_RUNS_DIR",
     "ledger": "LLM_SCHED_LEDGER",
     "scenarios_dir": "LLM_SCHED_SCENARIOS_DIR",
@@ -116,6 +120,8 @@ class Settings(BaseModel):
     llm_breaker_failures: int = Field(5, ge=1, le=1000, description="failed calls in a row that open the circuit")
     llm_breaker_cooldown: int = Field(20, ge=1, le=100_000, description="calls the heuristics answer while it is open")
     llm_run_deadline: float | None = Field(None, gt=0, le=7 * 86400, description="seconds of LLM calls per run")
+    llm_max_response_bytes: int = Field(DEFAULT_MAX_RESPONSE_BYTES, ge=1024, le=1_000_000_000,
+                                        description="largest provider answer read, bytes; a larger one fails the call")
     runs_dir: Path = Path("runs")
     ledger: Path | None = None  # the SQLite ledger; None: <runs_dir>/llm_sched.db
     scenarios_dir: Path = PROJECT_ROOT / "scenarios"
@@ -190,16 +196,13 @@ def read_env_file(path: Path) -> dict[str, str]:
 
     The message names the file and line but never echoes the line's value: it may be a key.
     """
-    from dotenv.parser import parse_stream
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     import io
 
+    from dotenv.parser import parse_stream
+
+    from llm_sched.loader import read_text
+
+    text = read_text(path, ".env", error=ConfigError)  # UTF-8, bounded; its messages quote no content
     values: dict[str, str] = {}
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
@@ -221,7 +224,8 @@ def _layered_values(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Merge the sources for the variables we own; return (field -> value, field -> source)."""
     layers: list[tuple[str, Mapping[str, str]]] = [("flag", overrides), ("environment", environ)]
-    layers += [(str(p), read_env_file(p)) for p in env_files if p.is_file()]
+    # Any .env that exists is read: a directory or a device named .env is reported, not skipped silently.
+    layers += [(str(p), read_env_file(p)) for p in env_files if p.exists()]
     values: dict[str, str] = {}
     sources: dict[str, str] = {}
     for field, var in ENV_VARS.items():
@@ -244,9 +248,13 @@ def _explain(error: ValidationError, sources: dict[str, str]) -> str:
         if field == "provider":
             msg = f"unknown provider {str(item['input'])[:40]!r}; valid providers are: {', '.join(PROVIDER_CHOICES)}"
         elif field not in SECRET_FIELDS and "input" in item and item["type"] != "value_error":
-            msg = f"{msg} (got {item['input']!r})"
+            msg = f"{msg} (got {_clip(str(item['input']))!r})"
         lines.append(f"{var} (from {where}): {msg.removeprefix('Value error, ')}")
-    return "invalid settings:\n  " + "\n  ".join(lines)
+    return "invalid settings: " + "; ".join(lines)  # one line: a message, not a report
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def load_settings(
