@@ -90,6 +90,7 @@ def resume_run(
 
 def print_runs(console: Console | None = None) -> None:
     """The table of stored runs: id, kind, scenario, provider, seed, start, decisions, status."""
+    from llm_sched.run_health import log_state
     from llm_sched.store import Ledger
     from llm_sched.ui.ledger_view import runs_table
 
@@ -99,11 +100,14 @@ def print_runs(console: Console | None = None) -> None:
         console.print(f"no ledger at {path} yet: no runs stored")
         return
     with Ledger.open(path) as ledger:
-        console.print(runs_table(ledger.runs(), str(path)))
+        runs = ledger.runs()
+        console.print(runs_table(runs, str(path), {r.run_id: log_state(r) for r in runs}))
 
 
-def show_run(run_id: str, console: Console | None = None) -> None:
-    """One stored run's decisions, with the votes and reputation changes behind each."""
+def show_run(run_id: str, console: Console | None = None) -> bool:
+    """Print one stored run's decisions, with the votes and reputation changes behind each; returns
+    whether its event log is whole (False: damaged or missing, reported under the table)."""
+    from llm_sched.run_health import log_state
     from llm_sched.store import Ledger, StoreError
     from llm_sched.ui.ledger_view import decisions_table
 
@@ -115,7 +119,10 @@ def show_run(run_id: str, console: Console | None = None) -> None:
         run = ledger.run(run_id)
         if run is None:
             raise StoreError(f"no run {run_id} in the ledger {path} (python main.py --runs lists them)")
-        (console or Console(highlight=False)).print(decisions_table(run, ledger.decisions(run_id)))
+        decisions = ledger.decisions(run_id)
+        state = log_state(run, decisions)
+        (console or Console(highlight=False)).print(decisions_table(run, decisions, state))
+    return not state.damaged
 
 
 def print_summary(result: RunResult, console: Console | None = None) -> None:

@@ -341,8 +341,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.runs or args.show:
         from llm_sched.api import print_runs, show_run
 
-        print_runs() if args.runs else show_run(args.show)
-        return 0
+        if args.runs:
+            print_runs()
+            return 0
+        return 0 if show_run(args.show) else 1  # a damaged event log: shown, and the exit says so
     if args.resume is not None:
         return _resume_scenario(args)
     if args.scenario is not None:

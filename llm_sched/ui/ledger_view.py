@@ -1,38 +1,15 @@
 """Tables of what the ledger holds: ``--runs`` (every stored run) and ``--show RUN_ID`` (one run's
 decisions with the votes and reputation changes behind each).
 
-Both say whether each scenario run's event log is whole: its hash chain intact and in agreement
-with what the ledger stored (:func:`llm_sched.event_chain.check_log`); a damaged log is reported
-under the table with the file and line, never taken as good and never a crash."""
+Both show whether each scenario run's event log is whole, as :mod:`llm_sched.run_health` found it;
+a damaged log is reported under the table with the file and line."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from rich.table import Table
 
-from llm_sched.event_chain import Anchor, EventLogError, check_log
+from llm_sched.run_health import LogState
 from llm_sched.store import DecisionRecord, RunInfo
-
-
-@dataclass(frozen=True, slots=True)
-class LogState:
-    cell: str  # what the table shows
-    problem: str | None = None  # the damage, with file and line
-
-
-def log_state(run: RunInfo, decisions: list[DecisionRecord] | None = None) -> LogState:
-    """The state of a scenario run's event log; with ``decisions``, checked against each one's anchor."""
-    if run.kind != "scenario" or not run.run_dir:
-        return LogState("-")
-    marks = [a for a in (Anchor.of(d.job_id, d.resume) for d in decisions or []) if a is not None]
-    try:
-        check = check_log(Path(run.run_dir) / "events.jsonl", marks, complete=run.status == "completed",
-                          decisions=run.decisions)
-    except EventLogError as exc:
-        return LogState("missing" if "missing" in str(exc) else "DAMAGED", str(exc))
-    return LogState("ok" if check.hashed or check.events == 0 else "unchecked (no hashes)")
 
 
 def _report(table: Table, problems: list[tuple[str, str]]) -> None:
@@ -42,7 +19,7 @@ def _report(table: Table, problems: list[tuple[str, str]]) -> None:
         table.caption_justify = "left"
 
 
-def runs_table(runs: list[RunInfo], ledger: str) -> Table:
+def runs_table(runs: list[RunInfo], ledger: str, states: dict[str, LogState]) -> Table:
     table = Table(title=f"stored runs ({ledger})", header_style="bold")
     table.add_column("run id", no_wrap=True)
     table.add_column("scenario / kind")
@@ -56,7 +33,7 @@ def runs_table(runs: list[RunInfo], ledger: str) -> Table:
     for r in runs:
         name = r.name if r.kind == "scenario" else f"{r.kind} {r.name}"
         done = str(r.decisions) if r.kind == "scenario" else f"{r.units} units"
-        state = log_state(r)
+        state = states[r.run_id]
         if state.problem:
             problems.append((r.run_id, state.problem))
         table.add_row(r.run_id, name, r.provider, str(r.seed), r.started[:16].replace("T", " "), done, r.status,
@@ -77,8 +54,7 @@ def _votes(d: DecisionRecord) -> str:
                      for vote, agents in sorted(counts.items()))
 
 
-def decisions_table(run: RunInfo, decisions: list[DecisionRecord]) -> Table:
-    state = log_state(run, decisions)
+def decisions_table(run: RunInfo, decisions: list[DecisionRecord], state: LogState) -> Table:
     log = "" if state.cell == "-" else f", event log {state.cell}"
     table = Table(title=f"run {run.run_id}: {run.name}, seed {run.seed}, {run.provider}, {run.status}{log}",
                   header_style="bold")

@@ -95,9 +95,10 @@ def test_runs_and_show_report_a_damaged_event_log(tmp_path: Path, monkeypatch: p
     assert "DAMAGED" in rows[damaged.name] and rows[sound.name].rstrip("│ ").endswith("ok")
     flat = " ".join(out.split())
     assert f"run {damaged.name}: the event log {damaged / 'events.jsonl'}" in flat and found in flat
-    assert main(["--show", damaged.name]) == 0  # the ledger's decisions are shown, with the damage under them
+    assert main(["--show", damaged.name]) == 1  # the decisions are shown, the damage under them and in the exit
     shown = " ".join(capsys.readouterr().out.split())
     assert "event log DAMAGED" in shown and found in shown and "b-07" in shown
+    assert main(["--show", sound.name]) == 0
     assert main(["--resume", damaged.name]) == 1  # never summarized from a damaged log
     assert found in " ".join(capsys.readouterr().err.split())
 
