@@ -34,8 +34,10 @@ demo: $(STAMP)
 demo-live: $(LOCAL_STAMP)
 	$(PY) main.py --interactive --no-pause --provider local
 
+# The tests, then the layer contracts of pyproject.toml (import-linter).
 test: $(STAMP)
 	$(PY) -m pytest -q
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

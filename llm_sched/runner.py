@@ -33,6 +33,7 @@ from llm_sched.agents.reputation import Reputation
 from llm_sched.agents.specialist import SpecialistAgent, World
 from llm_sched.config import MODEL_PROVIDERS, Settings
 from llm_sched.consensus.graph import ConsensusGraph
+from llm_sched.domain.feasibility import commit
 from llm_sched.durable import (
     Progress,
     anchors,
@@ -178,7 +179,7 @@ async def _walk(scenario: Scenario, graph: ConsensusGraph, world: World, bus: Ev
             stored = progress.stored_decision(job.id)
             decision = decision_of(stored) if stored else await graph.decide(job, progress.thread(job))
             if decision.outcome == "commit" and decision.placement is not None:
-                world.state.commit(job, decision.placement)
+                commit(world.state, job, decision.placement)
                 heapq.heappush(clock.ends, (clock.now + job.runtime_s, job.id))
             if scenario.occupancy_view:
                 _report_occupancy(world, bus, job.id, clock.now)

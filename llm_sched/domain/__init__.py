@@ -3,7 +3,7 @@
 :func:`check_placement` is the single authority on whether a placement fits the current state.
 """
 
-from llm_sched.domain.feasibility import Feasibility, check_placement, fitting_nodes
+from llm_sched.domain.feasibility import Feasibility, OverAllocationError, check_placement, commit, fitting_nodes
 from llm_sched.domain.model import JOB_KINDS, SPECIALTIES, Job, Node, Placement, Pool, Resources
 from llm_sched.domain.state import ClusterState
 
@@ -13,10 +13,12 @@ __all__ = [
     "ClusterState",
     "Feasibility",
     "Job",
+    "OverAllocationError",
     "Node",
     "Placement",
     "Pool",
     "Resources",
     "check_placement",
+    "commit",
     "fitting_nodes",
 ]

@@ -11,6 +11,10 @@ from llm_sched.domain.model import Job, Placement
 from llm_sched.domain.state import ClusterState
 
 
+class OverAllocationError(RuntimeError):
+    """A commit that does not fit: a bug in the caller, since commits are checked first."""
+
+
 @dataclass(frozen=True)
 class Feasibility:
     ok: bool
@@ -34,6 +38,14 @@ def check_placement(state: ClusterState, job: Job, placement: Placement) -> Feas
     for node_id in dict.fromkeys(placement.nodes):
         reasons.extend(_node_problems(state, job, placement.pool, node_id))
     return Feasibility(not reasons, tuple(reasons))
+
+
+def commit(state: ClusterState, job: Job, placement: Placement) -> None:
+    """Reserve the job's resources on the placement's nodes, after checking that it still fits."""
+    verdict = check_placement(state, job, placement)
+    if not verdict.ok:
+        raise OverAllocationError(f"commit of {job.id} refused: {'; '.join(verdict.reasons)}")
+    state.reserve(job, placement)
 
 
 def _node_problems(state: ClusterState, job: Job, pool: str, node_id: str) -> list[str]:

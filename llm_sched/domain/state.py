@@ -11,10 +11,6 @@ from llm_sched.domain.model import Job, Node, Placement, Pool, Resources
 OVERLOAD_THRESHOLD = 0.9
 
 
-class OverAllocationError(RuntimeError):
-    """A commit that does not fit: a bug in the caller, since commits are checked first."""
-
-
 class ClusterState:
     """Pools, per-node background load, and the capacity reserved by committed placements."""
 
@@ -58,13 +54,10 @@ class ClusterState:
     def overloaded(self, node_id: str) -> bool:
         return self.load[node_id] >= OVERLOAD_THRESHOLD
 
-    def commit(self, job: Job, placement: Placement) -> None:
-        """Reserve the job's resources on the placement's nodes (after checking it still fits)."""
-        from llm_sched.domain.feasibility import check_placement
-
-        verdict = check_placement(self, job, placement)
-        if not verdict.ok:
-            raise OverAllocationError(f"commit of {job.id} refused: {'; '.join(verdict.reasons)}")
+    def reserve(self, job: Job, placement: Placement) -> None:
+        """Reserve the job's resources on the placement's nodes, unchecked: callers commit through
+        :func:`llm_sched.domain.feasibility.commit`, which checks first (the state stays below the
+        rules that judge it, so the two modules do not import each other)."""
         for node_id in placement.nodes:
             self._used[node_id] = self._used[node_id].plus(job.per_node)
         self.running[job.id] = (job, placement)

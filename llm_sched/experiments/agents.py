@@ -31,7 +31,7 @@ from llm_sched.agents.heuristics import placement_options, why_infeasible
 from llm_sched.consensus.messages import AgentId, Decision, Value, digest_of
 from llm_sched.domain import ClusterState, Job, Placement, check_placement, fitting_nodes
 from llm_sched.domain.feasibility import Feasibility
-from llm_sched.domain.state import OverAllocationError
+from llm_sched.domain.feasibility import OverAllocationError, commit
 
 if TYPE_CHECKING:
     from llm_sched.consensus.network import Network
@@ -106,7 +106,7 @@ class ClusterViews:
                 if isinstance(value, Decision) and value.placement:
                     job = self.jobs[slot]
                     try:  # commit re-checks: a placement that does not fit (any more) is not applied
-                        state.commit(job, to_placement(state, job, value))  # type: ignore[arg-type]
+                        commit(state, job, to_placement(state, job, value))  # type: ignore[arg-type]
                     except OverAllocationError:
                         pass
             self._states[key] = state

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llm_sched.domain import Placement, check_placement, fitting_nodes
-from llm_sched.domain.state import OverAllocationError
+from llm_sched.domain.feasibility import OverAllocationError, commit
 from tests.agents.fixtures import federation, job
 
 
@@ -14,7 +14,7 @@ def test_a_fitting_placement_is_feasible_and_reserves_capacity() -> None:
     j = job("j1", gpus=4)
     placement = Placement(job_id="j1", pool="gpu-pool", nodes=("gpu-pool-0", "gpu-pool-1"))
     assert check_placement(state, j, placement).ok
-    state.commit(j, placement)
+    commit(state, j, placement)
     assert state.available("gpu-pool-0").gpus == 0
     assert not check_placement(state, job("j2", gpus=1), Placement(job_id="j2", pool="gpu-pool",
                                                                    nodes=("gpu-pool-0", "gpu-pool-2"))).ok
@@ -52,5 +52,5 @@ def test_commit_refuses_to_over_allocate() -> None:
     state = federation()
     big = job("big", cores=64)  # node 1 has 10% background load: only 57 cores free
     with pytest.raises(OverAllocationError):
-        state.commit(big, Placement(job_id="big", pool="cpu-pool", nodes=("cpu-pool-0", "cpu-pool-1")))
+        commit(state, big, Placement(job_id="big", pool="cpu-pool", nodes=("cpu-pool-0", "cpu-pool-1")))
     assert state.available("cpu-pool-0").cores == 64  # nothing was reserved

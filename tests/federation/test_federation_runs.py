@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from llm_sched.config import PROJECT_ROOT, load_settings
-from llm_sched.domain import ClusterState, Placement, check_placement
+from llm_sched.domain import ClusterState, Placement, check_placement, commit
 from llm_sched.runner import run_scenario
 from llm_sched.scenarios import Scenario, load_scenario
 
@@ -53,7 +53,7 @@ def _replay_allocations(events: list[dict[str, Any]], seed: int) -> int:
             placement = Placement.model_validate(e["decision"]["placement"])
             verdict = check_placement(state, job, placement)
             assert verdict.ok, f"seed {seed}: {job.id} over-allocates: {verdict.summary()}"
-            state.commit(job, placement)
+            commit(state, job, placement)
             commits += 1
         elif e["kind"] == "job_finished":
             state.release(e["job_id"])

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llm_sched.domain.feasibility import commit
 from llm_sched.domain.model import Job
 from llm_sched.summary import measured_removed
 
@@ -161,7 +162,7 @@ def over_allocation(rows: list[Row], cluster: Any) -> str | None:
             continue
         job = Job.model_validate_json(spec)
         try:
-            cluster.commit(job, Placement(job_id=job_id, pool=pool, nodes=tuple(nodes.split(","))))
+            commit(cluster, job, Placement(job_id=job_id, pool=pool, nodes=tuple(nodes.split(","))))
         except Exception as exc:  # noqa: BLE001 - the refusal is the finding
             return f"{job_id}: {exc}"
         heapq.heappush(ends, (submitted + job.runtime_s, job_id))
