@@ -96,7 +96,19 @@ class CandidateChosen(RunEvent):
     round: int
     proposer: str
     placement: Placement
-    score: float
+    score: float | None  # what ranked it: the voters' median recomputed score, or a bid; None: fails the check
+    claimed: float | None = None  # the proposer's self-reported score, shown beside a recomputed one
+
+
+class ScoreOverClaimed(RunEvent):
+    """A proposal's self-reported score above what its author's own view of the shared state gives."""
+
+    kind: Literal["score_overclaimed"] = "score_overclaimed"
+    job_id: str
+    agent: str
+    claimed: float
+    recomputed: float
+    tolerance: float
 
 
 class VoteCast(RunEvent):

@@ -36,6 +36,8 @@ def summarize(events: list[RunEvent] | list[dict[str, Any]]) -> dict[str, Any]:
         "unanimous": sum(1 for r in by_kind.get("decision", []) if r["unanimous"]),
         "rounds": sum(d["rounds"] for d in decisions),
         "invalid_proposals_blocked": len(by_kind.get("proposal_blocked", [])),
+        # Proposals whose self-reported score exceeded their author's own recomputed view (evidence).
+        "scores_overclaimed": len(by_kind.get("score_overclaimed", [])),
         "faulty_agents_detected": [
             {"agent": r["agent"], "job_id": r["job_id"], "reputation": r["reputation"]}
             for r in by_kind.get("agent_excluded", [])

@@ -1,5 +1,6 @@
 """Reputation from verifiable facts only: proposals that fail the feasibility check, bids whose
-claims or score contradict the shared state, votes for candidates that fail those checks, and
+claims or score contradict the shared state, proposals whose self-reported score exceeds what
+their author's own view of the shared state gives, votes for candidates that fail those checks, and
 silence (no answer in time). Good conduct earns it back.
 
 Every honest agent can recompute these facts from the shared state, so every honest agent holds
@@ -15,6 +16,9 @@ PENALTY_ACCEPTED_INFEASIBLE = 0.20
 PENALTY_SILENCE = 0.10
 PENALTY_FALSE_CLAIM = 0.20  # a bid's claims about its own pool contradict the shared state
 PENALTY_INFLATED_BID = 0.20  # a bid above what the evidence supports
+# A placement score above its author's own recomputed view: the same lie as an inflated bid, so the
+# same weight. Net of the reward its honest votes earn, a liar caught every job loses 0.10 a job.
+PENALTY_OVERCLAIMED_SCORE = PENALTY_INFLATED_BID
 REWARD_GOOD_CONDUCT = 0.10
 EXCLUDE_BELOW = 0.5  # cannot propose below this
 READMIT_AT = 0.6  # hysteresis: back to proposing only once clearly recovered

@@ -1,12 +1,16 @@
 """The consensus graph (LangGraph): propose in parallel, choose, vote in parallel, tally, commit.
 
-Proposals from every eligible agent fan out with ``Send``; the best candidate (highest score, ties
-by agent id) goes to a vote of all agents, also fanned out; the tally commits only with the
-Byzantine quorum q = ceil((n+f+1)/2), or, weighted, with q/n of the agents' total reputation. Otherwise the next distinct candidate is tried, up to a round
+Proposals from every eligible agent fan out with ``Send``; the best candidate goes to a vote of all
+agents, also fanned out. "Best" is never what a proposer says of its own proposal: candidates rank by
+the median of the scores every voter recomputes from the shared state with its own specialty (a bid
+by its bid, which the voters check against the evidence), and a self-reported score above its
+author's own recomputed view is evidence against the author (see :mod:`llm_sched.agents.evidence`).
+The tally commits only with the Byzantine quorum q = ceil((n+f+1)/2), or, weighted, with q/n of the
+agents' total reputation. Otherwise the next distinct candidate is tried, up to a round
 bound, and then the job is rejected with a reason. Nothing here knows which agent is faulty: it only
 sees what agents send. Fan-in is sorted by agent id, so events come out in the same order every run.
-Reputations change only on verifiable facts (the feasibility check and bid verification anyone can
-run, and silence).
+Reputations change only on verifiable facts (the feasibility check, bid and score verification
+anyone can run, and silence).
 
 Durability: with a LangGraph checkpointer (``checkpointer=``), each job is one thread and every
 completed step is saved before the next starts. The state then also carries the events the job's
@@ -24,13 +28,14 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Annotated, Any, TypedDict, cast
 
-from llm_sched.agents.evidence import Evidence
+from llm_sched.agents.evidence import SCORE_TOLERANCE, Evidence, RankBy, over_claim, rank_candidates
 from llm_sched.agents.heuristics import score_placement
 from llm_sched.agents.reputation import (
     PENALTY_ACCEPTED_INFEASIBLE,
     PENALTY_FALSE_CLAIM,
     PENALTY_INFEASIBLE_PROPOSAL,
     PENALTY_INFLATED_BID,
+    PENALTY_OVERCLAIMED_SCORE,
     PENALTY_SILENCE,
     REWARD_GOOD_CONDUCT,
     Change,
@@ -51,6 +56,7 @@ from llm_sched.events import (
     ProposalBlocked,
     ProposalMade,
     ReputationChanged,
+    ScoreOverClaimed,
     TallyDone,
     VoteCast,
 )
@@ -77,7 +83,9 @@ class ConsensusState(TypedDict, total=False):
 
 class ConsensusGraph:
     """Decides one job at a time among ``agents``; ``quorum`` defaults to the Byzantine quorum.
-    ``weighted``: a vote weighs the voter's reputation and a candidate needs q/n of the total."""
+    ``weighted``: a vote weighs the voter's reputation and a candidate needs q/n of the total.
+    ``rank_by="claimed"`` ranks candidates by their authors' own scores: unsafe, only for the test
+    that shows what the recomputation prevents."""
 
     def __init__(
         self,
@@ -89,6 +97,7 @@ class ConsensusGraph:
         max_rounds: int | None = None,
         weighted: bool = False,
         checkpointer: Any = None,
+        rank_by: RankBy = "recomputed",
     ) -> None:
         self.agents = dict(sorted(agents.items()))
         self.world = world
@@ -98,6 +107,7 @@ class ConsensusGraph:
         self.quorum = quorum if quorum is not None else byzantine_quorum(self.n)
         self.max_rounds = max_rounds if max_rounds is not None else self.n
         self.weighted = weighted
+        self.rank_by: RankBy = rank_by
         self.checkpointer: Any = None
         self._compiled = self.graph()
         if checkpointer is not None:
@@ -197,30 +207,43 @@ class ConsensusGraph:
 
     def _collect(self, s: ConsensusState) -> dict[str, Any]:
         job = s["job"]
+        # Every score is checked against the reputations the proposals were made with, before this
+        # step's own changes move a pool owner's reputation (a factor of the score).
+        owners = self.world.owner_reputation()
         for agent, proposal in sorted(s.get("proposals", []), key=lambda item: item[0]):
             if proposal is not None and proposal.llm is not None:
                 self._emit(LLMCallEvent(record=proposal.llm))
             self._emit(ProposalMade(agent=agent, job_id=job.id, proposal=proposal))
             if proposal is None:
                 self._apply([self.world.reputation.adjust(agent, -PENALTY_SILENCE, "no proposal in time")], job)
+                continue
+            self._check_score(job, agent, proposal, owners)
         return {}
+
+    def _check_score(self, job: Job, agent: str, proposal: Proposal, owners: dict[str, float]) -> None:
+        """A self-reported score above what the author's own specialty computes is evidence against it."""
+        claim = over_claim(self.world.state, job, proposal, self.agents[agent].specialty, owners)
+        if claim is None:
+            return
+        self._emit(ScoreOverClaimed(job_id=job.id, agent=agent, claimed=claim.claimed, recomputed=claim.recomputed,
+                                    tolerance=SCORE_TOLERANCE))
+        self._apply([self.world.reputation.adjust(agent, -PENALTY_OVERCLAIMED_SCORE, claim.reason)], job)
 
     def _choose(self, s: ConsensusState) -> dict[str, Any]:
         tried = {_key(t) for t in s.get("tried", [])}
-        best: dict[tuple[str, str, tuple[str, ...]], Proposal] = {}
-        for _agent, p in sorted(s.get("proposals", []), key=lambda item: item[0]):
-            if p is None or p.placement is None or p.placement.key() in tried:
-                continue
-            key = p.placement.key()
-            if key not in best or p.score > best[key].score:
-                best[key] = p
-        ranked = sorted(best.values(), key=lambda p: (-p.score, p.agent))
+        offered = [p for _agent, p in s.get("proposals", [])
+                   if p is not None and p.placement is not None and p.placement.key() not in tried]
+        specialties = [a.specialty for a in self.agents.values()]  # every voter's view, in agent order
+        ranked = rank_candidates(self.world.state, s["job"], offered, specialties, self.world.owner_reputation(),
+                                 self.rank_by)
         if not ranked or s["round"] > self.max_rounds:
             return {"candidate": None}
-        candidate = ranked[0]
+        candidate = ranked[0].proposal
         assert candidate.placement is not None
+        recomputed = self.rank_by == "recomputed" and candidate.claims is None
         self._emit(CandidateChosen(job_id=s["job"].id, round=s["round"], proposer=candidate.agent,
-                                      placement=candidate.placement, score=candidate.score))
+                                   placement=candidate.placement, score=ranked[0].score,
+                                   claimed=candidate.score if recomputed else None))
         return {"candidate": candidate}
 
     # -- votes ---------------------------------------------------------------------------------

@@ -41,6 +41,15 @@ def _nodes(nodes: list[str] | tuple[str, ...], limit: int = 8) -> str:
     return f"{', '.join(nodes[:min(3, limit)])}, ... {nodes[-1]} ({len(nodes)} nodes)"
 
 
+def _ranked_by(e: Any) -> str:
+    """What ranked a candidate: the voters' recomputed score beside its author's claim, or a bid."""
+    if e.score is None:
+        return "fails the check"
+    if e.claimed is None:
+        return f"score {e.score:.2f}"
+    return f"voters' median score {e.score:.2f}, claimed {e.claimed:.2f}"
+
+
 class ConsoleView:
     """Prints events as they happen; ``console`` may be redirected for tests."""
 
@@ -179,7 +188,13 @@ class ConsoleView:
         if not self._detailed:
             return
         self.console.print(Text(f"  round {e.round}: vote on {e.proposer}'s {e.placement.pool} "
-                                f"[{_nodes(e.placement.nodes)}] (score {e.score:.2f})"))
+                                f"[{_nodes(e.placement.nodes)}] ({_ranked_by(e)})"))
+
+    def _on_score_overclaimed(self, e: Any) -> None:
+        if not self._detailed:
+            return
+        self.console.print(Text(f"  {e.agent} claimed score {e.claimed:.2f}; its own specialty computes "
+                                f"{e.recomputed:.2f} from the shared state (tolerance {e.tolerance:.2f})", style="red"))
 
     def _on_vote(self, e: Any) -> None:
         self._votes.append(e)
@@ -347,6 +362,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("unanimous decisions", summary["unanimous"]),
         ("voting rounds", summary["rounds"]),
         ("invalid proposals blocked", summary["invalid_proposals_blocked"]),
+        # "-": a run from before the check, whose summary has no such figure.
+        ("self-reported scores over-claimed", summary.get("scores_overclaimed", "-")),
         ("faulty agents detected", detected),
         ("agents readmitted", readmitted),
         ("silent answers", summary["silent_answers"]),
