@@ -65,7 +65,6 @@ def bounded_int(low: int, high: int) -> Any:
     def parse(text: str) -> int:
         return _whole_number(text, low, high)
 
-    parse.__name__ = "whole number"  # argparse names the type in its messages
     return parse
 
 

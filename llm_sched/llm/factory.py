@@ -361,13 +361,9 @@ def preflight(settings: Settings, allow_fallback: bool = False) -> str | None:
 
 
 def run_probe_answer(transport: Any) -> str:
-    """Ask ``transport`` one tiny constrained question (``--check``)."""
-    from typing import Literal
-
-    from pydantic import create_model
-
+    """Ask ``transport`` the endpoints' readiness question, in the same schema (``--check``)."""
     from llm_sched.llm.records import Message
+    from llm_sched.probes import CHAT_QUESTION, ReadyAnswer
 
-    schema = create_model("Probe", ready=(Literal["yes", "no"], ...))
-    reply = asyncio.run(transport.complete([Message(role="user", content="Are you ready? Answer yes or no.")], schema, 60))
+    reply = asyncio.run(transport.complete([Message(role="user", content=CHAT_QUESTION)], ReadyAnswer, 60))
     return reply.text
