@@ -493,7 +493,8 @@ ENVIRONMENT = [
          args=("--scenario", "healthy", "--provider", "openai")),
     _env("local-model-missing", "LLM_SCHED_LOCAL_MODEL", {"LLM_SCHED_LOCAL_MODEL": "/nonexistent/model.gguf"},
          args=("--scenario", "healthy", "--provider", "local")),
-    _env("local-model-not-gguf", "model", {"LLM_SCHED_LOCAL_MODEL": "fake.gguf"},
+    _env("local-model-not-gguf", "llama",  # "llama.cpp could not load", or without the extra "needs llama-cpp-python"
+         {"LLM_SCHED_LOCAL_MODEL": "fake.gguf"},
          args=("--scenario", "healthy", "--provider", "local"), files={"fake.gguf": "not a model"}),
     _env("local-threads-zero", "LLM_SCHED_LOCAL_THREADS", {"LLM_SCHED_LOCAL_THREADS": "0"}),
     _env("local-context-negative", "LLM_SCHED_LOCAL_CONTEXT", {"LLM_SCHED_LOCAL_CONTEXT": "-1"}),
