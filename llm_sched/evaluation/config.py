@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from llm_sched.errors import UserError
+from llm_sched.folders import scenario_file
 from llm_sched.loader import load_yaml, validated
 from llm_sched.sim.failures import Pattern
 from llm_sched.sim.resilience import PROTOCOLS, Policy
@@ -193,15 +193,7 @@ def _unique(values: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def campaign_path(name: str, scenarios_dir: Path) -> Path:
     """``NAME`` is ``<scenarios>/evaluation/NAME.yaml``; a name with a suffix or a slash is a path."""
-    candidate = Path(name)
-    if candidate.suffix in (".yaml", ".yml") or "/" in name:
-        file = candidate
-    else:
-        file = scenarios_dir / "evaluation" / f"{name}.yaml"
-    if not file.is_file():
-        known = sorted(p.stem for p in (scenarios_dir / "evaluation").glob("*.yaml"))
-        raise UserError(f"no campaign file {file}; shipped campaigns: {', '.join(known) or 'none'}")
-    return file
+    return scenario_file(name, scenarios_dir, "evaluation", "campaign")
 
 
 def load_campaign(file: Path, seed: int | None = None) -> CampaignConfig:

@@ -30,6 +30,8 @@ from typing import Any, Literal
 from llm_sched.errors import UserError
 from llm_sched.evaluation.analysis import Analysis
 from llm_sched.evaluation.metrics import KEY_METRICS, METRICS
+from llm_sched.evaluation.resume import first_difference
+from llm_sched.folders import listing, make_folder, refuse_file, stamped_folder
 
 RESULTS = "results.json"
 FORMAT = "llm-sched evaluation results, version 1"
@@ -40,13 +42,7 @@ OnExisting = Literal["resume", "refuse", "replace"]
 
 def default_folder(runs_dir: Path, now: datetime | None = None) -> Path:
     """``<runs_dir>/evaluation/<timestamp>``, with a suffix when that exists already."""
-    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    folder = runs_dir / "evaluation" / stamp
-    k = 1
-    while folder.exists():
-        k += 1
-        folder = runs_dir / "evaluation" / f"{stamp}-{k}"
-    return folder
+    return stamped_folder(runs_dir / "evaluation", now)
 
 
 def campaign_dump(config: Any) -> dict[str, Any]:
@@ -61,42 +57,28 @@ def open_folder(folder: Path, campaign: dict[str, Any], on_existing: OnExisting 
     Raises :class:`UserError` when the folder is a file, cannot be created, or is not empty and
     either ``on_existing`` is ``refuse`` or it does not hold this campaign.
     """
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"the output folder {folder} is a file; give another --out")
+    refuse_file(folder)
     leftover = folder / (RESULTS + ".tmp")  # a write cut short by a kill: never the only copy of anything
     held = sorted(p.name for p in folder.iterdir() if p != leftover) if folder.is_dir() else []
     if held and on_existing == "refuse":
-        shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
-        raise UserError(f"the output folder {folder} is not empty ({shown}); give --resume {folder} to continue "
-                        "the campaign in it, --force to run afresh into it (its result files are replaced), or "
-                        "another --out")
+        raise UserError(f"the output folder {folder} is not empty ({listing(held)}); give --resume {folder} to "
+                        "continue the campaign in it, --force to run afresh into it (its result files are replaced), "
+                        "or another --out")
     if held and on_existing == "resume":
         results = folder / RESULTS
         if not results.is_file():
             names = sorted(p.name for p in folder.iterdir())
-            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-            raise UserError(f"the output folder {folder} is not empty ({shown}) and holds no campaign results; "
-                            "give a new --out or empty it")
+            raise UserError(f"the output folder {folder} is not empty ({listing(names)}) and holds no campaign "
+                            "results; give a new --out or empty it")
         data = read_results(results)
         stored = data.get("campaign")
         if stored != campaign:
             raise UserError(f"the output folder {folder} holds a campaign with a different configuration "
-                            f"({_first_difference(stored, campaign)}); give a new --out to run this one, or the "
-                            "same configuration to resume it")
+                            f"({first_difference(stored, campaign, whole='campaign')}); give a new --out to run "
+                            "this one, or the same configuration to resume it")
         return list(data.get("runs", []))
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the output folder {folder}: {exc.strerror}") from None
+    make_folder(folder)
     return []
-
-
-def _first_difference(old: Any, new: Any, path: str = "") -> str:
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in list(new) + [k for k in old if k not in new]:
-            if old.get(key) != new.get(key):
-                return _first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
-    return f"{path or 'campaign'}: {json.dumps(old)} there, {json.dumps(new)} now"
 
 
 def read_results(path: Path) -> dict[str, Any]:

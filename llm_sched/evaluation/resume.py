@@ -136,10 +136,11 @@ def open_run(ledger_path: Path, kind: RunKind, folder: Path, *, name: str, provi
         raise
 
 
-def first_difference(old: Any, new: Any, path: str = "") -> str:
-    """The first field where two JSON-like values differ, as ``field: OLD there, NEW now``."""
+def first_difference(old: Any, new: Any, path: str = "", whole: str = "configuration") -> str:
+    """The first field where two JSON-like values differ, as ``field: OLD there, NEW now``; ``whole``
+    names the values themselves when they differ at the top (not two dicts)."""
     if isinstance(old, dict) and isinstance(new, dict):
         for key in list(new) + [k for k in old if k not in new]:
             if old.get(key) != new.get(key):
-                return first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
-    return f"{path or 'configuration'}: {json.dumps(old)} there, {json.dumps(new)} now"
+                return first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key, whole)
+    return f"{path or whole}: {json.dumps(old)} there, {json.dumps(new)} now"

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_sched.consensus.quorum import byzantine_f, crash_f
 from llm_sched.errors import UserError
+from llm_sched.folders import scenario_file
 from llm_sched.loader import load_yaml, validated
 from llm_sched.names import Name
 
@@ -129,15 +130,7 @@ def load_experiment(
 
 def experiment_path(name: str, scenarios_dir: Path) -> Path:
     """``NAME`` is ``<scenarios>/experiments/NAME.yaml``; anything with a suffix or a slash is a path."""
-    candidate = Path(name)
-    if candidate.suffix in (".yaml", ".yml") or "/" in name:
-        file = candidate
-    else:
-        file = scenarios_dir / "experiments" / f"{name}.yaml"
-    if not file.is_file():
-        known = sorted(p.stem for p in (scenarios_dir / "experiments").glob("*.yaml"))
-        raise UserError(f"no experiment file {file}; shipped experiments: {', '.join(known) or 'none'}")
-    return file
+    return scenario_file(name, scenarios_dir, "experiments", "experiment")
 
 
 def _with_flag(field: str) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_sched.errors import UserError
+from llm_sched.folders import listing, make_folder, refuse_file, stamped_folder
 from llm_sched.storage_errors import StorageFault
 
 FILES = (
@@ -43,29 +44,19 @@ def output_dir(out: str | None, runs_dir: Path, now: datetime | None = None, *, 
         if not reuse:
             refuse_non_empty(folder)
     else:
-        stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-        folder = runs_dir / "experiments" / stamp
-        k = 1
-        while folder.exists():
-            k += 1
-            folder = runs_dir / "experiments" / f"{stamp}-{k}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the output folder {folder}: {exc.strerror}") from None
+        folder = stamped_folder(runs_dir / "experiments", now)
+    make_folder(folder)
     return folder
 
 
 def refuse_non_empty(folder: Path) -> None:
     """A :class:`UserError` naming ``folder`` and the way out, when it exists and holds anything."""
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"the output folder {folder} is a file; give another --out")
+    refuse_file(folder)
     names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     if names:
-        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-        raise UserError(f"the output folder {folder} is not empty ({shown}); give --force to run afresh into it "
-                        f"(its result files are replaced), --resume {folder} to continue what is stored for it, "
-                        "or another --out")
+        raise UserError(f"the output folder {folder} is not empty ({listing(names)}); give --force to run afresh "
+                        f"into it (its result files are replaced), --resume {folder} to continue what is stored for "
+                        "it, or another --out")
 
 
 def write_json(path: Path, data: Any) -> None:
