@@ -125,6 +125,23 @@ def show_run(run_id: str, console: Console | None = None) -> bool:
     return not state.damaged
 
 
+def verify_run(run_id: str, console: Console | None = None) -> bool:
+    """Check every quorum certificate of a stored scenario run (see :mod:`llm_sched.verify`) and say
+    what was checked; a certificate that fails raises :class:`llm_sched.verify.VerifyFailed` (exit 1)."""
+    from llm_sched.names import check_name
+    from llm_sched.verify import verify_run as verify
+
+    check_name("run", run_id)
+    v = verify(ledger_path(load_settings()), run_id)
+    quorum = "reputation-weighted quorum (q/n of the weight)" if v.weighted else f"quorum {v.quorum} of {v.members}"
+    epochs = ", ".join(map(str, v.key_epochs))
+    (console or Console(highlight=False)).print(
+        f"run {v.run.run_id} ({v.run.name}): {v.certificates} of {v.certificates} committed placements carry a valid "
+        f"quorum certificate ({quorum}, Ed25519 signatures, key epoch{'s' if len(v.key_epochs) > 1 else ''} {epochs})"
+        f"\npublic keys: sha256 {v.key_fingerprint}", markup=False, soft_wrap=True)
+    return True
+
+
 def print_summary(result: RunResult, console: Console | None = None) -> None:
     """The end-of-run table (from the run's events) and where the run files are."""
     console = console or Console(highlight=False)

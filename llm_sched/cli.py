@@ -26,6 +26,7 @@ MODES: tuple[tuple[str, str], ...] = (
     ("python main.py --evaluate [--quick]", "the resilience campaign: agents vs FCFS/EASY, statistics, figures, report"),
     ("python main.py --runs", "list the runs stored in the ledger; --show RUN_ID prints one run's decisions"),
     ("python main.py --resume RUN_ID", "continue a scenario run that was killed, after its last committed decision"),
+    ("python main.py --verify RUN_ID", "check every quorum certificate (signed votes) of a stored run, offline"),
     ("python main.py --check", "check Python, packages, LLM endpoints and shipped cassettes"),
     ("python main.py --setup-env", "guided setup of ./.env (provider, endpoint, key)"),
 )
@@ -97,7 +98,7 @@ APPLIES: dict[str, frozenset[str]] = {
 
 def _mode(args: argparse.Namespace) -> str:
     """The mode that runs, in the order ``_dispatch`` tries them."""
-    for mode in ("check", "setup_env", "experiment", "simulate", "evaluate", "runs", "show", "resume"):
+    for mode in ("check", "setup_env", "experiment", "simulate", "evaluate", "runs", "show", "verify", "resume"):
         if getattr(args, mode) not in (None, False):
             return mode
     return "scenario" if args.interactive or args.scenario is not None else "overview"
@@ -138,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "the --out folder of an experiment or campaign")
     modes.add_argument("--runs", action="store_true", help="list the runs stored in the ledger (LLM_SCHED_LEDGER)")
     modes.add_argument("--show", metavar="RUN_ID", help="print one stored run's decisions, votes and reputation changes")
+    modes.add_argument("--verify", metavar="RUN_ID",
+                       help="check every commit of a stored scenario run against its quorum certificate (Ed25519 "
+                            "signatures of a quorum of agents) and the run's public keys; exit 1 at the first bad one")
     modes.add_argument("--simulate", action="store_true",
                        help="replay a workload trace (--trace) in the discrete-event simulator under --policy")
     sim = parser.add_argument_group("--simulate")
@@ -337,6 +341,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_campaign_cli(args.config, args.out, args.quick, args.workers, args.seed, resume=args.resume,
                                 force=args.force)
+    if args.verify:
+        from llm_sched.api import verify_run
+
+        return 0 if verify_run(args.verify) else 1
     if args.runs or args.show:
         from llm_sched.api import print_runs, show_run
 

@@ -37,7 +37,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from llm_sched.domain import Job
-from llm_sched.domain.decisions import Decision
+from llm_sched.domain.decisions import Certificate, Decision
 from llm_sched.domain.model import Placement
 from llm_sched.event_chain import GENESIS, Anchor, check_log
 from llm_sched.events import (
@@ -292,9 +292,10 @@ def decision_of(record: DecisionRecord) -> Decision:
     placement = None
     if record.pool is not None:
         placement = Placement(job_id=record.job_id, pool=record.pool, nodes=record.nodes)
+    certificate = Certificate.model_validate(record.certificate) if record.certificate is not None else None
     return Decision(job_id=record.job_id, outcome=record.outcome, placement=placement,  # type: ignore[arg-type]
                     proposer=record.proposer, reason=record.reason, rounds=record.rounds,
-                    accepts=record.accepts, voters=record.voters)
+                    accepts=record.accepts, voters=record.voters, certificate=certificate)
 
 
 @dataclass
@@ -338,6 +339,7 @@ class Progress:
             rounds=decision.rounds, accepts=decision.accepts, voters=decision.voters,
             job_spec=job.model_dump(mode="json"), submitted_at=submitted_at,
             votes=tuple(j.votes.get(round_no, [])), reputation_changes=tuple(j.changes), resume=resume,
+            certificate=decision.certificate.model_dump(mode="json") if decision.certificate is not None else None,
         )
         self.ledger.record_decision(self.run_id, self.epoch, record)
         self.seq += 1

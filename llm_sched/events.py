@@ -25,7 +25,8 @@ from llm_sched.llm.records import CallRecord
 from llm_sched.scrub import Scrubber
 
 # Fields that differ between two runs with the same seed and cassette (times measured, not simulated).
-NONDETERMINISTIC_FIELDS = frozenset({"ts", "latency_s", "wall_s"})
+# Signatures and key epochs too: every process of a run signs with fresh keys (stored with the run).
+NONDETERMINISTIC_FIELDS = frozenset({"ts", "latency_s", "wall_s", "signature", "key_epoch"})
 
 
 class RunEvent(BaseModel):
@@ -117,6 +118,18 @@ class VoteCast(RunEvent):
     job_id: str
     round: int
     vote: Vote | None  # None: silent
+    counted: bool = True  # False: refused (a signature that fails, or an equivocation); see VoteRefused
+
+
+class VoteRefused(RunEvent):
+    """A vote that does not count, and the fault it proves against the agent that sent it."""
+
+    kind: Literal["vote_refused"] = "vote_refused"
+    job_id: str
+    round: int
+    sender: str
+    claimed: str  # the agent the vote claims to be from (another one: a forgery)
+    reason: str
 
 
 class TallyDone(RunEvent):
@@ -128,6 +141,7 @@ class TallyDone(RunEvent):
     silent: int
     quorum: int
     passed: bool
+    refused: int = 0  # agents whose own vote was refused (see VoteRefused)
     candidate_feasible: bool  # the verifiable fact reputations are computed from (checks and bid claims)
     # Reputation-weighted tallies only: the weights the quorum was reached (or not) with.
     accept_weight: float | None = None

@@ -30,10 +30,11 @@ from typing import Any
 
 from llm_sched.agents.prompts import template_hash
 from llm_sched.agents.reputation import Reputation
-from llm_sched.agents.specialist import SpecialistAgent, World
+from llm_sched.agents.specialist import SpecialistAgent, World, issue_keys
 from llm_sched.config import MODEL_PROVIDERS, Settings
 from llm_sched.consensus.graph import ConsensusGraph
 from llm_sched.domain.feasibility import commit
+from llm_sched.domain.signing import PublicKeys
 from llm_sched.durable import (
     Progress,
     anchors,
@@ -254,7 +255,8 @@ def run_scenario(
         config = {"scenario": scenario.name, "fingerprint": fingerprint(scenario.model_dump(mode="json")),
                   "provider": settings.resolved_provider(), "replay_provider": settings.replay_provider,
                   "provider_note": provider_note, "record": options.record,
-                  "allow_fallback": options.allow_fallback}
+                  "allow_fallback": options.allow_fallback,
+                  "weighted": scenario.consensus.weighted}  # how --verify counts the quorum of a certificate
         try:
             epoch = ledger.create_run(run_dir.name, "scenario", scenario.name, settings.resolved_provider(), seed,
                                       config, run_dir.resolve())
@@ -381,7 +383,7 @@ def _execute(scenario: Scenario, settings: Settings, provider_note: str, seed: i
     status = "failed"
     try:
         with _session(scenario, settings, seed, run_dir, options) as session:
-            graph, world = _build(scenario, seed, session, bus)
+            graph, world = _build(scenario, seed, session, bus, progress)
             source = session.source.model_dump()
             if session.source.kind == "heuristic":
                 source["detail"] = provider_note  # why the heuristics answer
@@ -447,7 +449,8 @@ def _stored_result(run_dir: Path, stored: list[DecisionRecord]) -> RunResult:
     return RunResult(run_dir, _write_summary(run_dir, events), events)
 
 
-def _build(scenario: Scenario, seed: int, session: LLMSession, bus: EventBus) -> tuple[ConsensusGraph, World]:
+def _build(scenario: Scenario, seed: int, session: LLMSession, bus: EventBus,
+           progress: Progress) -> tuple[ConsensusGraph, World]:
     state = scenario.cluster.build_state(seed)
     agent_ids = [a.id for a in scenario.cluster.agents]
     world = World(state, Reputation.fresh(agent_ids), {a.pool: a.id for a in scenario.cluster.agents}, scenario.name)
@@ -455,4 +458,10 @@ def _build(scenario: Scenario, seed: int, session: LLMSession, bus: EventBus) ->
     # Each agent asks the model its scenario gives it (the run's unless it names its own).
     agents = {a.id: SpecialistAgent(a.id, a.specialty, world, session.client_for(a.id), pool=a.pool, bidding=bidding)
               for a in scenario.cluster.agents}
-    return ConsensusGraph(agents, world, bus, weighted=scenario.consensus.weighted), world
+    # Fresh key pairs for this process (key epoch = its ledger epoch); the public halves go to the
+    # ledger before any vote is signed, so every certificate of the run can be checked later.
+    # Votes checkpointed by an earlier process of the run are checked with its keys: every stored epoch.
+    progress.ledger.record_keys(progress.run_id, progress.epoch, issue_keys(agents, progress.run_id,
+                                                                           progress.epoch).table())
+    keys = PublicKeys(progress.run_id, progress.ledger.keys(progress.run_id))
+    return ConsensusGraph(agents, world, bus, weighted=scenario.consensus.weighted, keys=keys), world

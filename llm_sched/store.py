@@ -7,7 +7,9 @@ being killed at any instant. No server: SQLite ships with Python.
 Tables: ``runs`` (one row per scenario run, experiment or campaign, with its *epoch*), ``jobs``,
 ``decisions`` (keyed by run and job), ``placements`` (one row per node of a committed placement),
 ``votes`` (the votes of the deciding round), ``reputation_changes`` (every change made while the job
-was decided) and ``units`` (results of experiment and campaign units, keyed by run and unit).
+was decided), ``certificates`` (the quorum certificate of each commit), ``vote_keys`` (the agents'
+public keys of each key epoch, which check those certificates) and ``units`` (results of experiment
+and campaign units, keyed by run and unit). A version 1 ledger gains the two tables when opened.
 
 Writing a decision is one transaction and idempotent: the key is (run, job), so a process that
 replays a decision after a crash finds it there and writes nothing; a *different* decision for the
@@ -40,7 +42,7 @@ from llm_sched.errors import UserError
 from llm_sched.safe_text import one_line
 from llm_sched.storage_errors import StorageFault, nearly_full
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: certificates and vote_keys
 RunKind = Literal["scenario", "experiment", "campaign"]
 RunStatus = Literal["running", "completed", "failed"]
 
@@ -108,6 +110,19 @@ CREATE TABLE IF NOT EXISTS reputation_changes (
     new REAL NOT NULL,
     reason TEXT NOT NULL,
     PRIMARY KEY (run_id, job_id, n)
+);
+CREATE TABLE IF NOT EXISTS certificates (
+    run_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (run_id, job_id)
+);
+CREATE TABLE IF NOT EXISTS vote_keys (
+    run_id TEXT NOT NULL REFERENCES runs (run_id),
+    epoch INTEGER NOT NULL,
+    agent TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    PRIMARY KEY (run_id, epoch, agent)
 );
 CREATE TABLE IF NOT EXISTS units (
     run_id TEXT NOT NULL REFERENCES runs (run_id),
@@ -205,6 +220,9 @@ class DecisionRecord:
     reputation_changes: tuple[ReputationRow, ...] = ()
     resume: dict[str, Any] = field(default_factory=dict)
     epoch: int = 0
+    # The commit's quorum certificate (domain.decisions.Certificate as JSON data); checked by
+    # --verify against the run's public keys, so not part of ``content``.
+    certificate: dict[str, Any] | None = None
 
     def content(self) -> str:
         body = {
@@ -271,7 +289,7 @@ class Ledger:
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")  # a committed decision survives a power cut too
             self._conn.execute("PRAGMA foreign_keys = ON")
-            if version == 0:
+            if version < SCHEMA_VERSION:  # a new ledger, or one from before certificates (every table IF NOT EXISTS)
                 with self._transaction() as conn:  # (executescript would commit early: one statement at a time)
                     for statement in filter(str.strip, _SCHEMA.split(";")):
                         conn.execute(statement)
@@ -468,7 +486,24 @@ class Ledger:
             conn.executemany("INSERT INTO reputation_changes VALUES (?, ?, ?, ?, ?, ?, ?)",
                              [(run_id, d.job_id, i, r.agent, r.old, r.new, r.reason)
                               for i, r in enumerate(d.reputation_changes)])
+            if d.certificate is not None:
+                conn.execute("INSERT INTO certificates VALUES (?, ?, ?)",
+                             (run_id, d.job_id, json.dumps(d.certificate, sort_keys=True)))
         return True
+
+    # -- the agents' public keys ---------------------------------------------------------------
+    def record_keys(self, run_id: str, epoch: int, keys: Sequence[tuple[int, str, str]]) -> None:
+        """Store the public keys (key epoch, agent, key) this process's agents sign with."""
+        with self._errors(f"record the public keys of run {run_id}"), self._transaction() as conn:
+            self._fence(conn, run_id, epoch)
+            conn.executemany("INSERT OR IGNORE INTO vote_keys VALUES (?, ?, ?, ?)",
+                             [(run_id, e, agent, key) for e, agent, key in keys])
+
+    def keys(self, run_id: str) -> list[tuple[int, str, str]]:
+        """Every stored public key of the run: (key epoch, agent, key hex)."""
+        with self._errors(f"read the public keys of {run_id}"):
+            return [tuple(r) for r in self._conn.execute(  # type: ignore[misc]
+                "SELECT epoch, agent, public_key FROM vote_keys WHERE run_id = ? ORDER BY epoch, agent", (run_id,))]
 
     def decisions(self, run_id: str) -> list[DecisionRecord]:
         """The run's committed decisions in order."""
@@ -483,6 +518,7 @@ class Ledger:
                              "ORDER BY job_id, agent", run_id)
             changes = _grouped(conn, "SELECT job_id, agent, old, new, reason FROM reputation_changes "
                                "WHERE run_id = ? ORDER BY job_id, n", run_id)
+            certs = _grouped(conn, "SELECT job_id, body FROM certificates WHERE run_id = ?", run_id)
             records = []
             for job, seq, outcome, pool, proposer, reason, rounds, accepts, voters, spec, submitted, resume, epoch, \
                     content in rows:
@@ -493,6 +529,7 @@ class Ledger:
                     votes=tuple(VoteRow(*r) for r in votes.get(job, [])),
                     reputation_changes=tuple(ReputationRow(*r) for r in changes.get(job, [])),
                     resume=json.loads(resume), epoch=epoch,
+                    certificate=json.loads(certs[job][0][0]) if job in certs else None,
                 )
                 if _as_stored(record.content()) != _as_stored(content):
                     raise LedgerFault(self._damaged(f"the decision for job {job} of run {run_id} no longer matches "

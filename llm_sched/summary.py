@@ -35,6 +35,10 @@ def summarize(events: list[RunEvent] | list[dict[str, Any]]) -> dict[str, Any]:
         "rejected": sum(1 for d in decisions if d["outcome"] == "reject"),
         "unanimous": sum(1 for r in by_kind.get("decision", []) if r["unanimous"]),
         "rounds": sum(d["rounds"] for d in decisions),
+        # Commits carrying a quorum certificate of signed votes (python main.py --verify RUN_ID checks them).
+        "certified_commits": sum(1 for d in commits if d.get("certificate")),
+        # Votes that did not count: a signature that fails (forged, garbled) or an equivocation.
+        "votes_refused": len(by_kind.get("vote_refused", [])),
         "invalid_proposals_blocked": len(by_kind.get("proposal_blocked", [])),
         # Proposals whose self-reported score exceeded their author's own recomputed view (evidence).
         "scores_overclaimed": len(by_kind.get("score_overclaimed", [])),

@@ -13,7 +13,7 @@ import pytest
 
 from llm_sched.config import PROJECT_ROOT
 from llm_sched.errors import UserError
-from llm_sched.events import read_jsonl
+from llm_sched.events import comparable, read_jsonl
 from llm_sched.llm.cassettes import read_info
 from llm_sched.scenarios import load_scenario
 from tests.conftest import Cli
@@ -148,7 +148,8 @@ def test_a_recording_with_two_models_replays_with_each_agents_model_named(cli: C
     assert f"gpu-agent: recorded from ollama {OTHER}" in text
 
     def decisions(events: list[dict]) -> list[dict]:  # type: ignore[type-arg]
-        return [e["decision"] for e in events if e["kind"] == "decision"]
+        # comparable(): without timings and signatures (each run signs with fresh keys)
+        return [comparable(e)["decision"] for e in events if e["kind"] == "decision"]
 
     assert decisions(replayed) == decisions(live)
 

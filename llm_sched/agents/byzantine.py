@@ -1,6 +1,9 @@
 """Byzantine behaviours: how a faulty agent corrupts what an honest one would have said.
 
 Each behaviour takes the honest proposal or vote and returns the faulty one (``None`` is silence).
+Two send more than one vote (:func:`extra_votes`): ``equivocate`` signs both an accept and a reject
+of the same candidate, ``forge`` adds accepting votes in the other agents' names, signed with its
+own key since it has no other (the names ``equivocate`` and ``forge`` are the protocol harness's).
 The consensus graph never sees these names: it only sees what the agent sends.
 """
 
@@ -12,7 +15,8 @@ from llm_sched.domain import ClusterState, Job, Placement, check_placement
 from llm_sched.domain.decisions import BidClaims, Proposal, Vote
 
 Behaviour = Literal[
-    "invalid_nodes", "overloaded_nodes", "inflated_scores", "vote_flipping", "silent", "corrupted_output", "inflated_bids"
+    "invalid_nodes", "overloaded_nodes", "inflated_scores", "vote_flipping", "silent", "corrupted_output", "inflated_bids",
+    "equivocate", "forge",
 ]
 BEHAVIOURS: tuple[str, ...] = get_args(Behaviour)
 
@@ -88,4 +92,20 @@ def corrupt_vote(
         return honest.model_copy(update={"confidence": 1.0})
     if behaviour == "corrupted_output":
         return None  # an unreadable vote counts as no vote
+    if behaviour == "forge":
+        return honest.model_copy(update={"accept": True, "confidence": 1.0, "reasoning": "Everyone agrees: accept."})
     return honest
+
+
+def extra_votes(behaviour: str, vote: Vote | None, members: list[str]) -> list[Vote]:
+    """The votes a faulty agent sends besides ``vote``, its own (unsigned here: the agent signs
+    everything it sends with the one key it has)."""
+    if vote is None:
+        return []
+    if behaviour == "equivocate":  # the same round, the same candidate, the other answer
+        return [vote.model_copy(update={"accept": not vote.accept, "reasoning": "(the other answer)",
+                                        "byzantine": True})]
+    if behaviour == "forge":  # accepts in every other member's name
+        return [vote.model_copy(update={"agent": peer, "accept": True, "confidence": 1.0, "byzantine": True,
+                                        "reasoning": "Accept."}) for peer in members if peer != vote.agent]
+    return []

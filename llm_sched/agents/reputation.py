@@ -1,7 +1,7 @@
 """Reputation from verifiable facts only: proposals that fail the feasibility check, bids whose
 claims or score contradict the shared state, proposals whose self-reported score exceeds what
-their author's own view of the shared state gives, votes for candidates that fail those checks, and
-silence (no answer in time). Good conduct earns it back.
+their author's own view of the shared state gives, votes for candidates that fail those checks,
+votes whose signatures fail or contradict each other, and silence (no answer in time). Good conduct earns it back.
 
 Every honest agent can recompute these facts from the shared state, so every honest agent holds
 the same reputations. Nothing here knows which agent is faulty.
@@ -19,6 +19,10 @@ PENALTY_INFLATED_BID = 0.20  # a bid above what the evidence supports
 # A placement score above its author's own recomputed view: the same lie as an inflated bid, so the
 # same weight. Net of the reward its honest votes earn, a liar caught every job loses 0.10 a job.
 PENALTY_OVERCLAIMED_SCORE = PENALTY_INFLATED_BID
+# A vote whose signature fails (forged in another's name, or its own garbled) and a pair of signed
+# votes that contradict each other are proofs of a fault, as strong as an infeasible proposal.
+PENALTY_BAD_VOTE = 0.30
+PENALTY_EQUIVOCATION = 0.30
 REWARD_GOOD_CONDUCT = 0.10
 EXCLUDE_BELOW = 0.5  # cannot propose below this
 READMIT_AT = 0.6  # hysteresis: back to proposing only once clearly recovered

@@ -17,13 +17,14 @@ from functools import cache
 from typing import Any, TypedDict
 
 from llm_sched.agents.answers import VoteAnswer, proposal_answer
-from llm_sched.agents.byzantine import corrupt_proposal, corrupt_vote
+from llm_sched.agents.byzantine import corrupt_proposal, corrupt_vote, extra_votes
 from llm_sched.agents.evidence import BID_TOLERANCE, Evidence, check_candidate, measured_claims
 from llm_sched.agents.heuristics import Option, bid_option, placement_options, score_placement, why_infeasible
 from llm_sched.agents.prompts import render, untrusted_data
 from llm_sched.agents.reputation import Reputation
 from llm_sched.domain import ClusterState, Job
 from llm_sched.domain.decisions import Proposal, Vote
+from llm_sched.domain.signing import PublicKeys, VoteKey, placement_digest
 from llm_sched.lgraph import bound, delegate, route
 from llm_sched.llm.client import LLMClient
 from llm_sched.llm.records import Answer, CallContext
@@ -66,6 +67,7 @@ class AgentState(TypedDict, total=False):
     feasibility: Evidence
     answer: Answer[Any] | None
     result: Proposal | Vote | None
+    extra: list[Vote]  # votes sent besides the agent's own (a faulty agent's)
 
 
 def _fmt_time(seconds: float) -> str:
@@ -99,6 +101,7 @@ class SpecialistAgent:
     behaviour: str | None = None
     pool: str | None = None  # the pool this agent runs
     bidding: bool = False  # bid on ``pool`` only, with verifiable claims
+    key: VoteKey | None = None  # signs every vote this agent sends (see issue_keys); None: unsigned
 
     @staticmethod
     @cache
@@ -138,9 +141,19 @@ class SpecialistAgent:
         return out.get("result")
 
     async def vote(self, job: Job, candidate: Proposal, round_no: int) -> Vote | None:
-        out = await self.graph().ainvoke({"step": "vote", "job": job, "candidate": candidate, "round": round_no},
-                                         bound(self), durability=_DURABILITY)
-        return out.get("result")
+        """This agent's own vote (signed when it holds a key)."""
+        return (await self._vote_graph(job, candidate, round_no)).get("result")
+
+    async def ballot(self, job: Job, candidate: Proposal, round_no: int) -> list[Vote]:
+        """Every vote this agent sends on ``candidate``: its own (none when silent), and whatever
+        else a faulty agent adds (a conflicting vote, votes forged in other agents' names)."""
+        out = await self._vote_graph(job, candidate, round_no)
+        own = out.get("result")
+        return ([own] if own is not None else []) + list(out.get("extra", []))
+
+    async def _vote_graph(self, job: Job, candidate: Proposal, round_no: int) -> dict[str, Any]:
+        return await self.graph().ainvoke({"step": "vote", "job": job, "candidate": candidate, "round": round_no},
+                                          bound(self), durability=_DURABILITY)
 
     # -- proposal path -------------------------------------------------------------------------
     def _options(self, s: AgentState) -> dict[str, Any]:
@@ -244,12 +257,25 @@ class SpecialistAgent:
                                        self.world.owner_reputation().get(placement.pool, 1.0))
             honest = Vote(**base, accept=True, confidence=score, reasoning=f"feasible; heuristic score {score:.2f}",
                           via="fallback" if answer else "heuristic", llm=answer.record if answer else None)
-        if self.behaviour:
-            placement = candidate.placement
-            assert placement is not None
-            return {"result": _tagged(corrupt_vote(self.behaviour, honest, job, placement, self.world.state, self.pool),
-                                      honest)}
-        return {"result": honest}
+        placement = candidate.placement
+        assert placement is not None
+        digest = placement_digest(job.id, placement.pool, placement.nodes)
+        if not self.behaviour:
+            return {"result": self._signed(honest, digest)}
+        own = _tagged(corrupt_vote(self.behaviour, honest, job, placement, self.world.state, self.pool), honest)
+        extra = extra_votes(self.behaviour, own, sorted(self.world.reputation.scores))
+        return {"result": self._signed(own, digest), "extra": [self._signed(v, digest) for v in extra]}
+
+    def _signed(self, vote: Vote | None, digest: str) -> Vote | None:
+        """``vote`` bound to the candidate's digest and signed with this agent's key (whatever agent
+        the vote names: a forger can only sign with its own key)."""
+        if vote is None:
+            return None
+        vote = vote.model_copy(update={"digest": digest})
+        if self.key is None:
+            return vote
+        signature = self.key.sign(vote.job_id, vote.round, digest, vote.accept, agent=vote.agent)
+        return vote.model_copy(update={"key_epoch": self.key.epoch, "signature": signature})
 
     # -- shared --------------------------------------------------------------------------------
     def _job_values(self, job: Job) -> dict[str, str]:
@@ -277,3 +303,12 @@ def _tagged(faulty: Any, honest: Any) -> Any:
     if faulty is None or faulty == honest:
         return faulty
     return faulty.model_copy(update={"byzantine": True})
+
+
+def issue_keys(agents: dict[str, SpecialistAgent], run: str, epoch: int) -> PublicKeys:
+    """A fresh key pair for every agent (its private half handed to the agent alone); returns the
+    public halves, to be stored with the run and used by whoever checks the votes."""
+    keys = {agent_id: VoteKey(agent_id, run, epoch) for agent_id in agents}
+    for agent_id, key in keys.items():
+        agents[agent_id].key = key
+    return PublicKeys.of(run, keys)

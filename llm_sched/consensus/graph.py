@@ -5,8 +5,12 @@ agents, also fanned out. "Best" is never what a proposer says of its own proposa
 the median of the scores every voter recomputes from the shared state with its own specialty (a bid
 by its bid, which the voters check against the evidence), and a self-reported score above its
 author's own recomputed view is evidence against the author (see :mod:`llm_sched.agents.evidence`).
-The tally commits only with the Byzantine quorum q = ceil((n+f+1)/2), or, weighted, with q/n of the
-agents' total reputation. Otherwise the next distinct candidate is tried, up to a round
+Every vote is signed by its agent (Ed25519, one key pair per agent per run session); the tally
+counts only votes whose signatures verify, refuses forgeries and equivocations as evidence against
+their sender (:mod:`llm_sched.consensus.certificate`), and commits only with the Byzantine quorum
+q = ceil((n+f+1)/2) of counted accepts, or, weighted, with q/n of the agents' total reputation. A
+commit carries those signed accepts as its quorum certificate, which anyone can check offline with
+the run's public keys. Otherwise the next distinct candidate is tried, up to a round
 bound, and then the job is rejected with a reason. Nothing here knows which agent is faulty: it only
 sees what agents send. Fan-in is sorted by agent id, so events come out in the same order every run.
 Reputations change only on verifiable facts (the feasibility check, bid and score verification
@@ -32,6 +36,8 @@ from llm_sched.agents.evidence import SCORE_TOLERANCE, Evidence, RankBy, over_cl
 from llm_sched.agents.heuristics import score_placement
 from llm_sched.agents.reputation import (
     PENALTY_ACCEPTED_INFEASIBLE,
+    PENALTY_BAD_VOTE,
+    PENALTY_EQUIVOCATION,
     PENALTY_FALSE_CLAIM,
     PENALTY_INFEASIBLE_PROPOSAL,
     PENALTY_INFLATED_BID,
@@ -40,10 +46,12 @@ from llm_sched.agents.reputation import (
     REWARD_GOOD_CONDUCT,
     Change,
 )
-from llm_sched.agents.specialist import SpecialistAgent, World
+from llm_sched.agents.specialist import SpecialistAgent, World, issue_keys
+from llm_sched.consensus.certificate import Screened, certificate, screen
 from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum, weighted_quorum_fraction, weighted_quorum_met
 from llm_sched.domain import Job, check_placement
-from llm_sched.domain.decisions import Decision, Proposal, Vote
+from llm_sched.domain.decisions import Certificate, Decision, Proposal, Vote
+from llm_sched.domain.signing import PublicKeys, placement_digest
 from llm_sched.lgraph import bound, delegate, route
 from llm_sched.events import (
     AgentExcluded,
@@ -59,6 +67,7 @@ from llm_sched.events import (
     ScoreOverClaimed,
     TallyDone,
     VoteCast,
+    VoteRefused,
 )
 
 
@@ -74,8 +83,9 @@ class ConsensusState(TypedDict, total=False):
     proposals: Annotated[list[tuple[str, Proposal | None]], operator.add]
     tried: list[tuple[str, str, tuple[str, ...]]]
     candidate: Proposal | None
-    votes: Annotated[list[tuple[str, int, Vote | None]], operator.add]
+    votes: Annotated[list[tuple[str, int, list[Vote]]], operator.add]  # (sender, round, what it sent)
     passed: bool
+    certificate: Certificate | None
     decision: Decision
     log: Annotated[list[RunEvent], operator.add]  # events emitted by the job's steps so far
     reputation: dict[str, Any]  # reputations after the last step that changed them
@@ -85,7 +95,8 @@ class ConsensusGraph:
     """Decides one job at a time among ``agents``; ``quorum`` defaults to the Byzantine quorum.
     ``weighted``: a vote weighs the voter's reputation and a candidate needs q/n of the total.
     ``rank_by="claimed"`` ranks candidates by their authors' own scores: unsafe, only for the test
-    that shows what the recomputation prevents."""
+    that shows what the recomputation prevents. ``keys``: the agents' public keys, when the caller
+    issued their key pairs (the runner does, per run); otherwise the graph issues fresh ones."""
 
     def __init__(
         self,
@@ -98,8 +109,10 @@ class ConsensusGraph:
         weighted: bool = False,
         checkpointer: Any = None,
         rank_by: RankBy = "recomputed",
+        keys: PublicKeys | None = None,
     ) -> None:
         self.agents = dict(sorted(agents.items()))
+        self.keys = keys if keys is not None else issue_keys(self.agents, world.scenario or "local", 0)
         self.world = world
         self.bus = bus
         self.n = len(self.agents)
@@ -257,32 +270,51 @@ class ConsensusGraph:
 
     async def _vote(self, payload: dict[str, Any]) -> dict[str, Any]:
         agent, round_no = payload["agent"], payload["round"]
-        vote = await self.agents[agent].vote(payload["job"], payload["candidate"], round_no)
-        return {"votes": [(agent, round_no, vote)]}
+        sent = await self.agents[agent].ballot(payload["job"], payload["candidate"], round_no)
+        return {"votes": [(agent, round_no, sent)]}
 
     def _tally(self, s: ConsensusState) -> dict[str, Any]:
         job, round_no, candidate = s["job"], s["round"], s["candidate"]
         assert candidate is not None and candidate.placement is not None
-        votes = sorted((v for v in s.get("votes", []) if v[1] == round_no), key=lambda v: v[0])
-        for agent, _, vote in votes:
-            if vote is not None and vote.llm is not None:
-                self._emit(LLMCallEvent(record=vote.llm))
-            self._emit(VoteCast(agent=agent, job_id=job.id, round=round_no, vote=vote))
-        accepting = [a for a, _, v in votes if v is not None and v.accept]
-        silent = sum(1 for _, _, v in votes if v is None)
+        placement = candidate.placement
+        digest = placement_digest(job.id, placement.pool, placement.nodes)
+        ballots = sorted(((a, sent) for a, r, sent in s.get("votes", []) if r == round_no), key=lambda b: b[0])
+        screened = screen(ballots, self.keys, job.id, round_no, digest)
+        self._emit_votes(job, round_no, screened)
+        counted = screened.counted
+        accepting = [a for a, v in sorted(counted.items()) if v.accept]
+        silent = [a for a in self.agents if a not in screened.first]
         evidence = self.world.evidence(job, candidate)
         weights = self._weights(accepting)
         passed = weights["passed"] if self.weighted else len(accepting) >= self.quorum
         self._emit(TallyDone(job_id=job.id, round=round_no, accepts=len(accepting),
-                                rejects=len(votes) - len(accepting) - silent, silent=silent, quorum=self.quorum,
-                                passed=passed, candidate_feasible=evidence.ok,
-                                **({k: v for k, v in weights.items() if k != "passed"} if self.weighted else {})))
+                             rejects=len(counted) - len(accepting), silent=len(silent),
+                             refused=len(screened.refused_agents), quorum=self.quorum, passed=passed,
+                             candidate_feasible=evidence.ok,
+                             **({k: v for k, v in weights.items() if k != "passed"} if self.weighted else {})))
         if not evidence.ok and not passed:
             self._emit(ProposalBlocked(job_id=job.id, proposer=candidate.agent, reasons=list(evidence.reasons())))
-        self._apply(self._reputation_changes(candidate, votes, evidence), job)
+        tallied_with = dict(sorted(self.world.reputation.scores.items()))  # the weights, before this round's changes
+        judged: list[tuple[str, Vote | None]] = [(a, counted.get(a)) for a in self.agents
+                                                 if a in counted or a in silent]
+        self._apply(self._reputation_changes(candidate, judged, evidence, screened), job)
         if passed:
-            return {"passed": True}
-        return {"passed": False, "round": round_no + 1, "tried": [*s.get("tried", []), candidate.placement.key()]}
+            cert = certificate(job.id, round_no, digest, self.quorum, [counted[a] for a in accepting], self.n,
+                               *((tallied_with, weights["needed_weight"]) if self.weighted else ()))
+            return {"passed": True, "certificate": cert}
+        return {"passed": False, "round": round_no + 1, "tried": [*s.get("tried", []), placement.key()]}
+
+    def _emit_votes(self, job: Job, round_no: int, screened: Screened) -> None:
+        """Each agent's vote as it was sent (and whether it counts), then every refused vote."""
+        for agent in self.agents:
+            vote = screened.first.get(agent)
+            if vote is not None and vote.llm is not None:
+                self._emit(LLMCallEvent(record=vote.llm))
+            self._emit(VoteCast(agent=agent, job_id=job.id, round=round_no, vote=vote,
+                                counted=vote is None or agent in screened.counted))
+        for refusal in screened.refused:
+            self._emit(VoteRefused(job_id=job.id, round=round_no, sender=refusal.sender, claimed=refusal.claimed,
+                                   reason=refusal.reason))
 
     def _weights(self, accepting: list[str]) -> dict[str, Any]:
         """Accepting and total reputation before this round's changes, and whether q/n is reached."""
@@ -294,7 +326,7 @@ class ConsensusGraph:
                 "passed": weighted_quorum_met(accept, total, self.n)}
 
     def _reputation_changes(
-        self, candidate: Proposal, votes: list[tuple[str, int, Vote | None]], evidence: Evidence
+        self, candidate: Proposal, votes: list[tuple[str, Vote | None]], evidence: Evidence, screened: Screened
     ) -> list[Change | None]:
         rep = self.world.reputation
         feasible = evidence.ok
@@ -305,7 +337,10 @@ class ConsensusGraph:
             changes.append(rep.adjust(candidate.agent, -PENALTY_FALSE_CLAIM, claim))
         if evidence.inflated:
             changes.append(rep.adjust(candidate.agent, -PENALTY_INFLATED_BID, evidence.inflated))
-        for agent, _, vote in votes:
+        for refusal in screened.refused:  # signed proof (or a failed signature) of the sender's fault
+            penalty = PENALTY_EQUIVOCATION if refusal.equivocation else PENALTY_BAD_VOTE
+            changes.append(rep.adjust(refusal.sender, -penalty, refusal.reason))
+        for agent, vote in votes:
             if vote is None:
                 changes.append(rep.adjust(agent, -PENALTY_SILENCE, "no vote in time"))
             elif vote.accept and not feasible:
@@ -331,12 +366,12 @@ class ConsensusGraph:
 
     # -- outcomes ------------------------------------------------------------------------------
     def _commit(self, s: ConsensusState) -> dict[str, Any]:
-        job, candidate = s["job"], s["candidate"]
-        assert candidate is not None
-        votes = [v for _, r, v in s.get("votes", []) if r == s["round"]]
-        accepts = sum(1 for v in votes if v is not None and v.accept)
+        job, candidate, cert = s["job"], s["candidate"], s.get("certificate")
+        assert candidate is not None and cert is not None
+        accepts = len(cert.signatures)
         decision = Decision(job_id=job.id, outcome="commit", placement=candidate.placement, proposer=candidate.agent,
-                            reason=candidate.reasoning, rounds=s["round"], accepts=accepts, voters=self.n)
+                            reason=candidate.reasoning, rounds=s["round"], accepts=accepts, voters=self.n,
+                            certificate=cert)
         quality = self._quality(job, candidate.placement)
         self._emit(DecisionMade(decision=decision, unanimous=accepts == self.n, wall_s=self._elapsed(), quality=quality))
         return {"decision": decision}

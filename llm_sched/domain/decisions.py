@@ -60,6 +60,40 @@ class Vote(BaseModel):
     via: Via
     llm: CallRecord | None = None
     byzantine: bool = False  # a faulty agent rewrote what it would honestly have sent
+    # What the signature covers besides the fields above (see llm_sched.domain.signing): the digest
+    # of the candidate placement, and the key epoch of the signing key. Unsigned: "".
+    digest: str = ""
+    key_epoch: int = 0
+    signature: str = ""
+
+
+class Signature(BaseModel):
+    """One agent's signature in a certificate: made with its key of ``key_epoch``."""
+
+    model_config = _FROZEN
+
+    agent: str
+    key_epoch: int
+    signature: str
+
+
+class Certificate(BaseModel):
+    """A quorum certificate: the signed accepting votes that committed one placement.
+
+    Anyone with the run's public keys checks it offline: every signature over the same statement
+    (run, agent, job, round, digest, accept), from distinct members, at least ``quorum`` of them.
+    A reputation-weighted commit also records the weights its tally used (``weights``, ``needed``)."""
+
+    model_config = _FROZEN
+
+    job_id: str
+    round: int
+    digest: str
+    quorum: int
+    voters: int
+    signatures: tuple[Signature, ...]
+    weights: dict[str, float] | None = None
+    needed: float | None = None
 
 
 class Decision(BaseModel):
@@ -75,3 +109,4 @@ class Decision(BaseModel):
     rounds: int
     accepts: int = 0
     voters: int = 0
+    certificate: Certificate | None = None  # a commit's proof of quorum

@@ -213,6 +213,8 @@ class ConsoleView:
                 table.add_row(v.agent, Text("silent", style="red"), "-", "-", "no answer in time")
                 continue
             vote = Text("accept", style="green") if v.vote.accept else Text("reject", style="red")
+            if not v.counted:  # its signature failed or it equivocated: see the refusal below the table
+                vote = Text(f"{vote.plain} (refused)", style="bold red")
             reasoning = safe(v.vote.reasoning)
             table.add_row(v.agent, vote, f"{v.vote.confidence:.2f}", Text(_via(v.vote), style=_VIA_STYLE[_via(v.vote)]),
                           Text(reasoning))
@@ -223,7 +225,14 @@ class ConsoleView:
                          f"{e.accept_weight:.2f} of {e.total_weight:.2f}, needs {e.needed_weight:.2f} -> ")
         else:
             tally = Text(f"  tally: {e.accepts} accept, {e.rejects} reject, {e.silent} silent; needs {e.quorum} -> ")
+        if e.refused:
+            tally = Text(tally.plain.replace(" silent;", f" silent, {e.refused} refused;"))
         self.console.print(tally + verdict)
+
+    def _on_vote_refused(self, e: Any) -> None:
+        if not self._detailed:
+            return
+        self.console.print(Text(f"  refused: a vote from {e.sender}: {safe(e.reason)}", style="bold red"))
 
     def _on_proposal_blocked(self, e: Any) -> None:
         self.console.print(Text(f"  blocked: {e.proposer}'s proposal is infeasible ({'; '.join(e.reasons[:2])})",
@@ -250,6 +259,8 @@ class ConsoleView:
         self._detailed = self._panels = self.verbose
         if d.outcome == "commit":
             how = "unanimous" if e.unanimous else f"{d.accepts} of {d.voters}"
+            if d.certificate is not None:
+                how += f", certificate of {len(d.certificate.signatures)} signatures"
             text = f"  COMMIT {d.job_id} -> {d.placement.pool} [{_nodes(d.placement.nodes)}] ({how}, round {d.rounds})"
             self.console.print(Text(text, style="bold green"))
         else:
@@ -347,6 +358,12 @@ def _source(summary: dict[str, Any]) -> str:
     return str(summary["provider"])
 
 
+def _certified(summary: dict[str, Any]) -> str:
+    if "certified_commits" not in summary:
+        return "-"  # a run from before signed votes
+    return f"{summary['certified_commits']} of {summary['committed']} (signed votes; check with --verify)"
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
     """The end-of-run table; every figure comes from :func:`llm_sched.summary.summarize`."""
     table = Table(title=f"summary: {summary['scenario']}", show_header=True, header_style="bold")
@@ -361,6 +378,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("decisions rejected (agreed, with reason)", summary["rejected"]),
         ("unanimous decisions", summary["unanimous"]),
         ("voting rounds", summary["rounds"]),
+        ("commits with a quorum certificate", _certified(summary)),
+        ("votes refused (signature, equivocation)", summary.get("votes_refused", "-")),
         ("invalid proposals blocked", summary["invalid_proposals_blocked"]),
         # "-": a run from before the check, whose summary has no such figure.
         ("self-reported scores over-claimed", summary.get("scores_overclaimed", "-")),

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from llm_sched.agents.prompts import CUT_MARK, PROMPTS_DIR, SEPARATOR, UNTRUSTED_MAX_CHARS, untrusted_data
 from llm_sched.agents.specialist import SpecialistAgent, job_label
 from llm_sched.config import PROJECT_ROOT
+from llm_sched.consensus.graph import ConsensusGraph
 from llm_sched.domain import Job, Resources, check_placement
 from llm_sched.errors import UserError
 from llm_sched.events import read_jsonl
@@ -95,12 +96,12 @@ class Scripted:
 
 
 def _gullible_graph() -> tuple[object, Scripted, object]:
-    graph, world, _ = build()
+    _, world, bus = build()
     transport = Scripted()
     client = LLMClient(transport, RetryPolicy(attempts=1, timeout=5))  # type: ignore[arg-type]
-    for agent_id, (specialty, pool) in AGENTS.items():
-        graph.agents[agent_id] = SpecialistAgent(agent_id, specialty, world, client, pool=pool)
-    return graph, transport, world
+    agents = {agent_id: SpecialistAgent(agent_id, specialty, world, client, pool=pool)
+              for agent_id, (specialty, pool) in AGENTS.items()}
+    return ConsensusGraph(agents, world, bus), transport, world  # the graph issues the agents' keys
 
 
 def _job(name: str, description: str = "", job_id: str = "j-1") -> Job:

@@ -185,6 +185,7 @@ class CrashReport:
 def reference(scenario: str, root: Path, provider: str, seed: int | None) -> tuple[list[Row], list[dict[str, Any]], dict[str, Any], float]:
     """An uninterrupted run: its decisions, comparable events, summary, and wall time."""
     from llm_sched.events import comparable, read_jsonl
+    from llm_sched.verify import VerifyFailed, verify_run
 
     t0 = time.perf_counter()
     run_child(context(), _start, (scenario, str(root), provider, seed), None)
@@ -206,6 +207,7 @@ def crash_runs(scenario: str, work: Path, *, kills: int, seed: int, provider: st
                scenario_seed: int | None = None, cluster: Callable[[], Any]) -> CrashReport:
     """Kill runs of ``scenario`` ``kills`` times in all (several runs if needed), checking each."""
     from llm_sched.events import comparable, read_jsonl
+    from llm_sched.verify import VerifyFailed, verify_run
 
     report = CrashReport()
     t0 = time.perf_counter()
@@ -255,6 +257,10 @@ def crash_runs(scenario: str, work: Path, *, kills: int, seed: int, provider: st
                                    f"({len(events)} vs {len(ref_events)} events): {shown} instead of {wanted}")
         if _summary(run_dir) != ref_summary:
             report.problems.append(f"run {report.runs}: summary differs from the uninterrupted run")
+        try:  # every commit, whichever process (key epoch) signed it, carries a valid certificate
+            verify_run(ledger, str(run_id))
+        except VerifyFailed as exc:
+            report.problems.append(f"run {report.runs}: {exc}")
         report.runs += 1
     report.wall_s = time.perf_counter() - t0
     return report

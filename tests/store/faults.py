@@ -107,7 +107,8 @@ def stored_state(ledger: Path, run_id: str) -> tuple[Any, ...]:
     conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
     try:
         rows = [conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchall()]
-        for table in ("jobs", "decisions", "placements", "votes", "reputation_changes", "units"):
+        for table in ("jobs", "decisions", "placements", "votes", "reputation_changes", "certificates", "vote_keys",
+                      "units"):
             rows.append(sorted(conn.execute(f"SELECT * FROM {table} WHERE run_id = ?", (run_id,)).fetchall()))
         return tuple(map(tuple, rows))
     finally:
