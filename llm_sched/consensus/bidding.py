@@ -37,17 +37,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from llm_sched.consensus.messages import (
-    BROADCAST,
-    NIL,
-    AgentId,
-    KeyRing,
-    Kind,
-    Message,
-    Output,
-    Signer,
-    Validate,
-    Value,
-    digest_of,
+    BROADCAST, NIL, AgentId, KeyRing, Kind, Message, Output, Signer, Validate, Value, digest_of,
 )
 from llm_sched.consensus.weighted import WeightedConfig, WeightedCore, WeightedPersisted
 
@@ -90,20 +80,15 @@ class BiddingCore(WeightedCore):
     PROPOSAL_KIND: ClassVar[Kind] = Kind.AWARD
 
     def __init__(
-        self,
-        node_id: AgentId,
-        peers: Sequence[AgentId],
-        slots: int,
-        signer: Signer,
-        keyring: KeyRing,
-        bid: Bid,
-        validate: Validate,
-        config: BiddingConfig = BiddingConfig(),
-        restore: WeightedPersisted | None = None,
+        self, node_id: AgentId, peers: Sequence[AgentId], slots: int, signer: Signer,
+        keyring: KeyRing, bid: Bid, validate: Validate,
+        config: BiddingConfig = BiddingConfig(), restore: WeightedPersisted | None = None,
     ) -> None:
-        n = len(peers)
-        fraction = None if config.quorum is None else config.quorum / n
-        voting = WeightedConfig({}, config.base_timeout, config.max_backoff, config.collect, fraction)
+        # Awards are voted on as in weighted voting with equal weights. (The announcer awards a
+        # bid, so the proposal callback, a bid's value, only fills the base's slot.)
+        voting = WeightedConfig.equal_weights(
+            len(peers), config.base_timeout, config.max_backoff, config.collect, config.quorum
+        )
         super().__init__(node_id, peers, slots, signer, keyring, lambda s: bid(s)[0], validate, voting, restore)
         self._bid_fn = bid
         self._tender_state = _Tender((-1, -1))
@@ -122,9 +107,9 @@ class BiddingCore(WeightedCore):
         self._rs.opened = True
         lock = self._best
         if lock is not None:
-            self._send_proposal(lock.value, lock.round, lock.votes, out)
+            self._send_proposal(lock.value, lock.view, lock.messages, out)
             return
-        self._broadcast(Kind.ANNOUNCE, self.round, NIL, out)
+        self._broadcast(Kind.ANNOUNCE, self.round, self.slot, NIL, out)
         tender = self._tender()
         own = self._make_bid(BROADCAST)
         if own is not None:

@@ -44,23 +44,12 @@ import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from llm_sched.consensus.core_base import BftCore
 from llm_sched.consensus.messages import (
-    BROADCAST,
-    NIL,
-    AgentId,
-    DecidedSlots,
-    KeyRing,
-    Kind,
-    Message,
-    Output,
-    Propose,
-    Signer,
-    Validate,
-    Value,
-    digest_of,
+    BROADCAST, NIL, AgentId, KeyRing, Kind, Message, Output, Propose, Signer, Validate, Value, digest_of,
 )
-from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum
 
 _ID = 32  # bytes of an HMAC-SHA256 tag: an original's id in a pull's list
 
@@ -112,46 +101,35 @@ class _Slot:
     pulls: int = 0
 
 
-class GossipCore(DecidedSlots):
-    """One gossiping agent deciding slots 0 .. slots-1."""
+class GossipCore(BftCore[GossipConfig, GossipPersisted]):
+    """One gossiping agent deciding slots 0 .. slots-1; ``_deadline`` is its earliest timer."""
+
+    DEFAULT_CONFIG: ClassVar[GossipConfig] = GossipConfig()
 
     def __init__(
-        self,
-        node_id: AgentId,
-        peers: Sequence[AgentId],
-        slots: int,
-        signer: Signer,
-        keyring: KeyRing,
-        propose: Propose,
-        validate: Validate,
-        rng: random.Random,
-        config: GossipConfig = GossipConfig(),
-        restore: GossipPersisted | None = None,
+        self, node_id: AgentId, peers: Sequence[AgentId], slots: int, signer: Signer,
+        keyring: KeyRing, propose: Propose, validate: Validate, rng: random.Random,
+        config: GossipConfig | None = None, restore: GossipPersisted | None = None,
     ) -> None:
-        self.node_id = node_id
-        self.peers = tuple(sorted(peers))
-        self.others = tuple(p for p in self.peers if p != node_id)
-        self.n = len(self.peers)
-        self.q = config.quorum or byzantine_quorum(self.n)
-        self.f = byzantine_f(self.n)
+        self._rng = rng  # seeded by the caller: the order peers are dealt in replays exactly
+        super().__init__(node_id, peers, slots, signer, keyring, propose, validate, config, restore)
+
+    def _setup(self) -> None:
+        """An agent that has not started: nothing held, slot 0, the round counts from n and k."""
+        config = self.config
+        self._byzantine_quorum(config.quorum)
         self.k = max(1, min(config.fanout, len(self.others)))
         self.push_rounds = config.push_rounds or math.ceil(len(self.others) / self.k)
         self.stall_rounds = config.stall_rounds or 2 * self.push_rounds + 4
         self.proposer_rounds = config.proposer_rounds or 3 * self.stall_rounds
-        self.slots, self.config = slots, config
-        self._signer, self._keyring = signer, keyring
-        self._propose_fn, self._validate, self._rng = propose, validate, rng
         self._state: dict[int, _Slot] = {}
-        self._decided: dict[int, Value] = {}
         self.slot = 0  # the lowest undecided slot: the one this agent votes on
-        self._now = 0.0
-        self._deadline: float | None = None
-        self._started = False
-        if restore is not None:
-            self._decided = dict(restore.decided)
-            for m in restore.own:
-                self._hold(m.slot, m)
-                self._slot(m.slot).mine = m
+
+    def _restore(self, saved: GossipPersisted) -> None:
+        self._decided = dict(saved.decided)
+        for m in saved.own:
+            self._hold(m.slot, m)
+            self._slot(m.slot).mine = m
 
     # --- public interface -------------------------------------------------------------------
 
@@ -159,33 +137,30 @@ class GossipCore(DecidedSlots):
         """Round-robin proposer by (slot + round)."""
         return self.peers[(slot + round_) % self.n]
 
-    def tick(self, now: float) -> Output:
-        """Advance time: start on the first tick, then push, pull and rotate proposers when due."""
-        self._now = now
-        out = Output()
-        if not self._started:
-            self._started = True
-            self._advance(out)
+    def persisted(self) -> GossipPersisted:
+        """Snapshot of the durable state (see :class:`GossipPersisted`)."""
+        own = tuple(st.mine for _, st in sorted(self._state.items()) if st.mine is not None)
+        return GossipPersisted(dict(self._decided), own)
+
+    def _start(self, out: Output) -> None:
+        """The first tick: start voting on the lowest undecided slot, then run what is due."""
+        self._advance(out)
+        self._on_tick(out)
+
+    def _on_tick(self, out: Output) -> None:
+        """Push, pull and rotate proposers where due."""
         for s in sorted(self._state):
             self._due(s, out)
         self._arm()
-        return out
 
-    def step(self, msg: Message) -> Output:
-        """Handle one envelope whose MAC the transport has already checked."""
-        out = Output()
-        if msg.sender in self.others and 0 <= msg.slot < self.slots:
+    def _receive(self, msg: Message, out: Output) -> None:
+        """An envelope: take the originals it carries (a pull also asks for what the sender lacks)."""
+        if 0 <= msg.slot < self.slots:
             if msg.kind is Kind.GOSSIP:
                 self._absorb(msg.slot, msg.sender, msg.proof, out)
             elif msg.kind is Kind.GOSSIP_PULL:
                 self._on_pull(msg, out)
         self._arm()
-        return out
-
-    def persisted(self) -> GossipPersisted:
-        """Snapshot of the durable state (see :class:`GossipPersisted`)."""
-        own = tuple(st.mine for _, st in sorted(self._state.items()) if st.mine is not None)
-        return GossipPersisted(dict(self._decided), own)
 
     # --- receiving originals ----------------------------------------------------------------------
 

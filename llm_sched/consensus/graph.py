@@ -337,7 +337,13 @@ class ConsensusGraph:
             changes.append(rep.adjust(candidate.agent, -PENALTY_FALSE_CLAIM, claim))
         if evidence.inflated:
             changes.append(rep.adjust(candidate.agent, -PENALTY_INFLATED_BID, evidence.inflated))
-        for refusal in screened.refused:  # signed proof (or a failed signature) of the sender's fault
+        # A refused vote is evidence against its sender: one penalty per sender and kind of fault a
+        # round, however many votes it forged (the fault is the same, and one is enough to prove it).
+        seen: set[tuple[str, bool]] = set()
+        for refusal in screened.refused:
+            if (refusal.sender, refusal.equivocation) in seen:
+                continue
+            seen.add((refusal.sender, refusal.equivocation))
             penalty = PENALTY_EQUIVOCATION if refusal.equivocation else PENALTY_BAD_VOTE
             changes.append(rep.adjust(refusal.sender, -penalty, refusal.reason))
         for agent, vote in votes:

@@ -66,6 +66,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, cast
 
 from llm_sched.consensus.bidding import bid_score
+from llm_sched.consensus.core_base import CoreWrapper, StableLeaderConfig
 from llm_sched.consensus.messages import (
     AgentId,
     Core,
@@ -79,11 +80,11 @@ from llm_sched.consensus.messages import (
     Value,
     digest_of,
 )
-from llm_sched.consensus.multipaxos import MultiPaxosCore, PaxosConfig
+from llm_sched.consensus.multipaxos import MultiPaxosCore
 from llm_sched.consensus.network import Accounting, Crash, FaultPlan, LinkModel, Network, Partition
 from llm_sched.consensus.pbft import PbftConfig, PbftCore
 from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum, crash_f, majority
-from llm_sched.consensus.raft import RaftConfig, RaftCore
+from llm_sched.consensus.raft import RaftCore
 from llm_sched.consensus.tendermint import TendermintConfig, TendermintCore
 from llm_sched.consensus.weighted import ACCEPT, REJECT
 
@@ -160,29 +161,17 @@ def inflated_score(score: float | None) -> float:
     return 2.0 * max(1.0, score if score is not None else 0.0)
 
 
-class ByzantineCore:
+class ByzantineCore(CoreWrapper):
     """An honest core whose outgoing messages are rewritten by a behaviour (see the module docstring)."""
 
     def __init__(self, inner: Core, behaviour: str, signer: Signer, peers: Sequence[AgentId],
                  app: LieSource, rng: random.Random) -> None:
-        self.node_id = inner.node_id
-        self.inner, self.behaviour = inner, behaviour
+        super().__init__(inner)
+        self.behaviour = behaviour
         self._signer, self._peers, self._app, self._rng = signer, tuple(peers), app, rng
         self._lies: dict[tuple[Kind, int, int], Value] = {}  # one consistent lie per message slot
         # Our own originals (by the honest MAC, and by the MAC of what they became) -> what goes out.
         self._originals: dict[bytes, Message] = {}
-
-    def step(self, msg: Message) -> Output:
-        return self._rewrite(self.inner.step(msg))
-
-    def tick(self, now: float) -> Output:
-        return self._rewrite(self.inner.tick(now))
-
-    def next_deadline(self) -> float | None:
-        return self.inner.next_deadline()
-
-    def persisted(self) -> object:
-        return self.inner.persisted()
 
     def _rewrite(self, out: Output) -> Output:
         sent: list[Message] = []
@@ -388,7 +377,7 @@ def delay_bound(faults: FaultPlan) -> float:
     return faults.link.base_delay + sum(slow) + faults.link.jitter * DELAY_QUANTILE
 
 
-def configs_for(s: Schedule) -> tuple[PbftConfig, TendermintConfig, PaxosConfig, RaftConfig]:
+def configs_for(s: Schedule) -> tuple[PbftConfig, TendermintConfig, StableLeaderConfig, StableLeaderConfig]:
     """The cores' configurations for a schedule.
 
     With ``known_delay`` (partial synchrony with Δ known after GST) every timeout is at least the
@@ -399,9 +388,9 @@ def configs_for(s: Schedule) -> tuple[PbftConfig, TendermintConfig, PaxosConfig,
     with a margin so that split votes stay rare. Heartbeats keep their ratio to the election timeout.
     """
     pbft, tm = PbftConfig(fast_path=s.fast_path, quorum=s.quorum), TendermintConfig(quorum=s.quorum)
-    paxos, raft = PaxosConfig(quorum=s.quorum), RaftConfig(quorum=s.quorum)
+    leader = StableLeaderConfig(quorum=s.quorum)  # Raft's and Multi-Paxos's
     if not s.known_delay:
-        return pbft, tm, paxos, raft
+        return pbft, tm, leader, leader
     d = delay_bound(s.faults)
     pbft = replace(pbft, base_timeout=max(pbft.base_timeout, 4 * d))
     tm = replace(
@@ -412,17 +401,16 @@ def configs_for(s: Schedule) -> tuple[PbftConfig, TendermintConfig, PaxosConfig,
         timeout_delta=max(tm.timeout_delta, d),
         sync_interval=max(tm.sync_interval, 6 * d),
     )
-    election = max(raft.election_timeout, 4 * d)
-    raft = replace(raft, election_timeout=election, heartbeat=raft.heartbeat * election / raft.election_timeout)
-    leader = max(paxos.leader_timeout, 4 * d)
-    paxos = replace(paxos, leader_timeout=leader, heartbeat=paxos.heartbeat * leader / paxos.leader_timeout)
-    return pbft, tm, paxos, raft
+    election = max(leader.election_timeout, 4 * d)
+    heartbeat = leader.heartbeat * election / leader.election_timeout
+    leader = replace(leader, election_timeout=election, heartbeat=heartbeat)
+    return pbft, tm, leader, leader
 
 
 def election_timeout(s: Schedule) -> float:
-    """The base election timeout (Raft) or leader timeout (Multi-Paxos) the schedule's cores use."""
+    """The base election timeout the schedule's Raft or Multi-Paxos cores use (they share a config)."""
     _, _, paxos, raft = configs_for(s)
-    return raft.election_timeout if s.protocol == "raft" else paxos.leader_timeout
+    return (raft if s.protocol == "raft" else paxos).election_timeout
 
 
 def _build_core(s: Schedule, agent: AgentId, keyring: KeyRing, propose: Propose, restore: object | None) -> Core:
@@ -469,30 +457,23 @@ def make_factory(s: Schedule, keyring: KeyRing) -> Callable[[AgentId, object | N
 Leadership = tuple[int, AgentId] | None  # (term or ballot, leader) as one agent knows them
 
 
-class _Watched:
+class _Watched(CoreWrapper):
     """A crash-fault core under observation: every change of whom it knows as leader is logged
     with the simulated time (the network ticks a core before every delivery, so the last tick's
-    time is the time of the step)."""
+    time is the time of the step). Its outputs go out unchanged."""
 
     def __init__(self, core: Core, log: list[tuple[float, AgentId, Leadership]]) -> None:
-        self.core, self.node_id, self._log = core, core.node_id, log
+        super().__init__(core)
+        self._log = log
         self._now, self._last = 0.0, cast(Leadership, None)
 
     def tick(self, now: float) -> Output:
         self._now = now
-        return self._note(self.core.tick(now))
+        return super().tick(now)
 
-    def step(self, msg: Message) -> Output:
-        return self._note(self.core.step(msg))
-
-    def next_deadline(self) -> float | None:
-        return self.core.next_deadline()
-
-    def persisted(self) -> object:
-        return self.core.persisted()
-
-    def _note(self, out: Output) -> Output:
-        core = self.core.inner if isinstance(self.core, ByzantineCore) else self.core
+    def _rewrite(self, out: Output) -> Output:
+        """Note a change of leader after each step or tick."""
+        core = self.inner.inner if isinstance(self.inner, ByzantineCore) else self.inner
         now = core.leadership() if isinstance(core, (RaftCore, MultiPaxosCore)) else None
         if now != self._last:
             self._last = now
@@ -501,7 +482,7 @@ class _Watched:
 
 
 def _unwrap(core: object) -> object:
-    return core.core if isinstance(core, _Watched) else core
+    return core.inner if isinstance(core, _Watched) else core
 
 
 def run_schedule(s: Schedule) -> RunResult:

@@ -157,6 +157,19 @@ class Message:
         return len(self.body()) + len(self.mac)
 
 
+@dataclass(frozen=True, slots=True)
+class Cert:
+    """A quorum certificate: a value for one slot in one view (or round), and the signed messages
+    that back it. PBFT: the pre-prepare plus the prepares or commits; weighted voting (and bidding
+    and negotiation) locks on the accepting votes. Each message is still verifiable on its own."""
+
+    view: int
+    slot: int
+    digest: str
+    value: Value
+    messages: tuple[Message, ...]
+
+
 def _key(seed: int | str, agent: AgentId) -> bytes:
     return hashlib.sha256(f"llm-sched/keyring/{seed}/{agent}".encode()).digest()
 
@@ -278,57 +291,3 @@ class Core(Protocol):
 
     def persisted(self) -> object: ...
 
-
-class DecidedSlots:
-    """The accessors of a core that keeps ``_decided`` values by slot and a single ``_deadline`` timer."""
-
-    slots: int
-    _decided: dict[int, Value]
-    _deadline: float | None
-
-    @property
-    def decided(self) -> dict[int, Value]:
-        """Decided values by slot."""
-        return dict(self._decided)
-
-    @property
-    def done(self) -> bool:
-        """Every slot decided."""
-        return len(self._decided) >= self.slots
-
-    def next_deadline(self) -> float | None:
-        """When ``tick`` next has something to do (election, leader or heartbeat timer)."""
-        return self._deadline
-
-
-class StableLeaderTimer(DecidedSlots):
-    """The one timer of a stable-leader core (Raft, Multi-Paxos): armed at the first tick; when due,
-    the leader sends a heartbeat and anyone else stands for leader. Subclasses keep ``role`` and
-    implement ``_arm``, ``_heartbeat`` and ``_stand_for_leader``."""
-
-    role: str
-    _now: float
-    _started: bool
-
-    def tick(self, now: float) -> Output:
-        """Advance time: a due timer starts an election or, for the leader, a heartbeat."""
-        self._now = now
-        out = Output()
-        if not self._started:
-            self._started = True
-            self._arm()
-        elif self._deadline is not None and now >= self._deadline:
-            if self.role == "leader":
-                self._heartbeat(out)
-            else:
-                self._stand_for_leader(out)
-        return out
-
-    def _arm(self) -> None:
-        raise NotImplementedError
-
-    def _heartbeat(self, out: Output) -> None:
-        raise NotImplementedError
-
-    def _stand_for_leader(self, out: Output) -> None:
-        raise NotImplementedError

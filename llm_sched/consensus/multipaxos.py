@@ -22,36 +22,16 @@ Choices, each for a reason:
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from llm_sched.consensus.messages import (
-    StableLeaderTimer,
-    BROADCAST,
-    NIL,
-    AgentId,
-    Kind,
-    Message,
-    Output,
-    Propose,
-    Signer,
-    Value,
-    digest_of,
-)
+from llm_sched.consensus.core_base import CANDIDATE, FOLLOWER, LEADER, StableLeaderConfig, StableLeaderCore
+from llm_sched.consensus.messages import BROADCAST, NIL, AgentId, Kind, Message, Output, Value, digest_of
 from llm_sched.consensus.quorum import majority
 
-FOLLOWER, CANDIDATE, LEADER = "follower", "candidate", "leader"
-
-
-@dataclass(frozen=True, slots=True)
-class PaxosConfig:
-    """Timers in simulated time units; ``window`` bounds the undecided proposals in flight."""
-
-    leader_timeout: float = 50.0  # drawn uniformly from [T, 2T) each time it is armed
-    heartbeat: float = 15.0
-    window: int = 4
-    quorum: int | None = None  # overrides the majority only to show that a smaller one is unsafe
+# ``window`` bounds the undecided proposals in flight; ``election_timeout`` is when a follower
+# suspects the leader and runs phase 1.
+PaxosConfig = StableLeaderConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,43 +54,25 @@ def _parse_slots(payload: bytes) -> set[int]:
         return set()
 
 
-class MultiPaxosCore(StableLeaderTimer):
+class MultiPaxosCore(StableLeaderCore[PaxosPersisted]):
     """One Multi-Paxos agent deciding slots 0 .. slots-1."""
 
-    def __init__(
-        self,
-        node_id: AgentId,
-        peers: Sequence[AgentId],
-        slots: int,
-        signer: Signer,
-        propose: Propose,
-        rng: random.Random,
-        config: PaxosConfig = PaxosConfig(),
-        restore: PaxosPersisted | None = None,
-    ) -> None:
-        self.node_id = node_id
-        self.peers = tuple(sorted(peers))
-        self.others = tuple(p for p in self.peers if p != node_id)
-        self.n = len(self.peers)
-        self.majority = config.quorum or majority(self.n)
-        self.slots, self.config = slots, config
-        self._signer, self._propose, self._rng = signer, propose, rng
+    def _setup(self) -> None:
+        """An agent that has not started: a follower that promised nothing and accepted nothing."""
+        self.majority = self.config.quorum or majority(self.n)
         self.promised = -1
         self._accepted: dict[int, Message] = {}
-        self._decided: dict[int, Value] = {}
-        self.role, self.ballot = FOLLOWER, -1
+        self.ballot = -1
         self.leader: AgentId | None = None  # whose ballot ``promised`` is, once its phase 2 reached us
         self._promises: dict[AgentId, Message] = {}
         self._proposals: dict[int, Message] = {}  # slot -> my ACCEPT (ballot self.ballot)
         self._acks: dict[int, set[AgentId]] = {}  # slot -> acceptors of my proposal
         self._known: dict[AgentId, set[int]] = {}  # follower -> slots it has told me it decided
-        self._now = 0.0
-        self._deadline: float | None = None
-        self._started = False
-        if restore is not None:
-            self.promised = restore.promised
-            self._accepted = dict(restore.accepted)
-            self._decided = dict(restore.decided)
+
+    def _restore(self, saved: PaxosPersisted) -> None:
+        self.promised = saved.promised
+        self._accepted = dict(saved.accepted)
+        self._decided = dict(saved.decided)
 
     # --- public interface -------------------------------------------------------------------
 
@@ -122,15 +84,6 @@ class MultiPaxosCore(StableLeaderTimer):
         """(ballot, leader) as this agent knows them, or None while it knows no leader."""
         return None if self.leader is None else (self.promised, self.leader)
 
-
-    def step(self, msg: Message) -> Output:
-        """Handle one message whose MAC the transport has already checked."""
-        out = Output()
-        handler = self._handlers.get(msg.kind)
-        if handler is not None and msg.sender in self.others:
-            handler(self, msg, out)
-        return out
-
     # --- phase 1 --------------------------------------------------------------------------------
 
     def _stand_for_leader(self, out: Output) -> None:
@@ -138,8 +91,7 @@ class MultiPaxosCore(StableLeaderTimer):
         self.ballot = rnd * self.n + self.peers.index(self.node_id)
         self.role, self.promised, self.leader = CANDIDATE, self.ballot, None
         self._promises = {self.node_id: self._promise_message(self.node_id)}
-        for p in self.others:
-            out.messages.append(self._signer.make(p, Kind.PAXOS_PREPARE, self.ballot, 0, NIL))
+        self._send_all(Kind.PAXOS_PREPARE, self.ballot, 0, NIL, out)
         self._arm()
         self._maybe_lead(out)
 
@@ -195,15 +147,12 @@ class MultiPaxosCore(StableLeaderTimer):
             if open_ >= self.config.window:
                 break
             if s not in self._proposals and s not in self._decided:
-                self._propose_slot(s, self._propose(s), out)
+                self._propose_slot(s, self._propose_fn(s), out)
 
     def _propose_slot(self, s: int, value: Value | None, out: Output) -> None:
-        d = digest_of(value)
-        mine = self._signer.make(BROADCAST, Kind.ACCEPT, self.ballot, s, d, value)
+        mine = self._broadcast(Kind.ACCEPT, self.ballot, s, digest_of(value), out, value)
         self._proposals[s], self._acks[s] = mine, {self.node_id}
         self._accepted[s] = mine  # the leader is an acceptor too (its promise covers the ballot)
-        for p in self.others:
-            out.messages.append(self._signer.make(p, Kind.ACCEPT, self.ballot, s, d, value))
         self._arm()  # traffic: the next heartbeat can wait
         self._maybe_decide(s, out)
 
@@ -281,15 +230,6 @@ class MultiPaxosCore(StableLeaderTimer):
         """Leader: every slot decided and every follower knows all of them."""
         everything = set(range(self.slots))
         return self.done and all(self._known[p] >= everything for p in self.others)
-
-    def _arm(self) -> None:
-        if self.role == LEADER:
-            self._deadline = None if self._finished() else self._now + self.config.heartbeat
-        elif self.done and self.role == FOLLOWER:
-            self._deadline = None  # nothing left to decide: never start a ballot
-        else:
-            t = self.config.leader_timeout
-            self._deadline = self._now + t + self._rng.random() * t
 
     _handlers = {
         Kind.PAXOS_PREPARE: _on_prepare,

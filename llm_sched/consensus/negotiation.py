@@ -38,16 +38,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from llm_sched.consensus.messages import (
-    AgentId,
-    KeyRing,
-    Kind,
-    Message,
-    Output,
-    Propose,
-    Signer,
-    Validate,
-    Value,
-    digest_of,
+    AgentId, KeyRing, Kind, Message, Output, Propose, Signer, Validate, Value, digest_of,
 )
 from llm_sched.consensus.weighted import WeightedConfig, WeightedCore, WeightedPersisted
 
@@ -72,22 +63,15 @@ class NegotiationCore(WeightedCore):
     PROPOSAL_KIND: ClassVar[Kind] = Kind.OFFER
 
     def __init__(
-        self,
-        node_id: AgentId,
-        peers: Sequence[AgentId],
-        slots: int,
-        signer: Signer,
-        keyring: KeyRing,
-        propose: Propose,
-        validate: Validate,
-        reject: Propose,
-        config: NegotiationConfig = NegotiationConfig(),
-        restore: WeightedPersisted | None = None,
+        self, node_id: AgentId, peers: Sequence[AgentId], slots: int, signer: Signer,
+        keyring: KeyRing, propose: Propose, validate: Validate, reject: Propose,
+        config: NegotiationConfig = NegotiationConfig(), restore: WeightedPersisted | None = None,
         prefer: Validate | None = None,
     ) -> None:
-        n = len(peers)
-        fraction = None if config.quorum is None else config.quorum / n
-        voting = WeightedConfig({}, config.base_timeout, config.max_backoff, config.collect, fraction)
+        # Offers are voted on as in weighted voting with equal weights.
+        voting = WeightedConfig.equal_weights(
+            len(peers), config.base_timeout, config.max_backoff, config.collect, config.quorum
+        )
         super().__init__(node_id, peers, slots, signer, keyring, propose, validate, voting, restore)
         self.round_limit = config.round_limit
         self._reject_fn = reject
@@ -103,7 +87,7 @@ class NegotiationCore(WeightedCore):
         self._rs.opened = True
         lock = self._best
         if lock is not None:
-            self._send_proposal(lock.value, lock.round, lock.votes, out)
+            self._send_proposal(lock.value, lock.view, lock.messages, out)
         elif self.round >= self.round_limit:
             self._send_proposal(self._reject_fn(self.slot), -1, (), out)
         else:

@@ -46,24 +46,12 @@ if it were prepared there.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
-from llm_sched.consensus.messages import (
-    BROADCAST,
-    NIL,
-    AgentId,
-    KeyRing,
-    Kind,
-    Message,
-    Output,
-    Propose,
-    Signer,
-    Validate,
-    Value,
-    digest_of,
-)
-from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum
+from llm_sched.consensus.core_base import BftCore
+from llm_sched.consensus.messages import BROADCAST, NIL, AgentId, Cert, Kind, Message, Output, digest_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,17 +63,6 @@ class PbftConfig:
     window: int = 4
     fast_path: bool = False
     quorum: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Cert:
-    """A certificate for one slot: the pre-prepare plus the prepares (or commits) that back it."""
-
-    view: int
-    slot: int
-    digest: str
-    value: Value
-    messages: tuple[Message, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,30 +95,14 @@ class _Parsed:
 _VoteKey = tuple[Kind, int, int, str]
 
 
-class PbftCore:
+class PbftCore(BftCore[PbftConfig, PbftPersisted]):
     """One PBFT replica. Feed it verified messages with ``step`` and the time with ``tick``."""
 
-    def __init__(
-        self,
-        node_id: AgentId,
-        peers: Sequence[AgentId],
-        slots: int,
-        signer: Signer,
-        keyring: KeyRing,
-        propose: Propose,
-        validate: Validate,
-        config: PbftConfig = PbftConfig(),
-        restore: PbftPersisted | None = None,
-    ) -> None:
-        self.node_id = node_id
-        self.peers = tuple(sorted(peers))
-        self.n = len(self.peers)
-        self.f = byzantine_f(self.n)
-        self.q = config.quorum or byzantine_quorum(self.n)
-        self.slots = slots
-        self.config = config
-        self._signer, self._keyring = signer, keyring
-        self._propose_fn, self._validate = propose, validate
+    DEFAULT_CONFIG: ClassVar[PbftConfig] = PbftConfig()
+
+    def _setup(self) -> None:
+        """A replica that has not started: view 0, nothing logged, no timer."""
+        self._byzantine_quorum(self.config.quorum)
         self.view = 0
         self.active = True  # False while waiting for NEW-VIEW of self.view
         self._pp: dict[tuple[int, int], Message] = {}
@@ -149,17 +110,12 @@ class PbftCore:
         self._own: dict[tuple[Kind, int, int], Message] = {}
         self._voted_pp: dict[tuple[int, int], Message] = {}  # pre-prepares this replica voted for
         self._prepared: dict[int, Cert] = {}
-        self._decided: dict[int, Cert] = {}
+        self._certs: dict[int, Cert] = {}  # commit certificates of the decided slots (values: _decided)
         self._vcs: dict[int, dict[AgentId, Message]] = {}
         self._parsed: dict[bytes, _Parsed | None] = {}
-        self._now = 0.0
-        self._deadline: float | None = None
         self._backoff = 0
         self._armed_at = 0.0
         self._answered_vc: dict[AgentId, float] = {}  # when we last answered a peer's re-sent view-change
-        self._started = False
-        if restore is not None:
-            self._restore(restore)
 
     # --- public interface -------------------------------------------------------------------
 
@@ -168,48 +124,31 @@ class PbftCore:
         return self.peers[view % self.n]
 
     @property
-    def decided(self) -> dict[int, Value]:
-        """Decided values by slot."""
-        return {s: c.value for s, c in self._decided.items()}
-
-    @property
     def decided_views(self) -> dict[int, int]:
         """Per decided slot, the view of the certificate that decided it (here or, learned, elsewhere)."""
-        return {s: c.view for s, c in self._decided.items()}
-
-    def next_deadline(self) -> float | None:
-        """When ``tick`` next has something to do (the progress / view-change timer)."""
-        return self._deadline
-
-    def tick(self, now: float) -> Output:
-        """Advance time; the first tick starts the replica, a due timer starts a view change."""
-        self._now = now
-        out = Output()
-        if not self._started:
-            self._started = True
-            self._arm()
-            self._propose_slots(out)
-        elif self._deadline is not None and now >= self._deadline:
-            if self._waiting_for_quorum():
-                self._resend_view_change(out)
-            else:
-                self._backoff += 1
-                self._start_view_change(self.view + 1, out)
-        return out
-
-    def step(self, msg: Message) -> Output:
-        """Handle one message whose MAC the transport has already checked."""
-        out = Output()
-        handler = self._handlers.get(msg.kind)
-        if handler is not None and msg.sender in self.peers and msg.sender != self.node_id:
-            handler(self, msg, out)
-        return out
+        return {s: c.view for s, c in self._certs.items()}
 
     def persisted(self) -> PbftPersisted:
         """Snapshot of the durable state (see :class:`PbftPersisted`)."""
         voted = tuple(self._voted_pp.values())
         own = tuple(self._own.values())
-        return PbftPersisted(self.view, self.active, dict(self._decided), dict(self._prepared), own, voted)
+        return PbftPersisted(self.view, self.active, dict(self._certs), dict(self._prepared), own, voted)
+
+    def _start(self, out: Output) -> None:
+        """The first tick: the progress timer runs, and the primary opens its first slots."""
+        self._arm()
+        self._propose_slots(out)
+
+    def _on_tick(self, out: Output) -> None:
+        """The progress timer expired: start a view change (or re-send ours while too few joined)."""
+        deadline = self._deadline  # checked inline, not by _timer_due: a tick precedes every delivery
+        if deadline is None or self._now < deadline:
+            return
+        if self._waiting_for_quorum():
+            self._resend_view_change(out)
+        else:
+            self._backoff += 1
+            self._start_view_change(self.view + 1, out)
 
     # --- normal case ----------------------------------------------------------------------------
 
@@ -242,7 +181,7 @@ class PbftCore:
         pp = self._pp.get((v, s))
         if pp is None or pp.value is None:
             return
-        d, done = pp.digest, self._decided.get(s)
+        d, done = pp.digest, self._certs.get(s)
         if done is not None and done.digest != d:
             return  # never vote against a decided value (cannot happen while quorums intersect)
         if self.node_id != self.primary(v) and (Kind.PREPARE, v, s) not in self._own:
@@ -272,7 +211,8 @@ class PbftCore:
         otherwise a certificate learned from a new view or a peer (catch-up)."""
         if cert.slot in self._decided:
             return
-        self._decided[cert.slot] = cert
+        self._certs[cert.slot] = cert
+        self._decided[cert.slot] = cert.value
         out.decisions.append((cert.slot, cert.value))
         if own:  # progress here: the next timeout is twice what this one took, not the base again
             self._backoff = self._level_for(2 * (self._now - self._armed_at))
@@ -298,7 +238,7 @@ class PbftCore:
     def _start_view_change(self, new_view: int, out: Output) -> None:
         self.view, self.active = new_view, False
         self._forget_old_views()
-        proof = [m for c in self._decided.values() for m in c.messages]
+        proof = [m for c in self._certs.values() for m in c.messages]
         proof += [m for s, c in self._prepared.items() if s not in self._decided for m in c.messages]
         if self.config.fast_path:
             proof += self._own_vote_report()
@@ -343,21 +283,20 @@ class PbftCore:
         network healed; we re-send only while *we* lack q). Answer with ours, at most once per
         ``base_timeout`` per peer so that two replicas never ping-pong. A replica that is itself
         waiting for q does not answer: it re-sends to everyone on its own."""
-        if self._waiting_for_quorum() or self._now < self._answered_vc.get(peer, float("-inf")) + self.config.base_timeout:
+        answered = self._answered_vc.get(peer, float("-inf"))
+        if self._waiting_for_quorum() or self._now < answered + self.config.base_timeout:
             return
         self._answered_vc[peer] = self._now
         out.messages.append(self._signer.make(peer, Kind.VIEW_CHANGE, own.view, 0, NIL, proof=own.proof))
 
     def _resend_view_change(self, out: Output) -> None:
         own = self._vcs[self.view][self.node_id]
-        for p in self.peers:
-            if p != self.node_id:
-                out.messages.append(self._signer.make(p, Kind.VIEW_CHANGE, own.view, 0, NIL, proof=own.proof))
+        self._send_all(Kind.VIEW_CHANGE, own.view, 0, NIL, out, proof=own.proof)
         self._arm()
 
     def _answer_laggard(self, peer: AgentId, parsed: _Parsed, out: Output) -> None:
         """Send a peer the commit certificates of the slots its view-change shows it lacks."""
-        missing = [c for s, c in sorted(self._decided.items()) if s not in parsed.committed]
+        missing = [c for s, c in sorted(self._certs.items()) if s not in parsed.committed]
         if missing:
             proof = tuple(m for c in missing for m in c.messages)
             out.messages.append(self._signer.make(peer, Kind.DECIDED, self.view, 0, NIL, proof=proof))
@@ -523,29 +462,13 @@ class PbftCore:
 
     # --- plumbing -------------------------------------------------------------------------------
 
-    def _broadcast(
-        self,
-        kind: Kind,
-        v: int,
-        s: int,
-        d: str,
-        out: Output,
-        value: Value | None = None,
-        proof: tuple[Message, ...] = (),
-    ) -> Message:
-        """Send to every other replica; return the local copy (addressed to no one in particular)."""
-        for p in self.peers:
-            if p != self.node_id:
-                out.messages.append(self._signer.make(p, kind, v, s, d, value, proof=proof))
-        return self._signer.make(BROADCAST, kind, v, s, d, value, proof=proof)
-
     @staticmethod
     def _first(votes: Mapping[AgentId, Message], k: int) -> tuple[Message, ...]:
         return tuple(votes[p] for p in sorted(votes)[:k])
 
     def _arm(self) -> None:
         """Run the timer while some slot is undecided: base x 2^backoff (see the module docstring)."""
-        if len(self._decided) >= self.slots:
+        if self.done:
             self._deadline = None
             return
         backoff = 0 if self._waiting_for_quorum() else min(self._backoff, self.config.max_backoff)
@@ -561,7 +484,8 @@ class PbftCore:
 
     def _restore(self, saved: PbftPersisted) -> None:
         self.view, self.active = saved.view, saved.active
-        self._decided = dict(saved.decided)
+        self._certs = dict(saved.decided)
+        self._decided = {s: c.value for s, c in saved.decided.items()}
         self._prepared = dict(saved.prepared)
         self._voted_pp = {(m.view, m.slot): m for m in saved.voted}
         for m in saved.own:

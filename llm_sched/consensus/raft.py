@@ -35,25 +35,15 @@ Choices, each for a reason:
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from llm_sched.consensus.messages import NIL, AgentId, Kind, Message, Output, Propose, Signer, StableLeaderTimer, Value, digest_of
+from llm_sched.consensus.core_base import CANDIDATE, FOLLOWER, LEADER, StableLeaderConfig, StableLeaderCore
+from llm_sched.consensus.messages import NIL, AgentId, Kind, Message, Output, Value, digest_of
 from llm_sched.consensus.quorum import majority
 
-FOLLOWER, CANDIDATE, LEADER = "follower", "candidate", "leader"
-
-
-@dataclass(frozen=True, slots=True)
-class RaftConfig:
-    """Timers in simulated time units; ``window`` bounds the uncommitted entries in flight."""
-
-    election_timeout: float = 50.0  # drawn uniformly from [T, 2T) each time the timer is armed
-    heartbeat: float = 15.0
-    window: int = 4
-    quorum: int | None = None  # overrides the majority only to show that a smaller one is unsafe
+RaftConfig = StableLeaderConfig  # ``window`` bounds the uncommitted entries in flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,30 +77,14 @@ def _unpack(payload: bytes, count: int) -> list[int] | None:
     return numbers if len(numbers) == count else None
 
 
-class RaftCore(StableLeaderTimer):
+class RaftCore(StableLeaderCore[RaftPersisted]):
     """One Raft server deciding slots 0 .. slots-1."""
 
-    def __init__(
-        self,
-        node_id: AgentId,
-        peers: Sequence[AgentId],
-        slots: int,
-        signer: Signer,
-        propose: Propose,
-        rng: random.Random,
-        config: RaftConfig = RaftConfig(),
-        restore: RaftPersisted | None = None,
-    ) -> None:
-        self.node_id = node_id
-        self.peers = tuple(sorted(peers))
-        self.others = tuple(p for p in self.peers if p != node_id)
-        self.majority = config.quorum or majority(len(self.peers))
-        self.slots, self.config = slots, config
-        self._signer, self._propose, self._rng = signer, propose, rng
+    def _setup(self) -> None:
+        """A server that has not started: a follower in term 0 with an empty log."""
+        self.majority = self.config.quorum or majority(self.n)
         self.term, self.voted_for = 0, cast(AgentId | None, None)
         self.log: list[Entry] = []
-        self._decided: dict[int, Value] = {}
-        self.role = FOLLOWER
         self.leader: AgentId | None = None  # the leader of the current term, once heard from (or us)
         self.commit = -1
         self._votes: set[AgentId] = set()
@@ -121,13 +95,11 @@ class RaftCore(StableLeaderTimer):
         self._quiet = False  # the leader said everyone has everything: followers may stop their timers
         self._said_quiet = False  # leader: that final heartbeat went out
         self._early: dict[int, Message] = {}  # log index -> an entry that arrived before its predecessor
-        self._now = 0.0
-        self._deadline: float | None = None
-        self._started = False
-        if restore is not None:
-            self.term, self.voted_for = restore.term, restore.voted_for
-            self.log = list(restore.log)
-            self._decided = dict(restore.decided)
+
+    def _restore(self, saved: RaftPersisted) -> None:
+        self.term, self.voted_for = saved.term, saved.voted_for
+        self.log = list(saved.log)
+        self._decided = dict(saved.decided)
 
     # --- public interface -------------------------------------------------------------------
 
@@ -139,12 +111,9 @@ class RaftCore(StableLeaderTimer):
         """(term, leader) as this agent knows them, or None while it knows no leader."""
         return None if self.leader is None else (self.term, self.leader)
 
-
-    def step(self, msg: Message) -> Output:
-        """Handle one message whose MAC the transport has already checked."""
-        out = Output()
-        if msg.sender not in self.others:
-            return out
+    def _receive(self, msg: Message, out: Output) -> None:
+        """Any newer term is adopted first; then the handler runs if the message is of our term,
+        and a stale candidate or leader learns the newer term."""
         rerun = False
         if msg.view > self.term:  # any newer term: adopt it and follow
             was_leader = self.role == LEADER
@@ -170,7 +139,6 @@ class RaftCore(StableLeaderTimer):
             # kept raising its term alone behind a partition): it can never win, we can. Stand at
             # once instead of leaving the cluster leaderless for an election timeout.
             self._stand_for_leader(out)
-        return out
 
     def _cannot_win(self, msg: Message) -> bool:
         """The sender of this newer-term message lacks an entry this leader committed, so a
@@ -192,8 +160,7 @@ class RaftCore(StableLeaderTimer):
         self.role, self.voted_for, self._votes = CANDIDATE, self.node_id, {self.node_id}
         self.leader, self._quiet = None, False
         last = len(self.log) - 1
-        for p in self.others:
-            self._send(p, Kind.REQUEST_VOTE, last, payload=_pack(self._last_term()), out=out)
+        self._send_all(Kind.REQUEST_VOTE, self.term, last, NIL, out, payload=_pack(self._last_term()))
         self._arm()
         self._maybe_lead(out)
 
@@ -250,7 +217,7 @@ class RaftCore(StableLeaderTimer):
             if len(self.log) - 1 - self.commit >= self.config.window:
                 break
             if s not in logged and s not in self._decided:
-                self.log.append(Entry(self.term, s, self._propose(s)))
+                self.log.append(Entry(self.term, s, self._propose_fn(s)))
 
     def _replicate(self, out: Output, to: Sequence[AgentId] | None = None) -> None:
         """Send every follower the entries it has not been sent yet (pipelined)."""
@@ -381,14 +348,9 @@ class RaftCore(StableLeaderTimer):
         assert out is not None
         out.messages.append(self._signer.make(to, kind, self.term, slot, digest, value, payload))
 
-    def _arm(self) -> None:
-        if self.role == LEADER:
-            self._deadline = None if self._finished() else self._now + self.config.heartbeat
-        elif self.done and self.role == FOLLOWER and self._quiet and not self._wanted:
-            self._deadline = None  # nothing left to decide, and the leader says nobody lags: no elections
-        else:
-            t = self.config.election_timeout
-            self._deadline = self._now + t + self._rng.random() * t
+    def _at_rest(self) -> bool:
+        """Nothing left to decide, and the leader says nobody lags: no elections."""
+        return super()._at_rest() and self._quiet and not self._wanted
 
     _handlers = {
         Kind.REQUEST_VOTE: _on_request_vote,

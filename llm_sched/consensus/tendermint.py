@@ -29,25 +29,12 @@ message counts above stay exact):
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import ClassVar, cast
 
-from llm_sched.consensus.messages import (
-    BROADCAST,
-    NIL,
-    AgentId,
-    KeyRing,
-    Kind,
-    Message,
-    Output,
-    Propose,
-    Signer,
-    Validate,
-    Value,
-    digest_of,
-)
-from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum
+from llm_sched.consensus.core_base import BftCore
+from llm_sched.consensus.messages import NIL, AgentId, Kind, Message, Output, Value, digest_of
 
 PROPOSE, PREVOTE, PRECOMMIT = 0, 1, 2
 _VOTES = (Kind.PREVOTE, Kind.PRECOMMIT)
@@ -83,34 +70,17 @@ class TendermintPersisted:
     own: tuple[Message, ...]
 
 
-class TendermintCore:
-    """One Tendermint process deciding heights 0 .. slots-1."""
+class TendermintCore(BftCore[TendermintConfig, TendermintPersisted]):
+    """One Tendermint process deciding heights 0 .. slots-1 (``_decided`` holds them by height)."""
 
-    def __init__(
-        self,
-        node_id: AgentId,
-        peers: Sequence[AgentId],
-        slots: int,
-        signer: Signer,
-        keyring: KeyRing,
-        propose: Propose,
-        validate: Validate,
-        config: TendermintConfig = TendermintConfig(),
-        restore: TendermintPersisted | None = None,
-    ) -> None:
-        self.node_id = node_id
-        self.peers = tuple(sorted(peers))
-        self.n = len(self.peers)
-        self.f = byzantine_f(self.n)
-        self.q = config.quorum or byzantine_quorum(self.n)
-        self.slots = slots
-        self.config = config
-        self._signer, self._keyring = signer, keyring
-        self._propose_fn, self._validate = propose, validate
+    DEFAULT_CONFIG: ClassVar[TendermintConfig] = TendermintConfig()
+
+    def _setup(self) -> None:
+        """A process that has not started: height 0, round 0, no lock, no timers."""
+        self._byzantine_quorum(self.config.quorum)
         self.height, self.round, self.step_ = 0, 0, PROPOSE
         self.locked_round, self.locked_value = -1, cast(Value | None, None)
         self.valid_round, self.valid_value = -1, cast(Value | None, None)
-        self._decisions: dict[int, Value] = {}
         self._proofs: dict[int, tuple[Message, ...]] = {}
         self._ahead: set[AgentId] = set()  # senders of messages for later heights (we lag behind)
         self._asked_at = float("-inf")  # when we last asked for catch-up because of them
@@ -120,11 +90,7 @@ class TendermintCore:
         self._timers: list[tuple[float, int, int, int]] = []  # (deadline, step, height, round)
         self._sync_at: float | None = None
         self._sync_backoff = 0
-        self._now = 0.0
-        self._started = False
         self._clear_log()
-        if restore is not None:
-            self._restore(restore)
 
     # --- public interface -------------------------------------------------------------------
 
@@ -133,18 +99,13 @@ class TendermintCore:
         return self.peers[(height + round_) % self.n]
 
     @property
-    def decided(self) -> dict[int, Value]:
-        """Decided values by height."""
-        return dict(self._decisions)
-
-    @property
     def decided_rounds(self) -> dict[int, int]:
         """Per decided height, the round whose precommits decided it."""
         return {h: proof[-1].view for h, proof in self._proofs.items()}
 
     @property
     def done(self) -> bool:
-        """Every height decided."""
+        """Every height decided (heights are decided in order)."""
         return self.height >= self.slots
 
     def next_deadline(self) -> float | None:
@@ -152,28 +113,39 @@ class TendermintCore:
         times = [t for t in (self._timers[0][0] if self._timers else None, self._sync_at) if t is not None]
         return min(times) if times else None
 
-    def tick(self, now: float) -> Output:
-        """Advance time: start on the first tick, then run every due timeout."""
-        self._now = now
-        out = Output()
-        if not self._started:
-            self._started = True
-            self._resume(out)
+    def persisted(self) -> TendermintPersisted:
+        """Snapshot of the durable state (see :class:`TendermintPersisted`)."""
+        own = tuple(m for m in self._all_logged() if m.sender == self.node_id)
+        return TendermintPersisted(
+            self.height, self.round, self.step_,
+            (self.locked_round, self.locked_value), (self.valid_round, self.valid_value),
+            dict(self._decided), dict(self._proofs), own,
+        )
+
+    def _start(self, out: Output) -> None:
+        """First tick: start round 0, or pick up where the persisted state left off; then, as on
+        any tick, run what is due."""
+        if not self.done:
+            if self.step_ == PROPOSE:
+                self._start_round(self.round, out)
+            else:
+                self._touch()
+        self._on_tick(out)
+
+    def _on_tick(self, out: Output) -> None:
+        """Run every due timeout and the sync timer, then the rules they may have enabled."""
+        now = self._now
         while self._timers and self._timers[0][0] <= now:
             _, step, h, r = heapq.heappop(self._timers)
             self._on_timeout(step, h, r, out)
         if self._sync_at is not None and now >= self._sync_at and not self.done:
             self._sync_backoff += 1
-            self._broadcast(Kind.SYNC, self.height, self.round, NIL, out)
+            self._send_all(Kind.SYNC, self.round, self.height, NIL, out)
             self._arm_sync()
         self._run_rules(out)
-        return out
 
-    def step(self, msg: Message) -> Output:
-        """Handle one message whose MAC the transport has already checked."""
-        out = Output()
-        if msg.sender not in self.peers or msg.sender == self.node_id:
-            return out
+    def _receive(self, msg: Message, out: Output) -> None:
+        """Answer what the message shows a peer lacks, log what it carries, then run the rules."""
         if msg.kind is Kind.SYNC:
             self._on_sync(msg, out)
         elif msg.kind is Kind.SYNC_REPLY:
@@ -186,16 +158,6 @@ class TendermintCore:
             self._answer_dissent(msg, out)
         self._catch_up(out)
         self._run_rules(out)
-        return out
-
-    def persisted(self) -> TendermintPersisted:
-        """Snapshot of the durable state (see :class:`TendermintPersisted`)."""
-        own = tuple(m for m in self._all_logged() if m.sender == self.node_id)
-        return TendermintPersisted(
-            self.height, self.round, self.step_,
-            (self.locked_round, self.locked_value), (self.valid_round, self.valid_value),
-            dict(self._decisions), dict(self._proofs), own,
-        )
 
     # --- message log ----------------------------------------------------------------------------
 
@@ -262,7 +224,7 @@ class TendermintCore:
                 value = self.valid_value if self.valid_value is not None else self._propose_fn(self.height)
                 d, payload = digest_of(value), str(self.valid_round).encode()
                 pol = self._pol(self.valid_round, d) if self.valid_value is not None else ()
-                own = self._broadcast(Kind.PROPOSAL, self.height, r, d, out, value, payload, pol)
+                own = self._broadcast(Kind.PROPOSAL, r, self.height, d, out, value, payload, pol)
                 self._record(own)
         else:
             self._schedule(PROPOSE, self.config.timeout_propose)
@@ -427,7 +389,7 @@ class TendermintCore:
 
     def _decide(self, value: Value, r: int, proof: tuple[Message, ...], out: Output) -> None:
         h = self.height
-        self._decisions[h], self._proofs[h] = value, proof
+        self._decided[h], self._proofs[h] = value, proof
         self._ahead = set()
         out.decisions.append((h, value))
         self.height += 1
@@ -469,7 +431,8 @@ class TendermintCore:
         if key in self._told or not evidence:
             return
         self._told.add(key)
-        out.messages.append(self._signer.make(msg.sender, Kind.SYNC_REPLY, self.round, self.height, NIL, proof=evidence))
+        reply = self._signer.make(msg.sender, Kind.SYNC_REPLY, self.round, self.height, NIL, proof=evidence)
+        out.messages.append(reply)
 
     def _relay_round_end(self, r: int, out: Output) -> None:
         """Leaving round r on timeoutPrecommit: send every peer the q precommits that ended it. A
@@ -478,9 +441,7 @@ class TendermintCore:
         proposer of r+1 nobody sends one before timeoutPropose: the round would be lost."""
         voters = self._votes.get((Kind.PRECOMMIT, r), {})
         bundle = tuple(voters[s] for s in sorted(voters))[: self.q]
-        for p in self.peers:
-            if p != self.node_id:
-                out.messages.append(self._signer.make(p, Kind.SYNC_REPLY, r + 1, self.height, NIL, proof=bundle))
+        self._send_all(Kind.SYNC_REPLY, r + 1, self.height, NIL, out, proof=bundle)
 
     def _answer_laggard(self, msg: Message, out: Output) -> None:
         """A message for a height we decided, from a round other than the deciding one (so not a
@@ -502,7 +463,7 @@ class TendermintCore:
         if self.done or len(self._ahead) < self.f + 1 or self._now < self._asked_at + self.config.timeout_prevote:
             return
         self._asked_at = self._now
-        self._broadcast(Kind.SYNC, self.height, self.round, NIL, out)
+        self._send_all(Kind.SYNC, self.round, self.height, NIL, out)
 
     def _on_sync(self, msg: Message, out: Output) -> None:
         """Answer a stuck peer with what it needs (see the module docstring)."""
@@ -522,17 +483,8 @@ class TendermintCore:
         return self._validate(self.height, value)
 
     def _vote(self, kind: Kind, digest: str, out: Output, proof: tuple[Message, ...] = ()) -> None:
-        own = self._broadcast(kind, self.height, self.round, digest, out, proof=proof)
+        own = self._broadcast(kind, self.round, self.height, digest, out, proof=proof)
         self._record(own)
-
-    def _broadcast(
-        self, kind: Kind, h: int, r: int, d: str, out: Output,
-        value: Value | None = None, payload: bytes = b"", proof: tuple[Message, ...] = (),
-    ) -> Message:
-        for p in self.peers:
-            if p != self.node_id:
-                out.messages.append(self._signer.make(p, kind, r, h, d, value, payload, proof))
-        return self._signer.make(BROADCAST, kind, r, h, d, value, payload, proof)
 
     def _once(self, name: str, action: object) -> bool:
         if (name, self.round) in self._fired:
@@ -555,20 +507,11 @@ class TendermintCore:
         backoff = min(self._sync_backoff, self.config.max_backoff)
         self._sync_at = None if self.done else self._now + self.config.sync_interval * 2**backoff
 
-    def _resume(self, out: Output) -> None:
-        """First tick: start round 0, or pick up where the persisted state left off."""
-        if self.done:
-            return
-        if self.step_ == PROPOSE:
-            self._start_round(self.round, out)
-        else:
-            self._touch()
-
     def _restore(self, saved: TendermintPersisted) -> None:
         self.height, self.round, self.step_ = saved.height, saved.round, saved.step
         self.locked_round, self.locked_value = saved.locked
         self.valid_round, self.valid_value = saved.valid
-        self._decisions = dict(saved.decisions)
+        self._decided = dict(saved.decisions)
         self._proofs = dict(saved.proofs)
         for m in saved.own:
             self._record(m)

@@ -49,25 +49,12 @@ equal weights, whose coordinator forms its proposal differently). Subclasses ove
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from llm_sched.consensus.messages import (
-    BROADCAST,
-    NIL,
-    AgentId,
-    DecidedSlots,
-    KeyRing,
-    Kind,
-    Message,
-    Output,
-    Propose,
-    Signer,
-    Validate,
-    Value,
-    digest_of,
-)
+from llm_sched.consensus.core_base import BftCore
+from llm_sched.consensus.messages import BROADCAST, NIL, AgentId, Cert, Kind, Message, Output, Value, digest_of
 from llm_sched.consensus.quorum import weighted_quorum_met
 
 ACCEPT, REJECT = b"accept", b"reject"
@@ -86,15 +73,13 @@ class WeightedConfig:
     collect: float = 4.0
     quorum_fraction: float | None = None
 
-
-@dataclass(frozen=True, slots=True)
-class Lock:
-    """A lock certificate: accepting votes of one round for one value, weighing a quorum."""
-
-    round: int
-    digest: str
-    value: Value
-    votes: tuple[Message, ...]
+    @classmethod
+    def equal_weights(
+        cls, n: int, base_timeout: float, max_backoff: int, collect: float, quorum: int | None
+    ) -> WeightedConfig:
+        """Equal weights among n agents, as bidding and negotiation vote: their ``quorum``
+        override counts agents, which with equal weights is the share quorum/n of the total."""
+        return cls({}, base_timeout, max_backoff, collect, None if quorum is None else quorum / n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +92,7 @@ class WeightedPersisted:
 
     slot: int
     round: int
-    lock: Lock | None
+    lock: Cert | None  # a lock certificate: accepting votes of one round for one value
     decided: Mapping[int, Value]
     certs: Mapping[int, Message]
 
@@ -123,7 +108,7 @@ class _Round:
     accepts: dict[AgentId, Message] = field(default_factory=dict)
     refusals: dict[AgentId, Message] = field(default_factory=dict)
     commits: dict[AgentId, Message] = field(default_factory=dict)
-    locked: Lock | None = None  # coordinator: the lock it certified
+    locked: Cert | None = None  # coordinator: the lock it certified
     closed: bool = False  # coordinator: committed or failed
 
 
@@ -139,48 +124,31 @@ def _parse_round(payload: bytes) -> int | None:
     return r if r >= -1 else None
 
 
-class WeightedCore(DecidedSlots):
+class WeightedCore(BftCore[WeightedConfig, WeightedPersisted]):
     """One agent of reputation-weighted voting deciding slots 0 .. slots-1 in order."""
 
     PROPOSAL_KIND: ClassVar[Kind] = Kind.WEIGHTED_PROPOSAL
+    DEFAULT_CONFIG: ClassVar[WeightedConfig] = WeightedConfig()
 
-    def __init__(
-        self,
-        node_id: AgentId,
-        peers: Sequence[AgentId],
-        slots: int,
-        signer: Signer,
-        keyring: KeyRing,
-        propose: Propose,
-        validate: Validate,
-        config: WeightedConfig = WeightedConfig(),
-        restore: WeightedPersisted | None = None,
-    ) -> None:
-        self.node_id = node_id
-        self.peers = tuple(sorted(peers))
-        self.n = len(self.peers)
-        self.weights = {p: float(config.weights.get(p, 1.0)) for p in self.peers}
+    def _setup(self) -> None:
+        """An agent that has not started: slot 0, round 0, no lock; the round timer is ``_deadline``."""
+        self.weights = {p: float(self.config.weights.get(p, 1.0)) for p in self.peers}
         self.total = sum(self.weights.values())
         if self.total <= 0 or any(w < 0 for w in self.weights.values()):
             raise ValueError("weights must be non-negative with a positive total")
-        self.slots, self.config = slots, config
-        self._signer, self._keyring = signer, keyring
-        self._propose_fn, self._validate = propose, validate
         self.slot, self.round = 0, 0
-        self._lock: Lock | None = None
-        self._decided: dict[int, Value] = {}
+        self._lock: Cert | None = None  # accepting votes of one round for one value, weighing a quorum
         self._certs: dict[int, Message] = {}
-        self._now = 0.0
-        self._deadline: float | None = None
         self._collect_at: float | None = None
-        self._started = False
         self._resume_round = 0
         self._future: dict[int, list[Message]] = {}  # messages of slots not yet reached
-        if restore is not None:
-            self.slot, self._lock = restore.slot, restore.lock
-            self._decided, self._certs = dict(restore.decided), dict(restore.certs)
-            self._resume_round = restore.round + 1
         self._reset_slot()
+
+    def _restore(self, saved: WeightedPersisted) -> None:
+        self.slot, self._lock = saved.slot, saved.lock
+        self._decided, self._certs = dict(saved.decided), dict(saved.certs)
+        self._resume_round = saved.round + 1
+        self._reset_slot()  # the restored slot's round state starts afresh, from the restored lock
 
     # --- public interface -------------------------------------------------------------------
 
@@ -200,32 +168,25 @@ class WeightedCore(DecidedSlots):
         times = [t for t in (self._deadline, self._collect_at) if t is not None]
         return min(times) if times else None
 
-    def tick(self, now: float) -> Output:
-        """Advance time: the first tick starts round 0; a due timer ends the round."""
-        self._now = now
-        out = Output()
-        if not self._started:
-            self._started = True
-            if not self.done:
-                self._enter_round(self._resume_round, out)
-            return out
-        if self._collect_at is not None and now >= self._collect_at:
-            self._collect_at = None
-            self._collected(out)
-        if self._deadline is not None and now >= self._deadline and not self.done:
-            self._enter_round(self.round + 1, out)
-        return out
-
-    def step(self, msg: Message) -> Output:
-        """Handle one message whose MAC the transport has already checked."""
-        out = Output()
-        if msg.sender in self.peers and msg.sender != self.node_id:
-            self._route(msg, out)
-        return out
-
     def persisted(self) -> WeightedPersisted:
         """Snapshot of the durable state (see :class:`WeightedPersisted`)."""
         return WeightedPersisted(self.slot, self.round, self._lock, dict(self._decided), dict(self._certs))
+
+    def _start(self, out: Output) -> None:
+        """The first tick starts round 0 (a restarted agent: the round after its last)."""
+        if not self.done:
+            self._enter_round(self._resume_round, out)
+
+    def _on_tick(self, out: Output) -> None:
+        """The coordinator's collection wait ends; a due round timer ends the round."""
+        if self._collect_at is not None and self._now >= self._collect_at:
+            self._collect_at = None
+            self._collected(out)
+        if self._timer_due() and not self.done:
+            self._enter_round(self.round + 1, out)
+
+    def _receive(self, msg: Message, out: Output) -> None:
+        self._route(msg, out)  # by slot, then by round and kind
 
     # --- rounds ---------------------------------------------------------------------------------
 
@@ -233,7 +194,7 @@ class WeightedCore(DecidedSlots):
         self._rs = _Round()
         self._reports: dict[int, dict[AgentId, Message]] = {}  # round -> NEW-ROUND by sender
         self._highest: dict[AgentId, int] = {}  # highest round each agent announced
-        self._best: Lock | None = self._lock  # most recent lock certificate seen
+        self._best: Cert | None = self._lock  # most recent lock certificate seen
         self._later: dict[int, list[Message]] = {}  # messages of rounds not yet entered
 
     def _enter_round(self, r: int, out: Output) -> None:
@@ -256,9 +217,9 @@ class WeightedCore(DecidedSlots):
         """Broadcast NEW-ROUND(r) with our lock, so the coordinator can re-propose it."""
         lock = self._lock
         digest, value = (NIL, None) if lock is None else (lock.digest, lock.value)
-        payload = _round_payload(-1 if lock is None else lock.round)
-        proof = (() if lock is None else lock.votes) + self._report_extras()
-        own = self._broadcast(Kind.NEW_ROUND, r, digest, out, value, payload, proof)
+        payload = _round_payload(-1 if lock is None else lock.view)
+        proof = (() if lock is None else lock.messages) + self._report_extras()
+        own = self._broadcast(Kind.NEW_ROUND, r, self.slot, digest, out, value, payload, proof)
         self._reports.setdefault(r, {})[self.node_id] = own
         self._highest[self.node_id] = r
 
@@ -298,7 +259,7 @@ class WeightedCore(DecidedSlots):
         self._rs.opened = True
         lock = self._best
         if lock is not None:
-            self._send_proposal(lock.value, lock.round, lock.votes, out)
+            self._send_proposal(lock.value, lock.view, lock.messages, out)
         else:
             self._send_proposal(self._propose_fn(self.slot), -1, (), out)
 
@@ -307,7 +268,8 @@ class WeightedCore(DecidedSlots):
         rs = self._rs
         rs.opened, rs.voted = True, True
         d = digest_of(value)
-        rs.proposal = self._broadcast(self.PROPOSAL_KIND, self.round, d, out, value, _round_payload(vr), proof)
+        payload = _round_payload(vr)
+        rs.proposal = self._broadcast(self.PROPOSAL_KIND, self.round, self.slot, d, out, value, payload, proof)
         if self._committable(value):  # the feasibility guard binds the coordinator too
             own = self._signer.make(BROADCAST, Kind.WEIGHTED_VOTE, self.round, self.slot, d, payload=ACCEPT)
             rs.accepts[self.node_id] = own
@@ -328,7 +290,7 @@ class WeightedCore(DecidedSlots):
         if justified and (vr >= msg.view or self._lock_from(vr, msg.digest, value, msg.proof) is None):
             return False
         lock = self._lock
-        if lock is not None and lock.digest != msg.digest and vr < lock.round:
+        if lock is not None and lock.digest != msg.digest and vr < lock.view:
             return False  # locked on another value, and no newer lock certificate overrides ours
         return self._acceptable(msg, justified)
 
@@ -372,7 +334,8 @@ class WeightedCore(DecidedSlots):
             return
         rs.closed = True
         refusals = tuple(rs.refusals[p] for p in sorted(rs.refusals))
-        self._broadcast(Kind.ROUND_FAILED, self.round, rs.proposal.digest if rs.proposal else NIL, out, proof=refusals)
+        d = rs.proposal.digest if rs.proposal else NIL
+        self._broadcast(Kind.ROUND_FAILED, self.round, self.slot, d, out, proof=refusals)
         self._enter_round(self.round + 1, out)
 
     def _maybe_lock(self, out: Output) -> None:
@@ -382,9 +345,9 @@ class WeightedCore(DecidedSlots):
         if not self.quorum_met(self._weight(rs.accepts)):
             return
         votes = tuple(rs.accepts[p] for p in sorted(rs.accepts))
-        lock = Lock(self.round, rs.proposal.digest, rs.proposal.value, votes)
+        lock = Cert(self.round, self.slot, rs.proposal.digest, rs.proposal.value, votes)
         rs.locked = lock
-        self._broadcast(Kind.LOCK_CERT, self.round, lock.digest, out, lock.value, proof=votes)
+        self._broadcast(Kind.LOCK_CERT, self.round, self.slot, lock.digest, out, lock.value, proof=votes)
         self._take_lock(lock, out)
 
     def _on_lock_cert(self, msg: Message, out: Output) -> None:
@@ -398,7 +361,7 @@ class WeightedCore(DecidedSlots):
         else:
             self._raise_lock(lock)
 
-    def _take_lock(self, lock: Lock, out: Output) -> None:
+    def _take_lock(self, lock: Cert, out: Output) -> None:
         """Lock on the current round's certified value and send our commit vote."""
         rs = self._rs
         self._raise_lock(lock)
@@ -412,11 +375,11 @@ class WeightedCore(DecidedSlots):
         rs.commits[self.node_id] = self._signer.make(BROADCAST, Kind.COMMIT_VOTE, self.round, self.slot, lock.digest)
         self._maybe_commit(out)
 
-    def _raise_lock(self, lock: Lock) -> None:
+    def _raise_lock(self, lock: Cert) -> None:
         """Keep the most recent lock: it only narrows what we accept, and helps a coordinator."""
-        if self._lock is None or lock.round > self._lock.round:
+        if self._lock is None or lock.view > self._lock.view:
             self._lock = lock
-        if self._best is None or lock.round > self._best.round:
+        if self._best is None or lock.view > self._best.view:
             self._best = lock
 
     def _on_commit_vote(self, msg: Message, out: Output) -> None:
@@ -432,7 +395,7 @@ class WeightedCore(DecidedSlots):
             return
         rs.closed = True
         votes = tuple(rs.commits[p] for p in sorted(rs.commits))
-        cert = self._broadcast(Kind.COMMIT_CERT, self.round, lock.digest, out, lock.value, proof=votes)
+        cert = self._broadcast(Kind.COMMIT_CERT, self.round, self.slot, lock.digest, out, lock.value, proof=votes)
         self._decide(lock.value, cert, out)
 
     def _on_commit_cert(self, msg: Message, out: Output) -> None:
@@ -476,7 +439,7 @@ class WeightedCore(DecidedSlots):
         self._absorb_report(msg)
         self._reports.setdefault(r, {}).setdefault(msg.sender, msg)
         self._highest[msg.sender] = max(r, self._highest.get(msg.sender, 0))
-        if lock is not None and (self._best is None or lock.round > self._best.round):
+        if lock is not None and (self._best is None or lock.view > self._best.view):
             self._best = lock
         if r > self.round:
             self._maybe_jump(out)
@@ -514,11 +477,11 @@ class WeightedCore(DecidedSlots):
 
     # --- certificates and plumbing ----------------------------------------------------------------
 
-    def _lock_from(self, r: int, d: str, value: Value | None, votes: tuple[Message, ...]) -> Lock | None:
+    def _lock_from(self, r: int, d: str, value: Value | None, votes: tuple[Message, ...]) -> Cert | None:
         """The lock certificate those votes make, or None if they are not one."""
         if value is None or digest_of(value) != d or not self._certified(votes, Kind.WEIGHTED_VOTE, r, d, ACCEPT):
             return None
-        return Lock(r, d, value, votes)
+        return Cert(r, self.slot, d, value, votes)
 
     def _certified(self, votes: tuple[Message, ...], kind: Kind, r: int, d: str, payload: bytes = b"") -> bool:
         """Distinct agents' signed votes of one kind for (slot, round, digest) weighing a quorum."""
@@ -555,16 +518,6 @@ class WeightedCore(DecidedSlots):
         handler = self._handlers.get(msg.kind)
         if handler is not None:
             handler(self, msg, out)
-
-    def _broadcast(
-        self, kind: Kind, r: int, d: str, out: Output, value: Value | None = None,
-        payload: bytes = b"", proof: tuple[Message, ...] = (),
-    ) -> Message:
-        """Send to every other agent; return the local copy (addressed to no one in particular)."""
-        for p in self.peers:
-            if p != self.node_id:
-                out.messages.append(self._signer.make(p, kind, r, self.slot, d, value, payload, proof))
-        return self._signer.make(BROADCAST, kind, r, self.slot, d, value, payload, proof)
 
     # Kinds that only make sense in their own round: kept for later rounds, dropped for past ones.
     _ROUND_BOUND: ClassVar[frozenset[Kind]] = frozenset(
