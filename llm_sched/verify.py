@@ -30,12 +30,6 @@ from llm_sched.errors import UserError
 from llm_sched.store import DecisionRecord, Ledger, RunInfo, StoreError
 
 
-class VerifyFailed(UserError):
-    """A certificate of the run does not hold (exit 1)."""
-
-    exit_code = 1
-
-
 @dataclass(frozen=True, slots=True)
 class Verified:
     """A run whose every commit carries a valid certificate."""
@@ -43,10 +37,20 @@ class Verified:
     run: RunInfo
     certificates: int
     members: int
-    quorum: int
     weighted: bool
     key_epochs: list[int]
     key_fingerprint: str
+
+    @property
+    def quorum(self) -> int:
+        """The Byzantine quorum of the run's members (a weighted run counts weight instead)."""
+        return byzantine_quorum(self.members)
+
+
+class VerifyFailed(UserError):
+    """A certificate of the run does not hold (exit 1)."""
+
+    exit_code = 1
 
 
 def key_fingerprint(keys: PublicKeys) -> str:
@@ -85,7 +89,7 @@ def verify_run(ledger_path: Path, run_id: str) -> Verified:
             _check_one(run_id, d, keys, members, weighted, trail)
             count += 1
         trail.apply(d)
-    return Verified(run, count, len(members), byzantine_quorum(len(members)), weighted, epochs, key_fingerprint(keys))
+    return Verified(run, count, len(members), weighted, epochs, key_fingerprint(keys))
 
 
 def _check_one(run_id: str, d: DecisionRecord, keys: PublicKeys, members: list[str], weighted: bool,

@@ -4,6 +4,8 @@ commit carries a certificate anyone can check with the public keys alone."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from llm_sched.agents.reputation import EXCLUDE_BELOW, PENALTY_BAD_VOTE, PENALTY_EQUIVOCATION, REWARD_GOOD_CONDUCT
@@ -133,7 +135,10 @@ async def test_an_equivocator_is_refused_and_its_two_signed_votes_prove_it() -> 
 async def test_a_vote_liar_is_excluded_within_a_bounded_number_of_jobs_and_earns_reputation_back(
         behaviour: str, penalty: float) -> None:
     graph, bus = _with_liar(behaviour)
-    bound = int((1.0 - EXCLUDE_BELOW) / (penalty - 0.0)) + 1  # it earns no reward while its votes are refused
+    # Each job costs it the penalty; a forger's own (valid, feasible) accept still earns the reward,
+    # an equivocator's refused votes earn nothing.
+    net = penalty - (REWARD_GOOD_CONDUCT if behaviour == "forge" else 0.0)
+    bound = math.ceil(round((1.0 - EXCLUDE_BELOW) / net, 6)) + 1
     for i in range(bound):
         await graph.decide(job(f"j{i}", kind=KINDS[i % len(KINDS)]))
     assert LIAR in {e.agent for e in bus.events if e.kind == "agent_excluded"}
