@@ -15,8 +15,9 @@ from llm_sched.consensus.graph import ConsensusGraph
 from llm_sched.domain import Job, Placement, check_placement
 from llm_sched.domain.decisions import Proposal, Vote
 from llm_sched.domain.signing import PublicKeys, VoteKey, placement_digest
-from llm_sched.events import EventBus
+from llm_sched.events import EventBus, read_jsonl
 from tests.agents.fixtures import AGENTS, build, federation, job
+from tests.conftest import Cli
 
 LIAR = "storage-agent"
 KINDS = ("physics", "genomics", "analytics", "climate", "graph", "fusion", "ai", "cosmology")
@@ -180,3 +181,26 @@ def test_a_vote_moved_to_another_round_or_candidate_or_signed_by_another_key_is_
     # The statement binds the run too: the same vote checked as another run's fails.
     assert not PublicKeys("run-2", public.table()).verify("compute-agent", 1, "j0", 1, digest, True,
                                                           vote("compute-agent").signature)
+
+
+def test_the_shipped_signatures_scenario_replayed_from_smollm2_refuses_the_liars_and_verifies(cli: Cli) -> None:
+    result = cli("--scenario", "signatures")
+    assert result.code == 0, result.text
+    assert "answers: replaying signatures-local.yaml" in result.out
+    (run,) = [p for p in (cli.cwd / "runs").iterdir() if p.is_dir()]
+    events = read_jsonl(run / "events.jsonl")
+    refused = [e for e in events if e["kind"] == "vote_refused"]
+    assert {e["sender"] for e in refused} == {"gpu-agent", "memory-agent"}
+    assert {e["agent"] for e in events if e["kind"] == "agent_excluded"} == {"gpu-agent", "memory-agent"}
+    assert all("equivocation" in e["reason"] for e in refused if e["sender"] == "gpu-agent")
+    assert all("name: has a signature that does not verify" in e["reason"] for e in refused
+               if e["sender"] == "memory-agent")
+    # What the screen shows of the equivocator is its model's own answer; the contradicting copy is the
+    # behaviour's and is only named in the refusal.
+    shown = [e["vote"] for e in events if e["kind"] == "vote" and e["agent"] == "gpu-agent" and not e["counted"]]
+    assert shown and not any(v["byzantine"] for v in shown)
+    commits = [e["decision"] for e in events if e["kind"] == "decision" and e["decision"]["outcome"] == "commit"]
+    assert commits and all(d["certificate"] for d in commits)
+    verified = cli("--verify", run.name)
+    assert verified.code == 0, verified.text
+    assert f"{len(commits)} of {len(commits)} committed placements carry a valid quorum certificate" in verified.out
