@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
+from llm_sched.consensus.core_base import CoreWrapper
 from llm_sched.consensus.harness import Collusion, Schedule, SplitBrainCore, ToyApp, make_factory
 from llm_sched.consensus.harness import check_agreement, check_validity
 from llm_sched.consensus.messages import AgentId, Core, KeyRing, Kind, Message, Output, Signer, Validate, Value
@@ -31,7 +32,7 @@ def run_to_end(schedule: Schedule, until: float = 2_000.0) -> tuple[Network, lis
 # --- the protocol driver -------------------------------------------------------------------------
 
 
-class Liar:
+class Liar(CoreWrapper):
     """An honest core whose outgoing messages a behaviour rewrites (or drops). Shared behaviours:
     ``silent`` drops everything; ``vote-against`` flips weighted votes and withholds commit votes;
     ``mixed`` picks one of ``MIXED`` per message. Subclasses add their lies in ``_lie``."""
@@ -39,20 +40,8 @@ class Liar:
     MIXED: tuple[str, ...] = ("honest", "silent", "vote-against")
 
     def __init__(self, inner: Core, behaviour: str, signer: Signer, rng: random.Random) -> None:
-        self.node_id, self.inner, self.behaviour = inner.node_id, inner, behaviour
-        self._signer, self._rng = signer, rng
-
-    def step(self, msg: Message) -> Output:
-        return self._rewrite(self.inner.step(msg))
-
-    def tick(self, now: float) -> Output:
-        return self._rewrite(self.inner.tick(now))
-
-    def next_deadline(self) -> float | None:
-        return self.inner.next_deadline()
-
-    def persisted(self) -> object:
-        return self.inner.persisted()
+        super().__init__(inner)
+        self.behaviour, self._signer, self._rng = behaviour, signer, rng
 
     def _rewrite(self, out: Output) -> Output:
         sent = []
