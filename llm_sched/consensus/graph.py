@@ -283,7 +283,7 @@ class ConsensusGraph:
         self._emit_votes(job, round_no, screened)
         counted = screened.counted
         accepting = [a for a, v in sorted(counted.items()) if v.accept]
-        silent = [a for a in self.agents if a not in screened.first]
+        silent = [a for a in self.agents if a not in screened.first and a not in counted]
         evidence = self.world.evidence(job, candidate)
         weights = self._weights(accepting)
         passed = weights["passed"] if self.weighted else len(accepting) >= self.quorum

@@ -204,3 +204,17 @@ def test_the_shipped_signatures_scenario_replayed_from_smollm2_refuses_the_liars
     verified = cli("--verify", run.name)
     assert verified.code == 0, verified.text
     assert f"{len(commits)} of {len(commits)} committed placements carry a valid quorum certificate" in verified.out
+
+
+def test_a_genuine_vote_passed_on_by_another_agent_counts_once_as_its_signers() -> None:
+    """Only the signature says whose a vote is: a copy relayed by another agent is the signer's vote,
+    and two copies of one vote are one vote."""
+    keys = {a: VoteKey(a, "run-1", 1) for a in AGENTS}
+    public = PublicKeys.of("run-1", keys)
+    digest = placement_digest("j0", "cpu-pool", ("cpu-pool-0", "cpu-pool-1"))
+    own = Vote(agent="gpu-agent", job_id="j0", round=1, accept=True, confidence=1.0, reasoning="", via="check",
+               digest=digest, key_epoch=1, signature=keys["gpu-agent"].sign("j0", 1, digest, True))
+    relayed = screen([("compute-agent", [own])], public, "j0", 1, digest)
+    assert relayed.counted == {"gpu-agent": own} and not relayed.refused and "gpu-agent" not in relayed.first
+    both = screen([("gpu-agent", [own]), ("compute-agent", [own])], public, "j0", 1, digest)
+    assert both.counted == {"gpu-agent": own} and not both.refused
