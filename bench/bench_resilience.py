@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from llm_sched.sim.failures import FailureSpec
-from llm_sched.sim.resilience import POLICIES, ClusterSpec, SimConfig, simulate
+from llm_sched.sim.resilience import POLICIES, PoolSplit, SimConfig, simulate
 from llm_sched.sim.resilience_metrics import measure
-from llm_sched.sim.simulate import Scenario, prepare
+from llm_sched.sim.simulate import SyntheticSetup, prepare
 from llm_sched.sim.workload import WorkloadSpec, from_trace
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -47,10 +47,10 @@ def best_of(repeat: int, fn: Callable[[], T]) -> tuple[float, T]:
     return min(times), result
 
 
-def campaign_configs() -> list[tuple[str, Scenario]]:
+def campaign_configs() -> list[tuple[str, SyntheticSetup]]:
     """The 26 configurations of issue 7 around a base of 100 jobs, 10 agents, 15% random failures."""
-    base = Scenario(agents=10, workload=WorkloadSpec(jobs=100, arrival="poisson"), failures=FailureSpec(rate=0.15))
-    out: list[tuple[str, Scenario]] = []
+    base = SyntheticSetup(agents=10, workload=WorkloadSpec(jobs=100, arrival="poisson"), failures=FailureSpec(rate=0.15))
+    out: list[tuple[str, SyntheticSetup]] = []
     for jobs in (50, 100, 250, 500):
         for agents in (5, 10, 20):
             out.append((f"scale {jobs}x{agents}", replace(base, agents=agents, workload=replace(base.workload, jobs=jobs))))
@@ -66,8 +66,8 @@ def campaign_configs() -> list[tuple[str, Scenario]]:
 
 
 def bench_single(repeat: int) -> None:
-    scenario = Scenario(agents=20, workload=WorkloadSpec(jobs=500, arrival="poisson"),
-                        failures=FailureSpec(rate=0.15, node_rate=0.02))
+    scenario = SyntheticSetup(agents=20, workload=WorkloadSpec(jobs=500, arrival="poisson"),
+                              failures=FailureSpec(rate=0.15, node_rate=0.02))
     jobs, cluster, schedule = prepare(scenario, seed=1)
     print(f"(i) 500 jobs, 20 agents, {cluster.nodes} nodes, {len(schedule.outages)} outages "
           f"(15% random agent failures, 2% node failures), seed 1; best of {repeat}")
@@ -109,7 +109,7 @@ def bench_trace(trace: Path, repeat: int) -> None:
     loaded = load_trace(trace)
     procs = machine_procs(loaded.header, loaded.jobs)
     jobs = from_trace(loaded.jobs)
-    cluster = ClusterSpec(procs, 5)
+    cluster = PoolSplit(procs, 5)
     print(f"(iii) {trace.name}: {len(jobs):,} jobs, P = {procs}, 5 agents, no failures; best of {repeat}")
     for policy in POLICIES:
         seconds, run = best_of(repeat, partial(simulate, jobs, cluster, SimConfig(policy)))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from llm_sched.sim.baselines import machine_procs, replay
-from llm_sched.sim.metrics import summarize
+from llm_sched.sim.metrics import schedule_metrics
 from llm_sched.sim.swf import TraceJob, load_trace
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -125,7 +125,7 @@ def load_stream(trace: Path, n: int) -> tuple[list[TraceJob], int, str]:
 
 def bench_easy(jobs: list[TraceJob], procs: int, repeat: int) -> None:
     seconds, result = best_of(repeat, lambda: replay(jobs, procs, "easy"))
-    summary = summarize(result.outcomes, procs)
+    summary = schedule_metrics(result.outcomes, procs)
     print(f"(i) EASY replay of {len(jobs):,} jobs on P = {procs}")
     print(f"    simulation: {seconds:.3f} s (best of {repeat}) -> {len(jobs) / seconds:,.0f} jobs/s")
     print(f"    engine events: {result.events:,} ({result.events / seconds:,.0f} events/s)")

@@ -133,12 +133,7 @@ def verify_run(run_id: str, console: Console | None = None) -> bool:
 
     check_name("run", run_id)
     v = verify(ledger_path(load_settings()), run_id)
-    quorum = "reputation-weighted quorum (q/n of the weight)" if v.weighted else f"quorum {v.quorum} of {v.members}"
-    epochs = ", ".join(map(str, v.key_epochs))
-    (console or Console(highlight=False)).print(
-        f"run {v.run.run_id} ({v.run.name}): {v.certificates} of {v.certificates} committed placements carry a valid "
-        f"quorum certificate ({quorum}, Ed25519 signatures, key epoch{'s' if len(v.key_epochs) > 1 else ''} {epochs})"
-        f"\npublic keys: sha256 {v.key_fingerprint}", markup=False, soft_wrap=True)
+    (console or Console(highlight=False)).print(v.describe(), markup=False, soft_wrap=True)
     return True
 
 

@@ -17,8 +17,11 @@ elsewhere (the ledger is one unsigned file: whoever may rewrite all of it may re
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -32,19 +35,19 @@ from llm_sched.store import DecisionRecord, Ledger, RunInfo, StoreError
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    """A run whose every commit carries a valid certificate."""
+    """A run whose every commit carries a valid certificate, and how they were checked (in words)."""
 
     run: RunInfo
     certificates: int
-    members: int
-    weighted: bool
-    key_epochs: list[int]
+    quorum: str  # how the quorum was counted
+    keys: str  # which keys signed
     key_fingerprint: str
 
-    @property
-    def quorum(self) -> int:
-        """The Byzantine quorum of the run's members (a weighted run counts weight instead)."""
-        return byzantine_quorum(self.members)
+    def describe(self) -> str:
+        n = self.certificates
+        return (f"run {self.run.run_id} ({self.run.name}): {n} of {n} committed placements carry a valid quorum "
+                f"certificate ({self.quorum}, Ed25519 signatures, {self.keys})\n"
+                f"public keys: sha256 {self.key_fingerprint}")
 
 
 class VerifyFailed(UserError):
@@ -53,9 +56,9 @@ class VerifyFailed(UserError):
     exit_code = 1
 
 
-def key_fingerprint(keys: PublicKeys) -> str:
-    """SHA-256 of the run's public-key table: compare it with a copy kept elsewhere."""
-    text = "\n".join(f"{epoch} {agent} {key}" for epoch, agent, key in keys.table())
+def key_fingerprint(keys: Sequence[PublicKeys]) -> str:
+    """SHA-256 of the run's public-key tables: compare it with a copy kept elsewhere."""
+    text = "\n".join(f"{k.run} {epoch} {agent} {key}" for k in keys for epoch, agent, key in k.table())
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -65,9 +68,11 @@ def verify_run(ledger_path: Path, run_id: str) -> Verified:
         run = ledger.run(run_id)
         if run is None:
             raise StoreError(f"no run {run_id} in the ledger {ledger_path} (python main.py --runs lists them)")
+        if run.kind == "experiment":
+            return _verify_experiment(run, ledger.units(run_id))
         if run.kind != "scenario":
-            raise VerifyFailed(f"run {run_id} is {'an' if run.kind == 'experiment' else 'a'} {run.kind}: it stores "
-                               "results, not certified placements; --verify checks scenario runs")
+            raise VerifyFailed(f"run {run_id} is a {run.kind}: the campaign's simulated decisions carry no "
+                               "certificates yet; --verify checks scenario and experiment runs")
         try:
             keys = PublicKeys(run_id, ledger.keys(run_id))
         except ValueError as exc:
@@ -89,7 +94,46 @@ def verify_run(ledger_path: Path, run_id: str) -> Verified:
             _check_one(run_id, d, keys, members, weighted, trail)
             count += 1
         trail.apply(d)
-    return Verified(run, count, len(members), weighted, epochs, key_fingerprint(keys))
+    n = len(members)
+    quorum = "reputation-weighted quorum (q/n of the weight)" if weighted else f"quorum {byzantine_quorum(n)} of {n}"
+    return Verified(run, count, quorum, f"key epoch{'s' if len(epochs) > 1 else ''} {', '.join(map(str, epochs))}",
+                    key_fingerprint([keys]))
+
+
+def _verify_experiment(run: RunInfo, units: dict[str, dict[str, Any]]) -> Verified:
+    """Every committed job of every stored unit (method, repetition) against its decision certificate."""
+    if not units:
+        raise VerifyFailed(f"run {run.run_id} has no finished units stored yet: nothing to check")
+    tables, count = [], 0
+    for name, unit in sorted(units.items()):
+        where = f"run {run.run_id}, unit {name}"
+        record, blob = json.loads(unit["record"]), unit.get("certificates")
+        if blob is None:
+            raise VerifyFailed(f"{where}: no certificates stored (recorded before decisions were signed)")
+        stored = json.loads(blob)
+        keys = PublicKeys(unit_context(record), [(0, agent, key) for agent, key in sorted(stored["keys"].items())])
+        members = [str(a) for a in range(record["agents"])]
+        if keys.agents(0) != sorted(members):
+            raise VerifyFailed(f"{where}: the public keys are not those of its {record['agents']} agents")
+        for job in record["jobs"]:
+            if job["outcome"] != "commit":
+                continue
+            cert = stored["jobs"].get(job["job_id"])
+            placement = job["placement"]
+            problem = check_certificate(Certificate.model_validate(cert) if cert else None, keys, job["job_id"],
+                                        placement["pool"], placement["nodes"], members,
+                                        crash_only=record["fault_model"] == "crash")
+            if problem is not None:
+                raise VerifyFailed(f"{where}, job {job['job_id']}: {problem}")
+            count += 1
+        tables.append(keys)
+    quorum = "quorum by protocol: Byzantine q of n, a majority for Raft and Multi-Paxos"
+    return Verified(run, count, quorum, f"one key set per unit, {len(units)} units", key_fingerprint(tables))
+
+
+def unit_context(record: dict[str, Any]) -> str:
+    """What an experiment unit's signatures are bound to: its method, repetition and seed."""
+    return f"experiment/{record['method']}/{record['repetition']}/{record['seed']}"
 
 
 def _check_one(run_id: str, d: DecisionRecord, keys: PublicKeys, members: list[str], weighted: bool,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from llm_sched.consensus.quorum import byzantine_quorum, weighted_quorum_met
+from llm_sched.consensus.quorum import byzantine_quorum, majority, weighted_quorum_met
 from llm_sched.domain.decisions import Certificate, Signature, Vote
 from llm_sched.domain.signing import PublicKeys, placement_digest
 
@@ -96,13 +96,14 @@ def certificate(job_id: str, round_no: int, digest: str, quorum: int, accepting:
 
 
 def check_certificate(cert: Certificate | None, keys: PublicKeys, job_id: str, pool: str, nodes: Sequence[str],
-                      members: Sequence[str], weighted: bool = False) -> str | None:
+                      members: Sequence[str], weighted: bool = False, crash_only: bool = False) -> str | None:
     """What is wrong with ``cert`` as the proof that ``members`` committed this placement (None: valid).
 
     The digest is recomputed from the placement; the quorum from the number of members (never taken
-    from the certificate); every signature is checked over the accepting statement. A weighted
-    certificate is checked against the weights it records: the signatures are verified, the weights
-    are the run's own record of its reputations."""
+    from the certificate): the Byzantine quorum, or a majority for a crash-fault protocol
+    (``crash_only``: Raft, Multi-Paxos); every signature is checked over the accepting statement. A
+    weighted certificate is checked against the weights it records: the signatures are verified, the
+    weights are the run's own record of its reputations."""
     if cert is None:
         return "no quorum certificate"
     if cert.job_id != job_id:
@@ -126,6 +127,7 @@ def check_certificate(cert: Certificate | None, keys: PublicKeys, job_id: str, p
         if not weighted_quorum_met(accept, total, n):
             return f"signed weight {accept:.4f} of {total:.4f} is below the quorum"
         return None
-    if len(signers) < byzantine_quorum(n):
-        return f"{len(signers)} valid signatures, fewer than the quorum of {byzantine_quorum(n)} of {n}"
+    needed = majority(n) if crash_only else byzantine_quorum(n)
+    if len(signers) < needed:
+        return f"{len(signers)} valid signatures, fewer than the quorum of {needed} of {n}"
     return None

@@ -70,11 +70,11 @@ from llm_sched.consensus.core_base import CoreWrapper, StableLeaderConfig
 from llm_sched.consensus.messages import (
     AgentId,
     Core,
-    Decision,
     KeyRing,
     Kind,
     Message,
     Output,
+    PlacementValue,
     Propose,
     Signer,
     Value,
@@ -121,23 +121,23 @@ class ToyApp:
         nodes = self.nodes
 
         def propose(slot: int) -> Value:
-            return Decision(f"job-{slot}", (nodes[(slot + agent) % len(nodes)],), f"agent {agent}")
+            return PlacementValue(f"job-{slot}", (nodes[(slot + agent) % len(nodes)],), f"agent {agent}")
 
         return propose
 
     def validate(self, slot: int, value: Value) -> bool:
         """Feasibility: the right job, and only known nodes (a reject, placement None, is allowed)."""
-        if not isinstance(value, Decision) or value.job_id != f"job-{slot}":
+        if not isinstance(value, PlacementValue) or value.job_id != f"job-{slot}":
             return False
         return value.placement is None or all(p in self.nodes for p in value.placement)
 
     def alternative(self, slot: int) -> Value:
         """A valid value no honest agent proposes."""
-        return Decision(f"job-{slot}", (self.nodes[-1], self.nodes[0]), "byzantine alternative")
+        return PlacementValue(f"job-{slot}", (self.nodes[-1], self.nodes[0]), "byzantine alternative")
 
     def invalid(self, slot: int) -> Value:
         """A value the feasibility check rejects."""
-        return Decision(f"job-{slot}", ("ghost-node",), "byzantine invalid")
+        return PlacementValue(f"job-{slot}", ("ghost-node",), "byzantine invalid")
 
 
 # --- Byzantine behaviours ------------------------------------------------------------------------

@@ -8,7 +8,7 @@ but only the code handed an agent's :class:`Signer` can produce that agent's mes
 sender, an altered field or a flipped bit on the wire therefore fails :meth:`KeyRing.verify`.
 
 Values are opaque application data: anything frozen and hashable with a canonical ``encode()``. The
-consensus layer only ever looks at their digest; :class:`Decision` is the scheduler's value type.
+consensus layer only ever looks at their digest; :class:`PlacementValue` is the scheduler's value type.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class Value(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class PlacementValue:
     """The scheduler's value: where job ``job_id`` runs, or ``placement=None`` for an agreed reject."""
 
     job_id: str

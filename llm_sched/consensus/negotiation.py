@@ -11,7 +11,7 @@ and sends NEW-ROUND (with its counter and any lock) to all. The next proposer of
 the most recent locked value (with its lock certificate; a value that may be decided stays the
 one), else the most supported counter of the last round that its own check accepts (ties to the
 smaller digest, so every honest proposer breaks them alike), else its own proposal. From round
-``round_limit`` on, offers are the application's agreed reject for the slot (a ``Decision`` with
+``round_limit`` on, offers are the application's agreed reject for the slot (a ``PlacementValue`` with
 placement None and a reason), and honest agents accept nothing else without a lock certificate;
 the reject is committed by the same quorum vote, so all honest agents agree on it too. A value
 offered with a lock certificate needs only to pass ``validate``: a quorum already accepted it, and

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_sched.evaluation.metrics import KEY_METRICS, METRICS
-from llm_sched.evaluation.stats import Comparison, Summary, compare, summarize
+from llm_sched.evaluation.stats import Comparison, SampleStats, compare, sample_stats
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ class Analysis:
     """Every statistic of the campaign.
 
     ``values[config][policy][metric]``: the per-repetition values (None when undefined), in
-    repetition order; ``summaries`` the same keys with a :class:`Summary`;
+    repetition order; ``summaries`` the same keys with a :class:`SampleStats`;
     ``comparisons[config][baseline][metric]``: agents against that baseline.
     """
 
@@ -40,7 +40,7 @@ class Analysis:
     baselines: tuple[str, ...]
     repetitions: int
     values: dict[str, dict[str, dict[str, list[float | None]]]]
-    summaries: dict[str, dict[str, dict[str, Summary]]]
+    summaries: dict[str, dict[str, dict[str, SampleStats]]]
     comparisons: dict[str, dict[str, dict[str, Comparison]]]
 
     def dimensions(self) -> list[str]:
@@ -73,7 +73,7 @@ def analyse(runs: Iterable[Mapping[str, Any]], configs: Sequence[ConfigInfo], po
     values = values_by_config(runs, configs, policies, repetitions, names)
     baselines = tuple(p for p in policies if p != "agents")
     summaries = {
-        c.key: {p: {m: summarize(values[c.key][p][m]) for m in names} for p in policies} for c in configs
+        c.key: {p: {m: sample_stats(values[c.key][p][m]) for m in names} for p in policies} for c in configs
     }
     comparisons = {
         c.key: {

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from llm_sched.evaluation.config import BaseScenario, CampaignConfig
 from llm_sched.sim.failures import FailureSpec
-from llm_sched.sim.simulate import Scenario
+from llm_sched.sim.simulate import SyntheticSetup
 from llm_sched.sim.workload import WorkloadSpec
 
 DIMENSION_TITLES: dict[str, str] = {
@@ -40,12 +40,12 @@ class Configuration:
     dimension: str
     label: str
     tick: str
-    scenario: Scenario
+    scenario: SyntheticSetup
 
 
-def base_scenario(base: BaseScenario) -> Scenario:
+def base_scenario(base: BaseScenario) -> SyntheticSetup:
     """The simulator scenario of the campaign's base settings."""
-    return Scenario(
+    return SyntheticSetup(
         agents=base.agents,
         nodes_per_agent=base.nodes_per_agent,
         workload=WorkloadSpec(jobs=base.jobs, arrival=base.arrival, load=base.load, burst_size=base.burst_size),

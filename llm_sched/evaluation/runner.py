@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from llm_sched.sim.resilience import SimConfig, simulate
-from llm_sched.sim.simulate import Scenario, compare, prepare
+from llm_sched.sim.simulate import SyntheticSetup, compare, prepare
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ class Task:
     config: str  # the configuration's key
     repetition: int
     seed: int
-    scenario: Scenario
+    scenario: SyntheticSetup
     policies: tuple[str, ...]
     deadline_factor: float | None
 
@@ -48,7 +48,7 @@ class TaskResult:
     wall_s: float
 
 
-def reference_deadline(scenario: Scenario, seed: int, factor: float) -> float:
+def reference_deadline(scenario: SyntheticSetup, seed: int, factor: float) -> float:
     """``factor`` x the failure-free EASY makespan of the scenario's jobs for ``seed`` (no decision delay)."""
     jobs, cluster, _ = prepare(scenario, seed)
     run = simulate(jobs, cluster, SimConfig("easy", scenario.queue_on_failure, hop_delay=0.0))

@@ -42,7 +42,7 @@ def _mean_var(xs: Sequence[float]) -> tuple[float, float]:
 
 
 @dataclass(frozen=True, slots=True)
-class Summary:
+class SampleStats:
     """Mean of a sample with its t-based 95% confidence interval (``half`` None below two values)."""
 
     n: int
@@ -59,20 +59,20 @@ class Summary:
         return None if self.mean is None or self.half is None else self.mean + self.half
 
 
-def summarize(values: Sequence[float | None], confidence: float = 0.95) -> Summary:
+def sample_stats(values: Sequence[float | None], confidence: float = 0.95) -> SampleStats:
     """Mean, standard deviation and the t-based ``confidence`` interval of the defined values."""
     from scipy import stats
 
     xs = clean(values)
     n = len(xs)
     if n == 0:
-        return Summary(0, None, None, None)
+        return SampleStats(0, None, None, None)
     mean, var = _mean_var(xs)
     if n < 2:
-        return Summary(1, mean, None, None)
+        return SampleStats(1, mean, None, None)
     sd = math.sqrt(var)
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n) if sd > 0 else 0.0
-    return Summary(n, mean, sd, half)
+    return SampleStats(n, mean, sd, half)
 
 
 @dataclass(frozen=True, slots=True)

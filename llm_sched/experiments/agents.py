@@ -5,7 +5,7 @@ Each agent sees the cluster as it started plus, slot by slot, the decisions it k
 decided, else the value it last proposed or accepted for that slot (a leader proposing slots 1..3
 while slot 0 is in flight assumes its own slot-0 proposal, as a pipelining replica does). So
 later jobs see the capacity earlier ones reserved. The runner checks afterwards, in slot order
-against the real state, that every decided placement still fits (``Ledger`` and ``feasible``).
+against the real state, that every decided placement still fits (``ProposalLog`` and ``feasible``).
 
 - ``propose(slot)``: the honest agent's answer: in ``heuristic`` mode the best option of
   :func:`~llm_sched.agents.heuristics.placement_options` for the agent's specialty; in ``llm`` mode
@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from llm_sched.agents.heuristics import placement_options, why_infeasible
-from llm_sched.consensus.messages import AgentId, Decision, Value, digest_of
+from llm_sched.consensus.messages import AgentId, PlacementValue, Value, digest_of
 from llm_sched.domain import ClusterState, Job, Placement, check_placement, fitting_nodes
 from llm_sched.domain.feasibility import Feasibility
 from llm_sched.domain.feasibility import OverAllocationError, commit
@@ -55,7 +55,7 @@ class AgentProfile:
 # --- feasibility of a consensus value ------------------------------------------------------------
 
 
-def to_placement(state: ClusterState, job: Job, value: Decision) -> Placement | None:
+def to_placement(state: ClusterState, job: Job, value: PlacementValue) -> Placement | None:
     """The domain placement a value names (its pool is the first node's), or None for a reject."""
     if value.placement is None:
         return None
@@ -67,7 +67,7 @@ def to_placement(state: ClusterState, job: Job, value: Decision) -> Placement | 
 def feasible(state: ClusterState, job: Job, value: Value) -> Feasibility:
     """The feasibility check for a consensus value: the right job, and a placement that fits now, or
     a reject when nothing fits."""
-    if not isinstance(value, Decision):
+    if not isinstance(value, PlacementValue):
         return Feasibility(False, ("not a placement decision",))
     if value.job_id != job.id:
         return Feasibility(False, (f"value is for job {value.job_id}, not {job.id}",))
@@ -103,7 +103,7 @@ class ClusterViews:
         if state is None:
             state = ClusterState(self.base.pools.values())
             for slot, value in enumerate(known):
-                if isinstance(value, Decision) and value.placement:
+                if isinstance(value, PlacementValue) and value.placement:
                     job = self.jobs[slot]
                     try:  # commit re-checks: a placement that does not fit (any more) is not applied
                         commit(state, job, to_placement(state, job, value))  # type: ignore[arg-type]
@@ -145,7 +145,7 @@ class LLMTally:
 
 
 @dataclass
-class Ledger:
+class ProposalLog:
     """Shared by the agents of one run: where decisions are recorded, who made up which value."""
 
     jobs: tuple[Job, ...]
@@ -197,12 +197,12 @@ class Advisor:
 class AgentHooks:
     """One agent's answers to its core (and to the Byzantine wrapper around it, if any)."""
 
-    def __init__(self, profile: AgentProfile, views: ClusterViews, ledger: Ledger,
+    def __init__(self, profile: AgentProfile, views: ClusterViews, ledger: ProposalLog,
                  advisor: Advisor | None = None) -> None:
         self.profile, self.views, self.ledger, self.advisor = profile, views, ledger, advisor
         self.jobs = views.jobs
         self._held: dict[int, Value] = {}  # slot -> value last proposed or accepted (volatile)
-        self._answers: dict[tuple[int, tuple[str, ...]], tuple[Decision, float]] = {}
+        self._answers: dict[tuple[int, tuple[str, ...]], tuple[PlacementValue, float]] = {}
 
     def restart(self) -> None:
         """A crash loses what the agent held in memory; decided slots come back from the core."""
@@ -227,7 +227,7 @@ class AgentHooks:
     def reject(self, slot: int) -> Value:
         """The agreed reject a protocol falls back on (negotiation past its round limit): the same value
         at every agent, since the protocol recognises it by its digest."""
-        value = Decision(self.jobs[slot].id, None, ROUND_LIMIT_REJECT)
+        value = PlacementValue(self.jobs[slot].id, None, ROUND_LIMIT_REJECT)
         self.ledger.record(slot, value, "honest", self.profile.id)
         return value
 
@@ -243,7 +243,7 @@ class AgentHooks:
     def _options(self, state: ClusterState, job: Job, limit: int = 3) -> list[Any]:
         return placement_options(state, job, self.profile.specialty, {}, limit=limit)
 
-    def _answer(self, slot: int) -> tuple[Decision, float]:
+    def _answer(self, slot: int) -> tuple[PlacementValue, float]:
         key, state = self.view(slot)
         cached = self._answers.get((slot, key))
         if cached is not None:
@@ -257,16 +257,16 @@ class AgentHooks:
         self.ledger.record(slot, answer[0], "honest", self.profile.id)
         return answer
 
-    def _heuristic(self, slot: int, state: ClusterState, job: Job) -> tuple[Decision, float]:
+    def _heuristic(self, slot: int, state: ClusterState, job: Job) -> tuple[PlacementValue, float]:
         options = self._options(state, job, limit=1)
         self.ledger.via.setdefault(slot, Counter())["heuristic" if options else "check"] += 1
         if not options:
-            return Decision(job.id, None, why_infeasible(state, job)), 0.0
+            return PlacementValue(job.id, None, why_infeasible(state, job)), 0.0
         best = options[0]
         reason = f"{self.profile.name}: best heuristic option, {best.placement.pool} score {best.score:.2f}"
-        return Decision(job.id, best.placement.nodes, reason), best.score
+        return PlacementValue(job.id, best.placement.nodes, reason), best.score
 
-    def _ask_llm(self, slot: int, state: ClusterState, job: Job) -> tuple[Decision, float]:
+    def _ask_llm(self, slot: int, state: ClusterState, job: Job) -> tuple[PlacementValue, float]:
         assert self.advisor is not None
         proposal = self.advisor.propose(self.profile, state, job)
         tally = self.ledger.llm.setdefault(slot, LLMTally())
@@ -281,9 +281,9 @@ class AgentHooks:
             tally.outcomes[record.outcome] += 1
             tally.latency_wall_s += record.latency_s
         if proposal.placement is None:
-            return Decision(job.id, None, proposal.reasoning), 0.0
+            return PlacementValue(job.id, None, proposal.reasoning), 0.0
         reason = f"{self.profile.name}: {proposal.via} choice, {proposal.placement.pool} score {proposal.score:.2f}"
-        return Decision(job.id, proposal.placement.nodes, reason), proposal.score
+        return PlacementValue(job.id, proposal.placement.nodes, reason), proposal.score
 
     # -- Byzantine (asked by consensus.harness.ByzantineCore / SplitBrainCore) --------------------
     def alternative(self, slot: int) -> Value:
@@ -294,17 +294,17 @@ class AgentHooks:
         options = self._options(state, job, limit=100)
         name = self.profile.name
         if len(options) >= 2:
-            value = Decision(job.id, options[-1].placement.nodes, f"{name}: byzantine alternative")
+            value = PlacementValue(job.id, options[-1].placement.nodes, f"{name}: byzantine alternative")
         elif options:
             best = options[0].placement
             fits = fitting_nodes(state, job, best.pool)
             other = tuple(fits[::-1][: job.nodes])
             if sorted(other) != sorted(best.nodes):
-                value = Decision(job.id, other, f"{name}: byzantine alternative")
+                value = PlacementValue(job.id, other, f"{name}: byzantine alternative")
             else:
-                value = Decision(job.id, best.nodes, f"{name}: byzantine restatement")
+                value = PlacementValue(job.id, best.nodes, f"{name}: byzantine restatement")
         else:
-            value = Decision(job.id, None, f"{name}: byzantine reject")
+            value = PlacementValue(job.id, None, f"{name}: byzantine reject")
         self.ledger.record(slot, value, "byzantine", self.profile.id)
         return value
 
@@ -312,18 +312,18 @@ class AgentHooks:
         """A placement the feasibility check rejects: nodes that cannot take the job, or a node too many."""
         _, state = self.view(slot)
         job = self.jobs[slot]
-        value: Decision | None = None
+        value: PlacementValue | None = None
         for pool_id in sorted(state.pools):
             nodes = tuple(n.id for n in state.pools[pool_id].nodes)
             ranked = sorted(nodes, key=lambda n: (state.fits(n, job.per_node), -state.load[n], n))
-            candidate = Decision(job.id, tuple(ranked[: job.nodes]), f"{self.profile.name}: byzantine invalid")
+            candidate = PlacementValue(job.id, tuple(ranked[: job.nodes]), f"{self.profile.name}: byzantine invalid")
             if not feasible(state, job, candidate).ok:
                 value = candidate
                 break
         if value is None:  # every pool's nodes fit: ask for one node more than the job needs
             pool = state.pools[sorted(state.pools)[0]]
             nodes = tuple(n.id for n in pool.nodes)[: job.nodes + 1]
-            value = Decision(job.id, nodes + ("ghost-node",) * (job.nodes + 1 - len(nodes)),
-                             f"{self.profile.name}: byzantine invalid")
+            value = PlacementValue(job.id, nodes + ("ghost-node",) * (job.nodes + 1 - len(nodes)),
+                                   f"{self.profile.name}: byzantine invalid")
         self.ledger.record(slot, value, "byzantine", self.profile.id)
         return value

@@ -199,7 +199,8 @@ def _run(prepared: Prepared, settings: Settings, folder: Path, durable: Any, vie
                         # The exact JSON text raw_results.json and fault_logs.json are made of: a stored
                         # unit and a fresh one give the same objects, hence the same bytes.
                         unit = {"record": json.dumps(outcome.record), "fault_log": json.dumps(outcome.fault_log),
-                                "wall_s": round(clock() - t0, 6), "llm_latency_wall_s": outcome.llm.latency_wall_s}
+                                "wall_s": round(clock() - t0, 6), "llm_latency_wall_s": outcome.llm.latency_wall_s,
+                                "certificates": json.dumps(outcome.certificates)}  # checked by --verify
                         if durable is not None:
                             durable.record(key, unit)
                         done = f"{name} repetition {rep + 1}/{config.repetitions}"
@@ -210,7 +211,7 @@ def _run(prepared: Prepared, settings: Settings, folder: Path, durable: Any, vie
                     runs[name].append(json.loads(unit["record"]))
                     logs[name].append(json.loads(unit["fault_log"]))
                     advance(done)
-    summaries = metrics.summarize(config, runs, logs)
+    summaries = metrics.summarize_methods(config, runs, logs)
     notes = [s["note"] for s in summaries.values()]
     if not llm_info.get("used", False) and config.agent_mode != "heuristic":
         notes.append(llm_info["reason"])

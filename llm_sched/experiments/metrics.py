@@ -238,7 +238,7 @@ def per_fault_type(runs: dict[str, list[dict[str, Any]]],
     return out
 
 
-def summarize(config: ExperimentConfig, runs: dict[str, list[dict[str, Any]]],
-              logs: dict[str, list[list[dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
+def summarize_methods(config: ExperimentConfig, runs: dict[str, list[dict[str, Any]]],
+                      logs: dict[str, list[list[dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
     """Per-method summaries, in the config's method order."""
     return {name: method_summary(config, get_method(name), runs[name], logs[name]) for name in config.methods}

@@ -32,15 +32,18 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from llm_sched.consensus.harness import ByzantineCore, Collusion, SplitBrainCore, check_agreement
-from llm_sched.consensus.messages import AgentId, Core, Decision, KeyRing, Message, Output, Value, digest_of
+from llm_sched.consensus.messages import AgentId, Core, KeyRing, Message, Output, PlacementValue, Value, digest_of
 from llm_sched.consensus.network import Accounting, Network
+from llm_sched.consensus.quorum import byzantine_quorum, majority
 from llm_sched.domain import ClusterState, Feasibility, Job
-from llm_sched.experiments.agents import Advisor, AgentHooks, AgentProfile, ClusterViews, Ledger, LLMTally
+from llm_sched.domain.decisions import Certificate, Signature
+from llm_sched.domain.signing import VoteKey, placement_digest
+from llm_sched.experiments.agents import Advisor, AgentHooks, AgentProfile, ClusterViews, LLMTally, ProposalLog
 from llm_sched.experiments.faultplan import RepetitionPlan
 from llm_sched.experiments.methods import CoreArgs, Hooks, Method
 from llm_sched.faults import (
@@ -51,6 +54,7 @@ from llm_sched.faults import (
     over_tolerance,
     record_window_edge,
 )
+from llm_sched.verify import unit_context
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +75,19 @@ class RunOutcome:
     record: dict[str, Any]
     fault_log: list[dict[str, Any]]
     llm: LLMTally = field(default_factory=LLMTally)  # includes wall-clock latency, kept out of record
+    # The agents' public keys and each committed job's certificate: signed with fresh keys, so never
+    # the same twice and kept out of ``record`` (raw_results.json is the same for the same seed).
+    certificates: dict[str, Any] = field(default_factory=dict)
 
 
 class Recorder:
-    """Wraps an honest core: remembers how far it had gone (view, round, term) when it decided."""
+    """Wraps an honest core: remembers how far it had gone (view, round, term) when it decided, and
+    signs each decided placement with its agent's key ("I decided this placement for this job"), the
+    moment its core decides it. A quorum of those signatures over one digest is the job's certificate."""
 
-    def __init__(self, inner: Core, method: Method, positions: dict[int, int | None]) -> None:
+    def __init__(self, inner: Core, method: Method, positions: dict[int, int | None], signing: Signing) -> None:
         self.node_id = inner.node_id
-        self.inner, self._method, self._positions = inner, method, positions
+        self.inner, self._method, self._positions, self._signing = inner, method, positions, signing
 
     def step(self, msg: Message) -> Output:
         before = self._before()
@@ -98,11 +107,49 @@ class Recorder:
         return self._method.position(self.inner, -1) if self._method.position_before else None
 
     def _note(self, out: Output, before: int | None) -> Output:
-        for slot, _ in out.decisions:
+        for slot, value in out.decisions:
             if slot not in self._positions:
                 after = None if self._method.position_before else self._method.position(self.inner, slot)
                 self._positions[slot] = before if self._method.position_before else after
+            self._signing.sign(self.node_id, slot, value)
         return out
+
+
+class Signing:
+    """One run's signing keys (a fresh Ed25519 pair per agent, only in memory) and the signatures
+    each agent made over what it decided, by slot: {slot: {agent: (digest, signature)}}."""
+
+    def __init__(self, context: str, agents: Sequence[AgentId], views: ClusterViews) -> None:
+        self._keys = {a: VoteKey(str(a), context, 0) for a in agents}
+        self._views = views
+        self.signed: dict[int, dict[AgentId, tuple[str, str]]] = {}
+
+    def digest(self, slot: int, value: Value) -> str | None:
+        """The digest of the placement a decided value names (None: a reject or another job's value)."""
+        job = self._views.jobs[slot]
+        placement = _placement(self._views.base, value)
+        if placement is None or not isinstance(value, PlacementValue) or value.job_id != job.id:
+            return None
+        return placement_digest(job.id, placement["pool"] or "", placement["nodes"])
+
+    def sign(self, agent: AgentId, slot: int, value: Value) -> None:
+        digest = self.digest(slot, value)
+        if digest is not None and agent not in self.signed.get(slot, {}):
+            signature = self._keys[agent].sign(self._views.jobs[slot].id, slot, digest, True)
+            self.signed.setdefault(slot, {})[agent] = (digest, signature)
+
+    def certificate(self, slot: int, value: Value, quorum: int, n: int) -> Certificate | None:
+        """The job's certificate: every signature over the decided value's digest, if a quorum signed."""
+        digest = self.digest(slot, value)
+        signers = sorted(a for a, (d, _) in self.signed.get(slot, {}).items() if d == digest)
+        if digest is None or len(signers) < quorum:
+            return None
+        signatures = tuple(Signature(agent=str(a), key_epoch=0, signature=self.signed[slot][a][1]) for a in signers)
+        return Certificate(job_id=self._views.jobs[slot].id, round=slot, digest=digest, quorum=quorum, voters=n,
+                           signatures=signatures)
+
+    def public_keys(self) -> dict[str, str]:
+        return {str(a): k.public_hex() for a, k in sorted(self._keys.items())}
 
 
 def run_one(inputs: RunInputs, method: Method, plan: RepetitionPlan) -> RunOutcome:
@@ -111,7 +158,7 @@ def run_one(inputs: RunInputs, method: Method, plan: RepetitionPlan) -> RunOutco
     n = len(inputs.profiles)
     resolved = plan.resolved
     views = ClusterViews(inputs.cluster_state(seed), jobs)
-    ledger = Ledger(jobs)
+    ledger = ProposalLog(jobs)
     hooks = {p.id: AgentHooks(p, views, ledger, inputs.advisor) for p in inputs.profiles}
     keyring = KeyRing(seed, range(n))
     peers = tuple(range(n))
@@ -120,6 +167,8 @@ def run_one(inputs: RunInputs, method: Method, plan: RepetitionPlan) -> RunOutco
     rng = random.Random(f"{seed}/byzantine")
     collusion = Collusion.split(honest, rng)
     positions: dict[AgentId, dict[int, int | None]] = {a: {} for a in peers}
+    signing = Signing(unit_context({"method": method.name, "repetition": plan.repetition, "seed": seed}), peers,
+                      views)
 
     def build(agent: AgentId, h: Hooks, restore: object | None) -> Core:
         return method.build(CoreArgs(agent, peers, slots, keyring.signer(agent), keyring, h, seed, restore))
@@ -131,7 +180,7 @@ def run_one(inputs: RunInputs, method: Method, plan: RepetitionPlan) -> RunOutco
         truthful = Hooks(mine.propose, mine.validate, mine.reject, mine.bid)
         window = resolved.byzantine.get(agent)
         if window is None:
-            return Recorder(build(agent, truthful, restore), method, positions[agent])
+            return Recorder(build(agent, truthful, restore), method, positions[agent], signing)
         core: Core
         if window.behaviour == "equivocate":
             lying = Hooks(mine.alternative, mine.validate, mine.reject, lambda s: (mine.alternative(s), 1.0))
@@ -184,7 +233,9 @@ def run_one(inputs: RunInputs, method: Method, plan: RepetitionPlan) -> RunOutco
     finished = bool(up) and all(len(net.decisions[a]) >= slots for a in up)
     all_decided_at = max((t for a in up for t in net.decided_at[a].values()), default=None) if finished else None
 
-    job_records, violations = _jobs(net, method, plan, honest, views, ledger, positions, per_slot, per_slot_bytes)
+    quorum = majority(n) if method.fault_model == "crash" else byzantine_quorum(n)
+    job_records, violations, certs = _jobs(net, method, plan, honest, views, ledger, positions, per_slot,
+                                           per_slot_bytes, signing, quorum)
     violations += [f"integrity: agent {a} decided slot {s} twice" for a, s, _, _ in net.conflicts if a in honest]
     records = fault_log(resolved, net, activity)
     log = [{**_fault_dict(r), "source": plan.sources[r.fault]} for r in records]
@@ -220,14 +271,18 @@ def run_one(inputs: RunInputs, method: Method, plan: RepetitionPlan) -> RunOutco
         "beyond_tolerance": over_tolerance(resolved, plan.tolerates),
         "history_hash": net.history_hash(),
     }
-    return RunOutcome(record, log, llm)
+    return RunOutcome(record, log, llm, {"keys": signing.public_keys(), "jobs": certs})
 
 
 def _jobs(net: Network, method: Method, plan: RepetitionPlan, honest: tuple[AgentId, ...], views: ClusterViews,
-          ledger: Ledger, positions: dict[AgentId, dict[int, int | None]], per_slot: Counter[int],
-          per_slot_bytes: Counter[int]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Per-job results, and the agreement and validity violations, replaying decisions in slot order."""
+          ledger: ProposalLog, positions: dict[AgentId, dict[int, int | None]], per_slot: Counter[int],
+          per_slot_bytes: Counter[int], signing: Signing,
+          quorum: int) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
+    """Per-job results, the agreement and validity violations, and each commit's certificate, replaying
+    decisions in slot order. A placement commits only with a certificate: decided by the agents but
+    signed by fewer than ``quorum`` of them, it is ``uncertified``."""
     jobs = views.jobs
+    certificates: dict[str, Any] = {}
     decisions = {a: dict(net.decisions[a]) for a in honest}
     violations = check_agreement(decisions)
     up = [a for a in honest if net.is_up(a)]
@@ -257,13 +312,18 @@ def _jobs(net: Network, method: Method, plan: RepetitionPlan, honest: tuple[Agen
             outcome = "partial"
         elif not static[digest_of(chosen)].ok:
             outcome = "infeasible"
-        elif isinstance(chosen, Decision) and chosen.placement is None:
+        elif isinstance(chosen, PlacementValue) and chosen.placement is None:
             outcome = "reject"
         else:
             at_apply = views.verdict(key, state, slot, chosen)  # type: ignore[arg-type]
             outcome = "commit" if at_apply.ok else "refused"
             refused = None if at_apply.ok else at_apply.summary()
-        unjustified = (outcome == "reject" and isinstance(chosen, Decision)
+            cert = signing.certificate(slot, chosen, quorum, len(net.decisions)) if at_apply.ok else None
+            if cert is not None:
+                certificates[job.id] = cert.model_dump(mode="json")
+            elif outcome == "commit":
+                outcome = "uncertified"
+        unjustified = (outcome == "reject" and isinstance(chosen, PlacementValue)
                        and not views.verdict(key, state, slot, chosen).ok)
         times = [net.decided_at[a][slot] for a in held]
         first = min(times) if times else None
@@ -279,7 +339,7 @@ def _jobs(net: Network, method: Method, plan: RepetitionPlan, honest: tuple[Agen
             "request": job.describe(),
             "outcome": outcome,
             "placement": _placement(state, chosen),
-            "reason": chosen.reason if isinstance(chosen, Decision) else None,
+            "reason": chosen.reason if isinstance(chosen, PlacementValue) else None,
             "refused_because": refused,
             "reject_while_feasible": unjustified,
             "values_decided": len(distinct),
@@ -297,19 +357,19 @@ def _jobs(net: Network, method: Method, plan: RepetitionPlan, honest: tuple[Agen
             "llm_tokens": llm.tokens_in + llm.tokens_out,
         })
         applied.append(chosen)
-    return records, violations
+    return records, violations, certificates
 
 
 def _static(views: ClusterViews, slot: int, value: Value) -> Feasibility:
     """The check no honest validator can fail whatever the order: on the cluster as it started.
     A reject cannot over-allocate; whether one was justified is judged at execution."""
-    if isinstance(value, Decision) and value.placement is None and value.job_id == views.jobs[slot].id:
+    if isinstance(value, PlacementValue) and value.placement is None and value.job_id == views.jobs[slot].id:
         return Feasibility(True)
     return views.verdict((), views.base, slot, value)
 
 
 def _placement(state: ClusterState, value: Value | None) -> dict[str, Any] | None:
-    if not isinstance(value, Decision) or value.placement is None:
+    if not isinstance(value, PlacementValue) or value.placement is None:
         return None
     nodes = list(value.placement)
     return {"pool": state.pool_of.get(nodes[0]) if nodes else None, "nodes": nodes}

@@ -23,7 +23,7 @@ CSV_COLUMNS: tuple[str, ...] = ("job_id", "submit", "start", "end", "wait", "pro
 
 
 @dataclass(frozen=True, slots=True)
-class Summary:
+class ScheduleMetrics:
     """Aggregate figures of one schedule. Times in seconds; throughput in jobs per second."""
 
     completed: int
@@ -59,17 +59,17 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
-def summarize(outcomes: Sequence[JobOutcome], procs: int, tau: float = BSLD_TAU) -> Summary:
+def schedule_metrics(outcomes: Sequence[JobOutcome], procs: int, tau: float = BSLD_TAU) -> ScheduleMetrics:
     """Summarize a schedule of ``outcomes`` on a machine of ``procs`` processors."""
     n = len(outcomes)
     if n == 0:
         nan = math.nan
-        return Summary(0, nan, nan, nan, nan, nan, nan, 0.0, 0.0)
+        return ScheduleMetrics(0, nan, nan, nan, nan, nan, nan, 0.0, 0.0)
     waits = sorted(o.start - o.submit for o in outcomes)
     bsld = math.fsum(bounded_slowdown(o.start - o.submit, o.end - o.start, tau) for o in outcomes)
     work = math.fsum(o.procs * (o.end - o.start) for o in outcomes)
     makespan = max(o.end for o in outcomes) - min(o.submit for o in outcomes)
-    return Summary(
+    return ScheduleMetrics(
         completed=n,
         wait_mean=math.fsum(waits) / n,
         wait_p50=percentile(waits, 50),

@@ -141,7 +141,7 @@ _event = cast(Callable[[tuple[object, ...]], SimEvent], partial(tuple.__new__, S
 
 
 @dataclass(frozen=True, slots=True)
-class ClusterSpec:
+class PoolSplit:
     """``nodes`` nodes in ``agents`` contiguous pools (the first ``nodes mod agents`` one node larger)."""
 
     nodes: int
@@ -194,7 +194,7 @@ class SimRun:
     """Everything one run produced; metrics are computed from it."""
 
     config: SimConfig
-    cluster: ClusterSpec
+    cluster: PoolSplit
     schedule: FailureSchedule
     jobs: tuple[SimJob, ...]  # in submission order; SimEvent.job indexes this
     outcomes: tuple[JobOutcome, ...]  # completed jobs (their last attempt), in submission order
@@ -210,7 +210,7 @@ class SimRun:
     attempts_of: dict[int, int] = field(default_factory=dict)  # job id -> starts, when > 1
 
 
-def simulate(jobs: Sequence[SimJob], cluster: ClusterSpec, config: SimConfig,
+def simulate(jobs: Sequence[SimJob], cluster: PoolSplit, config: SimConfig,
              schedule: FailureSchedule | None = None) -> SimRun:
     """Run ``jobs`` on ``cluster`` under ``config.policy`` through the outages of ``schedule``."""
     for o in (schedule.outages if schedule else ()):
@@ -228,7 +228,7 @@ def _submit_key(job: SimJob) -> float:
 class _Run:
     """Simulation state; per-job data in parallel lists indexed by submission position."""
 
-    def __init__(self, jobs: list[SimJob], cluster: ClusterSpec, config: SimConfig,
+    def __init__(self, jobs: list[SimJob], cluster: PoolSplit, config: SimConfig,
                  schedule: FailureSchedule) -> None:
         self.jobs = jobs
         self.cluster = cluster
@@ -277,7 +277,7 @@ class _Run:
         self.names = [f"p{p}" for p in range(k)]
         self.ok = [0] * k
         self.bad = [0] * k
-        kinds = [ClusterSpec.pool_kind(p) for p in range(k)]
+        kinds = [PoolSplit.pool_kind(p) for p in range(k)]
         neutral = [specialisation(kinds[p], "") for p in range(k)]
         self.spec = [[specialisation(kinds[p], kind) for p in range(k)] for kind in KINDS] + [neutral]
         # Decider state.

@@ -33,7 +33,7 @@ from functools import partial
 from os import PathLike
 from typing import NamedTuple, cast
 
-from llm_sched.sim.metrics import summarize
+from llm_sched.sim.metrics import schedule_metrics
 from llm_sched.sim.resilience import SimEvent, SimRun
 
 
@@ -196,7 +196,7 @@ def measure(run: SimRun) -> ResilienceMetrics:
     recovery = [t for c, t in recovered.items() if c not in unrecovered]
     kinds = Counter(e.kind for e in events)
     messages = sum(e.amount for e in events if e.kind == "decision")
-    summary = summarize(run.outcomes, run.cluster.nodes)
+    summary = schedule_metrics(run.outcomes, run.cluster.nodes)
     submitted = len(run.jobs)
     completed = len(run.outcomes)
     return ResilienceMetrics(

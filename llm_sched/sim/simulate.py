@@ -3,7 +3,7 @@
 - :func:`simulate_trace` is what ``python main.py --simulate --trace FILE --policy P [--jobs N]``
   calls: it prints nothing, returns the metrics, and writes the per-job CSV and a
   utilization-over-time PNG.
-- :class:`Scenario` and :func:`run_scenario` / :func:`compare` are for campaigns: a scenario is a
+- :class:`SyntheticSetup` and :func:`run_scenario` / :func:`compare` are for campaigns: a scenario is a
   small frozen (picklable) description; the workload and the failure schedule depend only on it and
   the seed, never on the policy, so every policy of a comparison meets the same jobs and failures.
 """
@@ -25,8 +25,8 @@ from llm_sched.sim.failures import (
 )
 from llm_sched.sim.resilience import (
     POLICIES,
-    ClusterSpec,
     Policy,
+    PoolSplit,
     QueueOnFailure,
     SimConfig,
     SimRun,
@@ -42,7 +42,7 @@ from llm_sched.sim.workload import SimJob, WorkloadSpec, from_trace, synthetic
 
 
 @dataclass(frozen=True, slots=True)
-class Scenario:
+class SyntheticSetup:
     """A synthetic experiment: cluster, workload, failures and protocol settings (not the policy)."""
 
     agents: int = 5
@@ -56,35 +56,35 @@ class Scenario:
     deadline: float | None = None
 
     @property
-    def cluster(self) -> ClusterSpec:
+    def cluster(self) -> PoolSplit:
         """The machine: ``agents`` pools of ``nodes_per_agent`` nodes."""
-        return ClusterSpec(self.agents * self.nodes_per_agent, self.agents, self.cores_per_node)
+        return PoolSplit(self.agents * self.nodes_per_agent, self.agents, self.cores_per_node)
 
     def config(self, policy: Policy) -> SimConfig:
         """The simulator settings for one policy."""
         return SimConfig(policy, self.queue_on_failure, self.protocol, self.hop_delay, self.deadline)
 
 
-def prepare(scenario: Scenario, seed: int) -> tuple[list[SimJob], ClusterSpec, FailureSchedule]:
+def prepare(scenario: SyntheticSetup, seed: int) -> tuple[list[SimJob], PoolSplit, FailureSchedule]:
     """The jobs and the failure schedule of ``scenario`` for ``seed`` (the same for every policy)."""
     cluster = scenario.cluster
     jobs = synthetic(scenario.workload, cluster.nodes, seed)
     return jobs, cluster, _schedule(jobs, cluster, scenario.failures, seed)
 
 
-def _schedule(jobs: Sequence[SimJob], cluster: ClusterSpec, spec: FailureSpec, seed: int) -> FailureSchedule:
+def _schedule(jobs: Sequence[SimJob], cluster: PoolSplit, spec: FailureSpec, seed: int) -> FailureSchedule:
     work = math.fsum(j.nodes * j.run for j in jobs if j.nodes <= cluster.nodes)
     start, horizon = failure_horizon([j.submit for j in jobs], work, cluster.nodes)
     return draw_schedule(spec, cluster.agents, cluster.nodes, start, horizon, seed)
 
 
-def run_scenario(scenario: Scenario, policy: Policy, seed: int) -> SimRun:
+def run_scenario(scenario: SyntheticSetup, policy: Policy, seed: int) -> SimRun:
     """One run of ``scenario`` under ``policy``."""
     jobs, cluster, schedule = prepare(scenario, seed)
     return simulate(jobs, cluster, scenario.config(policy), schedule)
 
 
-def compare(scenario: Scenario, seed: int, policies: Sequence[Policy] = POLICIES) -> dict[str, ResilienceMetrics]:
+def compare(scenario: SyntheticSetup, seed: int, policies: Sequence[Policy] = POLICIES) -> dict[str, ResilienceMetrics]:
     """The metrics of each policy on the same jobs and failures (drawn once)."""
     jobs, cluster, schedule = prepare(scenario, seed)
     return {p: measure(simulate(jobs, cluster, scenario.config(p), schedule)) for p in policies}
@@ -151,7 +151,7 @@ def simulate_trace(
     procs = machine_procs(trace.header, trace.jobs)
     if procs < agents:
         raise UserError(f"{path}: a machine of {procs} processors cannot be split among {agents} agents")
-    cluster = ClusterSpec(procs, agents)
+    cluster = PoolSplit(procs, agents)
     sim_jobs = from_trace(trace.jobs)
     schedule = _schedule(sim_jobs, cluster, failures or FailureSpec(), seed)
     run = simulate(sim_jobs, cluster, config, schedule)

@@ -17,7 +17,7 @@ from llm_sched.consensus.harness import (
     run_schedule,
     sweep,
 )
-from llm_sched.consensus.messages import Decision, KeyRing, Kind, Message
+from llm_sched.consensus.messages import KeyRing, Kind, Message, PlacementValue
 from llm_sched.consensus.network import Crash, FaultPlan, Network, Partition
 
 from .helpers import run_to_end
@@ -123,7 +123,7 @@ def test_a_lost_or_changed_decision_is_caught(protocol: str) -> None:
     net.run(2_000.0)
     assert check_durability(net, range(s.n)) == []
     net.cores[1]._decided.pop(0)  # type: ignore[attr-defined]
-    net.cores[2]._decided[1] = Decision("job-1", ("cpu-1",), "rewritten")  # type: ignore[attr-defined]
+    net.cores[2]._decided[1] = PlacementValue("job-1", ("cpu-1",), "rewritten")  # type: ignore[attr-defined]
     assert check_durability(net, range(s.n)) == [
         "durability: agent 1 lost its decision for slot 0",
         "durability: agent 2 changed its decision for slot 1",

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llm_sched.consensus.messages import BROADCAST, NIL, Decision, KeyRing, Kind, Message, digest_of
+from llm_sched.consensus.messages import BROADCAST, NIL, KeyRing, Kind, Message, PlacementValue, digest_of
 
 RING = KeyRing(seed=7, agent_ids=range(4))
-VALUE = Decision("job-1", ("gpu-0", "gpu-1"), "fits")
+VALUE = PlacementValue("job-1", ("gpu-0", "gpu-1"), "fits")
 
 
 def sample() -> Message:
@@ -40,8 +40,8 @@ def test_messages_are_frozen_and_hashable() -> None:
         {"kind": Kind.COMMIT},
         {"view": 4},
         {"slot": 2},
-        {"digest": digest_of(Decision("job-1", ("cpu-0",)))},
-        {"value": Decision("job-1", ("cpu-0",))},
+        {"digest": digest_of(PlacementValue("job-1", ("cpu-0",)))},
+        {"value": PlacementValue("job-1", ("cpu-0",))},
         {"payload": b"extrA"},
         {"proof": ()},
     ],
@@ -84,12 +84,12 @@ def test_any_flipped_bit_on_the_wire_is_detected(data: st.DataObject) -> None:
     st.text(max_size=12),
 )
 def test_decision_encoding_is_canonical(job: str, placement: tuple[str, ...] | None, reason: str) -> None:
-    a, b = Decision(job, placement, reason), Decision(job, placement, reason)
+    a, b = PlacementValue(job, placement, reason), PlacementValue(job, placement, reason)
     assert a.encode() == b.encode() and digest_of(a) == digest_of(b)
-    other = Decision(job + "x", placement, reason)
+    other = PlacementValue(job + "x", placement, reason)
     assert digest_of(other) != digest_of(a)
 
 
 def test_reject_differs_from_empty_placement() -> None:
-    assert digest_of(Decision("j", None)) != digest_of(Decision("j", ()))
+    assert digest_of(PlacementValue("j", None)) != digest_of(PlacementValue("j", ()))
     assert digest_of(None) == NIL

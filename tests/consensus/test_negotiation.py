@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import pytest
 
 from llm_sched.consensus.messages import (
-    AgentId, Core, Decision, KeyRing, Kind, Message, Propose, Validate, Value, digest_of,
+    AgentId, Core, KeyRing, Kind, Message, PlacementValue, Propose, Validate, Value, digest_of,
 )
 from llm_sched.consensus.negotiation import NegotiationConfig, NegotiationCore
 from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum
@@ -26,7 +26,7 @@ LIMIT = NegotiationConfig().round_limit
 
 def reject(slot: int) -> Value:
     """The agreed reject: no placement, and why."""
-    return Decision(f"job-{slot}", None, f"no placement agreed within {LIMIT} rounds")
+    return PlacementValue(f"job-{slot}", None, f"no placement agreed within {LIMIT} rounds")
 
 
 class Liar(helpers.Liar):
@@ -80,7 +80,7 @@ def test_first_offer_accepted_is_five_times_n_minus_one(n: int) -> None:
     assert net.stats.sent[Kind.COUNTER] == 0
 
 
-GPU1 = Decision("job-0", ("gpu-1",), "the placement everyone but agent 0 wants")
+GPU1 = PlacementValue("job-0", ("gpu-1",), "the placement everyone but agent 0 wants")
 
 
 def wants_gpu1(agent: AgentId) -> Validate | None:
@@ -124,7 +124,7 @@ def test_agreed_reject_after_the_round_limit(n: int) -> None:
     net = run(Case(n, prefer=own_only), stop_when_done=False)
     assert all(net.decisions[a] == {0: reject(0)} for a in range(n))
     decided = net.decisions[0][0]
-    assert isinstance(decided, Decision) and decided.placement is None and decided.reason
+    assert isinstance(decided, PlacementValue) and decided.placement is None and decided.reason
     assert net.stats.total_sent == LIMIT * (n - 1) * (n + 3) + 5 * (n - 1)
     assert net.stats.sent[Kind.OFFER] == (LIMIT + 1) * (n - 1)
 
@@ -158,7 +158,7 @@ def random_case(seed: int, quorum_delta: int = 0) -> Case:
 def _likes(agent: AgentId) -> Validate:
     """Even agents like gpu nodes, odd ones cpu or mem nodes: offers get countered."""
     kind = "gpu" if agent % 2 == 0 else ("cpu", "mem")
-    return lambda s, v: isinstance(v, Decision) and v.placement is not None and v.placement[0].startswith(kind)
+    return lambda s, v: isinstance(v, PlacementValue) and v.placement is not None and v.placement[0].startswith(kind)
 
 
 def test_random_schedules_agree_and_decide() -> None:

@@ -11,16 +11,16 @@ from dataclasses import dataclass, field
 import pytest
 
 from llm_sched.consensus.harness import ToyApp
-from llm_sched.consensus.messages import BROADCAST, NIL, Decision, KeyRing, Kind, Message, Output, Value, digest_of
+from llm_sched.consensus.messages import BROADCAST, NIL, KeyRing, Kind, Message, Output, PlacementValue, Value, digest_of
 from llm_sched.consensus.pbft import PbftCore
 
 RING = KeyRing("pbft-rules", range(4))
 VALUES: dict[str, Value] = {
-    "v": Decision("job-0", ("gpu-0",), "v"),
-    "w": Decision("job-0", ("gpu-1",), "w"),
-    "v1": Decision("job-1", ("cpu-0",), "v1"),
-    "fresh0": Decision("job-0", ("mem-0",), "fresh"),
-    "fresh1": Decision("job-1", ("mem-0",), "fresh"),
+    "v": PlacementValue("job-0", ("gpu-0",), "v"),
+    "w": PlacementValue("job-0", ("gpu-1",), "w"),
+    "v1": PlacementValue("job-1", ("cpu-0",), "v1"),
+    "fresh0": PlacementValue("job-0", ("mem-0",), "fresh"),
+    "fresh1": PlacementValue("job-1", ("mem-0",), "fresh"),
 }
 NAMES = {digest_of(v): k for k, v in VALUES.items()}
 
@@ -180,8 +180,8 @@ def test_prepared_certificate_goes_into_the_view_change() -> None:
          [pp(0, 0, "v", 3), pp(0, 0, "w", 3), vote(Kind.PREPARE, 1, 0, 0, "w", 3)]
          + [vote(Kind.COMMIT, r, 0, 0, "w", 3) for r in range(3)], None),
         ("an infeasible value is never prepared",
-         [RING.signer(0).make(3, Kind.PRE_PREPARE, 0, 0, digest_of(Decision("job-0", ("ghost",))),
-                              Decision("job-0", ("ghost",)))], None),
+         [RING.signer(0).make(3, Kind.PRE_PREPARE, 0, 0, digest_of(PlacementValue("job-0", ("ghost",))),
+                              PlacementValue("job-0", ("ghost",)))], None),
     ],
 )
 def test_normal_case_rules(name: str, steps: list[Message], decided: str | None) -> None:
@@ -193,7 +193,7 @@ def test_normal_case_rules(name: str, steps: list[Message], decided: str | None)
 
 
 def test_infeasible_value_gets_no_prepare() -> None:
-    bad = Decision("job-0", ("ghost",))
+    bad = PlacementValue("job-0", ("ghost",))
     replica = core(3)
     out = replica.step(RING.signer(0).make(3, Kind.PRE_PREPARE, 0, 0, digest_of(bad), bad))
     assert not [m for m in out.messages if m.kind is Kind.PREPARE]

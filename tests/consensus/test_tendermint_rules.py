@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 import pytest
 
 from llm_sched.consensus.harness import ToyApp
-from llm_sched.consensus.messages import NIL, Decision, KeyRing, Kind, Message, Output, Value, digest_of
+from llm_sched.consensus.messages import NIL, KeyRing, Kind, Message, Output, PlacementValue, Value, digest_of
 from llm_sched.consensus.tendermint import TendermintCore
 
 RING = KeyRing("tendermint-rules", range(4))
 VALUES: dict[str, Value | None] = {
-    "v": Decision("job-0", ("gpu-0",), "v"),
-    "w": Decision("job-0", ("gpu-1",), "w"),
-    "own": Decision("job-0", ("cpu-0",), "own"),
-    "bad": Decision("job-0", ("ghost",), "infeasible"),
+    "v": PlacementValue("job-0", ("gpu-0",), "v"),
+    "w": PlacementValue("job-0", ("gpu-1",), "w"),
+    "own": PlacementValue("job-0", ("cpu-0",), "own"),
+    "bad": PlacementValue("job-0", ("ghost",), "infeasible"),
     "nil": None,
 }
 NAMES = {digest_of(v): k for k, v in VALUES.items()}

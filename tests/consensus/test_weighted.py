@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from llm_sched.consensus.messages import AgentId, Core, Decision, KeyRing, Kind, Message, Propose, Validate, digest_of
+from llm_sched.consensus.messages import AgentId, Core, KeyRing, Kind, Message, PlacementValue, Propose, Validate, digest_of
 from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum
 from llm_sched.consensus.weighted import WeightedConfig, WeightedCore
 
@@ -84,7 +84,7 @@ def test_counts_are_per_decision() -> None:
 # --- rounds --------------------------------------------------------------------------------------
 
 
-CPU1 = Decision("job-0", ("cpu-1",), "agent 0: cpu-1 is free")  # it is not: only agent 3 knows
+CPU1 = PlacementValue("job-0", ("cpu-1",), "agent 0: cpu-1 is free")  # it is not: only agent 3 knows
 
 
 def _knows_cpu1_is_full(agent: AgentId) -> Validate:

@@ -8,7 +8,7 @@ import warnings
 import pytest
 from scipy import stats as sp
 
-from llm_sched.evaluation.stats import cohens_d, compare, show_d, show_p, summarize, win_counts
+from llm_sched.evaluation.stats import cohens_d, compare, sample_stats, show_d, show_p, win_counts
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +17,7 @@ def _warnings_are_errors() -> None:
 
 
 def test_confidence_interval_of_a_known_sample() -> None:
-    s = summarize([1, 2, 3, 4, 5])
+    s = sample_stats([1, 2, 3, 4, 5])
     # sd = sqrt(2.5); t(0.975, 4) = 2.776445; half = 2.776445 * sqrt(2.5) / sqrt(5) = 1.963243
     assert (s.n, s.mean) == (5, 3.0)
     assert s.sd == pytest.approx(math.sqrt(2.5))
@@ -26,19 +26,19 @@ def test_confidence_interval_of_a_known_sample() -> None:
 
 
 def test_undefined_values_are_left_out() -> None:
-    s = summarize([1.0, None, math.nan, 3.0])
+    s = sample_stats([1.0, None, math.nan, 3.0])
     assert (s.n, s.mean) == (2, 2.0)
     assert s.half == pytest.approx(sp.t.ppf(0.975, 1) * math.sqrt(2) / math.sqrt(2))
 
 
 @pytest.mark.parametrize("values, n, mean", [([], 0, None), ([math.nan, None], 0, None), ([7.0], 1, 7.0)])
 def test_too_small_samples_have_no_interval(values: list[float | None], n: int, mean: float | None) -> None:
-    s = summarize(values)
+    s = sample_stats(values)
     assert (s.n, s.mean, s.half, s.low, s.high) == (n, mean, None, None, None)
 
 
 def test_constant_sample_has_a_zero_width_interval() -> None:
-    s = summarize([0.25] * 6)
+    s = sample_stats([0.25] * 6)
     assert (s.mean, s.sd, s.half) == (0.25, 0.0, 0.0)
 
 

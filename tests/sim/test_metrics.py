@@ -14,7 +14,7 @@ from llm_sched.sim.metrics import (
     bounded_slowdown,
     peak_usage,
     percentile,
-    summarize,
+    schedule_metrics,
     write_outcomes_csv,
 )
 from llm_sched.sim.outcome import JobOutcome
@@ -45,7 +45,7 @@ def test_percentile_interpolates_linearly() -> None:
 
 
 def test_summary_figures() -> None:
-    s = summarize(OUTCOMES, procs=4)
+    s = schedule_metrics(OUTCOMES, procs=4)
     assert s.completed == 4
     assert s.wait_mean == pytest.approx((0 + 10 + 90 + 60) / 4)
     assert s.wait_p50 == pytest.approx(35.0)
@@ -60,7 +60,7 @@ def test_summary_figures() -> None:
 
 
 def test_empty_schedule_summary() -> None:
-    s = summarize([], procs=4)
+    s = schedule_metrics([], procs=4)
     assert s.completed == 0 and math.isnan(s.wait_mean)
 
 

@@ -14,7 +14,7 @@ from llm_sched.sim.metrics import peak_usage
 from llm_sched.sim.outcome import JobOutcome
 from llm_sched.sim.resilience import (
     POLICIES,
-    ClusterSpec,
+    PoolSplit,
     SimConfig,
     SimRun,
     protocol_cost,
@@ -22,7 +22,7 @@ from llm_sched.sim.resilience import (
     specialisation,
 )
 from llm_sched.sim.resilience_metrics import attempts, measure
-from llm_sched.sim.simulate import Scenario, compare, prepare, run_scenario
+from llm_sched.sim.simulate import SyntheticSetup, compare, prepare, run_scenario
 from llm_sched.sim.workload import KINDS, SimJob, WorkloadSpec
 
 
@@ -37,7 +37,7 @@ def starts(run: SimRun) -> dict[int, float]:
 def sim(jobs: list[SimJob], nodes: int, agents: int, policy: str, outages: list | None = None,
         **config: object) -> SimRun:
     schedule = FailureSchedule.build(outages or [])
-    return simulate(jobs, ClusterSpec(nodes, agents), SimConfig(policy, **config), schedule)  # type: ignore[arg-type]
+    return simulate(jobs, PoolSplit(nodes, agents), SimConfig(policy, **config), schedule)  # type: ignore[arg-type]
 
 
 def at(run: SimRun, kind: str) -> list[float]:
@@ -211,8 +211,8 @@ def test_partition_that_cuts_off_the_central_schedulers_side() -> None:
 
 
 def test_killed_jobs_complete_after_repairs_with_random_failures() -> None:
-    scenario = Scenario(agents=5, workload=WorkloadSpec(jobs=200, arrival="poisson"),
-                        failures=FailureSpec(rate=0.8, node_rate=0.05, repair_mean=7200))
+    scenario = SyntheticSetup(agents=5, workload=WorkloadSpec(jobs=200, arrival="poisson"),
+                              failures=FailureSpec(rate=0.8, node_rate=0.05, repair_mean=7200))
     for policy in POLICIES:
         run = run_scenario(scenario, policy, seed=2)
         m = measure(run)
@@ -237,7 +237,7 @@ def test_jobs_wider_than_the_machine_are_rejected() -> None:
 
 # -- determinism and closeness to EASY -------------------------------------------------------------
 def test_identical_seeds_give_identical_runs_and_other_seeds_differ() -> None:
-    scenario = Scenario(agents=10, workload=WorkloadSpec(jobs=150), failures=FailureSpec(rate=0.3, pattern="cascading"))
+    scenario = SyntheticSetup(agents=10, workload=WorkloadSpec(jobs=150), failures=FailureSpec(rate=0.3, pattern="cascading"))
     for policy in POLICIES:
         a, b = run_scenario(scenario, policy, 4), run_scenario(scenario, policy, 4)
         assert a.events == b.events and a.outcomes == b.outcomes
@@ -255,7 +255,7 @@ def test_agents_without_failures_stay_close_to_easy() -> None:
     # schedules are identical; the delay alone moves the figures by under 3%.
     for arrival in ("poisson", "batch"):
         for seed in (1, 2):
-            scenario = Scenario(agents=20, workload=WorkloadSpec(jobs=500, arrival=arrival))  # type: ignore[arg-type]
+            scenario = SyntheticSetup(agents=20, workload=WorkloadSpec(jobs=500, arrival=arrival))  # type: ignore[arg-type]
             m = compare(scenario, seed, ("easy", "agents"))
             easy, agents = m["easy"], m["agents"]
             assert agents.completed == easy.completed == 500
@@ -263,7 +263,7 @@ def test_agents_without_failures_stay_close_to_easy() -> None:
             assert agents.bsld_mean == pytest.approx(easy.bsld_mean, rel=0.03)
             assert agents.utilization == pytest.approx(easy.utilization, rel=0.01)
             assert agents.messages_per_decision == 2 * 19
-            instant = Scenario(agents=20, workload=scenario.workload, hop_delay=0.0)
+            instant = SyntheticSetup(agents=20, workload=scenario.workload, hop_delay=0.0)
             jobs, cluster, schedule = prepare(instant, seed)
             same = [simulate(jobs, cluster, instant.config(p), schedule).outcomes for p in ("easy", "agents")]
             assert [(o.job_id, o.start) for o in same[0]] == [(o.job_id, o.start) for o in same[1]]
@@ -300,7 +300,7 @@ def check_invariants(run: SimRun) -> None:
 
 
 @st.composite
-def failure_runs(draw: st.DrawFn) -> tuple[list[SimJob], ClusterSpec, FailureSchedule]:
+def failure_runs(draw: st.DrawFn) -> tuple[list[SimJob], PoolSplit, FailureSchedule]:
     agents = draw(st.integers(1, 6))
     nodes = agents * draw(st.integers(1, 3))
     n_jobs = draw(st.integers(1, 15))
@@ -320,13 +320,13 @@ def failure_runs(draw: st.DrawFn) -> tuple[list[SimJob], ClusterSpec, FailureSch
         else:
             members = tuple(sorted(draw(st.sets(st.integers(0, agents - 1), min_size=1, max_size=agents))))
         outages.append((kind, members, start, detect, end))
-    return jobs, ClusterSpec(nodes, agents), FailureSchedule.build(outages)
+    return jobs, PoolSplit(nodes, agents), FailureSchedule.build(outages)
 
 
 @settings(max_examples=250, deadline=None)
 @given(failure_runs(), st.sampled_from(["keep", "lose"]))
 def test_invariants_hold_over_random_failure_schedules(
-    case: tuple[list[SimJob], ClusterSpec, FailureSchedule], queue: str
+    case: tuple[list[SimJob], PoolSplit, FailureSchedule], queue: str
 ) -> None:
     jobs, cluster, schedule = case
     for policy in POLICIES:
@@ -339,7 +339,7 @@ def test_invariants_hold_over_random_failure_schedules(
 @settings(max_examples=150, deadline=None)
 @given(failure_runs())
 def test_without_failures_agents_and_easy_agree_and_fcfs_is_in_order(
-    case: tuple[list[SimJob], ClusterSpec, FailureSchedule],
+    case: tuple[list[SimJob], PoolSplit, FailureSchedule],
 ) -> None:
     jobs, cluster, _ = case
     easy = simulate(jobs, cluster, SimConfig("easy"))
@@ -363,9 +363,9 @@ def test_without_failures_agents_and_easy_agree_and_fcfs_is_in_order(
 def test_availability_never_exceeds_one_over_drawn_schedules(
     rate: float, pattern: str, node_rate: float, repair: float, agents: int, seed: int
 ) -> None:
-    scenario = Scenario(agents=agents, nodes_per_agent=2, workload=WorkloadSpec(jobs=25, arrival="burst", burst_size=5),
-                        failures=FailureSpec(rate=rate, pattern=pattern, node_rate=node_rate,  # type: ignore[arg-type]
-                                             repair_mean=repair, node_repair_mean=repair))
+    scenario = SyntheticSetup(agents=agents, nodes_per_agent=2, workload=WorkloadSpec(jobs=25, arrival="burst", burst_size=5),
+                              failures=FailureSpec(rate=rate, pattern=pattern, node_rate=node_rate,  # type: ignore[arg-type]
+                                                   repair_mean=repair, node_repair_mean=repair))
     jobs, cluster, schedule = prepare(scenario, seed)
     for policy in POLICIES:
         run = simulate(jobs, cluster, scenario.config(policy), schedule)

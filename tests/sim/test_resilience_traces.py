@@ -14,7 +14,7 @@ from llm_sched.sim.baselines import ReplayResult
 from llm_sched.sim.failures import FailureSchedule, FailureSpec
 from llm_sched.sim.metrics import peak_usage
 from llm_sched.sim.outcome import JobOutcome
-from llm_sched.sim.resilience import POLICIES, ClusterSpec, SimConfig, SimRun, simulate
+from llm_sched.sim.resilience import POLICIES, PoolSplit, SimConfig, SimRun, simulate
 from llm_sched.sim.resilience_metrics import attempts, measure
 from llm_sched.sim.simulate import _schedule
 from llm_sched.sim.swf import Trace
@@ -38,7 +38,7 @@ def _kth_jobs(load: Callable[..., Trace]) -> tuple[SimJob, ...]:
 
 @cache
 def _run(jobs: tuple[SimJob, ...], policy: str, failures: str) -> SimRun:
-    cluster = ClusterSpec(100, 5)
+    cluster = PoolSplit(100, 5)
     outages = []
     for spec in MIXED if failures == "mixed" else ():
         outages += [(o.kind, o.members, o.start, o.detect, o.end) for o in _schedule(jobs, cluster, spec, 11).outages]

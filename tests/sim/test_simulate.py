@@ -13,7 +13,7 @@ from rich.console import Console
 from llm_sched.errors import UserError
 from llm_sched.sim.failures import FailureSpec
 from llm_sched.sim.resilience_metrics import JOB_CSV_COLUMNS
-from llm_sched.sim.simulate import Scenario, compare, simulate_trace
+from llm_sched.sim.simulate import SyntheticSetup, compare, simulate_trace
 from llm_sched.sim.swf import TraceFormatError
 from llm_sched.sim.workload import WorkloadSpec
 from llm_sched.ui.sim_view import metrics_table, print_metrics
@@ -95,7 +95,7 @@ def test_user_errors_name_the_problem(five_jobs: Path, tmp_path: Path) -> None:
 
 
 def test_metrics_table_renders_one_column_per_policy() -> None:
-    scenario = Scenario(agents=5, workload=WorkloadSpec(jobs=60), failures=FailureSpec(rate=0.4))
+    scenario = SyntheticSetup(agents=5, workload=WorkloadSpec(jobs=60), failures=FailureSpec(rate=0.4))
     runs = compare(scenario, seed=1)
     buffer = io.StringIO()
     print_metrics(list(runs.values()), title="synthetic", console=Console(file=buffer, width=140))

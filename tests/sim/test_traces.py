@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from llm_sched.sim.baselines import Policy, ReplayResult, machine_procs, replay
-from llm_sched.sim.metrics import peak_usage, summarize, write_outcomes_csv
+from llm_sched.sim.metrics import peak_usage, schedule_metrics, write_outcomes_csv
 from llm_sched.sim.swf import Trace, load_trace
 
 LoadTrace = Callable[..., Trace]
@@ -49,7 +49,7 @@ def test_reference_averages_within_tolerance(
 ) -> None:
     # The acceptance bounds, with the default conventions (see the README).
     result = replay_shared_trace(name, policy)
-    summary = summarize(result.outcomes, result.procs)
+    summary = schedule_metrics(result.outcomes, result.procs)
     (wait, _), (bsld, _) = REFERENCE[name, policy]
     tolerance = TOLERANCE[policy]
     assert summary.wait_mean == pytest.approx(wait, rel=tolerance)
@@ -64,7 +64,7 @@ def test_reference_reproduced_to_the_printed_precision(
     # The reference keeps jobs whose run time is 0 (they wait in the queue, then take no time),
     # as the reader does by default. Every figure then agrees to the precision REFERENCE.md prints.
     result = replay_shared_trace(name, policy)
-    summary = summarize(result.outcomes, result.procs)
+    summary = schedule_metrics(result.outcomes, result.procs)
     (wait, wait_decimals), (bsld, bsld_decimals) = REFERENCE[name, policy]
     assert round(summary.wait_mean, wait_decimals) == wait
     assert round(summary.bsld_mean, bsld_decimals) == bsld
