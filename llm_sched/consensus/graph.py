@@ -396,6 +396,9 @@ class ConsensusGraph:
         if sum(abstentions.values()) >= self.quorum:
             # A quorum of agents found no feasible option: their reason is the agreed one.
             reason = abstentions.most_common(1)[0][0]
+        elif rounds == 0:  # nothing was put to a vote: say why, rather than count no rounds
+            found = f": {sum(abstentions.values())} of {self.n} found none feasible ({abstentions.most_common(1)[0][0]})"
+            reason = "no agent proposed a placement" + (found if abstentions else "")
         else:
             reason = f"no candidate reached the quorum of {self.quorum} in {rounds} round{'s' if rounds != 1 else ''}"
         decision = Decision(job_id=job.id, outcome="reject", reason=reason, rounds=rounds, voters=self.n)

@@ -51,3 +51,12 @@ async def test_quorum_lowered_to_the_liars_lets_a_bad_placement_through() -> Non
     decision = await graph.decide(job("j1", kind="physics"))
     assert decision.placement is not None
     assert not check_placement(world.state, job("j1", kind="physics"), decision.placement).ok
+
+
+async def test_a_reject_with_too_few_abstentions_for_a_quorum_says_no_agent_proposed() -> None:
+    graph, world, _ = build()
+    world.reputation.excluded.update({"gpu-agent", "memory-agent"})  # 3 may propose: fewer than q = 4
+    d = await graph.decide(job("huge", nodes=40))
+    assert d.outcome == "reject" and d.rounds == 0
+    assert d.reason.startswith("no agent proposed a placement: 3 of 5 found none feasible (")
+    assert "0 rounds" not in d.reason
