@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from llm_sched.config import load_settings  # noqa: E402
-from llm_sched.scenarios import load_scenario  # noqa: E402
+from llm_sched.orchestration.scenarios import load_scenario  # noqa: E402
 from tests.store.crash_driver import crash_runs  # noqa: E402
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llm_sched.consensus.harness import CRASH_PROTOCOLS, PROTOCOLS, sweep  # noqa: E402
+from llm_sched.transport.harness import CRASH_PROTOCOLS, PROTOCOLS, sweep  # noqa: E402
 
 
 def bft(protocol: str, seeds: int, workers: int) -> None:

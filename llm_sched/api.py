@@ -19,9 +19,9 @@ from rich.console import Console
 
 from llm_sched.config import Settings, load_settings
 from llm_sched.errors import UserError
-from llm_sched.runner import RunOptions, RunResult, ledger_path, resume_scenario, run_scenario
-from llm_sched.scenarios import Scenario, available_scenarios, load_scenario
-from llm_sched.summary import summarize
+from llm_sched.orchestration.runner import RunOptions, RunResult, ledger_path, resume_scenario, run_scenario
+from llm_sched.orchestration.scenarios import Scenario, available_scenarios, load_scenario
+from llm_sched.orchestration.summary import summarize
 from llm_sched.ui.console import ConsoleView, summary_table
 
 __all__ = [
@@ -90,8 +90,8 @@ def resume_run(
 
 def print_runs(console: Console | None = None) -> None:
     """The table of stored runs: id, kind, scenario, provider, seed, start, decisions, status."""
-    from llm_sched.run_health import log_state
-    from llm_sched.store import Ledger
+    from llm_sched.store.run_health import log_state
+    from llm_sched.store.ledger import Ledger
     from llm_sched.ui.ledger_view import runs_table
 
     path = ledger_path(load_settings())
@@ -107,8 +107,8 @@ def print_runs(console: Console | None = None) -> None:
 def show_run(run_id: str, console: Console | None = None) -> bool:
     """Print one stored run's decisions, with the votes and reputation changes behind each; returns
     whether its event log is whole (False: damaged or missing, reported under the table)."""
-    from llm_sched.run_health import log_state
-    from llm_sched.store import Ledger, StoreError
+    from llm_sched.store.run_health import log_state
+    from llm_sched.store.ledger import Ledger, StoreError
     from llm_sched.ui.ledger_view import decisions_table
 
     from llm_sched.names import check_name
@@ -126,10 +126,10 @@ def show_run(run_id: str, console: Console | None = None) -> bool:
 
 
 def verify_run(run_id: str, console: Console | None = None) -> bool:
-    """Check every quorum certificate of a stored scenario run (see :mod:`llm_sched.verify`) and say
-    what was checked; a certificate that fails raises :class:`llm_sched.verify.VerifyFailed` (exit 1)."""
+    """Check every quorum certificate of a stored scenario run (see :mod:`llm_sched.orchestration.verify`) and say
+    what was checked; a certificate that fails raises :class:`llm_sched.orchestration.verify.VerifyFailed` (exit 1)."""
     from llm_sched.names import check_name
-    from llm_sched.verify import verify_run as verify
+    from llm_sched.orchestration.verify import verify_run as verify
 
     check_name("run", run_id)
     v = verify(ledger_path(load_settings()), run_id)

@@ -144,7 +144,7 @@ class Settings(BaseModel):
 
     @property
     def ledger_path(self) -> Path:
-        """Where runs, decisions and experiment units are stored (see :mod:`llm_sched.store`)."""
+        """Where runs, decisions and experiment units are stored (see :mod:`llm_sched.store.ledger`)."""
         return self.ledger if self.ledger is not None else self.runs_dir / "llm_sched.db"
 
     @property

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_sched.events import read_jsonl
-from llm_sched.summary import summarize
+from llm_sched.core.events import read_jsonl
+from llm_sched.orchestration.summary import summarize
 from tests.conftest import REPO, Cli
 
 DEMOS = REPO / "demos"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from llm_sched.event_chain import GENESIS, Anchor, EventLogError, check_log, link, unseal
-from llm_sched.events import EventBus, JsonlSink, LLMCallEvent, PhaseStarted, ScenarioEnded, comparable, read_jsonl
-from llm_sched.llm.records import CallRecord, Message
+from llm_sched.store.event_chain import GENESIS, Anchor, EventLogError, check_log, link, unseal
+from llm_sched.core.events import EventBus, JsonlSink, LLMCallEvent, PhaseStarted, ScenarioEnded, comparable, read_jsonl
+from llm_sched.core.records import CallRecord, Message
 
 SECRET = "sk-event-secret-0123456789"
 
@@ -49,7 +49,7 @@ def test_comparable_ignores_only_timestamps_and_latencies() -> None:
     assert comparable(a) != comparable(c)
 
 
-# -- the hash chain of the log (llm_sched.event_chain) ----------------------------------------------
+# -- the hash chain of the log (llm_sched.store.event_chain) ----------------------------------------------
 
 
 def _log(path: Path, n: int = 5, end: bool = True) -> list[str]:

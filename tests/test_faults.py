@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from llm_sched import faults as F
-from llm_sched.consensus.harness import BEHAVIOURS, check_agreement
-from llm_sched.consensus.quorum import byzantine_f, crash_f
+from llm_sched.experiments import faults as F
+from llm_sched.transport.harness import BEHAVIOURS, check_agreement
+from llm_sched.protocols.quorum import byzantine_f, crash_f
 from llm_sched.errors import UserError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "scenarios" / "experiments" / "faults"

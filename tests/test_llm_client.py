@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from llm_sched.config import Settings, load_settings
-from llm_sched.events import EventBus, LLMCallEvent
+from llm_sched.core.events import EventBus, LLMCallEvent
 from llm_sched.llm import CallContext, LLMClient, Message, RetryPolicy
 from llm_sched.llm.factory import build_transport
 from tests.standin import Reply, StandIn

@@ -154,7 +154,7 @@ def test_a_fifo_is_refused_at_once_instead_of_waiting_for_a_writer(cli: Cli) -> 
 
 
 def test_a_device_as_the_cluster_file_is_refused_without_reading_it(tmp_path: Path) -> None:
-    from llm_sched.scenarios import load_scenario
+    from llm_sched.orchestration.scenarios import load_scenario
 
     scenarios = scenario_copy(tmp_path)
     healthy = scenarios / "healthy.yaml"
@@ -291,7 +291,7 @@ def test_several_problems_are_named_on_one_line_after_the_file(tmp_path: Path) -
 
 
 def test_a_union_names_the_field_not_the_branches_tried(tmp_path: Path) -> None:
-    from llm_sched.scenarios import ClusterSpec
+    from llm_sched.orchestration.scenarios import ClusterSpec
 
     data = {"agents": [{"id": f"a{i}", "specialty": "gpu", "pool": "p"} for i in range(4)],
             "pools": [{"id": "p", "specialty": "gpu", "nodes": {"count": 0, "prefix": "g-", "per_node": {"cores": 1}}}]}
@@ -313,7 +313,7 @@ def test_an_unknown_field_lists_the_fields_allowed_there(tmp_path: Path) -> None
 
 
 def test_duplicate_job_ids_are_named(tmp_path: Path) -> None:
-    from llm_sched.scenarios import load_scenario
+    from llm_sched.orchestration.scenarios import load_scenario
 
     scenarios = scenario_copy(tmp_path)
     healthy = scenarios / "healthy.yaml"

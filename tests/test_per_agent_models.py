@@ -13,9 +13,9 @@ import pytest
 
 from llm_sched.config import PROJECT_ROOT
 from llm_sched.errors import UserError
-from llm_sched.events import comparable, read_jsonl
+from llm_sched.core.events import comparable, read_jsonl
 from llm_sched.llm.cassettes import read_info
-from llm_sched.scenarios import load_scenario
+from llm_sched.orchestration.scenarios import load_scenario
 from tests.conftest import Cli
 from tests.fake_model import answer
 from tests.standin import Reply, StandIn

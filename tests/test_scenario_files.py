@@ -8,7 +8,7 @@ import pytest
 
 from llm_sched.config import PROJECT_ROOT
 from llm_sched.errors import UserError
-from llm_sched.scenarios import available_scenarios, load_scenario
+from llm_sched.orchestration.scenarios import available_scenarios, load_scenario
 from tests.conftest import Cli
 
 SCENARIOS = PROJECT_ROOT / "scenarios"

@@ -6,8 +6,8 @@ import json
 import re
 from pathlib import Path
 
-from llm_sched.events import read_jsonl
-from llm_sched.summary import same_run, summarize
+from llm_sched.core.events import read_jsonl
+from llm_sched.orchestration.summary import same_run, summarize
 from tests.conftest import Cli
 
 

@@ -16,7 +16,7 @@ import pytest
 from llm_sched.config import load_settings
 from llm_sched.llm.client import LLMClient, RetryPolicy
 from llm_sched.llm.factory import build_transport
-from llm_sched.llm.records import CallContext, Message
+from llm_sched.core.records import CallContext, Message
 from llm_sched.safe_text import one_line, printable
 from llm_sched.probes import ProbeResult
 from llm_sched.ui.console import safe

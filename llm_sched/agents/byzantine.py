@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from llm_sched.domain import ClusterState, Job, Placement, check_placement
-from llm_sched.domain.decisions import BidClaims, Proposal, Vote
+from llm_sched.core import ClusterState, Job, Placement, check_placement
+from llm_sched.core.decisions import BidClaims, Proposal, Vote
 
 Behaviour = Literal[
     "invalid_nodes", "overloaded_nodes", "inflated_scores", "vote_flipping", "silent", "corrupted_output", "inflated_bids",

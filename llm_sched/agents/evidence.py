@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from llm_sched.agents.heuristics import score_placement
-from llm_sched.domain import ClusterState, Feasibility, Job, Placement, check_placement, fitting_nodes
-from llm_sched.domain.decisions import BidClaims, Proposal
+from llm_sched.core import ClusterState, Feasibility, Job, Placement, check_placement, fitting_nodes
+from llm_sched.core.decisions import BidClaims, Proposal
 
 # A bid may differ from the evidence score by this much: room for the model's judgement, not for lies.
 BID_TOLERANCE = 0.15

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llm_sched.domain import ClusterState, Job, Placement, fitting_nodes
-from llm_sched.domain.model import Specialty
+from llm_sched.core import ClusterState, Job, Placement, fitting_nodes
+from llm_sched.core.model import Specialty
 
 # Which specialty suits which kind of job; "general" suits everything a little.
 SPECIALTY_FOR_KIND: dict[str, Specialty] = {

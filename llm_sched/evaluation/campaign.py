@@ -1,7 +1,7 @@
 """One campaign, start to finish: run the simulations (resuming what an earlier invocation stored),
 then write results.json, the statistics, the figures, the CSV files and report.md.
 
-Durability. With a ledger (the command line always has one, see :mod:`llm_sched.store`), the
+Durability. With a ledger (the command line always has one, see :mod:`llm_sched.store.ledger`), the
 campaign is a ledger run of kind ``campaign`` whose ``run_dir`` is the output folder, and every
 (configuration, repetition) task is a unit ``<configuration key>/r<repetition>`` recorded as soon as
 this process receives its result (worker processes never write the ledger). A campaign killed at
@@ -55,7 +55,7 @@ from llm_sched.evaluation.output import (
     write_summary_csv,
 )
 from llm_sched.evaluation.runner import Task, TaskResult, nan_to_none, run_tasks
-from llm_sched.storage_errors import StorageFault
+from llm_sched.store.storage_errors import StorageFault
 
 CHECKPOINT_EVERY_S = 5.0
 # report.md lines that describe the invocation, not the results (see the module's "equal")
@@ -139,7 +139,7 @@ def run_campaign(
     ``on_start(tasks, reused)`` is called once the folder is checked;
     ``on_progress(done, tasks)`` after each task (done counts the reused ones). Raises
     :class:`~llm_sched.errors.UserError` when the folder cannot be used (a
-    :class:`~llm_sched.store.StoreError` when the ledger cannot).
+    :class:`~llm_sched.store.ledger.StoreError` when the ledger cannot).
     """
     t0 = time.perf_counter()
     started = datetime.now().astimezone().isoformat(timespec="seconds")

@@ -1,7 +1,7 @@
 """Resuming experiments and campaigns: the ledger run behind an output folder, and its units.
 
 A campaign (a unit is one (configuration, repetition)) and an experiment (a unit is one (method,
-repetition)) record each finished unit in the ledger (:mod:`llm_sched.store`) as soon as this
+repetition)) record each finished unit in the ledger (:mod:`llm_sched.store.ledger`) as soon as this
 process has it, in one transaction. A run killed at any instant therefore loses at most the units
 in progress, and ``--resume DIR`` runs only the others (a new run never writes into an output folder
 that holds anything unless ``--force``: see :mod:`llm_sched.experiments.output` and
@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from llm_sched.store import RESUME_COMMANDS, Ledger, RunInfo, RunKind, RunStatus, StoreError, a_kind
+from llm_sched.store.ledger import RESUME_COMMANDS, Ledger, RunInfo, RunKind, RunStatus, StoreError, a_kind
 
 def folder_key(folder: Path | str) -> str:
     """How a folder is stored as a run's ``run_dir``: absolute, symbolic links resolved."""

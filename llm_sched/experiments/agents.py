@@ -12,7 +12,7 @@ against the real state, that every decided placement still fits (``ProposalLog``
   a :class:`~llm_sched.agents.specialist.SpecialistAgent` with the LLM client, whose model chooses
   among the feasible options through the structured-output path (or whose heuristic answers when
   the model fails); with no feasible option, the agreed reject (placement None, with the reason).
-- ``validate(slot, value)``: :func:`~llm_sched.domain.check_placement` against the agent's view;
+- ``validate(slot, value)``: :func:`~llm_sched.core.check_placement` against the agent's view;
   a reject passes only when the agent itself sees no feasible option.
 - ``alternative(slot)`` / ``invalid(slot)``: what the harness's Byzantine wrappers send instead
   (a feasible placement no honest agent would pick, and one that fails the check).
@@ -28,14 +28,14 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from llm_sched.agents.heuristics import placement_options, why_infeasible
-from llm_sched.consensus.messages import AgentId, PlacementValue, Value, digest_of
-from llm_sched.domain import ClusterState, Job, Placement, check_placement, fitting_nodes
-from llm_sched.domain.feasibility import Feasibility
-from llm_sched.domain.feasibility import OverAllocationError, commit
+from llm_sched.protocols.messages import AgentId, PlacementValue, Value, digest_of
+from llm_sched.core import ClusterState, Job, Placement, check_placement, fitting_nodes
+from llm_sched.core.feasibility import Feasibility
+from llm_sched.core.feasibility import OverAllocationError, commit
 
 if TYPE_CHECKING:
-    from llm_sched.consensus.network import Network
-    from llm_sched.domain.decisions import Proposal
+    from llm_sched.transport.network import Network
+    from llm_sched.core.decisions import Proposal
     from llm_sched.llm.client import LLMClient
 
 
@@ -285,7 +285,7 @@ class AgentHooks:
         reason = f"{self.profile.name}: {proposal.via} choice, {proposal.placement.pool} score {proposal.score:.2f}"
         return PlacementValue(job.id, proposal.placement.nodes, reason), proposal.score
 
-    # -- Byzantine (asked by consensus.harness.ByzantineCore / SplitBrainCore) --------------------
+    # -- Byzantine (asked by transport.harness.ByzantineCore / SplitBrainCore) --------------------
     def alternative(self, slot: int) -> Value:
         """A feasible value no honest agent proposes: the worst-scored option, or the best option's pool
         on its most loaded fitting nodes, or (only one way to place the job) the best option restated."""

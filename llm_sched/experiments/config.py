@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llm_sched.consensus.quorum import byzantine_f, crash_f
+from llm_sched.protocols.quorum import byzantine_f, crash_f
 from llm_sched.errors import UserError
 from llm_sched.folders import scenario_file
 from llm_sched.loader import load_yaml, validated
@@ -65,7 +65,7 @@ class ExperimentConfig(BaseModel):
     byzantine: int = _count(2, 0, MAX_AGENTS, "agents Byzantine for the whole run, drawn per repetition")
     byzantine_behaviours: tuple[str, ...] = Field(
         ("equivocate", "alter"), min_length=1,
-        description="behaviours of the Byzantine agents, assigned in turn (see consensus.harness.BEHAVIOURS)")
+        description="behaviours of the Byzantine agents, assigned in turn (see transport.harness.BEHAVIOURS)")
     crash: int = _count(0, 0, MAX_AGENTS, "honest agents that crash once, drawn per repetition")
     crash_downtime: float | None = _seconds(40.0, "simulated seconds down; null: never restart")
     jobs: int = _count(5, 1, 1000, "placement decisions per run")
@@ -73,7 +73,7 @@ class ExperimentConfig(BaseModel):
     repetitions: int = _count(3, 1, 10_000)
     seed: int = _count(0, 0, SEED_MAX)
     agent_mode: AgentMode = "heuristic"
-    faults: str | None = Field(None, description="a fault plan file (llm_sched.faults)")
+    faults: str | None = Field(None, description="a fault plan file (llm_sched.experiments.faults)")
     intensity: Intensity | None = Field(None, description="a fault preset drawn per repetition")
     fault_horizon: float = _seconds(100.0, "simulated seconds over which preset and crash faults fall")
     max_time: float = _seconds(5_000.0, "simulated seconds before a run gives up")
@@ -141,7 +141,7 @@ def _with_flag(field: str) -> str:
 
 def check_experiment(config: ExperimentConfig, where: str, scenarios_dir: Path) -> ExperimentConfig:
     """Checks across fields; returns the config with method names made canonical."""
-    from llm_sched.consensus.harness import BEHAVIOURS
+    from llm_sched.transport.harness import BEHAVIOURS
     from llm_sched.experiments.methods import get_method
 
     methods = tuple(dict.fromkeys(get_method(m).name for m in config.methods))
@@ -157,7 +157,7 @@ def check_experiment(config: ExperimentConfig, where: str, scenarios_dir: Path) 
         for name in methods:
             _check_tolerance(get_method(name).name, get_method(name).fault_model, n, b, c, where)
     if config.faults is not None:
-        from llm_sched.faults import load_fault_plan
+        from llm_sched.experiments.faults import load_fault_plan
 
         load_fault_plan(config.faults, n)  # a fault with no target, ids outside 0..n-1: UserError
     cluster = Path(config.cluster) if config.cluster else scenarios_dir / "clusters" / "specialists.yaml"

@@ -1,7 +1,7 @@
 """A whole experiment: prepare everything (and fail before any run), run every method x repetition,
 aggregate, write the output folder, show progress and the summary.
 
-Durability. With a ledger (the command line always has one, see :mod:`llm_sched.store`), the
+Durability. With a ledger (the command line always has one, see :mod:`llm_sched.store.ledger`), the
 experiment is a ledger run of kind ``experiment`` whose ``run_dir`` is the output folder, and every
 (method, repetition) run is a unit ``<method>/r<repetition>`` recorded as soon as it finishes: its
 raw_results.json record and its fault log (each kept as the exact JSON text that file is made of,
@@ -34,7 +34,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from llm_sched.config import MODEL_PROVIDERS, Settings
-from llm_sched.domain import Job
+from llm_sched.core import Job
 from llm_sched.errors import UserError
 from llm_sched.experiments import metrics, output
 from llm_sched.experiments.agents import Advisor, AgentProfile
@@ -44,7 +44,7 @@ from llm_sched.experiments.jobs import make_jobs
 from llm_sched.experiments.methods import OPTIONAL_SKIPPED, get_method
 from llm_sched.experiments.run import RunInputs, run_one
 from llm_sched.loader import load_yaml, validated
-from llm_sched.scenarios import ClusterSpec
+from llm_sched.orchestration.scenarios import ClusterSpec
 
 
 @dataclass
@@ -249,7 +249,7 @@ def resume_target(target: str, settings: Settings, path: str | None,
     """
     from llm_sched.evaluation.resume import find_stored, first_difference, folder_key
     from llm_sched.experiments.config import FLAGS, check_experiment, load_experiment
-    from llm_sched.store import StoreError
+    from llm_sched.store.ledger import StoreError
 
     ledger = settings.ledger_path
     info = find_stored(ledger, "experiment", target)

@@ -1,4 +1,4 @@
-"""One repetition's faults, as one fault plan for :mod:`llm_sched.faults`.
+"""One repetition's faults, as one fault plan for :mod:`llm_sched.experiments.faults`.
 
 Three sources, in this order (a fault's index in the plan is its id in the fault log):
 
@@ -8,7 +8,7 @@ Three sources, in this order (a fault's index in the plan is its id in the fault
    end, behaviours assigned in turn) and ``--crash`` agents (down once, at a seeded time in the
    first half of ``fault_horizon``, for ``crash_downtime``), drawn per repetition among the agents
    the file does not already make Byzantine or crash; the same agents for every method;
-3. ``preset``: ``--intensity``, drawn per repetition by :func:`llm_sched.faults.preset` over the
+3. ``preset``: ``--intensity``, drawn per repetition by :func:`llm_sched.experiments.faults.preset` over the
    agents that are not already Byzantine or crashed, for the fault model the method tolerates
    (``byzantine`` for PBFT and Tendermint, ``crash`` for Raft and Multi-Paxos). A preset fault that
    would take the run past what the method tolerates (counting the faults above) becomes a link
@@ -22,10 +22,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm_sched.consensus.messages import AgentId
+from llm_sched.protocols.messages import AgentId
 from llm_sched.errors import UserError
 from llm_sched.experiments.config import ExperimentConfig
-from llm_sched.faults import (
+from llm_sched.experiments.faults import (
     BYZANTINE_TYPES,
     LINK_TYPES,
     PRESETS,

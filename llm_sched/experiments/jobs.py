@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from llm_sched.agents.heuristics import SPECIALTY_FOR_KIND
-from llm_sched.domain import JOB_KINDS, ClusterState, Job, Resources
+from llm_sched.core import JOB_KINDS, ClusterState, Job, Resources
 
 
 def make_jobs(count: int, seed: int, oversized_every: int, state: ClusterState) -> list[Job]:

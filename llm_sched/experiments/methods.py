@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from llm_sched.consensus.messages import AgentId, Core, KeyRing, Kind, Propose, Signer, Validate, Value
+from llm_sched.protocols.messages import AgentId, Core, KeyRing, Kind, Propose, Signer, Validate, Value
 from llm_sched.errors import UserError
 
 FaultModel = Literal["byzantine", "crash"]
@@ -110,32 +110,32 @@ def get_method(name: str) -> Method:
     return METHODS[key]
 
 
-# --- the four protocols of llm_sched.consensus ---------------------------------------------------
+# --- the four protocols of llm_sched.protocols ---------------------------------------------------
 
 
 def _pbft(a: CoreArgs) -> Core:
-    from llm_sched.consensus.pbft import PbftCore
+    from llm_sched.protocols.pbft import PbftCore
 
     return PbftCore(a.agent, a.peers, a.slots, a.signer, a.keyring, a.hooks.propose, a.hooks.validate,
                     restore=a.restore)  # type: ignore[arg-type]
 
 
 def _tendermint(a: CoreArgs) -> Core:
-    from llm_sched.consensus.tendermint import TendermintCore
+    from llm_sched.protocols.tendermint import TendermintCore
 
     return TendermintCore(a.agent, a.peers, a.slots, a.signer, a.keyring, a.hooks.propose, a.hooks.validate,
                           restore=a.restore)  # type: ignore[arg-type]
 
 
 def _multi_paxos(a: CoreArgs) -> Core:
-    from llm_sched.consensus.multipaxos import MultiPaxosCore
+    from llm_sched.protocols.multipaxos import MultiPaxosCore
 
     return MultiPaxosCore(a.agent, a.peers, a.slots, a.signer, a.hooks.propose, a.timers("paxos"),
                           restore=a.restore)  # type: ignore[arg-type]
 
 
 def _raft(a: CoreArgs) -> Core:
-    from llm_sched.consensus.raft import RaftCore
+    from llm_sched.protocols.raft import RaftCore
 
     return RaftCore(a.agent, a.peers, a.slots, a.signer, a.hooks.propose, a.timers("raft"),
                     restore=a.restore)  # type: ignore[arg-type]
@@ -205,7 +205,7 @@ def register_optional(name: str, make: Callable[[], Method]) -> None:
 
 
 def _weighted() -> Method:
-    from llm_sched.consensus.weighted import WeightedCore
+    from llm_sched.protocols.weighted import WeightedCore
 
     def build(a: CoreArgs) -> Core:
         return WeightedCore(a.agent, a.peers, a.slots, a.signer, a.keyring, a.hooks.propose, a.hooks.validate,
@@ -216,7 +216,7 @@ def _weighted() -> Method:
 
 
 def _bidding() -> Method:
-    from llm_sched.consensus.bidding import BiddingCore
+    from llm_sched.protocols.bidding import BiddingCore
 
     def build(a: CoreArgs) -> Core:
         return BiddingCore(a.agent, a.peers, a.slots, a.signer, a.keyring, a.hooks.bid, a.hooks.validate,
@@ -228,7 +228,7 @@ def _bidding() -> Method:
 
 
 def _negotiation() -> Method:
-    from llm_sched.consensus.negotiation import NegotiationCore
+    from llm_sched.protocols.negotiation import NegotiationCore
 
     def build(a: CoreArgs) -> Core:
         return NegotiationCore(a.agent, a.peers, a.slots, a.signer, a.keyring, a.hooks.propose, a.hooks.validate,
@@ -240,7 +240,7 @@ def _negotiation() -> Method:
 
 
 def _gossip() -> Method:
-    from llm_sched.consensus.gossip import GossipCore
+    from llm_sched.protocols.gossip import GossipCore
 
     def build(a: CoreArgs) -> Core:
         return GossipCore(a.agent, a.peers, a.slots, a.signer, a.keyring, a.hooks.propose, a.hooks.validate,

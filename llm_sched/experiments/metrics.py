@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum, crash_f, majority
+from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum, crash_f, majority
 from llm_sched.experiments.config import ExperimentConfig
 from llm_sched.experiments.methods import Method, get_method
 

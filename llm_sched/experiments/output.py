@@ -15,7 +15,7 @@ from typing import Any
 
 from llm_sched.errors import UserError
 from llm_sched.folders import listing, make_folder, refuse_file, stamped_folder
-from llm_sched.storage_errors import StorageFault
+from llm_sched.store.storage_errors import StorageFault
 
 FILES = (
     "experiment_config.json",

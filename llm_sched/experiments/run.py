@@ -1,11 +1,11 @@
 """One method, one repetition: the agents' cores on the simulated network, then per-job results.
 
 The cores are built per agent from the method registry with the agent layer's hooks; Byzantine
-agents are wrapped exactly as :func:`llm_sched.consensus.harness.make_factory` wraps them
-(:class:`~llm_sched.consensus.harness.ByzantineCore`, or a
-:class:`~llm_sched.consensus.harness.SplitBrainCore` for ``equivocate``, colluding through one
-:class:`~llm_sched.consensus.harness.Collusion`), and active only within their fault window as
-:func:`llm_sched.faults.run_plan` does (:class:`~llm_sched.faults.TimedByzantine`). The harness's
+agents are wrapped exactly as :func:`llm_sched.transport.harness.make_factory` wraps them
+(:class:`~llm_sched.transport.harness.ByzantineCore`, or a
+:class:`~llm_sched.transport.harness.SplitBrainCore` for ``equivocate``, colluding through one
+:class:`~llm_sched.transport.harness.Collusion`), and active only within their fault window as
+:func:`llm_sched.experiments.faults.run_plan` does (:class:`~llm_sched.experiments.faults.TimedByzantine`). The harness's
 own factory cannot be reused as is: it hard-wires its toy application, and here the application is
 the agent layer.
 
@@ -36,17 +36,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from llm_sched.consensus.harness import ByzantineCore, Collusion, SplitBrainCore, check_agreement
-from llm_sched.consensus.messages import AgentId, Core, KeyRing, Message, Output, PlacementValue, Value, digest_of
-from llm_sched.consensus.network import Accounting, Network
-from llm_sched.consensus.quorum import byzantine_quorum, majority
-from llm_sched.domain import ClusterState, Feasibility, Job
-from llm_sched.domain.decisions import Certificate, Signature
-from llm_sched.domain.signing import VoteKey, placement_digest
+from llm_sched.transport.harness import ByzantineCore, Collusion, SplitBrainCore, check_agreement
+from llm_sched.protocols.messages import AgentId, Core, KeyRing, Message, Output, PlacementValue, Value, digest_of
+from llm_sched.transport.network import Accounting, Network
+from llm_sched.protocols.quorum import byzantine_quorum, majority
+from llm_sched.core import ClusterState, Feasibility, Job
+from llm_sched.core.decisions import Certificate, Signature
+from llm_sched.core.signing import VoteKey, placement_digest
 from llm_sched.experiments.agents import Advisor, AgentHooks, AgentProfile, ClusterViews, LLMTally, ProposalLog
 from llm_sched.experiments.faultplan import RepetitionPlan
 from llm_sched.experiments.methods import CoreArgs, Hooks, Method
-from llm_sched.faults import (
+from llm_sched.experiments.faults import (
     ByzantineActivity,
     TimedByzantine,
     check_applied,
@@ -54,7 +54,7 @@ from llm_sched.faults import (
     over_tolerance,
     record_window_edge,
 )
-from llm_sched.verify import unit_context
+from llm_sched.orchestration.verify import unit_context
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,11 +18,11 @@ _EXPORTS = {
     "LLMClient": "llm_sched.llm.client",
     "RetryPolicy": "llm_sched.llm.client",
     "ReplayMissError": "llm_sched.llm.client",
-    "Answer": "llm_sched.llm.records",
-    "CallRecord": "llm_sched.llm.records",
-    "CallContext": "llm_sched.llm.records",
-    "Message": "llm_sched.llm.records",
-    "Outcome": "llm_sched.llm.records",
+    "Answer": "llm_sched.core.records",
+    "CallRecord": "llm_sched.core.records",
+    "CallContext": "llm_sched.core.records",
+    "Message": "llm_sched.core.records",
+    "Outcome": "llm_sched.core.records",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -30,7 +30,7 @@ from llm_sched.errors import UserError
 from llm_sched.loader import FileMissing, load_yaml
 from llm_sched.names import check_name, inside
 from llm_sched.scrub import Scrubber
-from llm_sched.llm.records import Message
+from llm_sched.core.records import Message
 from llm_sched.llm.transport import RawReply, ReplayMiss, TransportError
 
 FORMAT = "llm-sched cassette 2"

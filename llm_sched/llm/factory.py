@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from llm_sched import __version__
 from llm_sched.config import MODEL_PROVIDERS, Settings
 from llm_sched.errors import UserError
-from llm_sched.events import EventBus
+from llm_sched.core.events import EventBus
 from llm_sched.llm.cassettes import CassetteInfo, RecordingTransport, now_utc, open_replay, refuse_existing
 from llm_sched.llm.client import Breaker, LLMClient, RetryPolicy
 from llm_sched.llm.transport import Transport
@@ -362,7 +362,7 @@ def preflight(settings: Settings, allow_fallback: bool = False) -> str | None:
 
 def run_probe_answer(transport: Any) -> str:
     """Ask ``transport`` the endpoints' readiness question, in the same schema (``--check``)."""
-    from llm_sched.llm.records import Message
+    from llm_sched.core.records import Message
     from llm_sched.probes import CHAT_QUESTION, ReadyAnswer
 
     reply = asyncio.run(transport.complete([Message(role="user", content=CHAT_QUESTION)], ReadyAnswer, 60))

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, SecretStr
 
-from llm_sched.llm.records import Message
+from llm_sched.core.records import Message
 from llm_sched.llm.transport import RawReply, TransportError, status_error, unread_answer_in
 
 ResponseForm = Literal["json_schema", "json_object"]

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from llm_sched.llm.records import Message
+from llm_sched.core.records import Message
 from llm_sched.llm.transport import RawReply, TransportError, status_error, unread_answer_in
 
 

@@ -21,7 +21,7 @@ import requests
 import urllib3
 from pydantic import BaseModel, SecretStr
 
-from llm_sched.llm.records import Message
+from llm_sched.core.records import Message
 from llm_sched.llm.transport import (
     RESPONSE_LIMIT,
     RawReply,

@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal, NamedTuple, cast
 
-from llm_sched.consensus.quorum import byzantine_quorum
+from llm_sched.protocols.quorum import byzantine_quorum
 from llm_sched.sim.engine import Engine
 from llm_sched.sim.failures import FailureSchedule, Outage
 from llm_sched.sim.outcome import JobOutcome

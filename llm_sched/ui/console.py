@@ -24,7 +24,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from llm_sched.events import RunEvent
+from llm_sched.core.events import RunEvent
 from llm_sched.safe_text import printable as safe
 
 _VIA_STYLE = {"llm": "green", "fallback": "yellow", "heuristic": "cyan", "check": "magenta", "byzantine": "bold red"}
@@ -365,7 +365,7 @@ def _certified(summary: dict[str, Any]) -> str:
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
-    """The end-of-run table; every figure comes from :func:`llm_sched.summary.summarize`."""
+    """The end-of-run table; every figure comes from :func:`llm_sched.orchestration.summary.summarize`."""
     table = Table(title=f"summary: {summary['scenario']}", show_header=True, header_style="bold")
     table.add_column("figure", no_wrap=True)
     table.add_column("value", overflow="fold")

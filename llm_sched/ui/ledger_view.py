@@ -1,15 +1,15 @@
 """Tables of what the ledger holds: ``--runs`` (every stored run) and ``--show RUN_ID`` (one run's
 decisions with the votes and reputation changes behind each).
 
-Both show whether each scenario run's event log is whole, as :mod:`llm_sched.run_health` found it;
+Both show whether each scenario run's event log is whole, as :mod:`llm_sched.store.run_health` found it;
 a damaged log is reported under the table with the file and line."""
 
 from __future__ import annotations
 
 from rich.table import Table
 
-from llm_sched.run_health import LogState
-from llm_sched.store import DecisionRecord, RunInfo
+from llm_sched.store.run_health import LogState
+from llm_sched.store.ledger import DecisionRecord, RunInfo
 
 
 def _report(table: Table, problems: list[tuple[str, str]]) -> None:

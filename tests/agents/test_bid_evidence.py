@@ -9,8 +9,8 @@ from llm_sched.agents.answers import proposal_answer
 from llm_sched.agents.byzantine import corrupt_proposal
 from llm_sched.agents.evidence import BID_TOLERANCE, check_candidate, evidence_score, measured_claims
 from llm_sched.agents.heuristics import bid_option
-from llm_sched.domain import ClusterState, Job, Node, Pool, Resources
-from llm_sched.domain.decisions import BidClaims, Proposal
+from llm_sched.core import ClusterState, Job, Node, Pool, Resources
+from llm_sched.core.decisions import BidClaims, Proposal
 
 NODE = Resources(cores=64, memory_gb=512, gpus=4)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_sched.domain import check_placement
+from llm_sched.core import check_placement
 from tests.agents.fixtures import build, job
 
 

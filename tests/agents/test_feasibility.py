@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llm_sched.domain import Placement, check_placement, fitting_nodes
-from llm_sched.domain.feasibility import OverAllocationError, commit
+from llm_sched.core import Placement, check_placement, fitting_nodes
+from llm_sched.core.feasibility import OverAllocationError, commit
 from tests.agents.fixtures import federation, job
 
 

@@ -18,11 +18,11 @@ from llm_sched.agents.reputation import (
     Reputation,
 )
 from llm_sched.agents.specialist import SpecialistAgent
-from llm_sched.consensus.graph import ConsensusGraph
-from llm_sched.domain import Job, check_placement
-from llm_sched.domain.decisions import Proposal
-from llm_sched.events import EventBus
-from llm_sched.summary import summarize
+from llm_sched.orchestration.graph import ConsensusGraph
+from llm_sched.core import Job, check_placement
+from llm_sched.core.decisions import Proposal
+from llm_sched.core.events import EventBus
+from llm_sched.orchestration.summary import summarize
 from tests.agents.fixtures import AGENTS, build, federation, job
 from tests.conftest import Cli
 
@@ -210,7 +210,7 @@ async def test_a_lone_vote_flipper_facing_only_feasible_candidates_cannot_block_
 
 # -- the tolerance against the real model -----------------------------------------------------------
 def test_no_honest_model_answer_in_the_shipped_runs_is_flagged_as_an_over_claim(cli: Cli) -> None:
-    from llm_sched.events import read_jsonl
+    from llm_sched.core.events import read_jsonl
 
     for scenario in ("healthy", "byzantine", "recovery", "injection"):
         assert cli("--scenario", scenario).code == 0

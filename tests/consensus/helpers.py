@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
-from llm_sched.consensus.core_base import CoreWrapper
-from llm_sched.consensus.harness import Collusion, Schedule, SplitBrainCore, ToyApp, make_factory
-from llm_sched.consensus.harness import check_agreement, check_validity
-from llm_sched.consensus.messages import AgentId, Core, KeyRing, Kind, Message, Output, Signer, Validate, Value
-from llm_sched.consensus.network import Crash, FaultPlan, LinkModel, Network, Partition
-from llm_sched.consensus.weighted import ACCEPT, REJECT
+from llm_sched.protocols.core_base import CoreWrapper
+from llm_sched.transport.harness import Collusion, Schedule, SplitBrainCore, ToyApp, make_factory
+from llm_sched.transport.harness import check_agreement, check_validity
+from llm_sched.protocols.messages import AgentId, Core, KeyRing, Kind, Message, Output, Signer, Validate, Value
+from llm_sched.transport.network import Crash, FaultPlan, LinkModel, Network, Partition
+from llm_sched.protocols.weighted import ACCEPT, REJECT
 
 APP = ToyApp()
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from llm_sched.consensus.bidding import Bid, BiddingConfig, BiddingCore, bid_score
-from llm_sched.consensus.messages import AgentId, Core, KeyRing, Kind, Message, Value, digest_of
-from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum
+from llm_sched.protocols.bidding import Bid, BiddingConfig, BiddingCore, bid_score
+from llm_sched.protocols.messages import AgentId, Core, KeyRing, Kind, Message, Value, digest_of
+from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum
 
 from . import helpers
 from .helpers import APP, Driver, lossy

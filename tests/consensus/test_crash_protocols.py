@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from llm_sched.consensus.harness import (
+from llm_sched.transport.harness import (
     Schedule,
     check_durability,
     election_times,
@@ -17,8 +17,8 @@ from llm_sched.consensus.harness import (
     run_schedule,
     sweep,
 )
-from llm_sched.consensus.messages import KeyRing, Kind, Message, PlacementValue
-from llm_sched.consensus.network import Crash, FaultPlan, Network, Partition
+from llm_sched.protocols.messages import KeyRing, Kind, Message, PlacementValue
+from llm_sched.transport.network import Crash, FaultPlan, Network, Partition
 
 from .helpers import run_to_end
 

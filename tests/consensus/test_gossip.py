@@ -12,12 +12,12 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from llm_sched.consensus.gossip import GossipConfig, GossipCore
-from llm_sched.consensus.messages import (
+from llm_sched.protocols.gossip import GossipConfig, GossipCore
+from llm_sched.protocols.messages import (
     BROADCAST, NIL, AgentId, Core, KeyRing, Kind, Message, Output, Value, digest_of,
 )
-from llm_sched.consensus.network import FaultPlan, LinkModel, Network
-from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum
+from llm_sched.transport.network import FaultPlan, LinkModel, Network
+from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum
 
 from . import helpers
 from .helpers import APP, Driver, lossy

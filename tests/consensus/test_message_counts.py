@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from llm_sched.consensus.harness import Schedule
-from llm_sched.consensus.messages import Kind
-from llm_sched.consensus.network import Network
+from llm_sched.transport.harness import Schedule
+from llm_sched.protocols.messages import Kind
+from llm_sched.transport.network import Network
 
 from .helpers import run_to_end
 

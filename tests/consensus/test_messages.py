@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llm_sched.consensus.messages import BROADCAST, NIL, KeyRing, Kind, Message, PlacementValue, digest_of
+from llm_sched.protocols.messages import BROADCAST, NIL, KeyRing, Kind, Message, PlacementValue, digest_of
 
 RING = KeyRing(seed=7, agent_ids=range(4))
 VALUE = PlacementValue("job-1", ("gpu-0", "gpu-1"), "fits")

@@ -11,11 +11,11 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from llm_sched.consensus.messages import (
+from llm_sched.protocols.messages import (
     AgentId, Core, KeyRing, Kind, Message, PlacementValue, Propose, Validate, Value, digest_of,
 )
-from llm_sched.consensus.negotiation import NegotiationConfig, NegotiationCore
-from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum
+from llm_sched.protocols.negotiation import NegotiationConfig, NegotiationCore
+from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum
 
 from . import helpers
 from .helpers import APP, Driver, lossy

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from llm_sched.consensus.harness import Schedule, random_schedule, run_schedule
-from llm_sched.consensus.network import Crash, FaultPlan, LinkModel, Partition
+from llm_sched.transport.harness import Schedule, random_schedule, run_schedule
+from llm_sched.transport.network import Crash, FaultPlan, LinkModel, Partition
 
 from .helpers import run_to_end
 
@@ -109,7 +109,7 @@ def test_slow_agent_decides_later(protocol: str) -> None:
 def test_history_does_not_depend_on_python_hash_seed() -> None:
     """Replays must match across processes: no set or dict order may leak into the history."""
     script = (
-        "from llm_sched.consensus.harness import random_schedule, run_schedule\n"
+        "from llm_sched.transport.harness import random_schedule, run_schedule\n"
         "for p in ('pbft', 'tendermint', 'raft', 'multipaxos'):\n"
         "    for seed in (1, 5, 9):\n"
         "        print(run_schedule(random_schedule(seed, p)).history_hash)\n"

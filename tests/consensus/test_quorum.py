@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llm_sched.consensus.quorum import byzantine_f, byzantine_quorum, crash_f, majority, min_intersection
+from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum, crash_f, majority, min_intersection
 
 # n, f, q (Byzantine), majority (crash): the table in REFERENCE.md, "Quorums".
 REFERENCE = [

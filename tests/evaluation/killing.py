@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from llm_sched.config import ENV_VARS
-from llm_sched.store import Ledger
+from llm_sched.store.ledger import Ledger
 
 REPO = Path(__file__).resolve().parents[2]
 MAIN = REPO / "main.py"

@@ -15,7 +15,7 @@ import pytest
 from llm_sched.cli import main
 from llm_sched.evaluation.campaign import CampaignResult, comparable_results, masked_report, run_campaign
 from llm_sched.evaluation.output import campaign_dump
-from llm_sched.store import Ledger, StoreError
+from llm_sched.store.ledger import Ledger, StoreError
 from tests.evaluation.conftest import tiny_config
 from tests.evaluation.killing import environ, kill_after, run, start
 

@@ -14,7 +14,7 @@ import pytest
 from llm_sched.config import Settings
 from llm_sched.experiments.config import load_experiment
 from llm_sched.experiments.experiment import ExperimentResult, run_experiment
-from llm_sched.verify import VerifyFailed, verify_run
+from llm_sched.orchestration.verify import VerifyFailed, verify_run
 
 ALL = "pbft,tendermint,multi_paxos,raft,weighted,bidding,negotiation,gossip"
 

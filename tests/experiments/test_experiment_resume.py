@@ -13,7 +13,7 @@ import pytest
 
 from llm_sched.cli import main
 from llm_sched.experiments.output import FILES
-from llm_sched.store import Ledger
+from llm_sched.store.ledger import Ledger
 from tests.evaluation.killing import environ, kill_after, run, start
 
 # 2 methods x 2 repetitions = 4 units

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from llm_sched.config import PROJECT_ROOT, load_settings
-from llm_sched.domain import ClusterState, Placement, check_placement, commit
-from llm_sched.runner import run_scenario
-from llm_sched.scenarios import Scenario, load_scenario
+from llm_sched.core import ClusterState, Placement, check_placement, commit
+from llm_sched.orchestration.runner import run_scenario
+from llm_sched.orchestration.scenarios import Scenario, load_scenario
 
 SEEDS = range(1, 21)
 VERIFIABLE = ("proposed an infeasible placement", "false capacity claim", "false load claim", "inflated bid",

@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm_sched.domain.feasibility import commit
-from llm_sched.domain.model import Job
-from llm_sched.summary import measured_removed
+from llm_sched.core.feasibility import commit
+from llm_sched.core.model import Job
+from llm_sched.orchestration.summary import measured_removed
 
-_PRELOAD = ["llm_sched.runner", "llm_sched.scenarios", "llm_sched.config", "langgraph.graph",
+_PRELOAD = ["llm_sched.orchestration.runner", "llm_sched.orchestration.scenarios", "llm_sched.config", "langgraph.graph",
             "langgraph.checkpoint.sqlite.aio"]
 
 
@@ -73,8 +73,8 @@ def _reported(root: str) -> Iterator[None]:
 def _start_run(scenario: str, root: str, provider: str, seed: int | None) -> None:
     os.environ.update(_env(Path(root), provider))
     from llm_sched.config import load_settings
-    from llm_sched.runner import run_scenario
-    from llm_sched.scenarios import load_scenario
+    from llm_sched.orchestration.runner import run_scenario
+    from llm_sched.orchestration.scenarios import load_scenario
 
     settings = load_settings()
     run_scenario(load_scenario(scenario, settings.scenarios_dir), settings, seed=seed)
@@ -83,8 +83,8 @@ def _start_run(scenario: str, root: str, provider: str, seed: int | None) -> Non
 def _resume_run(run_id: str, root: str, provider: str) -> None:
     os.environ.update(_env(Path(root), provider))
     from llm_sched.config import load_settings
-    from llm_sched.runner import resume_scenario
-    from llm_sched.scenarios import load_scenario
+    from llm_sched.orchestration.runner import resume_scenario
+    from llm_sched.orchestration.scenarios import load_scenario
 
     settings = load_settings()
     resume_scenario(run_id, settings, lambda name: load_scenario(name, settings.scenarios_dir))
@@ -152,7 +152,7 @@ def stored(ledger: Path) -> tuple[str | None, str | None, list[Row]]:
 def over_allocation(rows: list[Row], cluster: Any) -> str | None:
     """Replay committed placements onto a fresh cluster, releasing jobs when they end; the first
     placement that does not fit, or None."""
-    from llm_sched.domain.model import Placement
+    from llm_sched.core.model import Placement
 
     ends: list[tuple[float, str]] = []
     for _seq, job_id, outcome, pool, *_rest, nodes, spec, submitted in rows:
@@ -184,8 +184,8 @@ class CrashReport:
 
 def reference(scenario: str, root: Path, provider: str, seed: int | None) -> tuple[list[Row], list[dict[str, Any]], dict[str, Any], float]:
     """An uninterrupted run: its decisions, comparable events, summary, and wall time."""
-    from llm_sched.events import comparable, read_jsonl
-    from llm_sched.verify import VerifyFailed, verify_run
+    from llm_sched.core.events import comparable, read_jsonl
+    from llm_sched.orchestration.verify import VerifyFailed, verify_run
 
     t0 = time.perf_counter()
     run_child(context(), _start, (scenario, str(root), provider, seed), None)
@@ -206,8 +206,8 @@ def _summary(run_dir: Path) -> dict[str, Any]:
 def crash_runs(scenario: str, work: Path, *, kills: int, seed: int, provider: str = "heuristic",
                scenario_seed: int | None = None, cluster: Callable[[], Any]) -> CrashReport:
     """Kill runs of ``scenario`` ``kills`` times in all (several runs if needed), checking each."""
-    from llm_sched.events import comparable, read_jsonl
-    from llm_sched.verify import VerifyFailed, verify_run
+    from llm_sched.core.events import comparable, read_jsonl
+    from llm_sched.orchestration.verify import VerifyFailed, verify_run
 
     report = CrashReport()
     t0 = time.perf_counter()

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-import llm_sched.runner as runner
+import llm_sched.orchestration.runner as runner
 from llm_sched.agents.specialist import SpecialistAgent
 from llm_sched.cli import main
-from llm_sched.durable import checkpoint_path
+from llm_sched.orchestration.durable import checkpoint_path
 from tests.store.faults import Place, reference_events
 
 

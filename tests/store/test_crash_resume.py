@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from llm_sched.config import load_settings
-from llm_sched.scenarios import load_scenario
+from llm_sched.orchestration.scenarios import load_scenario
 from tests.store.crash_driver import crash_runs
 
 

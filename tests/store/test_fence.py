@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from llm_sched.events import RunEvent, read_jsonl
-from llm_sched.runner import run_scenario
-from llm_sched.store import Ledger, RunFenced
+from llm_sched.core.events import RunEvent, read_jsonl
+from llm_sched.orchestration.runner import run_scenario
+from llm_sched.store.ledger import Ledger, RunFenced
 from tests.store.faults import Place
 
 

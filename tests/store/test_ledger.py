@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_sched.events import EventLogError, JsonlSink, PhaseStarted, read_jsonl
-from llm_sched.store import SCHEMA_VERSION, DecisionRecord, Ledger, ReputationRow, StoreError, VoteRow
+from llm_sched.core.events import EventLogError, JsonlSink, PhaseStarted, read_jsonl
+from llm_sched.store.ledger import SCHEMA_VERSION, DecisionRecord, Ledger, ReputationRow, StoreError, VoteRow
 
 
 def decision(job: str, seq: int, pool: str = "gpu-pool", reason: str = "best fit") -> DecisionRecord:

@@ -7,7 +7,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from llm_sched.run_lock import run_lock
+from llm_sched.store.run_lock import run_lock
 from tests.conftest import Cli
 
 

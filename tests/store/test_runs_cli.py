@@ -10,9 +10,9 @@ import pytest
 
 from llm_sched.cli import main
 from llm_sched.config import load_settings
-from llm_sched.events import read_jsonl
-from llm_sched.runner import run_scenario
-from llm_sched.scenarios import load_scenario
+from llm_sched.core.events import read_jsonl
+from llm_sched.orchestration.runner import run_scenario
+from llm_sched.orchestration.scenarios import load_scenario
 
 
 @pytest.fixture
@@ -104,10 +104,10 @@ def test_runs_and_show_report_a_damaged_event_log(tmp_path: Path, monkeypatch: p
 
 
 def test_a_resumed_run_continues_the_chain_from_where_the_ledger_stood(tmp_path: Path) -> None:
-    from llm_sched.consensus.graph import ConsensusGraph
-    from llm_sched.event_chain import Anchor, check_log
-    from llm_sched.runner import resume_scenario
-    from llm_sched.store import Ledger
+    from llm_sched.orchestration.graph import ConsensusGraph
+    from llm_sched.store.event_chain import Anchor, check_log
+    from llm_sched.orchestration.runner import resume_scenario
+    from llm_sched.store.ledger import Ledger
 
     settings = load_settings({"LLM_SCHED_PROVIDER": "heuristic", "LLM_SCHED_RUNS_DIR": str(tmp_path)})
     scenario = load_scenario("byzantine", settings.scenarios_dir)

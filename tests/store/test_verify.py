@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from llm_sched.cli import main
-from llm_sched.runner import resume_scenario
+from llm_sched.orchestration.runner import resume_scenario
 from tests.store.faults import Place
 
 

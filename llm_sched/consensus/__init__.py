@@ -1,1 +1,0 @@
-"""Consensus: quorum math, sans-IO protocol cores (PBFT, Tendermint) and a deterministic simulated network."""
