@@ -20,7 +20,7 @@ from rich.console import Console
 from llm_sched.config import Settings, load_settings
 from llm_sched.errors import UserError
 from llm_sched.orchestration.runner import RunOptions, RunResult, ledger_path, resume_scenario, run_scenario
-from llm_sched.orchestration.scenarios import Scenario, available_scenarios, load_scenario
+from llm_sched.orchestration.scenarios import Scenario, available_scenarios, load_scenario, with_protocol
 from llm_sched.orchestration.summary import summarize
 from llm_sched.ui.console import ConsoleView, summary_table
 
@@ -53,6 +53,7 @@ def run_scenario_by_name(
     options: RunOptions = RunOptions(),
     console: Console | None = None,
     runs_dir: Path | None = None,
+    protocol: str | None = None,
 ) -> RunResult:
     """Run ``scenarios/<name>.yaml`` (or a path) and return its run folder, summary and events.
 
@@ -62,10 +63,11 @@ def run_scenario_by_name(
     cassette recorded with the scenario's seed cannot answer and auto falls back to heuristics.
     ``transparent`` shows the prompts and raw answers of each phase's first decision (``verbose``:
     of every decision); ``pause`` waits for Enter between phases (only on a terminal). ``options``:
-    recording and fallback (:class:`RunOptions`).
+    recording and fallback (:class:`RunOptions`). ``protocol``: the protocol that decides each vote
+    round (pbft, tendermint, weighted), instead of the scenario's.
     """
     settings = load_settings({"LLM_SCHED_PROVIDER": provider} if provider else {})
-    scenario = load_scenario(name, settings.scenarios_dir)
+    scenario = with_protocol(load_scenario(name, settings.scenarios_dir), protocol)
     view = ConsoleView(console, transparent=transparent, pause=pause, verbose=verbose)
     return run_scenario(scenario, settings, seed=seed, options=options, subscribers=[view], runs_dir=runs_dir)
 

@@ -89,6 +89,7 @@ APPLIES: dict[str, frozenset[str]] = {
     "allow_fallback": frozenset({"scenario", "resume"}), "no_pause": frozenset({"scenario"}), "verbose": frozenset({"scenario"}),
     "seed": frozenset({"scenario", "experiment", "evaluate", "simulate", "resume"}),
     "scenario": frozenset({"scenario", "resume"}), "interactive": frozenset({"scenario"}),
+    "protocol": frozenset({"scenario"}),
     "resume": frozenset({"experiment", "evaluate", "resume"}),
     "provider": frozenset({"scenario", "experiment", "check", "setup_env", "resume"}),
     **{dest: frozenset({"setup_env"}) for dest in ("yes", "ollama_host", "ollama_model", "sambanova_api_base",
@@ -167,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-fallback", action="store_true",
                      help="if the configured provider cannot be reached at the start, run on the agents' heuristics "
                           "(the banner and summary say so) instead of stopping")
+    run.add_argument("--protocol", choices=("pbft", "tendermint", "weighted"), metavar="NAME",
+                     help="the protocol that decides each vote round on the simulated network: pbft (default), "
+                          "tendermint or weighted (the default for reputation-weighted scenarios)")
     run.add_argument("--no-pause", action="store_true", help="do not wait for Enter between phases")
     run.add_argument("--verbose", action="store_true",
                      help="show the prompt and answer panels of every decision, not only each phase's first")
@@ -257,7 +261,7 @@ def _run_scenario(args: argparse.Namespace, name: str, transparent: bool) -> int
 
     result = run_scenario_by_name(name, provider=args.provider, seed=args.seed, transparent=transparent,
                                   pause=transparent and not args.no_pause, verbose=args.verbose,
-                                  options=_run_options(args))
+                                  options=_run_options(args), protocol=args.protocol)
     print_summary(result)
     return 0
 

@@ -61,6 +61,7 @@ class ScenarioStarted(RunEvent):
     method: str = "placement"  # "placement" or "bidding"
     weighted: bool = False
     pools: dict[str, str] = {}  # agent id -> the pool it runs (bidding)
+    protocol: str | None = None  # the protocol that decides each vote round
 
 
 class PhaseStarted(RunEvent):
@@ -142,6 +143,13 @@ class TallyDone(RunEvent):
     quorum: int
     passed: bool
     refused: int = 0  # agents whose own vote was refused (see VoteRefused)
+    # The protocol run that decided the round (orchestration.protocol_round), from the simulated
+    # network's accounting: messages and bytes sent, simulated time (1 unit = the 1 ms link delay).
+    protocol: str | None = None
+    protocol_decided: bool | None = None
+    messages: int | None = None
+    message_bytes: int | None = None
+    protocol_time: float | None = None
     candidate_feasible: bool  # the verifiable fact reputations are computed from (checks and bid claims)
     # Reputation-weighted tallies only: the weights the quorum was reached (or not) with.
     accept_weight: float | None = None

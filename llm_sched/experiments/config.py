@@ -142,7 +142,7 @@ def _with_flag(field: str) -> str:
 def check_experiment(config: ExperimentConfig, where: str, scenarios_dir: Path) -> ExperimentConfig:
     """Checks across fields; returns the config with method names made canonical."""
     from llm_sched.transport.harness import BEHAVIOURS
-    from llm_sched.experiments.methods import get_method
+    from llm_sched.protocols.registry import get_method
 
     methods = tuple(dict.fromkeys(get_method(m).name for m in config.methods))
     unknown = [b for b in config.byzantine_behaviours if b not in BEHAVIOURS]

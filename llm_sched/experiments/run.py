@@ -45,7 +45,7 @@ from llm_sched.core.decisions import Certificate, Signature
 from llm_sched.core.signing import VoteKey, placement_digest
 from llm_sched.experiments.agents import Advisor, AgentHooks, AgentProfile, ClusterViews, LLMTally, ProposalLog
 from llm_sched.experiments.faultplan import RepetitionPlan
-from llm_sched.experiments.methods import CoreArgs, Hooks, Method
+from llm_sched.protocols.registry import CoreArgs, Hooks, Method
 from llm_sched.experiments.faults import (
     ByzantineActivity,
     TimedByzantine,

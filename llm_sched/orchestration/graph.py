@@ -7,8 +7,12 @@ by its bid, which the voters check against the evidence), and a self-reported sc
 author's own recomputed view is evidence against the author (see :mod:`llm_sched.agents.evidence`).
 Every vote is signed by its agent (Ed25519, one key pair per agent per run session); the tally
 counts only votes whose signatures verify, refuses forgeries and equivocations as evidence against
-their sender (:mod:`llm_sched.protocols.certificate`), and commits only with the Byzantine quorum
-q = ceil((n+f+1)/2) of counted accepts, or, weighted, with q/n of the agents' total reputation. A
+their sender (:mod:`llm_sched.protocols.certificate`). The round is then decided by a real protocol
+(PBFT by default; Tendermint, or the reputation-weighted voting core) run by every agent on the
+seeded simulated network, each core accepting as its agent's counted vote says
+(:mod:`llm_sched.orchestration.protocol_round`); its messages are counted. It commits only with the
+Byzantine quorum q = ceil((n+f+1)/2) of counted accepts, or, weighted, with q/n of the agents' total
+reputation: the protocol's decision and that quorum agree, and both are required. A
 commit carries those signed accepts as its quorum certificate, which anyone can check offline with
 the run's public keys. Otherwise the next distinct candidate is tried, up to a round
 bound, and then the job is rejected with a reason. Nothing here knows which agent is faulty: it only
@@ -52,6 +56,8 @@ from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum, weighted_q
 from llm_sched.core import Job, check_placement
 from llm_sched.core.decisions import Certificate, Decision, Proposal, Vote
 from llm_sched.core.signing import PublicKeys, placement_digest
+from llm_sched.orchestration.protocol_round import PROTOCOLS, decide_round
+from llm_sched.protocols.messages import PlacementValue
 from llm_sched.agents.lgraph import bound, delegate, route
 from llm_sched.core.events import (
     AgentExcluded,
@@ -110,6 +116,7 @@ class ConsensusGraph:
         checkpointer: Any = None,
         rank_by: RankBy = "recomputed",
         keys: PublicKeys | None = None,
+        protocol: str | None = None,
     ) -> None:
         self.agents = dict(sorted(agents.items()))
         self.keys = keys if keys is not None else issue_keys(self.agents, world.scenario or "local", 0)
@@ -120,6 +127,9 @@ class ConsensusGraph:
         self.quorum = quorum if quorum is not None else byzantine_quorum(self.n)
         self.max_rounds = max_rounds if max_rounds is not None else self.n
         self.weighted = weighted
+        self.protocol = protocol or ("weighted" if weighted else "pbft")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {self.protocol!r}: the graph runs {', '.join(PROTOCOLS)}")
         self.rank_by: RankBy = rank_by
         self.checkpointer: Any = None
         self._compiled = self.graph()
@@ -286,11 +296,19 @@ class ConsensusGraph:
         silent = [a for a in self.agents if a not in screened.first and a not in counted]
         evidence = self.world.evidence(job, candidate)
         weights = self._weights(accepting)
-        passed = weights["passed"] if self.weighted else len(accepting) >= self.quorum
+        counted_pass = weights["passed"] if self.weighted else len(accepting) >= self.quorum
+        ran = decide_round(self.protocol, list(self.agents), PlacementValue(job.id, placement.nodes, ""),
+                           {a: v.accept for a, v in counted.items()}, f"{self.world.scenario}/{job.id}/{round_no}",
+                           self.world.reputation.scores if self.weighted else None,
+                           None if self.quorum == byzantine_quorum(self.n) else self.quorum)
+        # The protocol decides; the certificate needs the quorum of signed accepts as well. The two
+        # agree (tests/agents/test_protocol_rounds.py); both are required, so a disagreement commits nothing.
+        passed = ran.decided and counted_pass
         self._emit(TallyDone(job_id=job.id, round=round_no, accepts=len(accepting),
                              rejects=len(counted) - len(accepting), silent=len(silent),
                              refused=len(screened.refused_agents), quorum=self.quorum, passed=passed,
-                             candidate_feasible=evidence.ok,
+                             candidate_feasible=evidence.ok, protocol=ran.protocol, protocol_decided=ran.decided,
+                             messages=ran.messages, message_bytes=ran.bytes, protocol_time=ran.sim_time,
                              **({k: v for k, v in weights.items() if k != "passed"} if self.weighted else {})))
         if not evidence.ok and not passed:
             self._emit(ProposalBlocked(job_id=job.id, proposer=candidate.agent, reasons=list(evidence.reasons())))

@@ -68,7 +68,7 @@ from llm_sched.llm.cassettes import cassette_path, read_info, refuse_existing
 from llm_sched.llm.factory import LLMSession, ModelChoice, llm_session, preflight, secrets_of
 from llm_sched.names import check_name, inside
 from llm_sched.store.run_lock import run_lock
-from llm_sched.orchestration.scenarios import RANDOM_AGENT, Phase, Scenario
+from llm_sched.orchestration.scenarios import RANDOM_AGENT, Phase, Scenario, with_protocol
 from llm_sched.store.storage_errors import StorageFault
 from llm_sched.store.ledger import RESUME_COMMANDS, DecisionRecord, Ledger, RunInfo, StoreError, a_kind
 from llm_sched.orchestration.summary import summarize
@@ -256,7 +256,8 @@ def run_scenario(
                   "provider": settings.resolved_provider(), "replay_provider": settings.replay_provider,
                   "provider_note": provider_note, "record": options.record,
                   "allow_fallback": options.allow_fallback,
-                  "weighted": scenario.consensus.weighted}  # how --verify counts the quorum of a certificate
+                  "weighted": scenario.consensus.weighted,
+                  "protocol": scenario.consensus.protocol}  # --protocol, if given: a resume runs it again  # how --verify counts the quorum of a certificate
         try:
             epoch = ledger.create_run(run_dir.name, "scenario", scenario.name, settings.resolved_provider(), seed,
                                       config, run_dir.resolve())
@@ -311,7 +312,7 @@ def resume_scenario(
             raise StoreError(f"{run_dir} is a copy of run {run_id}, whose folder {info.run_dir} still exists and is the "
                              f"one the ledger {ledger.path} follows; resume that one (python main.py --resume {run_id}), "
                              "or move it away first to continue this copy instead (both would write one ledger run)")
-        scenario = load(config["scenario"])
+        scenario = with_protocol(load(config["scenario"]), config.get("protocol"))  # as the run was started
         if fingerprint(scenario.model_dump(mode="json")) != config["fingerprint"]:
             raise UserError(f"scenario {scenario.name} has changed since run {run_id} started; resuming it would "
                             "not reproduce the run. Start a new run instead")
@@ -390,7 +391,7 @@ def _execute(scenario: Scenario, settings: Settings, provider_note: str, seed: i
             bus.emit(ScenarioStarted(scenario=scenario.name, seed=seed, provider=provider_note, source=source,
                                      agents={a: ag.specialty for a, ag in graph.agents.items()},
                                      n=graph.n, f=graph.f, quorum=graph.quorum, method=scenario.consensus.method,
-                                     weighted=graph.weighted,
+                                     weighted=graph.weighted, protocol=graph.protocol,
                                      pools={a: ag.pool for a, ag in graph.agents.items() if ag.pool}))
             asyncio.run(_run_phases(scenario, graph, world, bus, seed, progress, sink))
         bus.emit(ScenarioEnded(scenario=scenario.name, wall_s=round(time.monotonic() - started, 3)))
@@ -464,4 +465,5 @@ def _build(scenario: Scenario, seed: int, session: LLMSession, bus: EventBus,
     progress.ledger.record_keys(progress.run_id, progress.epoch, issue_keys(agents, progress.run_id,
                                                                            progress.epoch).table())
     keys = PublicKeys(progress.run_id, progress.ledger.keys(progress.run_id))
-    return ConsensusGraph(agents, world, bus, weighted=scenario.consensus.weighted, keys=keys), world
+    return ConsensusGraph(agents, world, bus, weighted=scenario.consensus.weighted, keys=keys,
+                          protocol=scenario.consensus.decided_by), world

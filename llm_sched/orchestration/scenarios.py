@@ -169,11 +169,28 @@ class FaultSpec(BaseModel):
 class ConsensusSpec(BaseModel):
     """How agents agree. ``placement``: every agent proposes a placement in any pool. ``bidding``:
     every agent bids for the job on the pool it runs, with capacity claims that others verify.
-    ``weighted``: votes weigh by reputation (quorum q/n of the total weight) instead of counting."""
+    ``weighted``: votes weigh by reputation (quorum q/n of the total weight) instead of counting.
+    ``protocol``: pbft, tendermint or weighted (Byzantine-tolerant cores whose replicas validate)."""
 
     model_config = _STRICT
     method: Literal["placement", "bidding"] = "placement"
     weighted: bool = False
+    # The protocol that decides each vote round (see orchestration.protocol_round): by default PBFT,
+    # or the reputation-weighted voting core when votes are weighted.
+    protocol: Literal["pbft", "tendermint", "weighted"] | None = None
+
+    @property
+    def decided_by(self) -> str:
+        """The protocol that decides: the one named, else ``weighted`` for weighted votes, else ``pbft``."""
+        return self.protocol or ("weighted" if self.weighted else "pbft")
+
+
+def with_protocol(scenario: Scenario, protocol: str | None) -> Scenario:
+    """``scenario`` decided by ``protocol`` (None: as it is)."""
+    if protocol is None:
+        return scenario
+    consensus = scenario.consensus.model_copy(update={"protocol": protocol})
+    return scenario.model_copy(update={"consensus": consensus})
 
 
 class Phase(BaseModel):

@@ -39,6 +39,9 @@ def summarize(events: list[RunEvent] | list[dict[str, Any]]) -> dict[str, Any]:
         "certified_commits": sum(1 for d in commits if d.get("certificate")),
         # Votes that did not count: a signature that fails (forged, garbled) or an equivocation.
         "votes_refused": len(by_kind.get("vote_refused", [])),
+        # Every vote round is decided by a protocol run on the simulated network: its messages, counted.
+        "protocol": started.get("protocol"),
+        "protocol_messages": sum(t.get("messages") or 0 for t in by_kind.get("tally", [])),
         "invalid_proposals_blocked": len(by_kind.get("proposal_blocked", [])),
         # Proposals whose self-reported score exceeded their author's own recomputed view (evidence).
         "scores_overclaimed": len(by_kind.get("score_overclaimed", [])),

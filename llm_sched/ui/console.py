@@ -227,6 +227,8 @@ class ConsoleView:
             tally = Text(f"  tally: {e.accepts} accept, {e.rejects} reject, {e.silent} silent; needs {e.quorum} -> ")
         if e.refused:
             tally = Text(tally.plain.replace(" silent;", f" silent, {e.refused} refused;"))
+        if e.protocol is not None:
+            tally = Text(tally.plain.replace(" -> ", f"; {e.protocol.upper()}: {e.messages} messages -> "))
         self.console.print(tally + verdict)
 
     def _on_vote_refused(self, e: Any) -> None:
@@ -358,6 +360,12 @@ def _source(summary: dict[str, Any]) -> str:
     return str(summary["provider"])
 
 
+def _protocol(summary: dict[str, Any]) -> str:
+    if not summary.get("protocol"):
+        return "-"  # a run from before protocol rounds
+    return f"{summary['protocol_messages']} ({summary['protocol']}, simulated network)"
+
+
 def _certified(summary: dict[str, Any]) -> str:
     if "certified_commits" not in summary:
         return "-"  # a run from before signed votes
@@ -379,6 +387,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("unanimous decisions", summary["unanimous"]),
         ("voting rounds", summary["rounds"]),
         ("commits with a quorum certificate", _certified(summary)),
+        ("protocol messages (counted)", _protocol(summary)),
         ("votes refused (signature, equivocation)", summary.get("votes_refused", "-")),
         ("invalid proposals blocked", summary["invalid_proposals_blocked"]),
         # "-": a run from before the check, whose summary has no such figure.

@@ -207,7 +207,7 @@ def test_two_liars_against_the_four_newer_methods_in_the_experiment_runner(tmp_p
     from llm_sched.config import Settings
     from llm_sched.experiments.config import load_experiment
     from llm_sched.experiments.experiment import run_experiment
-    from llm_sched.experiments.methods import METHODS, OPTIONAL_SKIPPED
+    from llm_sched.protocols.registry import METHODS, OPTIONAL_SKIPPED
 
     methods = ("weighted", "bidding", "negotiation", "gossip")
     missing = [m for m in methods if m not in METHODS]

@@ -8,7 +8,7 @@ import pytest
 
 from llm_sched.errors import UserError
 from llm_sched.experiments.config import ExperimentConfig, load_experiment
-from llm_sched.experiments.methods import METHODS
+from llm_sched.protocols.registry import METHODS
 from tests.conftest import Cli
 
 

@@ -13,7 +13,7 @@ from llm_sched.config import Settings
 from llm_sched.core import Job
 from llm_sched.experiments.config import load_experiment
 from llm_sched.experiments.experiment import ExperimentResult, run_experiment
-from llm_sched.experiments.methods import METHODS, OPTIONAL_SKIPPED
+from llm_sched.protocols.registry import METHODS, OPTIONAL_SKIPPED
 from llm_sched.experiments.metrics import percentile
 from llm_sched.loader import load_yaml
 from llm_sched.orchestration.scenarios import ClusterSpec
@@ -127,7 +127,7 @@ def test_percentile_interpolates_between_ranks() -> None:
 
 def test_an_optional_method_whose_module_failed_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     from llm_sched.errors import UserError
-    from llm_sched.experiments import methods
+    from llm_sched.protocols import registry as methods
 
     monkeypatch.setitem(methods.OPTIONAL_SKIPPED, "hotstuff", "ModuleNotFoundError: No module named 'x'")
     with pytest.raises(UserError, match="'hotstuff' is not available: its module did not import"):

@@ -1,4 +1,6 @@
-"""The consensus methods an experiment can run: one registry entry per protocol.
+"""The consensus protocols the engine can run: one registry entry per protocol.
+
+The protocol experiments and the scenario graph build their cores here, one factory for both.
 
 An entry says how to build one agent's sans-IO core from what the agent layer offers (the
 :class:`Hooks`: propose, validate, an agreed reject, a bid), which fault model the protocol is built
@@ -17,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from llm_sched.protocols.messages import AgentId, Core, KeyRing, Kind, Propose, Signer, Validate, Value
 from llm_sched.errors import UserError
+from llm_sched.protocols.messages import AgentId, Core, KeyRing, Kind, Propose, Signer, Validate, Value
 
 FaultModel = Literal["byzantine", "crash"]
 Bid = Callable[[int], tuple[Value, float]]
@@ -46,6 +48,7 @@ class CoreArgs:
     hooks: Hooks
     seed: int
     restore: object | None = None
+    config: object | None = None  # a protocol's own config (weights, a quorum override); None: its default
 
     def timers(self, name: str) -> random.Random:
         """A seeded random stream for a core's randomized timers (distinct after a restart)."""
@@ -117,14 +120,14 @@ def _pbft(a: CoreArgs) -> Core:
     from llm_sched.protocols.pbft import PbftCore
 
     return PbftCore(a.agent, a.peers, a.slots, a.signer, a.keyring, a.hooks.propose, a.hooks.validate,
-                    restore=a.restore)  # type: ignore[arg-type]
+                    config=a.config, restore=a.restore)  # type: ignore[arg-type]
 
 
 def _tendermint(a: CoreArgs) -> Core:
     from llm_sched.protocols.tendermint import TendermintCore
 
     return TendermintCore(a.agent, a.peers, a.slots, a.signer, a.keyring, a.hooks.propose, a.hooks.validate,
-                          restore=a.restore)  # type: ignore[arg-type]
+                          config=a.config, restore=a.restore)  # type: ignore[arg-type]
 
 
 def _multi_paxos(a: CoreArgs) -> Core:
@@ -209,7 +212,7 @@ def _weighted() -> Method:
 
     def build(a: CoreArgs) -> Core:
         return WeightedCore(a.agent, a.peers, a.slots, a.signer, a.keyring, a.hooks.propose, a.hooks.validate,
-                            restore=a.restore)  # type: ignore[arg-type]
+                            config=a.config, restore=a.restore)  # type: ignore[arg-type]
 
     return Method("weighted", "reputation-weighted voting (equal weights)", "byzantine", build,
                   _VOTING_KINDS, lambda n: 5 * (n - 1), "5(n-1)", "round", _attr("round"), position_before=True)

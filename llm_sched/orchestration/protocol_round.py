@@ -1,0 +1,100 @@
+"""One vote round of the scenario graph, decided by a real protocol on the simulated network.
+
+The graph gathers the agents' signed votes on a candidate. Then every agent runs the chosen
+protocol's sans-I/O core (PBFT by default) for one slot on the seeded simulated network, built
+from the same registry and hooks as the protocol experiments: the protocol asks, the agent answers.
+An agent's core accepts the candidate exactly when the agent's counted, signed vote accepts it; an
+agent with no counted vote (silent, or its votes refused) runs no core, as if crashed. The round
+passes when the protocol decides the candidate. Its messages, bytes and simulated time come from the
+network's accounting, not from a formula. The network's seed comes from the run, the job and the
+round, so a run's history is the same every time.
+
+Only protocols whose replicas validate what they are asked to accept are offered: with Raft or
+Multi-Paxos a replica accepts whatever the leader sends, so a vote would change nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from llm_sched.protocols.messages import KeyRing, PlacementValue, Value
+from llm_sched.protocols.registry import CoreArgs, Hooks, get_method
+from llm_sched.transport.network import Crash, FaultPlan, LinkModel, Network
+
+PROTOCOLS = ("pbft", "tendermint", "weighted")  # Byzantine-tolerant cores whose replicas validate
+MAX_TIME = 400.0  # simulated time units (1 unit = the 1 ms link delay): decide by then or the round fails
+
+
+@dataclass(frozen=True, slots=True)
+class RoundOutcome:
+    """What the protocol did with one candidate."""
+
+    protocol: str
+    decided: bool
+    messages: int
+    bytes: int
+    sim_time: float  # when the first agent decided, or MAX_TIME
+
+
+def decide_round(protocol: str, agents: Sequence[str], value: PlacementValue, accepts: Mapping[str, bool],
+                 seed: str, weights: Mapping[str, float] | None = None, quorum: int | None = None) -> RoundOutcome:
+    """Run ``protocol`` among ``agents`` on ``value``; ``accepts``: each counted vote (absent: no core).
+    ``weights``: the weighted core's reputation weights; ``quorum`` overrides the protocol's quorum,
+    only to show that a smaller one is unsafe."""
+    method = get_method(protocol)
+    ids = tuple(range(len(agents)))
+    number = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big")
+    keyring = KeyRing(seed, ids)
+    config = _config(protocol, agents, weights, quorum)
+
+    def factory(i: int, restore: object | None) -> object:
+        hooks = _hooks(value, accepts.get(agents[i], False))
+        return method.build(CoreArgs(i, ids, 1, keyring.signer(i), keyring, hooks, number, restore, config))
+
+    absent = tuple(Crash(i, 0.0) for i, a in enumerate(agents) if a not in accepts)
+    net = Network(ids, factory, keyring, number, FaultPlan(LinkModel(base_delay=1.0), crashes=absent))  # type: ignore[arg-type]
+    # Until every agent that accepts has decided (the whole cost of a decision), or the time is up.
+    accepting = [i for i, a in enumerate(agents) if accepts.get(a)]
+    net.run(MAX_TIME, stop=lambda: all(0 in net.decisions[i] for i in accepting))
+    decided_at = [t[0] for t in net.decided_at.values() if 0 in t]
+    decided = any(d.get(0) == value for d in net.decisions.values())
+    return RoundOutcome(protocol, decided, net.stats.total_sent, net.stats.total_bytes,
+                        min(decided_at) if decided_at else MAX_TIME)
+
+
+def _config(protocol: str, agents: Sequence[str], weights: Mapping[str, float] | None,
+            quorum: int | None) -> object | None:
+    """The core's config when it differs from the default: reputation weights, a quorum override."""
+    if protocol == "weighted" and (weights is not None or quorum is not None):
+        from llm_sched.protocols.weighted import WeightedConfig
+
+        table = {i: weights[a] for i, a in enumerate(agents)} if weights is not None else {}
+        return WeightedConfig(weights=table, quorum_fraction=None if quorum is None else quorum / len(agents))
+    if quorum is None:
+        return None
+    if protocol == "pbft":
+        from llm_sched.protocols.pbft import PbftConfig
+
+        return PbftConfig(quorum=quorum)
+    from llm_sched.protocols.tendermint import TendermintConfig
+
+    return TendermintConfig(quorum=quorum)
+
+
+def _hooks(value: PlacementValue, accept: bool) -> Hooks:
+    """An agent's answers to its core: it proposes and accepts the candidate as its vote says."""
+
+    def propose(slot: int) -> Value:
+        # An agent that leads a view puts forward the candidate only if it accepts it (a leader's
+        # proposal counts as its own vote), else the agreed "no quorum" value nobody accepts.
+        return value if accept else reject(slot)
+
+    def validate(slot: int, candidate: Value) -> bool:
+        return accept and candidate == value
+
+    def reject(slot: int) -> Value:
+        return PlacementValue(value.job_id, None, "no quorum")
+
+    return Hooks(propose, validate, reject, lambda slot: (value, 1.0))
