@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from llm_sched.config import Settings  # noqa: E402
 from llm_sched.experiments.config import load_experiment  # noqa: E402
 from llm_sched.experiments.experiment import run_experiment  # noqa: E402
-from llm_sched.experiments.methods import METHODS, OPTIONAL_SKIPPED  # noqa: E402
+from llm_sched.protocols.registry import METHODS, OPTIONAL_SKIPPED  # noqa: E402
 
 ISSUE_RUN = ("--experiment", "--agents", "7", "--byzantine", "2", "--jobs", "5", "--repetitions", "3",
              "--methods", "pbft,tendermint,multi_paxos")
