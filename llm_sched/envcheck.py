@@ -19,7 +19,7 @@ from typing import Literal
 
 from llm_sched.config import REMOTE_PROVIDERS, Settings, redact
 from llm_sched.safe_text import printable
-from llm_sched.probes import NEEDS, PROBE_TIMEOUT_S, ProbeResult, probe_configured, public_url
+from llm_sched.llm.probes import NEEDS, PROBE_TIMEOUT_S, ProbeResult, probe_configured, public_url
 
 Status = Literal["ok", "warn", "fail", "off"]
 DIST_NAME = "llm-sched"

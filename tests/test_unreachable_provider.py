@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from llm_sched.probes import probe_ollama, probe_openai
+from llm_sched.llm.probes import probe_ollama, probe_openai
 from tests.conftest import Cli
 from tests.standin import Reply, StandIn
 

@@ -31,7 +31,7 @@ from llm_sched.core.events import EventBus
 from llm_sched.llm.cassettes import CassetteInfo, RecordingTransport, now_utc, open_replay, refuse_existing
 from llm_sched.llm.client import Breaker, LLMClient, RetryPolicy
 from llm_sched.llm.transport import Transport
-from llm_sched.probes import public_url
+from llm_sched.llm.probes import public_url
 from llm_sched.scrub import Scrubber
 
 
@@ -346,7 +346,7 @@ def preflight(settings: Settings, allow_fallback: bool = False) -> str | None:
         if provider == "local":
             local_model(settings)  # loads the process's one instance: the run uses it next
         else:
-            from llm_sched.probes import probe_configured
+            from llm_sched.llm.probes import probe_configured
 
             # The chat endpoint itself answers one tiny constrained question: a model list alone said
             # "ready" for servers whose every chat request failed or hung.
@@ -363,7 +363,7 @@ def preflight(settings: Settings, allow_fallback: bool = False) -> str | None:
 def run_probe_answer(transport: Any) -> str:
     """Ask ``transport`` the endpoints' readiness question, in the same schema (``--check``)."""
     from llm_sched.core.records import Message
-    from llm_sched.probes import CHAT_QUESTION, ReadyAnswer
+    from llm_sched.llm.probes import CHAT_QUESTION, ReadyAnswer
 
     reply = asyncio.run(transport.complete([Message(role="user", content=CHAT_QUESTION)], ReadyAnswer, 60))
     return reply.text
