@@ -75,3 +75,33 @@ def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Place:
     from tests.store.faults import isolated_place
 
     return isolated_place(tmp_path, monkeypatch)
+
+
+def test_a_run_killed_under_protocol_tendermint_resumes_on_tendermint_to_the_uninterrupted_end(
+        place: Place, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typing import Any
+
+    from llm_sched.core.events import comparable, read_jsonl
+    from llm_sched.orchestration.graph import ConsensusGraph
+    from llm_sched.orchestration.runner import resume_scenario, run_scenario
+    from llm_sched.orchestration.scenarios import with_protocol
+    from tests.store.faults import Died
+
+    scenario = with_protocol(place.scenario("byzantine"), "tendermint")
+    whole = run_scenario(scenario, place.settings())
+    original = ConsensusGraph._choose
+
+    def dying(graph: ConsensusGraph, s: Any) -> Any:
+        if s["job"].id == "b-04":
+            raise Died
+        return original(graph, s)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ConsensusGraph, "_choose", dying)
+        with pytest.raises(Died):
+            run_scenario(scenario, place.settings())
+    killed = max(r.run_id for r in place.runs_stored() if r.run_id != whole.run_dir.name)
+    resumed = resume_scenario(killed, place.settings(), place.loader())  # the file says nothing of tendermint
+    events = [comparable(e) for e in read_jsonl(resumed.run_dir / "events.jsonl")]
+    assert {e["protocol"] for e in events if e["kind"] == "tally"} == {"tendermint"}
+    assert events == [comparable(e) for e in read_jsonl(whole.run_dir / "events.jsonl")]
