@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from llm_sched.agents.reputation import Reputation  # noqa: E402
 from llm_sched.agents.specialist import SpecialistAgent, World  # noqa: E402
 from llm_sched.config import PROJECT_ROOT, load_settings  # noqa: E402
-from llm_sched.orchestration.graph import ConsensusGraph  # noqa: E402
 from llm_sched.core.events import EventBus  # noqa: E402
 from llm_sched.llm.client import LLMClient, RetryPolicy  # noqa: E402
 from llm_sched.llm.factory import build_transport  # noqa: E402
+from llm_sched.orchestration.graph import ConsensusGraph  # noqa: E402
 from llm_sched.orchestration.scenarios import load_scenario  # noqa: E402
 from tests.fake_model import answer  # noqa: E402
 from tests.standin import Reply, StandIn  # noqa: E402

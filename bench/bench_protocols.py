@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llm_sched.transport.harness import CRASH_PROTOCOLS, PROTOCOLS, Schedule, make_factory, sweep  # noqa: E402
 from llm_sched.protocols.messages import KeyRing  # noqa: E402
-from llm_sched.transport.network import FaultPlan, LinkModel, Network  # noqa: E402
 from llm_sched.protocols.quorum import byzantine_f  # noqa: E402
+from llm_sched.transport.harness import CRASH_PROTOCOLS, PROTOCOLS, Schedule, make_factory, sweep  # noqa: E402
+from llm_sched.transport.network import FaultPlan, LinkModel, Network  # noqa: E402
 
 MS_PER_UNIT = 1.0
 

@@ -92,8 +92,8 @@ def resume_run(
 
 def print_runs(console: Console | None = None) -> None:
     """The table of stored runs: id, kind, scenario, provider, seed, start, decisions, status."""
-    from llm_sched.store.run_health import log_state
     from llm_sched.store.ledger import Ledger
+    from llm_sched.store.run_health import log_state
     from llm_sched.ui.ledger_view import runs_table
 
     path = ledger_path(load_settings())
@@ -109,11 +109,10 @@ def print_runs(console: Console | None = None) -> None:
 def show_run(run_id: str, console: Console | None = None) -> bool:
     """Print one stored run's decisions, with the votes and reputation changes behind each; returns
     whether its event log is whole (False: damaged or missing, reported under the table)."""
-    from llm_sched.store.run_health import log_state
-    from llm_sched.store.ledger import Ledger, StoreError
-    from llm_sched.ui.ledger_view import decisions_table
-
     from llm_sched.names import check_name
+    from llm_sched.store.ledger import Ledger, StoreError
+    from llm_sched.store.run_health import log_state
+    from llm_sched.ui.ledger_view import decisions_table
 
     check_name("run", run_id)
     path = ledger_path(load_settings())

@@ -18,8 +18,8 @@ from importlib import metadata
 from typing import Literal
 
 from llm_sched.config import REMOTE_PROVIDERS, Settings, redact
-from llm_sched.safe_text import printable
 from llm_sched.llm.probes import NEEDS, PROBE_TIMEOUT_S, ProbeResult, probe_configured, public_url
+from llm_sched.safe_text import printable
 
 Status = Literal["ok", "warn", "fail", "off"]
 DIST_NAME = "llm-sched"

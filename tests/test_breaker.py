@@ -8,9 +8,9 @@ import json
 from pydantic import BaseModel
 
 from llm_sched.config import load_settings
+from llm_sched.core.records import CallContext, Message
 from llm_sched.llm.client import Breaker, LLMClient, RetryPolicy
 from llm_sched.llm.factory import build_transport
-from llm_sched.core.records import CallContext, Message
 from tests.conftest import Cli
 from tests.standin import Reply, StandIn
 

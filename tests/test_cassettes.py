@@ -11,8 +11,8 @@ import pytest
 from pydantic import SecretStr
 
 from llm_sched.config import load_settings
-from llm_sched.errors import UserError
 from llm_sched.core.events import EventBus
+from llm_sched.errors import UserError
 from llm_sched.llm import CallContext, Message, ReplayMissError, llm_session
 from llm_sched.llm.cassettes import read_info
 from tests.standin import Reply, StandIn

@@ -22,10 +22,10 @@ import pytest
 from pydantic import BaseModel
 
 from llm_sched.config import DEFAULT_MAX_RESPONSE_BYTES, Settings, load_settings
+from llm_sched.core.records import Answer, CallContext, Message
 from llm_sched.llm.bounded_http import bounded_hooks
 from llm_sched.llm.client import LLMClient, RetryPolicy
 from llm_sched.llm.factory import build_transport
-from llm_sched.core.records import Answer, CallContext, Message
 from llm_sched.llm.transport import UnreadAnswer
 from tests.conftest import REPO, Cli, CliResult
 from tests.standin import Reply, StandIn

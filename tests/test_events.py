@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from llm_sched.store.event_chain import GENESIS, Anchor, EventLogError, check_log, link, unseal
 from llm_sched.core.events import EventBus, JsonlSink, LLMCallEvent, PhaseStarted, ScenarioEnded, comparable, read_jsonl
 from llm_sched.core.records import CallRecord, Message
+from llm_sched.store.event_chain import GENESIS, Anchor, EventLogError, check_log, link, unseal
 
 SECRET = "sk-event-secret-0123456789"
 

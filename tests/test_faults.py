@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from llm_sched.experiments import faults as F
-from llm_sched.transport.harness import BEHAVIOURS, check_agreement
-from llm_sched.protocols.quorum import byzantine_f, crash_f
 from llm_sched.errors import UserError
+from llm_sched.experiments import faults as F
+from llm_sched.protocols.quorum import byzantine_f, crash_f
+from llm_sched.transport.harness import BEHAVIOURS, check_agreement
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "scenarios" / "experiments" / "faults"
 

@@ -18,7 +18,7 @@ from llm_sched.agents.answers import VoteAnswer, proposal_answer  # noqa: E402
 from llm_sched.config import load_settings  # noqa: E402
 from llm_sched.errors import UserError  # noqa: E402
 from llm_sched.llm import CallContext, Message  # noqa: E402
-from llm_sched.llm.factory import build_transport, local_model, llm_session  # noqa: E402
+from llm_sched.llm.factory import build_transport, llm_session, local_model  # noqa: E402
 from llm_sched.llm.local_transport import default_model_path, file_sha256  # noqa: E402
 from tests.conftest import Cli  # noqa: E402
 

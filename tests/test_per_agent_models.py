@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from llm_sched.config import PROJECT_ROOT
-from llm_sched.errors import UserError
 from llm_sched.core.events import comparable, read_jsonl
+from llm_sched.errors import UserError
 from llm_sched.llm.cassettes import read_info
 from llm_sched.orchestration.scenarios import load_scenario
 from tests.conftest import Cli

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from llm_sched.core.events import EventBus, JsonlSink, LLMCallEvent
-from llm_sched.llm.client import LLMClient, RetryPolicy
 from llm_sched.core.records import CallContext, Message
+from llm_sched.llm.client import LLMClient, RetryPolicy
 from llm_sched.llm.transport import RawReply, status_error
 from llm_sched.scrub import REDACTED, SHOWN_LIMIT, Scrubber, clip
 

@@ -130,8 +130,9 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, monke
 
 
 def test_merge_quotes_values_that_need_it_and_round_trips() -> None:
-    from dotenv import dotenv_values
     import io
+
+    from dotenv import dotenv_values
 
     text = merge_env_text("", {"A": 'has space "and quotes" \\ # hash', "B": "plain-1.2:3", "C": None})
     assert dotenv_values(stream=io.StringIO(text)) == {"A": 'has space "and quotes" \\ # hash', "B": "plain-1.2:3"}

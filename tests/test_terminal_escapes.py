@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from llm_sched.config import load_settings
+from llm_sched.core.records import CallContext, Message
 from llm_sched.llm.client import LLMClient, RetryPolicy
 from llm_sched.llm.factory import build_transport
-from llm_sched.core.records import CallContext, Message
-from llm_sched.safe_text import one_line, printable
 from llm_sched.llm.probes import ProbeResult
+from llm_sched.safe_text import one_line, printable
 from llm_sched.ui.console import safe
 from tests.conftest import Cli
 from tests.standin import Reply, RequestRecord, StandIn

@@ -14,9 +14,9 @@ from pathlib import Path
 from string import Template
 
 from llm_sched.config import PROJECT_ROOT
+from llm_sched.core.records import Message
 from llm_sched.errors import UserError
 from llm_sched.loader import read_text
-from llm_sched.core.records import Message
 
 PROMPTS_DIR = PROJECT_ROOT / "prompts"
 SEPARATOR = "\n---\n"

@@ -20,14 +20,14 @@ from llm_sched.agents.answers import VoteAnswer, proposal_answer
 from llm_sched.agents.byzantine import corrupt_proposal, corrupt_vote, extra_votes
 from llm_sched.agents.evidence import BID_TOLERANCE, Evidence, check_candidate, measured_claims
 from llm_sched.agents.heuristics import Option, bid_option, placement_options, score_placement, why_infeasible
+from llm_sched.agents.lgraph import bound, delegate, route
 from llm_sched.agents.prompts import render, untrusted_data
 from llm_sched.agents.reputation import Reputation
 from llm_sched.core import ClusterState, Job
 from llm_sched.core.decisions import Proposal, Vote
-from llm_sched.core.signing import PublicKeys, VoteKey, placement_digest
-from llm_sched.agents.lgraph import bound, delegate, route
-from llm_sched.llm.client import LLMClient
 from llm_sched.core.records import Answer, CallContext
+from llm_sched.core.signing import PublicKeys, VoteKey, placement_digest
+from llm_sched.llm.client import LLMClient
 
 
 @dataclass

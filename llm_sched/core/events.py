@@ -19,10 +19,12 @@ from pydantic import BaseModel, ConfigDict
 
 from llm_sched.core.decisions import Decision, Proposal, Vote
 from llm_sched.core.model import Job, Placement
-from llm_sched.store.event_chain import GENESIS, HASH_FIELD, scan, seal
-from llm_sched.store.event_chain import EventLogError as EventLogError  # defined with the chain it guards; used from here
 from llm_sched.core.records import CallRecord
 from llm_sched.scrub import Scrubber
+from llm_sched.store.event_chain import GENESIS, HASH_FIELD, scan, seal
+from llm_sched.store.event_chain import (
+    EventLogError as EventLogError,  # defined with the chain it guards; used from here
+)
 
 # Fields that differ between two runs with the same seed and cassette (times measured, not simulated).
 # Signatures and key epochs too: every process of a run signs with fresh keys (stored with the run).

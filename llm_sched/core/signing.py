@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 STATEMENT_TAG = "llm-sched/vote/v1"  # domain separation: these bytes are a vote, of this format
 SIGNATURE_HEX = 128  # an Ed25519 signature is 64 bytes
-PUBLIC_KEY_HEX = 64  # an Ed25519 public key is 32 bytes
 
 
 def _canonical(fields: Sequence[object]) -> bytes:

@@ -42,7 +42,6 @@ from llm_sched import __version__
 from llm_sched.evaluation.analysis import Analysis, ConfigInfo, analyse
 from llm_sched.evaluation.config import CampaignConfig
 from llm_sched.evaluation.design import configurations, seed_of, seeds
-from llm_sched.evaluation.resume import DurableRun, holding, open_run
 from llm_sched.evaluation.findings import findings as make_findings
 from llm_sched.evaluation.output import (
     RESULTS,
@@ -54,6 +53,7 @@ from llm_sched.evaluation.output import (
     write_json,
     write_summary_csv,
 )
+from llm_sched.evaluation.resume import DurableRun, holding, open_run
 from llm_sched.evaluation.runner import Task, TaskResult, nan_to_none, run_tasks
 from llm_sched.store.storage_errors import StorageFault
 

@@ -49,8 +49,8 @@ def resume_target(target: str, ledger_path: Path, *, config_path: str | None, qu
     :class:`~llm_sched.errors.UserError` when nothing is stored or the flags describe another campaign."""
     from llm_sched.errors import UserError
     from llm_sched.evaluation.config import campaign_path, load_campaign, parse_campaign
-    from llm_sched.evaluation.resume import find_stored, first_difference, folder_key
     from llm_sched.evaluation.output import RESULTS, campaign_dump, read_results
+    from llm_sched.evaluation.resume import find_stored, first_difference, folder_key
     from llm_sched.store.ledger import StoreError
 
     info = find_stored(ledger_path, "campaign", target)

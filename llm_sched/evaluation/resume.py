@@ -28,6 +28,7 @@ from typing import Any
 
 from llm_sched.store.ledger import RESUME_COMMANDS, Ledger, RunInfo, RunKind, RunStatus, StoreError, a_kind
 
+
 def folder_key(folder: Path | str) -> str:
     """How a folder is stored as a run's ``run_dir``: absolute, symbolic links resolved."""
     return str(Path(folder).expanduser().resolve())

@@ -28,15 +28,14 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from llm_sched.agents.heuristics import placement_options, why_infeasible
-from llm_sched.protocols.messages import AgentId, PlacementValue, Value, digest_of
 from llm_sched.core import ClusterState, Job, Placement, check_placement, fitting_nodes
-from llm_sched.core.feasibility import Feasibility
-from llm_sched.core.feasibility import OverAllocationError, commit
+from llm_sched.core.feasibility import Feasibility, OverAllocationError, commit
+from llm_sched.protocols.messages import AgentId, PlacementValue, Value, digest_of
 
 if TYPE_CHECKING:
-    from llm_sched.transport.network import Network
     from llm_sched.core.decisions import Proposal
     from llm_sched.llm.client import LLMClient
+    from llm_sched.transport.network import Network
 
 
 ROUND_LIMIT_REJECT = "no agreement within the round limit"

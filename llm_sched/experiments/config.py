@@ -18,11 +18,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llm_sched.protocols.quorum import byzantine_f, crash_f
 from llm_sched.errors import UserError
 from llm_sched.folders import scenario_file
 from llm_sched.loader import load_yaml, validated
 from llm_sched.names import Name
+from llm_sched.protocols.quorum import byzantine_f, crash_f
 
 AgentMode = Literal["heuristic", "llm", "hybrid"]
 Intensity = Literal["light", "medium", "heavy", "chaos"]
@@ -141,8 +141,8 @@ def _with_flag(field: str) -> str:
 
 def check_experiment(config: ExperimentConfig, where: str, scenarios_dir: Path) -> ExperimentConfig:
     """Checks across fields; returns the config with method names made canonical."""
-    from llm_sched.transport.harness import BEHAVIOURS
     from llm_sched.protocols.registry import get_method
+    from llm_sched.transport.harness import BEHAVIOURS
 
     methods = tuple(dict.fromkeys(get_method(m).name for m in config.methods))
     unknown = [b for b in config.byzantine_behaviours if b not in BEHAVIOURS]

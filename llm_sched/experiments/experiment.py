@@ -41,10 +41,10 @@ from llm_sched.experiments.agents import Advisor, AgentProfile
 from llm_sched.experiments.config import ExperimentConfig
 from llm_sched.experiments.faultplan import RepetitionPlan, plan_repetition
 from llm_sched.experiments.jobs import make_jobs
-from llm_sched.protocols.registry import OPTIONAL_SKIPPED, get_method
 from llm_sched.experiments.run import RunInputs, run_one
 from llm_sched.loader import load_yaml, validated
 from llm_sched.orchestration.scenarios import ClusterSpec
+from llm_sched.protocols.registry import OPTIONAL_SKIPPED, get_method
 
 
 @dataclass

@@ -22,7 +22,6 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm_sched.protocols.messages import AgentId
 from llm_sched.errors import UserError
 from llm_sched.experiments.config import ExperimentConfig
 from llm_sched.experiments.faults import (
@@ -40,6 +39,7 @@ from llm_sched.experiments.faults import (
     resolve,
     tolerance,
 )
+from llm_sched.protocols.messages import AgentId
 
 
 def repetition_seed(seed: int, repetition: int) -> int:

@@ -76,11 +76,11 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
-from llm_sched.protocols.messages import AgentId, Core, KeyRing, Message, Output
-from llm_sched.transport.network import Crash, FaultPlan, LinkFault, LinkModel, Network, Partition
-from llm_sched.protocols.quorum import byzantine_f, crash_f
 from llm_sched.errors import UserError
 from llm_sched.loader import load_yaml, validated
+from llm_sched.protocols.messages import AgentId, Core, KeyRing, Message, Output
+from llm_sched.protocols.quorum import byzantine_f, crash_f
+from llm_sched.transport.network import Crash, FaultPlan, LinkFault, LinkModel, Network, Partition
 
 if TYPE_CHECKING:
     from llm_sched.transport.harness import Schedule

@@ -12,8 +12,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum, crash_f, majority
 from llm_sched.experiments.config import ExperimentConfig
+from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum, crash_f, majority
 from llm_sched.protocols.registry import Method, get_method
 
 REACHED = ("commit", "reject", "refused")  # refused: agreed, then refused by the in-order execution

@@ -36,16 +36,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from llm_sched.transport.harness import ByzantineCore, Collusion, SplitBrainCore, check_agreement
-from llm_sched.protocols.messages import AgentId, Core, KeyRing, Message, Output, PlacementValue, Value, digest_of
-from llm_sched.transport.network import Accounting, Network
-from llm_sched.protocols.quorum import byzantine_quorum, majority
 from llm_sched.core import ClusterState, Feasibility, Job
 from llm_sched.core.decisions import Certificate, Signature
 from llm_sched.core.signing import VoteKey, placement_digest
 from llm_sched.experiments.agents import Advisor, AgentHooks, AgentProfile, ClusterViews, LLMTally, ProposalLog
 from llm_sched.experiments.faultplan import RepetitionPlan
-from llm_sched.protocols.registry import CoreArgs, Hooks, Method
 from llm_sched.experiments.faults import (
     ByzantineActivity,
     TimedByzantine,
@@ -55,6 +50,12 @@ from llm_sched.experiments.faults import (
     record_window_edge,
 )
 from llm_sched.orchestration.verify import unit_context
+from llm_sched.protocols.certificate import certificate
+from llm_sched.protocols.messages import AgentId, Core, KeyRing, Message, Output, PlacementValue, Value, digest_of
+from llm_sched.protocols.quorum import byzantine_quorum, majority
+from llm_sched.protocols.registry import CoreArgs, Hooks, Method
+from llm_sched.transport.harness import ByzantineCore, Collusion, SplitBrainCore, check_agreement
+from llm_sched.transport.network import Accounting, Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +145,8 @@ class Signing:
         signers = sorted(a for a, (d, _) in self.signed.get(slot, {}).items() if d == digest)
         if digest is None or len(signers) < quorum:
             return None
-        signatures = tuple(Signature(agent=str(a), key_epoch=0, signature=self.signed[slot][a][1]) for a in signers)
-        return Certificate(job_id=self._views.jobs[slot].id, round=slot, digest=digest, quorum=quorum, voters=n,
-                           signatures=signatures)
+        signatures = [Signature(agent=str(a), key_epoch=0, signature=self.signed[slot][a][1]) for a in signers]
+        return certificate(self._views.jobs[slot].id, slot, digest, quorum, signatures, n)
 
     def public_keys(self) -> dict[str, str]:
         return {str(a): k.public_hex() for a, k in sorted(self._keys.items())}

@@ -26,12 +26,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from llm_sched.core.records import Message
 from llm_sched.errors import UserError
+from llm_sched.llm.transport import RawReply, ReplayMiss, TransportError
 from llm_sched.loader import FileMissing, load_yaml
 from llm_sched.names import check_name, inside
 from llm_sched.scrub import Scrubber
-from llm_sched.core.records import Message
-from llm_sched.llm.transport import RawReply, ReplayMiss, TransportError
 
 FORMAT = "llm-sched cassette 2"
 # The shipped cassettes are under 200 kB; a long recorded experiment may be tens of megabytes. Larger is

@@ -21,10 +21,10 @@ from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from llm_sched.config import DEFAULT_MAX_RESPONSE_BYTES, Settings
-from llm_sched.errors import UserError
 from llm_sched.core.events import EventBus, LLMCallEvent
-from llm_sched.llm.extract import extract_json_object
 from llm_sched.core.records import Answer, CallContext, CallRecord, Message, Outcome
+from llm_sched.errors import UserError
+from llm_sched.llm.extract import extract_json_object
 from llm_sched.llm.transport import (
     RESPONSE_LIMIT,
     RawReply,

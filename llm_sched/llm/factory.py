@@ -15,9 +15,8 @@ names what answers each of them, and every call record names its provider and mo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,12 @@ from pydantic import BaseModel, ConfigDict
 
 from llm_sched import __version__
 from llm_sched.config import MODEL_PROVIDERS, Settings
-from llm_sched.errors import UserError
 from llm_sched.core.events import EventBus
+from llm_sched.errors import UserError
 from llm_sched.llm.cassettes import CassetteInfo, RecordingTransport, now_utc, open_replay, refuse_existing
 from llm_sched.llm.client import Breaker, LLMClient, RetryPolicy
-from llm_sched.llm.transport import Transport
 from llm_sched.llm.probes import public_url
+from llm_sched.llm.transport import Transport
 from llm_sched.scrub import Scrubber
 
 
@@ -325,7 +324,8 @@ def cassette_info(provider: str, live: Any, scenario: str, seed: int, extra: dic
     details: dict[str, Any] = {"endpoint": public_url(live.endpoint)}
     runtime = f"{provider} server"
     if provider == "local":
-        from llm_sched.llm.local_transport import file_sha256, runtime as local_runtime
+        from llm_sched.llm.local_transport import file_sha256
+        from llm_sched.llm.local_transport import runtime as local_runtime
 
         details = {"model_file": live.loaded.path.name, "model_sha256": file_sha256(live.loaded.path)}
         runtime = local_runtime()

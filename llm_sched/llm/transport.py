@@ -17,8 +17,8 @@ from typing import Literal, Protocol, TypeVar
 from pydantic import BaseModel
 
 from llm_sched.config import DEFAULT_MAX_RESPONSE_BYTES
-from llm_sched.safe_text import one_line, printable
 from llm_sched.core.records import Message
+from llm_sched.safe_text import printable
 from llm_sched.scrub import RAW_LIMIT
 
 # "unreadable": an answer this side refused to read (too large, compressed); asking again would

@@ -38,8 +38,6 @@ from pydantic import BaseModel
 
 from llm_sched.core import Job
 from llm_sched.core.decisions import Certificate, Decision
-from llm_sched.core.model import Placement
-from llm_sched.store.event_chain import GENESIS, Anchor, check_log
 from llm_sched.core.events import (
     EventLogError,
     JobSubmitted,
@@ -48,8 +46,10 @@ from llm_sched.core.events import (
     TallyDone,
     VoteCast,
 )
-from llm_sched.store.storage_errors import StorageFault, nearly_full
+from llm_sched.core.model import Placement
+from llm_sched.store.event_chain import GENESIS, Anchor, check_log
 from llm_sched.store.ledger import DecisionRecord, Ledger, ReputationRow, VoteRow, integrity_report, sqlite_message
+from llm_sched.store.storage_errors import StorageFault, nearly_full
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 

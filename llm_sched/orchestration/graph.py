@@ -38,6 +38,7 @@ from typing import Annotated, Any, TypedDict, cast
 
 from llm_sched.agents.evidence import SCORE_TOLERANCE, Evidence, RankBy, over_claim, rank_candidates
 from llm_sched.agents.heuristics import score_placement
+from llm_sched.agents.lgraph import bound, delegate, route
 from llm_sched.agents.reputation import (
     PENALTY_ACCEPTED_INFEASIBLE,
     PENALTY_BAD_VOTE,
@@ -51,14 +52,8 @@ from llm_sched.agents.reputation import (
     Change,
 )
 from llm_sched.agents.specialist import SpecialistAgent, World, issue_keys
-from llm_sched.protocols.certificate import Screened, certificate, screen
-from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum, weighted_quorum_fraction, weighted_quorum_met
 from llm_sched.core import Job, check_placement
 from llm_sched.core.decisions import Certificate, Decision, Proposal, Vote
-from llm_sched.core.signing import PublicKeys, placement_digest
-from llm_sched.orchestration.protocol_round import PROTOCOLS, decide_round
-from llm_sched.protocols.messages import PlacementValue
-from llm_sched.agents.lgraph import bound, delegate, route
 from llm_sched.core.events import (
     AgentExcluded,
     AgentReadmitted,
@@ -66,15 +61,20 @@ from llm_sched.core.events import (
     DecisionMade,
     EventBus,
     LLMCallEvent,
-    RunEvent,
     ProposalBlocked,
     ProposalMade,
     ReputationChanged,
+    RunEvent,
     ScoreOverClaimed,
     TallyDone,
     VoteCast,
     VoteRefused,
 )
+from llm_sched.core.signing import PublicKeys, placement_digest
+from llm_sched.orchestration.protocol_round import PROTOCOLS, decide_round
+from llm_sched.protocols.certificate import Screened, certificate, screen, signature_of
+from llm_sched.protocols.messages import PlacementValue
+from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum, weighted_quorum_fraction, weighted_quorum_met
 
 
 def _key(tried: Any) -> tuple[str, str, tuple[str, ...]]:
@@ -317,7 +317,8 @@ class ConsensusGraph:
                                                  if a in counted or a in silent]
         self._apply(self._reputation_changes(candidate, judged, evidence, screened), job)
         if passed:
-            cert = certificate(job.id, round_no, digest, self.quorum, [counted[a] for a in accepting], self.n,
+            cert = certificate(job.id, round_no, digest, self.quorum, [signature_of(counted[a]) for a in accepting],
+                               self.n,
                                *((tallied_with, weights["needed_weight"]) if self.weighted else ()))
             return {"passed": True, "certificate": cert}
         return {"passed": False, "round": round_no + 1, "tried": [*s.get("tried", []), placement.key()]}

@@ -32,21 +32,6 @@ from llm_sched.agents.prompts import template_hash
 from llm_sched.agents.reputation import Reputation
 from llm_sched.agents.specialist import SpecialistAgent, World, issue_keys
 from llm_sched.config import MODEL_PROVIDERS, Settings
-from llm_sched.orchestration.graph import ConsensusGraph
-from llm_sched.core.feasibility import commit
-from llm_sched.core.signing import PublicKeys
-from llm_sched.orchestration.durable import (
-    Progress,
-    anchors,
-    check_event_log,
-    checkpoint_path,
-    checkpointer,
-    cut_event_log,
-    decision_of,
-    fingerprint,
-)
-from llm_sched.errors import Interrupted, UserError
-from llm_sched.store.event_chain import check_log
 from llm_sched.core.events import (
     AgentHealth,
     EventBus,
@@ -64,14 +49,29 @@ from llm_sched.core.events import (
     parse_event,
     read_jsonl,
 )
+from llm_sched.core.feasibility import commit
+from llm_sched.core.signing import PublicKeys
+from llm_sched.errors import Interrupted, UserError
 from llm_sched.llm.cassettes import cassette_path, read_info, refuse_existing
 from llm_sched.llm.factory import LLMSession, ModelChoice, llm_session, preflight, secrets_of
 from llm_sched.names import check_name, inside
-from llm_sched.store.run_lock import run_lock
+from llm_sched.orchestration.durable import (
+    Progress,
+    anchors,
+    check_event_log,
+    checkpoint_path,
+    checkpointer,
+    cut_event_log,
+    decision_of,
+    fingerprint,
+)
+from llm_sched.orchestration.graph import ConsensusGraph
 from llm_sched.orchestration.scenarios import RANDOM_AGENT, Phase, Scenario, with_protocol
-from llm_sched.store.storage_errors import StorageFault
-from llm_sched.store.ledger import RESUME_COMMANDS, DecisionRecord, Ledger, RunInfo, StoreError, a_kind
 from llm_sched.orchestration.summary import summarize
+from llm_sched.store.event_chain import check_log
+from llm_sched.store.ledger import RESUME_COMMANDS, DecisionRecord, Ledger, RunInfo, StoreError, a_kind
+from llm_sched.store.run_lock import run_lock
+from llm_sched.store.storage_errors import StorageFault
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llm_sched.protocols.certificate import check_certificate
-from llm_sched.protocols.quorum import byzantine_quorum
 from llm_sched.core.decisions import Certificate
 from llm_sched.core.signing import PublicKeys
 from llm_sched.errors import UserError
+from llm_sched.protocols.certificate import check_certificate
+from llm_sched.protocols.quorum import byzantine_quorum
 from llm_sched.store.ledger import DecisionRecord, Ledger, RunInfo, StoreError
 
 

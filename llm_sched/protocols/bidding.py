@@ -37,7 +37,17 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from llm_sched.protocols.messages import (
-    BROADCAST, NIL, AgentId, KeyRing, Kind, Message, Output, Signer, Validate, Value, digest_of,
+    BROADCAST,
+    NIL,
+    AgentId,
+    KeyRing,
+    Kind,
+    Message,
+    Output,
+    Signer,
+    Validate,
+    Value,
+    digest_of,
 )
 from llm_sched.protocols.weighted import WeightedConfig, WeightedCore, WeightedPersisted
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from llm_sched.protocols.quorum import byzantine_quorum, majority, weighted_quorum_met
 from llm_sched.core.decisions import Certificate, Signature, Vote
 from llm_sched.core.signing import PublicKeys, placement_digest
+from llm_sched.protocols.quorum import byzantine_quorum, majority, weighted_quorum_met
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +86,17 @@ def _problem(vote: Vote, keys: PublicKeys, job_id: str, round_no: int, digest: s
     return None
 
 
-def certificate(job_id: str, round_no: int, digest: str, quorum: int, accepting: Sequence[Vote], voters: int,
+def signature_of(vote: Vote) -> Signature:
+    """A signed vote's signature, as a certificate holds it."""
+    return Signature(agent=vote.agent, key_epoch=vote.key_epoch, signature=vote.signature)
+
+
+def certificate(job_id: str, round_no: int, digest: str, quorum: int, signatures: Sequence[Signature], voters: int,
                 weights: dict[str, float] | None = None, needed: float | None = None) -> Certificate:
-    """The certificate of a passed tally: its accepting votes' signatures, in agent order."""
-    signatures = tuple(Signature(agent=v.agent, key_epoch=v.key_epoch, signature=v.signature)
-                       for v in sorted(accepting, key=lambda v: v.agent))
+    """The certificate of a passed tally or decision: the quorum's signatures, in the order given
+    (callers give them in agent order)."""
     return Certificate(job_id=job_id, round=round_no, digest=digest, quorum=quorum, voters=voters,
-                       signatures=signatures, weights=weights, needed=needed)
+                       signatures=tuple(signatures), weights=weights, needed=needed)
 
 
 def check_certificate(cert: Certificate | None, keys: PublicKeys, job_id: str, pool: str, nodes: Sequence[str],

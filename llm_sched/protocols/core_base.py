@@ -29,7 +29,17 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from llm_sched.protocols.messages import (
-    BROADCAST, AgentId, Core, KeyRing, Kind, Message, Output, Propose, Signer, Validate, Value,
+    BROADCAST,
+    AgentId,
+    Core,
+    KeyRing,
+    Kind,
+    Message,
+    Output,
+    Propose,
+    Signer,
+    Validate,
+    Value,
 )
 from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum
 

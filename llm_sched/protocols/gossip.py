@@ -48,7 +48,18 @@ from typing import ClassVar
 
 from llm_sched.protocols.core_base import BftCore
 from llm_sched.protocols.messages import (
-    BROADCAST, NIL, AgentId, KeyRing, Kind, Message, Output, Propose, Signer, Validate, Value, digest_of,
+    BROADCAST,
+    NIL,
+    AgentId,
+    KeyRing,
+    Kind,
+    Message,
+    Output,
+    Propose,
+    Signer,
+    Validate,
+    Value,
+    digest_of,
 )
 
 _ID = 32  # bytes of an HMAC-SHA256 tag: an original's id in a pull's list

@@ -38,7 +38,16 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from llm_sched.protocols.messages import (
-    AgentId, KeyRing, Kind, Message, Output, Propose, Signer, Validate, Value, digest_of,
+    AgentId,
+    KeyRing,
+    Kind,
+    Message,
+    Output,
+    Propose,
+    Signer,
+    Validate,
+    Value,
+    digest_of,
 )
 from llm_sched.protocols.weighted import WeightedConfig, WeightedCore, WeightedPersisted
 

@@ -81,12 +81,12 @@ from llm_sched.protocols.messages import (
     digest_of,
 )
 from llm_sched.protocols.multipaxos import MultiPaxosCore
-from llm_sched.transport.network import Accounting, Crash, FaultPlan, LinkModel, Network, Partition
 from llm_sched.protocols.pbft import PbftConfig, PbftCore
 from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum, crash_f, majority
 from llm_sched.protocols.raft import RaftCore
 from llm_sched.protocols.tendermint import TendermintConfig, TendermintCore
 from llm_sched.protocols.weighted import ACCEPT, REJECT
+from llm_sched.transport.network import Accounting, Crash, FaultPlan, LinkModel, Network, Partition
 
 PROTOCOLS = ("pbft", "tendermint")  # Byzantine fault tolerant
 CRASH_PROTOCOLS = ("raft", "multipaxos")  # crash fault tolerant: schedules crash agents instead of corrupting them

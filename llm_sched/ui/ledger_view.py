@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from llm_sched.store.run_health import LogState
 from llm_sched.store.ledger import DecisionRecord, RunInfo
+from llm_sched.store.run_health import LogState
 
 
 def _report(table: Table, problems: list[tuple[str, str]]) -> None:

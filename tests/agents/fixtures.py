@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from llm_sched.agents.reputation import Reputation
 from llm_sched.agents.specialist import SpecialistAgent, World
-from llm_sched.orchestration.graph import ConsensusGraph
 from llm_sched.core import ClusterState, Job, Node, Pool, Resources
 from llm_sched.core.events import EventBus
+from llm_sched.orchestration.graph import ConsensusGraph
 
 AGENTS = {
     "compute-agent": ("compute", "cpu-pool"),

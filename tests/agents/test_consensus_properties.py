@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from llm_sched.agents.byzantine import BEHAVIOURS
 from llm_sched.agents.reputation import Reputation
 from llm_sched.agents.specialist import SpecialistAgent, World
+from llm_sched.core import ClusterState, Job, Node, Pool, Resources, check_placement, fitting_nodes
+from llm_sched.core.events import EventBus
+from llm_sched.core.model import JOB_KINDS, SPECIALTIES
 from llm_sched.orchestration.graph import ConsensusGraph
 from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum
-from llm_sched.core import ClusterState, Job, Node, Pool, Resources, check_placement, fitting_nodes
-from llm_sched.core.model import JOB_KINDS, SPECIALTIES
-from llm_sched.core.events import EventBus
 
 
 @dataclass(frozen=True)

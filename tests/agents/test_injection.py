@@ -13,13 +13,13 @@ from pydantic import BaseModel
 from llm_sched.agents.prompts import CUT_MARK, PROMPTS_DIR, SEPARATOR, UNTRUSTED_MAX_CHARS, untrusted_data
 from llm_sched.agents.specialist import SpecialistAgent, job_label
 from llm_sched.config import PROJECT_ROOT
-from llm_sched.orchestration.graph import ConsensusGraph
 from llm_sched.core import Job, Resources, check_placement
-from llm_sched.errors import UserError
 from llm_sched.core.events import read_jsonl
-from llm_sched.llm.client import LLMClient, RetryPolicy
 from llm_sched.core.records import Message
+from llm_sched.errors import UserError
+from llm_sched.llm.client import LLMClient, RetryPolicy
 from llm_sched.llm.transport import RawReply
+from llm_sched.orchestration.graph import ConsensusGraph
 from llm_sched.orchestration.scenarios import load_scenario
 from tests.agents.fixtures import AGENTS, build
 from tests.conftest import Cli

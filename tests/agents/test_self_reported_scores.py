@@ -18,10 +18,10 @@ from llm_sched.agents.reputation import (
     Reputation,
 )
 from llm_sched.agents.specialist import SpecialistAgent
-from llm_sched.orchestration.graph import ConsensusGraph
 from llm_sched.core import Job, check_placement
 from llm_sched.core.decisions import Proposal
 from llm_sched.core.events import EventBus
+from llm_sched.orchestration.graph import ConsensusGraph
 from llm_sched.orchestration.summary import summarize
 from tests.agents.fixtures import AGENTS, build, federation, job
 from tests.conftest import Cli

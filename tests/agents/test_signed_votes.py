@@ -10,12 +10,12 @@ import pytest
 
 from llm_sched.agents.reputation import EXCLUDE_BELOW, PENALTY_BAD_VOTE, PENALTY_EQUIVOCATION, REWARD_GOOD_CONDUCT
 from llm_sched.agents.specialist import SpecialistAgent
-from llm_sched.protocols.certificate import check_certificate, screen
-from llm_sched.orchestration.graph import ConsensusGraph
-from llm_sched.core import Job, Placement, check_placement
+from llm_sched.core import Job, Placement
 from llm_sched.core.decisions import Proposal, Vote
-from llm_sched.core.signing import PublicKeys, VoteKey, placement_digest
 from llm_sched.core.events import EventBus, read_jsonl
+from llm_sched.core.signing import PublicKeys, VoteKey, placement_digest
+from llm_sched.orchestration.graph import ConsensusGraph
+from llm_sched.protocols.certificate import check_certificate, screen
 from tests.agents.fixtures import AGENTS, build, federation, job
 from tests.conftest import Cli
 

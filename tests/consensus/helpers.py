@@ -10,11 +10,18 @@ from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from llm_sched.protocols.core_base import CoreWrapper
-from llm_sched.transport.harness import Collusion, Schedule, SplitBrainCore, ToyApp, make_factory
-from llm_sched.transport.harness import check_agreement, check_validity
 from llm_sched.protocols.messages import AgentId, Core, KeyRing, Kind, Message, Output, Signer, Validate, Value
-from llm_sched.transport.network import Crash, FaultPlan, LinkModel, Network, Partition
 from llm_sched.protocols.weighted import ACCEPT, REJECT
+from llm_sched.transport.harness import (
+    Collusion,
+    Schedule,
+    SplitBrainCore,
+    ToyApp,
+    check_agreement,
+    check_validity,
+    make_factory,
+)
+from llm_sched.transport.network import Crash, FaultPlan, LinkModel, Network, Partition
 
 APP = ToyApp()
 

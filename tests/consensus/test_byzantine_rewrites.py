@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from llm_sched.protocols.bidding import bid_score
-from llm_sched.transport.harness import ByzantineCore, ToyApp, inflated_score
 from llm_sched.protocols.messages import BROADCAST, NIL, AgentId, KeyRing, Kind, Message, Output, Value, digest_of
 from llm_sched.protocols.weighted import ACCEPT, REJECT
+from llm_sched.transport.harness import ByzantineCore, ToyApp, inflated_score
 
 APP = ToyApp()
 RING = KeyRing("byzantine-rewrites", range(4))

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from llm_sched.protocols.messages import KeyRing, Kind, Message, PlacementValue
 from llm_sched.transport.harness import (
     Schedule,
     check_durability,
@@ -17,7 +18,6 @@ from llm_sched.transport.harness import (
     run_schedule,
     sweep,
 )
-from llm_sched.protocols.messages import KeyRing, Kind, Message, PlacementValue
 from llm_sched.transport.network import Crash, FaultPlan, Network, Partition
 
 from .helpers import run_to_end

@@ -14,10 +14,19 @@ import pytest
 
 from llm_sched.protocols.gossip import GossipConfig, GossipCore
 from llm_sched.protocols.messages import (
-    BROADCAST, NIL, AgentId, Core, KeyRing, Kind, Message, Output, Value, digest_of,
+    BROADCAST,
+    NIL,
+    AgentId,
+    Core,
+    KeyRing,
+    Kind,
+    Message,
+    Output,
+    Value,
+    digest_of,
 )
-from llm_sched.transport.network import FaultPlan, LinkModel, Network
 from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum
+from llm_sched.transport.network import FaultPlan, LinkModel, Network
 
 from . import helpers
 from .helpers import APP, Driver, lossy

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from llm_sched.transport.harness import Schedule
 from llm_sched.protocols.messages import Kind
+from llm_sched.transport.harness import Schedule
 from llm_sched.transport.network import Network
 
 from .helpers import run_to_end

@@ -12,7 +12,16 @@ from dataclasses import dataclass, replace
 import pytest
 
 from llm_sched.protocols.messages import (
-    AgentId, Core, KeyRing, Kind, Message, PlacementValue, Propose, Validate, Value, digest_of,
+    AgentId,
+    Core,
+    KeyRing,
+    Kind,
+    Message,
+    PlacementValue,
+    Propose,
+    Validate,
+    Value,
+    digest_of,
 )
 from llm_sched.protocols.negotiation import NegotiationConfig, NegotiationCore
 from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum

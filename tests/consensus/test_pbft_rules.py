@@ -10,9 +10,19 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from llm_sched.transport.harness import ToyApp
-from llm_sched.protocols.messages import BROADCAST, NIL, KeyRing, Kind, Message, Output, PlacementValue, Value, digest_of
+from llm_sched.protocols.messages import (
+    BROADCAST,
+    NIL,
+    KeyRing,
+    Kind,
+    Message,
+    Output,
+    PlacementValue,
+    Value,
+    digest_of,
+)
 from llm_sched.protocols.pbft import PbftCore
+from llm_sched.transport.harness import ToyApp
 
 RING = KeyRing("pbft-rules", range(4))
 VALUES: dict[str, Value] = {

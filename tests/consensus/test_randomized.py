@@ -17,9 +17,9 @@ from dataclasses import replace
 
 import pytest
 
+from llm_sched.protocols.quorum import byzantine_f
 from llm_sched.transport.harness import Schedule, random_schedule, run_schedule, sweep
 from llm_sched.transport.network import FaultPlan, LinkModel
-from llm_sched.protocols.quorum import byzantine_f
 
 SCHEDULES = 2_000
 WORKERS = min(2, os.cpu_count() or 1)

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from llm_sched.transport.harness import ToyApp
 from llm_sched.protocols.messages import NIL, KeyRing, Kind, Message, Output, PlacementValue, Value, digest_of
 from llm_sched.protocols.tendermint import TendermintCore
+from llm_sched.transport.harness import ToyApp
 
 RING = KeyRing("tendermint-rules", range(4))
 VALUES: dict[str, Value | None] = {

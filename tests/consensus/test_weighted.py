@@ -10,7 +10,17 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from llm_sched.protocols.messages import AgentId, Core, KeyRing, Kind, Message, PlacementValue, Propose, Validate, digest_of
+from llm_sched.protocols.messages import (
+    AgentId,
+    Core,
+    KeyRing,
+    Kind,
+    Message,
+    PlacementValue,
+    Propose,
+    Validate,
+    digest_of,
+)
 from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum
 from llm_sched.protocols.weighted import WeightedConfig, WeightedCore
 

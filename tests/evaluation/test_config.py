@@ -8,9 +8,9 @@ import pytest
 
 from llm_sched.config import PROJECT_ROOT
 from llm_sched.errors import UserError
-from tests.conftest import Cli
 from llm_sched.evaluation.config import DIMENSIONS, campaign_path, load_campaign
 from llm_sched.evaluation.design import configurations, seeds
+from tests.conftest import Cli
 
 SCENARIOS = PROJECT_ROOT / "scenarios"
 

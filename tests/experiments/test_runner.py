@@ -13,10 +13,10 @@ from llm_sched.config import Settings
 from llm_sched.core import Job
 from llm_sched.experiments.config import load_experiment
 from llm_sched.experiments.experiment import ExperimentResult, run_experiment
-from llm_sched.protocols.registry import METHODS, OPTIONAL_SKIPPED
 from llm_sched.experiments.metrics import percentile
 from llm_sched.loader import load_yaml
 from llm_sched.orchestration.scenarios import ClusterSpec
+from llm_sched.protocols.registry import METHODS, OPTIONAL_SKIPPED
 
 CORE = ("pbft", "tendermint", "multi_paxos", "raft")
 OPTIONAL = ("weighted", "bidding", "negotiation", "gossip")

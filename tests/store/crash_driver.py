@@ -185,7 +185,6 @@ class CrashReport:
 def reference(scenario: str, root: Path, provider: str, seed: int | None) -> tuple[list[Row], list[dict[str, Any]], dict[str, Any], float]:
     """An uninterrupted run: its decisions, comparable events, summary, and wall time."""
     from llm_sched.core.events import comparable, read_jsonl
-    from llm_sched.orchestration.verify import VerifyFailed, verify_run
 
     t0 = time.perf_counter()
     run_child(context(), _start, (scenario, str(root), provider, seed), None)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from llm_sched.config import ENV_VARS, Settings, load_settings
-from llm_sched.orchestration.graph import ConsensusGraph
 from llm_sched.core.events import comparable, read_jsonl
+from llm_sched.orchestration.graph import ConsensusGraph
 from llm_sched.orchestration.runner import run_scenario
 from llm_sched.orchestration.scenarios import Scenario, load_scenario
 from llm_sched.store.ledger import Ledger, RunInfo

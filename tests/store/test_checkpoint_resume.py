@@ -10,12 +10,12 @@ import pytest
 
 from llm_sched.agents.specialist import SpecialistAgent
 from llm_sched.config import load_settings
-from llm_sched.orchestration.graph import ConsensusGraph
 from llm_sched.core.events import comparable
+from llm_sched.orchestration.graph import ConsensusGraph
 from llm_sched.orchestration.runner import resume_scenario, run_scenario
 from llm_sched.orchestration.scenarios import load_scenario
-from llm_sched.store.ledger import Ledger
 from llm_sched.orchestration.summary import measured_removed
+from llm_sched.store.ledger import Ledger
 
 
 class Died(BaseException):

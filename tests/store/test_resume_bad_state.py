@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from llm_sched.config import PROJECT_ROOT, Settings, load_settings
-from llm_sched.orchestration.graph import ConsensusGraph
 from llm_sched.core.events import EventLogError, JsonlSink, comparable
+from llm_sched.errors import UserError
+from llm_sched.orchestration.graph import ConsensusGraph
 from llm_sched.orchestration.runner import resume_scenario, run_scenario
 from llm_sched.orchestration.scenarios import Scenario, load_scenario
-from llm_sched.errors import UserError
 from llm_sched.store.ledger import Ledger
 
 

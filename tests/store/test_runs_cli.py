@@ -105,8 +105,8 @@ def test_runs_and_show_report_a_damaged_event_log(tmp_path: Path, monkeypatch: p
 
 def test_a_resumed_run_continues_the_chain_from_where_the_ledger_stood(tmp_path: Path) -> None:
     from llm_sched.orchestration.graph import ConsensusGraph
-    from llm_sched.store.event_chain import Anchor, check_log
     from llm_sched.orchestration.runner import resume_scenario
+    from llm_sched.store.event_chain import Anchor, check_log
     from llm_sched.store.ledger import Ledger
 
     settings = load_settings({"LLM_SCHED_PROVIDER": "heuristic", "LLM_SCHED_RUNS_DIR": str(tmp_path)})
