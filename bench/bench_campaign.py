@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from llm_sched.cli.campaign import command_line
 from llm_sched.config import PROJECT_ROOT
 from llm_sched.evaluation.campaign import run_campaign
-from llm_sched.evaluation.command import command_line
 from llm_sched.evaluation.config import campaign_path, load_campaign
 from llm_sched.evaluation.runner import default_workers
 

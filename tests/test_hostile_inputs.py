@@ -352,7 +352,7 @@ EVALUATION_FIELDS = [
     _evaluation_edit("load-inf", "load: 0.8", "load: .inf", "load"),
     _evaluation_edit("failure-rate-above-one", "failure_rate: 0.15", "failure_rate: 2", "failure_rate"),
     _evaluation_edit("pattern-unknown", "pattern: random", "pattern: sunspots", "pattern"),
-    _evaluation_edit("protocol-unknown", "protocol: coordinator", "protocol: smoke-signals", "protocol"),
+    _evaluation_edit("protocol-unknown", "protocol: pbft", "protocol: smoke-signals", "protocol"),
     _evaluation_edit("hop-delay-negative", "hop_delay: 0.01", "hop_delay: -0.01", "hop_delay"),
     _evaluation_edit("unknown-field", "seed: 1\n", "seed: 1\ncolour: red\n", "colour"),
 ]

@@ -120,3 +120,13 @@ def bid_option(state: ClusterState, job: Job, pool_id: str, reputation: float) -
     placement = Placement(job_id=job.id, pool=pool_id, nodes=tuple(fits[: job.nodes]))
     score, factors = score_placement(state, job, placement, state.pools[pool_id].specialty, reputation)
     return Option(option_id="A", placement=placement, factors=factors, score=score)
+
+
+def pool_score(free: int, need: int, size: int, specialisation: float, completed: int, killed: int) -> float:
+    """The same four factors for a pool of interchangeable whole nodes (the simulator's pools):
+    resource match = the share of a ``need``-node job the ``free`` nodes can hold, load = the pool's
+    idle share, the specialisation factor, and reputation = (completed + 1) / (completed + killed + 1)
+    of the jobs run on the pool."""
+    return (WEIGHTS["resource_match"] * (min(free, need) / need) + WEIGHTS["load"] * (free / size)
+            + WEIGHTS["specialisation"] * specialisation
+            + WEIGHTS["reputation"] * ((completed + 1) / (completed + killed + 1)))

@@ -145,7 +145,7 @@ class TallyDone(RunEvent):
     quorum: int
     passed: bool
     refused: int = 0  # agents whose own vote was refused (see VoteRefused)
-    # The protocol run that decided the round (orchestration.protocol_round), from the simulated
+    # The protocol run that decided the round (engine.round), from the simulated
     # network's accounting: messages and bytes sent, simulated time (1 unit = the 1 ms link delay).
     protocol: str | None = None
     protocol_decided: bool | None = None

@@ -6,11 +6,7 @@ Modules, one job each: :mod:`.config` (the YAML file, validated), :mod:`.design`
 seeds), :mod:`.runner` (simulations over worker processes), :mod:`.stats` (CIs and tests),
 :mod:`.analysis` (statistics of every configuration), :mod:`.findings` (generated sentences),
 :mod:`.figures`, :mod:`.report`, :mod:`.output` (folder and data files), :mod:`.resume` (the ledger
-run and units behind a campaign's or an experiment's folder), :mod:`.campaign` (all of it in order)
-and :mod:`.command` (the ``--evaluate`` entry point). SciPy and Matplotlib are imported only when
-statistics are computed or figures drawn.
+run and units behind a campaign's or an experiment's folder) and :mod:`.campaign` (all of it in
+order). The ``--evaluate`` entry point is the command line's, :mod:`llm_sched.cli.campaign`. SciPy and
+Matplotlib are imported only when statistics are computed or figures drawn.
 """
-
-from llm_sched.evaluation.command import run_campaign_cli
-
-__all__ = ["run_campaign_cli"]

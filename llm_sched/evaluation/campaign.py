@@ -225,7 +225,10 @@ def _run(config: CampaignConfig, folder: Path, campaign: dict[str, Any], previou
         group = task_records(result.config, result.repetition, result.seed, result.deadline, result.metrics,
                              metric_order)
         if durable is not None:
-            durable.record(unit_key(result.config, result.repetition), _unit(group))
+            # The agents' certificates go to the ledger only: fresh keys sign differently every run,
+            # and results.json must be the same for the same seed.
+            durable.record(unit_key(result.config, result.repetition),
+                           {**_unit(group), "certificates": result.certificates})
         records[(result.config, result.repetition)] = group
         if on_progress:
             on_progress(len(records), total)

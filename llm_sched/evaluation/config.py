@@ -70,7 +70,7 @@ class BaseScenario(BaseModel):
     cascade_window: float = _seconds(600.0, positive=False)
     partition_fraction: float = _fraction(0.3)
     queue_on_failure: Literal["keep", "lose"] = "keep"
-    protocol: str = "coordinator"
+    protocol: str = "pbft"
     hop_delay: float = _seconds(0.01, "seconds per message delay", positive=False)
 
     @field_validator("protocol")

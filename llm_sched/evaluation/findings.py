@@ -138,8 +138,8 @@ def cost_sentence(analysis: Analysis) -> str | None:
     spread = f"{lo:,.1f}" if lo == hi else f"{lo:,.1f} to {hi:,.1f}"
     central = sorted({v for p in analysis.baselines for v in means.get(p, [])})
     shown = ", ".join(f"{v:,.1f}" for v in central) or "-"
-    return (f"**Cost**: agents exchanged {spread} messages per decision (more agents, more messages); "
-            f"the central schedulers {shown} (their decisions are local).")
+    return (f"**Cost**: agents exchanged {spread} messages per decision, counted on the engine's simulated "
+            f"network (more agents, more messages); the central schedulers {shown} (their decisions are local).")
 
 
 def findings(analysis: Analysis) -> list[str]:

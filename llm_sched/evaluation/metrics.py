@@ -66,6 +66,7 @@ KEY_METRICS: tuple[Metric, ...] = (
     Metric("utilization", "utilization", "percent", "higher"),
     Metric("makespan", "makespan", "seconds", "lower"),
     Metric("messages_per_decision", "messages per decision", "count", "lower"),
+    Metric("decision_latency", "consensus latency", "seconds", "lower"),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in KEY_METRICS}
 

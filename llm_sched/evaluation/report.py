@@ -53,8 +53,11 @@ def setup_section(config: CampaignConfig) -> list[str]:
         "numbers).",
         f"- {deadline}",
         f"- Base scenario: {b.jobs} jobs, {b.agents} agents of {b.nodes_per_agent} nodes each, {b.arrival} arrivals "
-        f"at offered load {b.load:g} (bursts of {b.burst_size}), decisions by the {b.protocol} protocol with "
-        f"{b.hop_delay:g} s per message delay; the central scheduler's queue is "
+        f"at offered load {b.load:g} (bursts of {b.burst_size}). The agents decide every award through the "
+        f"decision engine: signed votes, a {b.protocol} run among the agents on the seeded simulated network "
+        f"with {b.hop_delay:g} s per message delay, a quorum certificate for every award (checked by "
+        "`python main.py --verify RUN_ID`); messages, bytes and consensus latency are counted there, not "
+        "modelled. The central scheduler's queue is "
         f"{'kept' if b.queue_on_failure == 'keep' else 'lost'} when it fails.",
         f"- Failures: each agent fails with probability {b.failure_rate:g} within the run's horizon "
         f"({b.pattern} pattern), repaired after an exponential time of mean {_hours(b.repair_mean)}; each node "

@@ -20,8 +20,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, replace
 from typing import Any
 
+from llm_sched.engine.awards import pack
 from llm_sched.sim.resilience import SimConfig, simulate
-from llm_sched.sim.simulate import SyntheticSetup, compare, prepare
+from llm_sched.sim.resilience_metrics import measure
+from llm_sched.sim.simulate import SyntheticSetup, compare_runs, prepare
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class TaskResult:
     deadline: float | None
     metrics: dict[str, dict[str, Any]]
     wall_s: float
+    certificates: dict[str, Any] | None = None  # the agents run's keys and certified awards (engine.awards.pack)
 
 
 def reference_deadline(scenario: SyntheticSetup, seed: int, factor: float) -> float:
@@ -62,9 +65,12 @@ def run_task(task: Task) -> TaskResult:
     if task.deadline_factor is not None:
         deadline = reference_deadline(scenario, task.seed, task.deadline_factor)
         scenario = replace(scenario, deadline=deadline)
-    metrics = compare(scenario, task.seed, task.policies)  # type: ignore[arg-type]
+    runs = compare_runs(scenario, task.seed, task.policies,  # type: ignore[arg-type]
+                        context=f"campaign/{task.config}/{task.repetition}/{task.seed}")
+    agents = runs.get("agents")
+    certificates = pack(agents.context, agents.public_keys, agents.awards) if agents is not None else None
     return TaskResult(task.config, task.repetition, task.seed, deadline,
-                      {p: m.as_dict() for p, m in metrics.items()}, time.perf_counter() - t0)
+                      {p: measure(run).as_dict() for p, run in runs.items()}, time.perf_counter() - t0, certificates)
 
 
 def _ignore_interrupts() -> None:

@@ -10,7 +10,7 @@ counts only votes whose signatures verify, refuses forgeries and equivocations a
 their sender (:mod:`llm_sched.protocols.certificate`). The round is then decided by a real protocol
 (PBFT by default; Tendermint, or the reputation-weighted voting core) run by every agent on the
 seeded simulated network, each core accepting as its agent's counted vote says
-(:mod:`llm_sched.orchestration.protocol_round`); its messages are counted. It commits only with the
+(:mod:`llm_sched.engine.round`); its messages are counted. It commits only with the
 Byzantine quorum q = ceil((n+f+1)/2) of counted accepts, or, weighted, with q/n of the agents' total
 reputation: the protocol's decision and that quorum agree, and both are required. A
 commit carries those signed accepts as its quorum certificate, which anyone can check offline with
@@ -71,10 +71,11 @@ from llm_sched.core.events import (
     VoteRefused,
 )
 from llm_sched.core.signing import PublicKeys, placement_digest
-from llm_sched.orchestration.protocol_round import PROTOCOLS, decide_round
-from llm_sched.protocols.certificate import Screened, certificate, screen, signature_of
+from llm_sched.engine.round import PROTOCOLS
+from llm_sched.engine.tally import tally
+from llm_sched.protocols.certificate import Screened
 from llm_sched.protocols.messages import PlacementValue
-from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum, weighted_quorum_fraction, weighted_quorum_met
+from llm_sched.protocols.quorum import byzantine_f, byzantine_quorum
 
 
 def _key(tried: Any) -> tuple[str, str, tuple[str, ...]]:
@@ -289,38 +290,28 @@ class ConsensusGraph:
         placement = candidate.placement
         digest = placement_digest(job.id, placement.pool, placement.nodes)
         ballots = sorted(((a, sent) for a, r, sent in s.get("votes", []) if r == round_no), key=lambda b: b[0])
-        screened = screen(ballots, self.keys, job.id, round_no, digest)
+        result = tally(self.protocol, list(self.agents), PlacementValue(job.id, placement.nodes, ""), ballots,
+                       self.keys, round_no, digest, f"{self.world.scenario}/{job.id}/{round_no}", self.quorum,
+                       self.world.reputation.scores if self.weighted else None)
+        screened, ran, weights = result.screened, result.ran, result.weights
         self._emit_votes(job, round_no, screened)
         counted = screened.counted
-        accepting = [a for a, v in sorted(counted.items()) if v.accept]
         silent = [a for a in self.agents if a not in screened.first and a not in counted]
         evidence = self.world.evidence(job, candidate)
-        weights = self._weights(accepting)
-        counted_pass = weights["passed"] if self.weighted else len(accepting) >= self.quorum
-        ran = decide_round(self.protocol, list(self.agents), PlacementValue(job.id, placement.nodes, ""),
-                           {a: v.accept for a, v in counted.items()}, f"{self.world.scenario}/{job.id}/{round_no}",
-                           self.world.reputation.scores if self.weighted else None,
-                           None if self.quorum == byzantine_quorum(self.n) else self.quorum)
-        # The protocol decides; the certificate needs the quorum of signed accepts as well. The two
-        # agree (tests/agents/test_protocol_rounds.py); both are required, so a disagreement commits nothing.
-        passed = ran.decided and counted_pass
-        self._emit(TallyDone(job_id=job.id, round=round_no, accepts=len(accepting),
-                             rejects=len(counted) - len(accepting), silent=len(silent),
-                             refused=len(screened.refused_agents), quorum=self.quorum, passed=passed,
+        weighed = {} if weights is None else {"accept_weight": weights.accept, "total_weight": weights.total,
+                                              "needed_weight": weights.needed}
+        self._emit(TallyDone(job_id=job.id, round=round_no, accepts=len(result.accepting),
+                             rejects=len(counted) - len(result.accepting), silent=len(silent),
+                             refused=len(screened.refused_agents), quorum=self.quorum, passed=result.passed,
                              candidate_feasible=evidence.ok, protocol=ran.protocol, protocol_decided=ran.decided,
-                             messages=ran.messages, message_bytes=ran.bytes, protocol_time=ran.sim_time,
-                             **({k: v for k, v in weights.items() if k != "passed"} if self.weighted else {})))
-        if not evidence.ok and not passed:
+                             messages=ran.messages, message_bytes=ran.bytes, protocol_time=ran.sim_time, **weighed))
+        if not evidence.ok and not result.passed:
             self._emit(ProposalBlocked(job_id=job.id, proposer=candidate.agent, reasons=list(evidence.reasons())))
-        tallied_with = dict(sorted(self.world.reputation.scores.items()))  # the weights, before this round's changes
         judged: list[tuple[str, Vote | None]] = [(a, counted.get(a)) for a in self.agents
                                                  if a in counted or a in silent]
         self._apply(self._reputation_changes(candidate, judged, evidence, screened), job)
-        if passed:
-            cert = certificate(job.id, round_no, digest, self.quorum, [signature_of(counted[a]) for a in accepting],
-                               self.n,
-                               *((tallied_with, weights["needed_weight"]) if self.weighted else ()))
-            return {"passed": True, "certificate": cert}
+        if result.passed:
+            return {"passed": True, "certificate": result.certificate}
         return {"passed": False, "round": round_no + 1, "tried": [*s.get("tried", []), placement.key()]}
 
     def _emit_votes(self, job: Job, round_no: int, screened: Screened) -> None:
@@ -334,15 +325,6 @@ class ConsensusGraph:
         for refusal in screened.refused:
             self._emit(VoteRefused(job_id=job.id, round=round_no, sender=refusal.sender, claimed=refusal.claimed,
                                    reason=refusal.reason))
-
-    def _weights(self, accepting: list[str]) -> dict[str, Any]:
-        """Accepting and total reputation before this round's changes, and whether q/n is reached."""
-        scores = self.world.reputation.scores
-        accept = round(sum(scores[a] for a in accepting), 4)
-        total = round(sum(scores[a] for a in self.agents), 4)
-        return {"accept_weight": accept, "total_weight": total,
-                "needed_weight": round(weighted_quorum_fraction(self.n) * total, 4),
-                "passed": weighted_quorum_met(accept, total, self.n)}
 
     def _reputation_changes(
         self, candidate: Proposal, votes: list[tuple[str, Vote | None]], evidence: Evidence, screened: Screened

@@ -175,7 +175,7 @@ class ConsensusSpec(BaseModel):
     model_config = _STRICT
     method: Literal["placement", "bidding"] = "placement"
     weighted: bool = False
-    # The protocol that decides each vote round (see orchestration.protocol_round): by default PBFT,
+    # The protocol that decides each vote round (see engine.round): by default PBFT,
     # or the reputation-weighted voting core when votes are weighted.
     protocol: Literal["pbft", "tendermint", "weighted"] | None = None
 

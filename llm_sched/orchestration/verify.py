@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from llm_sched.core.decisions import Certificate
 from llm_sched.core.signing import PublicKeys
+from llm_sched.engine.awards import check_packed
 from llm_sched.errors import UserError
 from llm_sched.protocols.certificate import check_certificate
 from llm_sched.protocols.quorum import byzantine_quorum
@@ -70,9 +71,10 @@ def verify_run(ledger_path: Path, run_id: str) -> Verified:
             raise StoreError(f"no run {run_id} in the ledger {ledger_path} (python main.py --runs lists them)")
         if run.kind == "experiment":
             return _verify_experiment(run, ledger.units(run_id))
+        if run.kind == "campaign":
+            return _verify_campaign(run, ledger.units(run_id))
         if run.kind != "scenario":
-            raise VerifyFailed(f"run {run_id} is a {run.kind}: the campaign's simulated decisions carry no "
-                               "certificates yet; --verify checks scenario and experiment runs")
+            raise VerifyFailed(f"run {run_id} is a {run.kind}: --verify checks scenario, experiment and campaign runs")
         try:
             keys = PublicKeys(run_id, ledger.keys(run_id))
         except ValueError as exc:
@@ -129,6 +131,31 @@ def _verify_experiment(run: RunInfo, units: dict[str, dict[str, Any]]) -> Verifi
         tables.append(keys)
     quorum = "quorum by protocol: Byzantine q of n, a majority for Raft and Multi-Paxos"
     return Verified(run, count, quorum, f"one key set per unit, {len(units)} units", key_fingerprint(tables))
+
+
+def _verify_campaign(run: RunInfo, units: dict[str, dict[str, Any]]) -> Verified:
+    """Every award of the agents policy in every stored task (configuration, repetition)."""
+    if not units:
+        raise VerifyFailed(f"run {run.run_id} has no finished tasks stored yet: nothing to check")
+    tables, count, checked = [], 0, 0
+    for name, unit in sorted(units.items()):
+        agents = unit.get("metrics", {}).get("agents")
+        if agents is None:
+            continue  # a campaign without the agents policy: central decisions carry no certificates
+        packed = unit.get("certificates")
+        where = f"run {run.run_id}, task {name}"
+        if packed is None:
+            raise VerifyFailed(f"{where}: no certificates stored (recorded before the agents' awards were signed)")
+        n, problem = check_packed(packed, int(agents["decisions"]))
+        if problem is not None:
+            raise VerifyFailed(f"{where}: {problem}")
+        count += n
+        checked += 1
+        tables.append(PublicKeys(packed["context"], [(int(e), str(a), str(k)) for e, a, k in packed["keys"]]))
+    if not checked:
+        raise VerifyFailed(f"run {run.run_id} has no agents policy: its central decisions carry no certificates")
+    return Verified(run, count, "Byzantine quorum q of the k agents", f"one key set per agents run, {checked} runs",
+                    key_fingerprint(tables))
 
 
 def unit_context(record: dict[str, Any]) -> str:

@@ -21,21 +21,23 @@ Policies, on the same cluster, workload and failure schedule:
   free nodes that can hold it whole (ties: the lowest id), else across pools in id order; only
   pools it can reach count. Its decisions are local: no messages, no delay.
 - ``agents``: no central component. At each scheduling point the live agents that can reach one
-  another bid for the job at the head of the replicated queue with their own pools, with the
-  specialists' multi-factor score (:mod:`llm_sched.agents.heuristics`: weights 0.35 resource match,
+  another decide the award of the job through the decision engine (:mod:`llm_sched.engine`), as
+  the scenarios' agents do: each bids with its own pool (:mod:`llm_sched.agents.pool_agents`), the
+  candidate is the award ranked by the specialists' multi-factor score (weights 0.35 resource match,
   0.25 load, 0.25 specialisation, 0.15 reputation; here resource match = the share of the job the
-  pool's free nodes can hold, load = the pool's idle share, specialisation = the specialists'
-  table, reputation = (jobs completed + 1) / (jobs completed + jobs killed + 1) on the pool). The
-  award goes to the best single pool that can hold the whole job if there is one, else the job takes
-  nodes from the best bidders in score order until its need is met. The award is one consensus
-  decision among all ``k`` agents, needing a Byzantine quorum q = byzantine_quorum(k) of live agents
-  on one side of any partition; without one, nothing starts (the mirror of the central scheduler
-  being down). Each decision costs the chosen protocol's messages for n = k (REFERENCE.md, normal
-  case) and its message delays times ``hop_delay``: the job starts that long after the decision
-  (decisions of one pass run in parallel slots). The queue policy is EASY backfilling, as for
-  ``easy``, on the replicated queue (it survives any failure), so that the comparison is about
-  resilience, not about a weaker queue policy: without failures and with ``hop_delay`` 0 it gives
-  EASY's schedule exactly.
+  pool's free nodes can hold, load = the pool's idle share, specialisation = the specialists' table,
+  reputation = (jobs completed + 1) / (jobs completed + jobs killed + 1) on the pool), recomputed
+  from the shared state, never taken from a bid: the best single pool that can hold the whole job if
+  there is one, else nodes from the best bidders in score order. Every deciding agent recomputes the
+  award and signs its vote; the engine screens the signatures and runs the protocol (PBFT by
+  default) among all ``k`` agents on its seeded simulated network, the agents that are down or cut
+  off being silent. A job starts only with a quorum certificate: q = byzantine_quorum(k) signed
+  accepts and the protocol's decision. Without q live agents on one side of any partition nothing
+  starts (the mirror of the central scheduler being down). The messages, bytes and simulated time
+  of each decision are counted by the network: the job starts that time (in message delays, times
+  ``hop_delay``) after the decision. The queue policy is EASY backfilling, as for ``easy``, on the
+  replicated queue (it survives any failure), so that the comparison is about resilience, not about
+  a weaker queue policy: without failures and with ``hop_delay`` 0 it gives EASY's schedule exactly.
 
 Failures (:mod:`llm_sched.sim.failures`) are drawn before the run. An agent outage takes its pool
 down: the jobs on it die at once, and the others learn it at the outage's detection instant (a
@@ -68,6 +70,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal, NamedTuple, cast
 
+from llm_sched.agents.heuristics import SPECIALTY_FOR_KIND
+from llm_sched.agents.heuristics import specialisation as heuristic_specialisation
+from llm_sched.agents.pool_agents import Award, PoolAgent, PoolView, award, placement_of
+from llm_sched.core.signing import PublicKeys, placement_digest
+from llm_sched.engine.awards import CertifiedAward
+from llm_sched.engine.round import PROTOCOLS as ENGINE_PROTOCOLS
+from llm_sched.engine.tally import tally
+from llm_sched.protocols.messages import PlacementValue
 from llm_sched.protocols.quorum import byzantine_quorum
 from llm_sched.sim.engine import Engine
 from llm_sched.sim.failures import FailureSchedule, Outage
@@ -78,39 +88,15 @@ Policy = Literal["fcfs", "easy", "agents"]
 POLICIES: tuple[Policy, ...] = ("fcfs", "easy", "agents")
 QueueOnFailure = Literal["keep", "lose"]
 
-# The specialists' heuristic (llm_sched.agents.heuristics), copied rather than imported: that module
-# pulls in the pydantic domain model, a third of a second per worker process. A test keeps the
-# two in step.
-WEIGHTS: dict[str, float] = {"resource_match": 0.35, "load": 0.25, "specialisation": 0.25, "reputation": 0.15}
-SPECIALTY_FOR_KIND: dict[str, str] = {"ai": "gpu", "climate": "compute", "genomics": "memory", "physics": "compute"}
-
-# Messages and message delays of one decision among n agents, normal case (REFERENCE.md).
-PROTOCOLS: dict[str, tuple[Callable[[int], int], int]] = {
-    "coordinator": (lambda n: 2 * (n - 1), 2),
-    "pbft": (lambda n: 2 * n * (n - 1), 3),
-    "tendermint": (lambda n: (n - 1) * (2 * n + 1), 3),
-    "multipaxos": (lambda n: 2 * (n - 1), 2),
-    "raft": (lambda n: 2 * (n - 1), 2),
-    "all-to-all": (lambda n: n * n - 1, 2),
-}
-
-
-def protocol_cost(protocol: str, n: int) -> tuple[int, int]:
-    """(messages, message delays) of one decision among ``n`` agents under ``protocol``."""
-    try:
-        messages, delays = PROTOCOLS[protocol]
-    except KeyError:
-        raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}") from None
-    return messages(n), delays
+# The protocols that may decide the agents' awards: Byzantine-tolerant cores whose replicas validate
+# what they accept (the reputation-weighted core needs the scenarios' reputation; not offered here).
+PROTOCOLS: tuple[str, ...] = tuple(p for p in ENGINE_PROTOCOLS if p != "weighted")
 
 
 def specialisation(pool_kind: str, job_kind: str) -> float:
     """The specialists' specialisation factor when the pool's owner bids (agent specialty = pool's)."""
-    wanted = SPECIALTY_FOR_KIND.get(job_kind, "general")
     have = SPECIALTY_FOR_KIND[pool_kind]
-    if have == wanted:
-        return 1.0
-    return 0.3  # the owner bids outside its field: agent specialty == pool specialty != wanted
+    return heuristic_specialisation(have, have, job_kind)
 
 
 class CapacityError(RuntimeError):
@@ -120,7 +106,8 @@ class CapacityError(RuntimeError):
 class SimEvent(NamedTuple):
     """One thing that happened. Unused fields are -1.
 
-    kinds: submit, decision (amount = messages), start (at the job's start instant, amount =
+    kinds: submit, decision (amount = messages), undecided (an agents' round that passed nothing;
+    amount = messages), start (at the job's start instant, amount =
     nodes), end, kill (amount = nodes, cause = outage), requeue (amount = nodes released),
     agent_fail, agent_recover, node_fail, node_recover, cut, heal (one per agent of a partition),
     detect (agent or node, cause), decider_down, decider_up, queue_lost (amount = jobs), resubmit.
@@ -175,7 +162,7 @@ class SimConfig:
 
     policy: Policy = "easy"
     queue_on_failure: QueueOnFailure = "keep"
-    protocol: str = "coordinator"
+    protocol: str = "pbft"
     hop_delay: float = 0.01
     deadline: float | None = None
 
@@ -184,7 +171,8 @@ class SimConfig:
             raise ValueError(f"unknown policy {self.policy!r}; expected one of {', '.join(POLICIES)}")
         if self.queue_on_failure not in ("keep", "lose"):
             raise ValueError(f"queue_on_failure must be keep or lose, got {self.queue_on_failure!r}")
-        protocol_cost(self.protocol, 1)
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {', '.join(PROTOCOLS)}")
         if self.hop_delay < 0:
             raise ValueError(f"hop_delay must not be negative, got {self.hop_delay}")
 
@@ -205,19 +193,25 @@ class SimRun:
     end_time: float  # last job end, or the deadline
     engine_events: int
     quorum: int  # q for the agents policy (1 for the central ones: one scheduler)
-    messages_per_decision: int = 0
-    decision_delay: float = 0.0
     attempts_of: dict[int, int] = field(default_factory=dict)  # job id -> starts, when > 1
+    # The agents' decisions, measured on the engine's simulated network (central policies: none).
+    decision_time: float = 0.0  # seconds, summed over decisions (start = decision + its latency)
+    decision_bytes: int = 0
+    awards: tuple[CertifiedAward, ...] = ()
+    context: str = ""  # what the agents' signatures are bound to
+    public_keys: tuple[tuple[int, str, str], ...] = ()  # (key epoch, agent, Ed25519 public key hex)
 
 
 def simulate(jobs: Sequence[SimJob], cluster: PoolSplit, config: SimConfig,
-             schedule: FailureSchedule | None = None) -> SimRun:
-    """Run ``jobs`` on ``cluster`` under ``config.policy`` through the outages of ``schedule``."""
+             schedule: FailureSchedule | None = None, context: str = "simulation") -> SimRun:
+    """Run ``jobs`` on ``cluster`` under ``config.policy`` through the outages of ``schedule``.
+    ``context`` names the run in the agents' signatures (a campaign names configuration and seed)
+    and seeds the engine's simulated network."""
     for o in (schedule.outages if schedule else ()):
         limit = cluster.nodes if o.kind == "node" else cluster.agents
         if any(not 0 <= m < limit for m in o.members):
             raise ValueError(f"outage {o.cause} ({o.kind}) names {o.members}, outside 0..{limit - 1}")
-    run = _Run(sorted(jobs, key=_submit_key), cluster, config, schedule or FailureSchedule())
+    run = _Run(sorted(jobs, key=_submit_key), cluster, config, schedule or FailureSchedule(), context)
     return run.run()
 
 
@@ -229,7 +223,7 @@ class _Run:
     """Simulation state; per-job data in parallel lists indexed by submission position."""
 
     def __init__(self, jobs: list[SimJob], cluster: PoolSplit, config: SimConfig,
-                 schedule: FailureSchedule) -> None:
+                 schedule: FailureSchedule, context: str) -> None:
         self.jobs = jobs
         self.cluster = cluster
         self.config = config
@@ -239,9 +233,16 @@ class _Run:
         k = cluster.agents
         self.k = k
         self.quorum = 1 if self.central else byzantine_quorum(k)
-        messages, delays = protocol_cost(config.protocol, k)
-        self.messages = 0 if self.central else messages
-        self.delay = 0.0 if self.central else delays * config.hop_delay
+        # The agents, each with its own key; their decisions are measured by the engine. ``delay``:
+        # the latency of the latest decision, what backfilling expects the next one to take.
+        self.context = context
+        self.agents = [] if self.central else [PoolAgent(p, context) for p in range(k)]
+        self.members = [a.name for a in self.agents]
+        self.keys = PublicKeys.of(context, {a.name: a.key for a in self.agents})
+        self.delay = 0.0
+        self.decision_time = 0.0
+        self.decision_bytes = 0
+        self.awards: list[CertifiedAward] = []
         self.t0 = jobs[0].submit if jobs else 0.0
         # A hand-made schedule may start before the first job: the clock starts at the earlier.
         self.engine = Engine(min([self.t0, *(o.start for o in schedule.outages)]))
@@ -340,9 +341,12 @@ class _Run:
             end_time=end_time,
             engine_events=count,
             quorum=self.quorum,
-            messages_per_decision=self.messages,
-            decision_delay=self.delay,
             attempts_of={jobs[i].job_id: a for i, a in enumerate(self.attempt) if a > 1},
+            decision_time=self.decision_time,
+            decision_bytes=self.decision_bytes,
+            awards=tuple(self.awards),
+            context=self.context,
+            public_keys=tuple(self.keys.table()),
         )
 
     # -- jobs ----------------------------------------------------------------------------------
@@ -539,15 +543,18 @@ class _Run:
         for p in self.side:
             total += len(free[p])
         started = 0
+        blocked = False
         while started < len(queue) and width[queue[started]] <= total:
             i = queue[started]
-            self._place(i)
+            if not self._place(i):
+                blocked = True
+                break
             total -= width[i]
             started += 1
         if started:
             del queue[:started]
             self.settled = 0
-        if self.backfill and queue and total > 0:
+        if self.backfill and queue and total > 0 and not blocked:
             self._backfill(max(1, self.settled), total)
         self.settled = len(queue)
 
@@ -572,7 +579,8 @@ class _Run:
                 extra -= w
             else:
                 continue
-            self._place(i)
+            if not self._place(i):
+                break
             queue.remove(i)
             free -= w
 
@@ -593,7 +601,8 @@ class _Run:
                 return max(est_end, self.engine.now + self.delay), available - need
         return math.inf, 0
 
-    def _place(self, i: int) -> None:
+    def _place(self, i: int) -> bool:
+        """Decide where job ``i`` runs and start it; False when the agents decided nothing."""
         need = self.width[i]
         free = self.free
         alloc: list[tuple[int, int]] = []
@@ -615,40 +624,46 @@ class _Run:
                         need -= c
                         if not need:
                             break
+            self.log(_event((self.engine.now, "decision", -1, -1, i, 0, -1)))
         else:
-            alloc = self._bid(i, need)
-        self.log(_event((self.engine.now, "decision", -1, -1, i, self.messages, -1)))
+            decided = self._award(i, need)
+            if decided is None:
+                return False
+            alloc = list(decided)
         self._start(i, alloc)
+        return True
 
-    def _bid(self, i: int, need: int) -> list[tuple[int, int]]:
-        """The agents' award: best whole-job bidder, else the best bidders in score order."""
-        free, size, ok, bad = self.free, self.size, self.ok, self.bad
-        spec = self.spec[self.kind[i]]
-        w_match, w_load, w_spec, w_rep = (WEIGHTS["resource_match"], WEIGHTS["load"],
-                                          WEIGHTS["specialisation"], WEIGHTS["reputation"])
-        bids = []
-        best_whole: tuple[float, int] | None = None
-        for p in self.side:
-            f = len(free[p])
-            if not f:
-                continue
-            score = (w_match * (min(f, need) / need) + w_load * (f / size[p]) + w_spec * spec[p]
-                     + w_rep * ((ok[p] + 1) / (ok[p] + bad[p] + 1)))
-            bid = (-score, p)
-            bids.append(bid)
-            if f >= need and (best_whole is None or bid < best_whole):
-                best_whole = bid
-        if best_whole is not None:
-            return [(best_whole[1], need)]
-        bids.sort()
-        alloc = []
-        for _, p in bids:
-            c = min(need, len(free[p]))
-            alloc.append((p, c))
-            need -= c
-            if not need:
-                break
-        return alloc
+    def _award(self, i: int, need: int) -> Award | None:
+        """The agents decide job ``i``'s award through the engine: the live agents on the deciding
+        side bid, the candidate is the award by recomputed scores, every one of them votes on it with
+        a signed vote, and the protocol runs among all ``k`` agents (the others are silent). Sets the
+        decision's latency (``delay``) from the protocol's simulated time; None when it did not pass."""
+        free, spec = self.free, self.spec[self.kind[i]]
+        view = PoolView([len(f) for f in free], self.size, self.ok, self.bad, spec, self.side)
+        voters = [self.agents[p] for p in self.side]
+        bids = [b for b in (a.bid(view, need) for a in voters) if b is not None]
+        candidate = award(view, need, bids)
+        job_id, round_no = str(self.jobs[i].job_id), self.attempt[i] + 1
+        pool, nodes = placement_of(candidate)
+        digest = placement_digest(job_id, pool, nodes)
+        ballots = [(a.name, [a.vote(view, need, bids, candidate, job_id, round_no, digest)]) for a in voters]
+        result = tally(self.config.protocol, self.members, PlacementValue(job_id, nodes, ""), ballots, self.keys,
+                       round_no, digest, f"{self.context}/{job_id}/{round_no}")
+        ran = result.ran
+        now, latency = self.engine.now, ran.sim_time * self.config.hop_delay
+        self.decision_bytes += ran.bytes
+        if result.certificate is None or not candidate:
+            self.log(_event((now, "undecided", -1, -1, i, ran.messages, -1)))
+            self.engine.schedule(now + max(latency, self.config.hop_delay), self._on_retry, None)
+            return None
+        self.delay = latency
+        self.decision_time += latency
+        self.log(_event((now, "decision", -1, -1, i, ran.messages, -1)))
+        self.awards.append(CertifiedAward(job_id, round_no, pool, nodes, result.certificate))
+        return candidate
+
+    def _on_retry(self, _: object) -> None:
+        self.settled = 0  # a round that decided nothing: the next pass considers the whole queue
 
     def _start(self, i: int, alloc: list[tuple[int, int]]) -> None:
         free, node_job, side = self.free, self.node_job, self.side_set
@@ -669,7 +684,7 @@ class _Run:
                 state = "down" if node_down[node] else f"held by job #{node_job[node]}"
                 raise CapacityError(f"node {node} given to job #{i} while {state}")
             node_job[node] = i
-        t = self.engine.now + self.delay
+        t = self.engine.now + (0.0 if self.central else self.delay)
         self.attempt[i] += 1
         self.alive[i] = True
         self.start[i] = t

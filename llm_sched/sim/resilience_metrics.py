@@ -67,6 +67,7 @@ class ResilienceMetrics:
     decisions: int
     messages: int
     messages_per_decision: float
+    bytes_per_decision: float
     decision_latency: float
     engine_events: int
 
@@ -195,7 +196,7 @@ def measure(run: SimRun) -> ResilienceMetrics:
             recovered[a.cause] = max(recovered.get(a.cause, -math.inf), again - outage_start)
     recovery = [t for c, t in recovered.items() if c not in unrecovered]
     kinds = Counter(e.kind for e in events)
-    messages = sum(e.amount for e in events if e.kind == "decision")
+    messages = sum(e.amount for e in events if e.kind == "decision" or e.kind == "undecided")
     summary = schedule_metrics(run.outcomes, run.cluster.nodes)
     submitted = len(run.jobs)
     completed = len(run.outcomes)
@@ -226,7 +227,8 @@ def measure(run: SimRun) -> ResilienceMetrics:
         decisions=kinds["decision"],
         messages=messages,
         messages_per_decision=messages / kinds["decision"] if kinds["decision"] else 0.0,
-        decision_latency=run.decision_delay,
+        bytes_per_decision=run.decision_bytes / kinds["decision"] if kinds["decision"] else 0.0,
+        decision_latency=run.decision_time / kinds["decision"] if kinds["decision"] else 0.0,
         engine_events=run.engine_events,
     )
 

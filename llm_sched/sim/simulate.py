@@ -51,7 +51,7 @@ class SyntheticSetup:
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)
     failures: FailureSpec = field(default_factory=FailureSpec)
     queue_on_failure: QueueOnFailure = "keep"
-    protocol: str = "coordinator"
+    protocol: str = "pbft"
     hop_delay: float = 0.01
     deadline: float | None = None
 
@@ -78,16 +78,22 @@ def _schedule(jobs: Sequence[SimJob], cluster: PoolSplit, spec: FailureSpec, see
     return draw_schedule(spec, cluster.agents, cluster.nodes, start, horizon, seed)
 
 
-def run_scenario(scenario: SyntheticSetup, policy: Policy, seed: int) -> SimRun:
-    """One run of ``scenario`` under ``policy``."""
+def run_scenario(scenario: SyntheticSetup, policy: Policy, seed: int, context: str = "simulation") -> SimRun:
+    """One run of ``scenario`` under ``policy``; ``context`` names it in the agents' signatures."""
     jobs, cluster, schedule = prepare(scenario, seed)
-    return simulate(jobs, cluster, scenario.config(policy), schedule)
+    return simulate(jobs, cluster, scenario.config(policy), schedule, context)
+
+
+def compare_runs(scenario: SyntheticSetup, seed: int, policies: Sequence[Policy] = POLICIES,
+                 context: str = "simulation") -> dict[str, SimRun]:
+    """Each policy's run on the same jobs and failures (drawn once)."""
+    jobs, cluster, schedule = prepare(scenario, seed)
+    return {p: simulate(jobs, cluster, scenario.config(p), schedule, f"{context}/{p}") for p in policies}
 
 
 def compare(scenario: SyntheticSetup, seed: int, policies: Sequence[Policy] = POLICIES) -> dict[str, ResilienceMetrics]:
     """The metrics of each policy on the same jobs and failures (drawn once)."""
-    jobs, cluster, schedule = prepare(scenario, seed)
-    return {p: measure(simulate(jobs, cluster, scenario.config(p), schedule)) for p in policies}
+    return {p: measure(run) for p, run in compare_runs(scenario, seed, policies).items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +122,7 @@ def simulate_trace(
     agents: int = 5,
     failures: FailureSpec | None = None,
     queue_on_failure: QueueOnFailure = "keep",
-    protocol: str = "coordinator",
+    protocol: str = "pbft",
     hop_delay: float = 0.01,
     plot: bool = True,
 ) -> TraceResult:

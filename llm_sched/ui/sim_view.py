@@ -21,6 +21,10 @@ def _seconds(value: float) -> str:
     return f"{value:,.0f} s" if abs(value) >= 10 else f"{value:.2f} s"
 
 
+def _latency(value: float) -> str:
+    return "-" if math.isnan(value) else f"{1000 * value:,.1f} ms"
+
+
 def _percent(value: float) -> str:
     return "-" if math.isnan(value) else f"{100 * value:.2f} %"
 
@@ -46,8 +50,9 @@ ROWS: tuple[tuple[str, Callable[[ResilienceMetrics], str]], ...] = (
     ("detection (phi-accrual)", lambda m: _seconds(m.detection_mean)),
     ("MTTR", lambda m: _seconds(m.mttr) + (f" ({m.unrecovered} unrecovered)" if m.unrecovered else "")),
     ("decisions", lambda m: f"{m.decisions:,}"),
-    ("messages per decision", lambda m: _num(m.messages_per_decision, 1)),
-    ("decision latency", lambda m: _seconds(m.decision_latency)),
+    ("messages per decision (counted)", lambda m: _num(m.messages_per_decision, 1)),
+    ("bytes per decision (counted)", lambda m: _num(m.bytes_per_decision, 0)),
+    ("consensus latency (simulated network)", lambda m: _latency(m.decision_latency)),
 )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llm_sched.cli import main
-from llm_sched.orchestration.protocol_round import PROTOCOLS, decide_round
+from llm_sched.engine.round import PROTOCOLS, decide_round
 from llm_sched.protocols.messages import PlacementValue
 from llm_sched.protocols.quorum import byzantine_quorum, weighted_quorum_met
 from llm_sched.protocols.registry import get_method

@@ -94,7 +94,7 @@ dimensions:
     assert "repetitions: Input should be greater than or equal to 2 (got 1; allowed: from 2 to 100,000)" in message
     assert "policies: the campaign compares agents with baselines: policies must include agents" in message
     assert "deadline_factor:" in message
-    assert "base.protocol: unknown protocol 'carrier-pigeon'; allowed: coordinator, pbft" in message
+    assert "base.protocol: unknown protocol 'carrier-pigeon'; allowed: pbft, tendermint" in message
     assert "base.arrival: Input should be 'constant', 'poisson', 'burst' or 'batch' (got 'sometimes')" in message
     assert "dimensions.failure_rate: failure rates are fractions in [0, 1] (0.15 for 15%), got 15.0" in message
     assert "dimensions.scale.jobs: 50 is listed twice" in message

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from llm_sched.cli.campaign import run_campaign_cli
 from llm_sched.config import ENV_VARS
-from llm_sched.evaluation.command import run_campaign_cli
 
 
 @pytest.mark.slow

@@ -11,6 +11,9 @@ finished task is stored in the ledger (``settings.ledger_path``).
 campaign stored for DIR with the configuration stored with it, so the flags that chose it need not
 be repeated; given again, they must describe the same campaign. A folder written by an older
 version (a results.json, no ledger run) is resumed from its results.json.
+
+The campaign itself is :mod:`llm_sched.evaluation`; this front end turns the flags into a run of it
+and shows it with :mod:`llm_sched.ui.campaign_view`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,94 @@
+"""The simulator's resource agents: each owns one pool of whole nodes, bids on it and votes on awards.
+
+They use the specialists' heuristic (:func:`~llm_sched.agents.heuristics.pool_score`), on the state
+every agent shares in the simulator (free nodes, pool sizes, completed and killed jobs per pool).
+A bid offers the agent's own pool; its self-reported score decides nothing: the award ranks the
+bidders by the score each voter recomputes from the shared state (:func:`award`), and every voter
+accepts a candidate exactly when it is the award it computes itself. Votes are signed with the
+agent's own key and decided by the engine (:mod:`llm_sched.engine.tally`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from llm_sched.agents.heuristics import pool_score
+from llm_sched.core.decisions import Vote
+from llm_sched.core.signing import VoteKey
+
+Award = tuple[tuple[int, int], ...]  # (pool, nodes taken from it), in the order they were chosen
+
+
+@dataclass(frozen=True, slots=True)
+class PoolView:
+    """The shared state of the machine when one job is awarded, per pool (index = pool)."""
+
+    free: Sequence[int]  # free nodes
+    size: Sequence[int]
+    completed: Sequence[int]  # jobs completed on the pool
+    killed: Sequence[int]  # jobs killed on it
+    specialisation: Sequence[float]  # how well the pool suits this job's kind
+    side: Sequence[int]  # pools whose agents decide: live, on one side of any partition
+
+    def score(self, pool: int, need: int) -> float:
+        """The pool's heuristic score for a job of ``need`` nodes, as any agent computes it."""
+        return pool_score(self.free[pool], need, self.size[pool], self.specialisation[pool],
+                          self.completed[pool], self.killed[pool])
+
+
+@dataclass(frozen=True, slots=True)
+class Bid:
+    """An agent's offer of its own pool, with the score it reports (which ranks nothing)."""
+
+    agent: str
+    pool: int
+    score: float
+
+
+def award(view: PoolView, need: int, bids: Sequence[Bid]) -> Award:
+    """The award of a job of ``need`` nodes among ``bids``, ranked by recomputed scores: the best
+    bidder that can hold the whole job (ties: the lowest pool), else nodes from the best bidders in
+    score order until the need is met (empty when the bidders cannot meet it)."""
+    ranked = sorted((-view.score(b.pool, need), b.pool) for b in bids if view.free[b.pool] > 0)
+    for _, pool in ranked:
+        if view.free[pool] >= need:
+            return ((pool, need),)
+    out, left = [], need
+    for _, pool in ranked:
+        take = min(left, view.free[pool])
+        out.append((pool, take))
+        left -= take
+        if not left:
+            return tuple(out)
+    return ()
+
+
+def placement_of(alloc: Award) -> tuple[str, tuple[str, ...]]:
+    """An award as a placement (pool label, node shares) for its digest: pools "p0+p3", shares "p0:4"."""
+    return "+".join(f"p{p}" for p, _ in alloc), tuple(f"p{p}:{c}" for p, c in alloc)
+
+
+class PoolAgent:
+    """The agent owning pool ``pool``; it alone holds its signing key."""
+
+    __slots__ = ("name", "pool", "key")
+
+    def __init__(self, pool: int, run: str) -> None:
+        self.pool = pool
+        self.name = f"p{pool}"
+        self.key = VoteKey(self.name, run, 0)
+
+    def bid(self, view: PoolView, need: int) -> Bid | None:
+        """Offer this agent's pool when it has a free node."""
+        if not view.free[self.pool]:
+            return None
+        return Bid(self.name, self.pool, view.score(self.pool, need))
+
+    def vote(self, view: PoolView, need: int, bids: Sequence[Bid], candidate: Award, job_id: str, round_no: int,
+             digest: str) -> Vote:
+        """Accept ``candidate`` exactly when it is the award this agent computes; signed."""
+        accept = award(view, need, bids) == candidate
+        return Vote(agent=self.name, job_id=job_id, round=round_no, accept=accept, confidence=1.0,
+                    reasoning="the award recomputed from the shared state" if accept else "not the award it computes",
+                    via="heuristic", digest=digest, signature=self.key.sign(job_id, round_no, digest, accept))

@@ -1,0 +1,60 @@
+"""The command line's entry point: parse the flags, refuse the ones that do not go with the mode, run
+the mode. User errors print one clear message and exit non-zero, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from llm_sched.cli import campaign, check, experiment, ledger, scenario, setup_env, simulate
+from llm_sched.cli.modes import refuse_stray_flags
+from llm_sched.cli.overview import overview
+from llm_sched.cli.parser import build_parser
+from llm_sched.errors import Interrupted, UserError
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the mode the flags choose; returns its exit code."""
+    if args.check:
+        return check.run(args)
+    if args.setup_env:
+        return setup_env.run(args)
+    if args.interactive:
+        return scenario.run(args, args.scenario or "fault_tolerance", transparent=True)
+    if args.experiment is not None:
+        return experiment.run(args)
+    if args.simulate:
+        return simulate.run(args)
+    if args.evaluate:
+        return campaign.run_campaign_cli(args.config, args.out, args.quick, args.workers, args.seed,
+                                         resume=args.resume, force=args.force)
+    if args.verify:
+        return ledger.verify(args.verify)
+    if args.runs:
+        return ledger.runs()
+    if args.show:
+        return ledger.show(args.show)
+    if args.resume is not None:
+        return scenario.resume(args)
+    if args.scenario is not None:
+        return scenario.run(args, args.scenario, transparent=False)
+    print(overview())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        refuse_stray_flags(args)
+        return dispatch(args)
+    except Interrupted as exc:
+        print(exc, file=sys.stderr)
+        return exc.exit_code
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

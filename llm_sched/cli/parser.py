@@ -1,0 +1,128 @@
+"""The argument parser: every flag, its group and its type. Parsing is plain argparse and imports
+nothing heavy, so ``--help`` and ``--version`` start fast."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from llm_sched import __version__
+from llm_sched.config import PROVIDER_CHOICES
+
+SEED_MAX = 2**63 - 1  # seeds are stored as SQLite integers (signed 64 bits)
+
+
+def _whole_number(text: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text if len(text) <= 24 else text[:20] + '...'} is not allowed: "
+                                         f"give {low} to {high}")
+    return value
+
+
+def bounded_int(low: int, high: int) -> Any:
+    """An argparse type: a whole number from ``low`` to ``high`` (``--agents 0`` once ran 5 agents, and a
+    seed beyond 64 bits reached SQLite as an OverflowError)."""
+    def parse(text: str) -> int:
+        return _whole_number(text, low, high)
+
+    return parse
+
+
+positive_int = bounded_int(1, 1_000_000)
+non_negative_int = bounded_int(0, 1_000_000)
+seed_int = bounded_int(0, SEED_MAX)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llm-sched",
+        description="LLM-backed agents that schedule HPC jobs by fault-tolerant consensus.",
+    )
+    parser.add_argument("--version", action="version", version=f"llm-sched {__version__}")
+    group = parser.add_argument_group("modes")
+    # One mode per run: a second one was silently ignored. --scenario and --resume combine with others.
+    modes = group.add_mutually_exclusive_group()
+    modes.add_argument("--check", action="store_true", help="check the environment and exit (0 ready, 1 broken)")
+    modes.add_argument("--setup-env", action="store_true", help="guided setup that writes ./.env")
+    modes.add_argument("--interactive", action="store_true",
+                       help="run fault_tolerance with full transparency (prompts, raw answers, votes, reputations)")
+    group.add_argument("--scenario", metavar="NAME", help="run scenarios/NAME.yaml (or a path to a scenario file)")
+    modes.add_argument("--experiment", metavar="FILE", nargs="?", const="",
+                       help="run a protocol experiment: scenarios/experiments/FILE.yaml, a path, or nothing for the "
+                            "defaults (7 agents, 2 Byzantine, 5 jobs, 3 repetitions, pbft, tendermint, multi_paxos); "
+                            "with --resume DIR, finish the experiment stored for DIR")
+    group.add_argument("--resume", metavar="RUN_ID_OR_DIR",
+                       help="resume a stored run: a scenario run id or run folder (runs/ID, wherever it was moved), or "
+                            "the --out folder of an experiment or campaign")
+    modes.add_argument("--runs", action="store_true", help="list the runs stored in the ledger (LLM_SCHED_LEDGER)")
+    modes.add_argument("--show", metavar="RUN_ID", help="print one stored run's decisions, votes and reputation changes")
+    modes.add_argument("--verify", metavar="RUN_ID",
+                       help="check every commit of a stored scenario run against its quorum certificate (Ed25519 "
+                            "signatures of a quorum of agents) and the run's public keys; exit 1 at the first bad one")
+    modes.add_argument("--simulate", action="store_true",
+                       help="replay a workload trace (--trace) in the discrete-event simulator under --policy")
+    sim = parser.add_argument_group("--simulate")
+    sim.add_argument("--trace", metavar="FILE", help="Standard Workload Format trace, plain or .gz")
+    sim.add_argument("--policy", choices=("fcfs", "easy", "agents"), metavar="P",
+                     help="fcfs, easy (central schedulers) or agents (decentralized bids and quorum)")
+    modes.add_argument("--evaluate", action="store_true",
+                       help="run the resilience evaluation campaign (26 configurations, agents vs FCFS and EASY); "
+                            "with --resume DIR, finish the campaign stored for DIR")
+    ev = parser.add_argument_group("--evaluate")
+    ev.add_argument("--quick", action="store_true", help="the quick campaign (scenarios/evaluation/quick.yaml)")
+    ev.add_argument("--config", metavar="FILE", help="campaign file (default scenarios/evaluation/full.yaml)")
+    ev.add_argument("--workers", type=positive_int, metavar="N", help="worker processes (default: one per CPU)")
+    run = parser.add_argument_group("running scenarios")
+    run.add_argument("--seed", type=seed_int, metavar="S",
+                     help="seed for this run (default: the scenario's or the experiment file's)")
+    run.add_argument("--record", action="store_true",
+                     help="record the model's answers to a cassette in the run's folder (or --record-to PATH)")
+    run.add_argument("--record-to", metavar="PATH", help="with --record: write the cassette here instead")
+    run.add_argument("--force", action="store_true",
+                     help="with --record: replace an existing cassette file; with --experiment or --evaluate: "
+                          "run afresh into an --out folder that is not empty (its result files are replaced)")
+    run.add_argument("--allow-fallback", action="store_true",
+                     help="if the configured provider cannot be reached at the start, run on the agents' heuristics "
+                          "(the banner and summary say so) instead of stopping")
+    run.add_argument("--protocol", choices=("pbft", "tendermint", "weighted"), metavar="NAME",
+                     help="the protocol that decides each vote round on the simulated network: pbft (default), "
+                          "tendermint or weighted (the default for reputation-weighted scenarios)")
+    run.add_argument("--no-pause", action="store_true", help="do not wait for Enter between phases")
+    run.add_argument("--verbose", action="store_true",
+                     help="show the prompt and answer panels of every decision, not only each phase's first")
+    exp = parser.add_argument_group("protocol experiments (override the experiment file)")
+    exp.add_argument("--methods", metavar="M,M", help="comma-separated: pbft, tendermint, multi_paxos, raft, weighted, "
+                                                      "bidding, negotiation, gossip")
+    exp.add_argument("--agents", type=positive_int, metavar="N", help="agents taking part in every decision (n); with --simulate, the resource agents the "
+                                                    "machine is split among (default 5)")
+    exp.add_argument("--byzantine", type=non_negative_int, metavar="K", help="Byzantine agents per repetition")
+    exp.add_argument("--crash", type=non_negative_int, metavar="K", help="honest agents that crash once per repetition")
+    exp.add_argument("--jobs", type=positive_int, metavar="J", help="placement decisions per run")
+    exp.add_argument("--repetitions", type=positive_int, metavar="R", help="repetitions per method")
+    exp.add_argument("--agent-mode", choices=("heuristic", "llm", "hybrid"), metavar="MODE",
+                     help="how agents propose: heuristic, llm (the provider's model) or hybrid (a seeded half each)")
+    exp.add_argument("--faults", metavar="FILE", help="a fault plan (YAML), e.g. scenarios/experiments/faults/*.yaml")
+    exp.add_argument("--intensity", choices=("light", "medium", "heavy", "chaos"), metavar="LEVEL",
+                     help="draw a fault preset per repetition: light, medium, heavy or chaos")
+    exp.add_argument("--out", metavar="DIR", help="output folder (default runs/experiments/<timestamp>)")
+    common = parser.add_argument_group("settings")
+    common.add_argument(
+        "--provider",
+        choices=PROVIDER_CHOICES,
+        metavar="P",
+        help=f"LLM provider for this run, overrides LLM_SCHED_PROVIDER: {', '.join(PROVIDER_CHOICES)}",
+    )
+    setup = parser.add_argument_group("--setup-env without questions (for scripts)")
+    setup.add_argument("--yes", action="store_true", help="ask nothing: use the flags, current settings and defaults")
+    setup.add_argument("--ollama-host", metavar="URL", help="Ollama server, e.g. http://localhost:11434")
+    setup.add_argument("--ollama-model", metavar="NAME", help="Ollama model, e.g. llama3.1:8b")
+    setup.add_argument("--sambanova-api-base", metavar="URL", help="SambaNova Cloud API base URL")
+    setup.add_argument("--sambanova-model", metavar="NAME", help="SambaNova Cloud model name")
+    setup.add_argument("--sambastudio-url", metavar="URL", help="SambaStudio endpoint URL")
+    setup.add_argument("--api-key-stdin", action="store_true", help="read the provider's API key from standard input")
+    setup.add_argument("--probe", action="store_true", help="check that the endpoint answers before writing")
+    return parser
