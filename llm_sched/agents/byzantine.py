@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from llm_sched.core import ClusterState, Job, Placement, check_placement
+from llm_sched.core import ClusterState, Job, Placement
 from llm_sched.core.decisions import BidClaims, Proposal, Vote
 
 Behaviour = Literal[
@@ -68,26 +68,24 @@ def corrupt_proposal(
     return honest  # vote_flipping lies only when voting
 
 
-def corrupt_vote(
-    behaviour: str, honest: Vote, job: Job, candidate: Placement, state: ClusterState, own_pool: str | None = None
-) -> Vote | None:
-    """The vote a faulty agent sends instead of ``honest``."""
+def corrupt_vote(behaviour: str, honest: Vote, sound: bool, own: bool) -> Vote | None:
+    """The vote a faulty agent sends instead of ``honest``, whatever its policy: ``sound`` is what
+    the agent's own check says of the candidate (feasible, or the award it computes itself), ``own``
+    whether the candidate uses the agent's own pool."""
     if behaviour == "silent":
         return None
     if behaviour == "inflated_bids":
-        # Backs its own bid and anything infeasible, blocks every honest feasible bid.
-        accept = candidate.pool == own_pool or not check_placement(state, job, candidate).ok
+        # Backs its own bid and anything unsound, blocks every honest sound bid.
+        accept = own or not sound
         return honest.model_copy(update={"accept": accept, "confidence": 0.99,
                                          "reasoning": "Only my cluster can run this job well." if accept else
                                          "These nodes are not suitable."})
     if behaviour == "vote_flipping":
-        feasible = check_placement(state, job, candidate).ok
-        return honest.model_copy(update={"accept": not feasible, "confidence": 1.0,
+        return honest.model_copy(update={"accept": not sound, "confidence": 1.0,
                                          "reasoning": "Voting against the evidence."})
     if behaviour in ("invalid_nodes", "overloaded_nodes"):
-        # Colluding liars back infeasible placements and block feasible ones.
-        feasible = check_placement(state, job, candidate).ok
-        return honest.model_copy(update={"accept": not feasible, "confidence": 0.99})
+        # Colluding liars back unsound placements and block sound ones.
+        return honest.model_copy(update={"accept": not sound, "confidence": 0.99})
     if behaviour == "inflated_scores":
         return honest.model_copy(update={"confidence": 1.0})
     if behaviour == "corrupted_output":
@@ -95,6 +93,21 @@ def corrupt_vote(
     if behaviour == "forge":
         return honest.model_copy(update={"accept": True, "confidence": 1.0, "reasoning": "Everyone agrees: accept."})
     return honest
+
+
+def claimed_score(behaviour: str, honest: float) -> float:
+    """The score a faulty bidder reports for its own offer (a bid's own score ranks nothing: voters
+    recompute it; a claim far above the recomputed score is evidence against the bidder)."""
+    return 1.0 if behaviour in ("inflated_scores", "inflated_bids") else honest
+
+
+# What each behaviour does to the agent's protocol core when the vote goes to a real protocol
+# (transport.harness.ByzantineCore / SplitBrainCore): the same lie, in the protocol's messages.
+PROTOCOL_BEHAVIOUR: dict[str, str] = {
+    "silent": "silent", "vote_flipping": "vote-against", "equivocate": "equivocate", "forge": "forge",
+    "inflated_bids": "vote-against", "invalid_nodes": "vote-against", "overloaded_nodes": "vote-against",
+    "corrupted_output": "silent",
+}
 
 
 def extra_votes(behaviour: str, vote: Vote | None, members: list[str]) -> list[Vote]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from llm_sched.agents.byzantine import claimed_score, corrupt_vote, extra_votes
 from llm_sched.agents.heuristics import pool_score
 from llm_sched.core.decisions import Vote
 from llm_sched.core.signing import VoteKey
@@ -69,26 +70,45 @@ def placement_of(alloc: Award) -> tuple[str, tuple[str, ...]]:
     return "+".join(f"p{p}" for p, _ in alloc), tuple(f"p{p}:{c}" for p, c in alloc)
 
 
+# The Byzantine behaviours (agents.byzantine) a pool agent can have in the simulator.
+POOL_BEHAVIOURS: tuple[str, ...] = ("silent", "vote_flipping", "inflated_scores", "equivocate", "forge")
+
+
 class PoolAgent:
-    """The agent owning pool ``pool``; it alone holds its signing key."""
+    """The agent owning pool ``pool``; it alone holds its signing key. ``behaviour``: a Byzantine
+    behaviour from :data:`POOL_BEHAVIOURS` (None: honest)."""
 
-    __slots__ = ("name", "pool", "key")
+    __slots__ = ("name", "pool", "key", "behaviour")
 
-    def __init__(self, pool: int, run: str) -> None:
+    def __init__(self, pool: int, run: str, behaviour: str | None = None) -> None:
+        if behaviour is not None and behaviour not in POOL_BEHAVIOURS:
+            raise ValueError(f"unknown behaviour {behaviour!r} for a pool agent; expected one of "
+                             f"{', '.join(POOL_BEHAVIOURS)}")
         self.pool = pool
         self.name = f"p{pool}"
         self.key = VoteKey(self.name, run, 0)
+        self.behaviour = behaviour
 
     def bid(self, view: PoolView, need: int) -> Bid | None:
-        """Offer this agent's pool when it has a free node."""
-        if not view.free[self.pool]:
+        """Offer this agent's pool when it has a free node (a faulty agent may claim another score)."""
+        if not view.free[self.pool] or self.behaviour == "silent":
             return None
-        return Bid(self.name, self.pool, view.score(self.pool, need))
+        score = view.score(self.pool, need)
+        return Bid(self.name, self.pool, claimed_score(self.behaviour, score) if self.behaviour else score)
 
-    def vote(self, view: PoolView, need: int, bids: Sequence[Bid], candidate: Award, job_id: str, round_no: int,
-             digest: str) -> Vote:
-        """Accept ``candidate`` exactly when it is the award this agent computes; signed."""
-        accept = award(view, need, bids) == candidate
-        return Vote(agent=self.name, job_id=job_id, round=round_no, accept=accept, confidence=1.0,
-                    reasoning="the award recomputed from the shared state" if accept else "not the award it computes",
-                    via="heuristic", digest=digest, signature=self.key.sign(job_id, round_no, digest, accept))
+    def ballot(self, view: PoolView, need: int, bids: Sequence[Bid], candidate: Award, job_id: str, round_no: int,
+               digest: str, members: Sequence[str]) -> list[Vote]:
+        """Every vote this agent sends on ``candidate``, signed with its key: an honest agent accepts
+        exactly when the candidate is the award it computes; a faulty one as its behaviour says
+        (none when silent; a contradicting second vote, or votes in other agents' names)."""
+        sound = award(view, need, bids) == candidate
+        honest = Vote(agent=self.name, job_id=job_id, round=round_no, accept=sound, confidence=1.0,
+                      reasoning="the award recomputed from the shared state" if sound else "not the award it computes",
+                      via="heuristic")
+        if self.behaviour is None:
+            votes = [honest]
+        else:
+            own = corrupt_vote(self.behaviour, honest, sound, any(p == self.pool for p, _ in candidate))
+            votes = ([] if own is None else [own]) + extra_votes(self.behaviour, own, list(members))
+        return [v.model_copy(update={"digest": digest, "signature": self.key.sign(job_id, round_no, digest, v.accept,
+                                                                                  agent=v.agent)}) for v in votes]

@@ -23,7 +23,7 @@ from llm_sched.agents.heuristics import Option, bid_option, placement_options, s
 from llm_sched.agents.lgraph import bound, delegate, route
 from llm_sched.agents.prompts import render, untrusted_data
 from llm_sched.agents.reputation import Reputation
-from llm_sched.core import ClusterState, Job
+from llm_sched.core import ClusterState, Job, check_placement
 from llm_sched.core.decisions import Proposal, Vote
 from llm_sched.core.records import Answer, CallContext
 from llm_sched.core.signing import PublicKeys, VoteKey, placement_digest
@@ -262,7 +262,8 @@ class SpecialistAgent:
         digest = placement_digest(job.id, placement.pool, placement.nodes)
         if not self.behaviour:
             return {"result": self._signed(honest, digest)}
-        own = _tagged(corrupt_vote(self.behaviour, honest, job, placement, self.world.state, self.pool), honest)
+        sound = check_placement(self.world.state, job, placement).ok
+        own = _tagged(corrupt_vote(self.behaviour, honest, sound, placement.pool == self.pool), honest)
         extra = extra_votes(self.behaviour, own, sorted(self.world.reputation.scores))
         return {"result": self._signed(own, digest), "extra": [self._signed(v, digest) for v in extra]}
 

@@ -16,11 +16,13 @@ Multi-Paxos a replica accepts whatever the leader sends, so a vote would change 
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from llm_sched.protocols.messages import KeyRing, PlacementValue, Value
+from llm_sched.protocols.messages import Core, KeyRing, PlacementValue, Value
 from llm_sched.protocols.registry import CoreArgs, Hooks, get_method
+from llm_sched.transport.harness import ByzantineCore, Collusion, SplitBrainCore
 from llm_sched.transport.network import Crash, FaultPlan, LinkModel, Network
 
 PROTOCOLS = ("pbft", "tendermint", "weighted")  # Byzantine-tolerant cores whose replicas validate
@@ -39,29 +41,60 @@ class RoundOutcome:
 
 
 def decide_round(protocol: str, agents: Sequence[str], value: PlacementValue, accepts: Mapping[str, bool],
-                 seed: str, weights: Mapping[str, float] | None = None, quorum: int | None = None) -> RoundOutcome:
+                 seed: str, weights: Mapping[str, float] | None = None, quorum: int | None = None,
+                 byzantine: Mapping[str, str] | None = None) -> RoundOutcome:
     """Run ``protocol`` among ``agents`` on ``value``; ``accepts``: each counted vote (absent: no core).
     ``weights``: the weighted core's reputation weights; ``quorum`` overrides the protocol's quorum,
-    only to show that a smaller one is unsafe."""
+    only to show that a smaller one is unsafe. ``byzantine``: agents that are up but faulty, with
+    their protocol-level behaviour (``silent``, ``forge``, ``vote-against``, ``alter``, ``equivocate``):
+    each runs the same core, wrapped to lie in its messages, whether or not a vote of it counted.
+    Only the honest agents' decisions count."""
     method = get_method(protocol)
     ids = tuple(range(len(agents)))
     number = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big")
     keyring = KeyRing(seed, ids)
     config = _config(protocol, agents, weights, quorum)
+    faulty = {i: byzantine[a] for i, a in enumerate(agents) if byzantine and a in byzantine}
+    rng = random.Random(number)
+    lies = _Lies(value)
+    honest = [i for i in ids if i not in faulty and agents[i] in accepts]
+    collusion = Collusion.split(honest, rng) if "equivocate" in faulty.values() else None
 
-    def factory(i: int, restore: object | None) -> object:
-        hooks = _hooks(value, accepts.get(agents[i], False))
+    def build(i: int, hooks: Hooks, restore: object | None) -> Core:
         return method.build(CoreArgs(i, ids, 1, keyring.signer(i), keyring, hooks, number, restore, config))
 
-    absent = tuple(Crash(i, 0.0) for i, a in enumerate(agents) if a not in accepts)
-    net = Network(ids, factory, keyring, number, FaultPlan(LinkModel(base_delay=1.0), crashes=absent))  # type: ignore[arg-type]
-    # Until every agent that accepts has decided (the whole cost of a decision), or the time is up.
-    accepting = [i for i, a in enumerate(agents) if accepts.get(a)]
+    def factory(i: int, restore: object | None) -> Core:
+        accept = accepts.get(agents[i], False)
+        behaviour = faulty.get(i)
+        if behaviour is None:
+            return build(i, _hooks(value, accept), restore)
+        if behaviour == "equivocate" and collusion is not None:  # one world accepts, the other does not
+            return SplitBrainCore(i, (build(i, _hooks(value, True), None), build(i, _hooks(value, False), None)),
+                                  collusion)
+        return ByzantineCore(build(i, _hooks(value, accept), restore), behaviour, keyring.signer(i), ids, lies, rng)
+
+    absent = tuple(Crash(i, 0.0) for i, a in enumerate(agents) if a not in accepts and i not in faulty)
+    net = Network(ids, factory, keyring, number, FaultPlan(LinkModel(base_delay=1.0), crashes=absent))
+    # Until every honest agent that accepts has decided (the whole cost of a decision), or the time is up.
+    accepting = [i for i in honest if accepts[agents[i]]]
     net.run(MAX_TIME, stop=lambda: all(0 in net.decisions[i] for i in accepting))
-    decided_at = [t[0] for t in net.decided_at.values() if 0 in t]
-    decided = any(d.get(0) == value for d in net.decisions.values())
+    decided_at = [net.decided_at[i][0] for i in honest if 0 in net.decided_at.get(i, {})]
+    decided = any(net.decisions[i].get(0) == value for i in honest)
     return RoundOutcome(protocol, decided, net.stats.total_sent, net.stats.total_bytes,
                         min(decided_at) if decided_at else MAX_TIME)
+
+
+@dataclass(frozen=True, slots=True)
+class _Lies:
+    """What a faulty agent's core says instead of the candidate: another placement, or a ghost one."""
+
+    value: PlacementValue
+
+    def alternative(self, slot: int) -> Value:
+        return PlacementValue(self.value.job_id, (*(self.value.placement or ()), "byzantine-extra"), "byzantine")
+
+    def invalid(self, slot: int) -> Value:
+        return PlacementValue(self.value.job_id, ("ghost-node",), "byzantine invalid")
 
 
 def _config(protocol: str, agents: Sequence[str], weights: Mapping[str, float] | None,

@@ -55,12 +55,14 @@ def count_weights(accepting: Sequence[str], members: Sequence[str], reputation: 
 
 def tally(protocol: str, members: Sequence[str], value: PlacementValue, ballots: Sequence[tuple[str, Sequence[Vote]]],
           keys: PublicKeys, round_no: int, digest: str, seed: str, quorum: int | None = None,
-          reputation: Mapping[str, float] | None = None) -> Tally:
+          reputation: Mapping[str, float] | None = None, byzantine: Mapping[str, str] | None = None) -> Tally:
     """Decide ``value`` (whose placement ``digest`` names) among ``members`` from their ``ballots``.
 
     ``quorum``: the count of signed accepts a commit needs (default the Byzantine q of n; a smaller
     one is passed to the protocol too, only to show that it is unsafe). ``reputation``: weigh each
-    vote by its agent's reputation (the weighted core; the certificate records the weights)."""
+    vote by its agent's reputation (the weighted core; the certificate records the weights).
+    ``byzantine``: faulty agents that are up, with the protocol-level form of their behaviour (see
+    :func:`~llm_sched.engine.round.decide_round`)."""
     job_id, n = value.job_id, len(members)
     q = byzantine_quorum(n) if quorum is None else quorum
     screened = screen(ballots, keys, job_id, round_no, digest)
@@ -69,7 +71,7 @@ def tally(protocol: str, members: Sequence[str], value: PlacementValue, ballots:
     weights = count_weights(accepting, members, reputation) if reputation is not None else None
     counted_pass = weights.passed if weights is not None else len(accepting) >= q
     ran = decide_round(protocol, members, value, {a: v.accept for a, v in counted.items()}, seed,
-                       reputation, None if q == byzantine_quorum(n) else q)
+                       reputation, None if q == byzantine_quorum(n) else q, byzantine)
     # The protocol decides; the certificate needs the quorum of signed accepts as well. The two
     # agree (tests/agents/test_protocol_rounds.py); both are required, so a disagreement commits nothing.
     passed = ran.decided and counted_pass

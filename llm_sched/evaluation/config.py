@@ -13,14 +13,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llm_sched.agents.pool_agents import POOL_BEHAVIOURS
 from llm_sched.folders import scenario_file
 from llm_sched.loader import load_yaml, validated
 from llm_sched.sim.failures import Pattern
+from llm_sched.protocols.quorum import byzantine_f
 from llm_sched.sim.resilience import PROTOCOLS, Policy
 from llm_sched.sim.workload import Arrival
 
-DIMENSIONS: tuple[str, ...] = ("scale", "failure_rate", "failure_pattern", "load_pattern", "high_load")
+DIMENSIONS: tuple[str, ...] = ("scale", "failure_rate", "failure_pattern", "load_pattern", "high_load", "byzantine",
+                               "byzantine_behaviour")
 LoadPattern = Literal["constant", "burst", "poisson"]
+Behaviour = Literal[POOL_BEHAVIOURS]  # type: ignore[valid-type]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 # Every number is strict (``jobs: true`` is not 1 job), finite and bounded: no NaN, infinity or 20-digit
@@ -72,6 +76,8 @@ class BaseScenario(BaseModel):
     queue_on_failure: Literal["keep", "lose"] = "keep"
     protocol: str = "pbft"
     hop_delay: float = _seconds(0.01, "seconds per message delay", positive=False)
+    byzantine: int = _int(0, 0, MAX_AGENTS, "Byzantine agents (at most f of n), chosen per seed")
+    behaviour: Behaviour = "vote_flipping"
 
     @field_validator("protocol")
     @classmethod
@@ -105,6 +111,9 @@ class Dimensions(BaseModel):
     failure_pattern: tuple[Pattern, ...] | None = Field(None, min_length=1)
     load_pattern: tuple[LoadPattern, ...] | None = Field(None, min_length=1)
     high_load: tuple[Jobs, ...] | None = Field(None, min_length=1, description="jobs arriving at once")
+    byzantine: tuple[int, ...] | None = Field(None, min_length=1, description="Byzantine agents, base behaviour")
+    byzantine_behaviour: tuple[Behaviour, ...] | None = Field(
+        None, min_length=1, description="behaviours, each of max(1, base byzantine) agents")
 
     @field_validator("failure_rate")
     @classmethod
@@ -116,7 +125,17 @@ class Dimensions(BaseModel):
                 raise ValueError(f"failure rates are fractions in [0, 1] (0.15 for 15%), got {v}")
         return _unique(values)
 
-    @field_validator("failure_pattern", "load_pattern")
+    @field_validator("byzantine")
+    @classmethod
+    def _counts(cls, values: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if values is None:
+            return None
+        for v in values:
+            if v < 0:
+                raise ValueError(f"Byzantine agent counts must be 0 or more, got {v}")
+        return _unique(values)
+
+    @field_validator("failure_pattern", "load_pattern", "byzantine_behaviour")
     @classmethod
     def _distinct(cls, values: tuple[str, ...] | None) -> tuple[str, ...] | None:
         return None if values is None else _unique(values)
@@ -161,6 +180,21 @@ class CampaignConfig(BaseModel):
         if "agents" not in values:
             raise ValueError("the campaign compares agents with baselines: policies must include agents")
         return ("agents", *(p for p in values if p != "agents"))
+
+    @model_validator(mode="after")
+    def _byzantine_within_tolerance(self) -> CampaignConfig:
+        # The scale dimension changes n with the base's liars; the Byzantine dimensions change the
+        # liars at the base's n.
+        dims, base = self.dimensions, self.base
+        checks = [(base.byzantine, n) for n in (base.agents, *(dims.scale.agents if dims.scale else ()))]
+        checks += [(count, base.agents) for count in dims.byzantine or ()]
+        if dims.byzantine_behaviour:
+            checks.append((max(1, base.byzantine), base.agents))
+        for liars, n in checks:
+            if liars > byzantine_f(n):
+                raise ValueError(f"{liars} Byzantine agents among {n}: at most f = {byzantine_f(n)} may be "
+                                 "Byzantine for the quorum to stay safe and live")
+        return self
 
     @model_validator(mode="after")
     def _last_seed_fits(self) -> CampaignConfig:

@@ -6,7 +6,10 @@ Each configuration is the base scenario with one dimension's value applied:
 - ``failure_rate``: the agents' failure rate;
 - ``failure_pattern``: random, cascading or partition;
 - ``load_pattern``: constant, burst or Poisson arrivals at the base offered load;
-- ``high_load``: that many jobs all arriving at time 0 (``batch``).
+- ``high_load``: that many jobs all arriving at time 0 (``batch``);
+- ``byzantine``: that many Byzantine agents with the base behaviour (the agents policy only; a
+  central scheduler asks nobody to agree);
+- ``byzantine_behaviour``: max(1, base byzantine) Byzantine agents with that behaviour.
 
 Seeds: repetition ``r`` (counted from 0) of every configuration uses seed ``base seed + r``. The
 workload and failure streams are keyed by the seed alone, so within a dimension the values are
@@ -29,6 +32,8 @@ DIMENSION_TITLES: dict[str, str] = {
     "failure_pattern": "Failure pattern",
     "load_pattern": "Load (arrival) pattern",
     "high_load": "High load (jobs arriving at once)",
+    "byzantine": "Byzantine agents",
+    "byzantine_behaviour": "Byzantine behaviour",
 }
 
 
@@ -57,6 +62,8 @@ def base_scenario(base: BaseScenario) -> SyntheticSetup:
         queue_on_failure=base.queue_on_failure,
         protocol=base.protocol,
         hop_delay=base.hop_delay,
+        byzantine=base.byzantine,
+        behaviour=base.behaviour,
     )
 
 
@@ -84,6 +91,14 @@ def configurations(config: CampaignConfig) -> list[Configuration]:
     for jobs in dims.high_load or ():
         out.append(Configuration(f"high_load-{jobs}", "high_load", f"{jobs} jobs at once", str(jobs),
                                  replace(base, workload=replace(base.workload, jobs=jobs, arrival="batch"))))
+    for count in dims.byzantine or ():
+        label = f"{count} Byzantine ({base.behaviour.replace('_', ' ')})" if count else "no Byzantine agent"
+        out.append(Configuration(f"byzantine-{count}", "byzantine", label, str(count), replace(base, byzantine=count)))
+    for behaviour in dims.byzantine_behaviour or ():
+        liars = max(1, base.byzantine)
+        out.append(Configuration(f"byzantine_behaviour-{behaviour}", "byzantine_behaviour",
+                                 f"{liars} Byzantine ({behaviour.replace('_', ' ')})", behaviour.replace("_", " "),
+                                 replace(base, byzantine=liars, behaviour=behaviour)))
     return out
 
 

@@ -127,6 +127,17 @@ def worst_sentence(analysis: Analysis, dimension: str, metric_name: str) -> str 
     return f"{DIMENSION_TITLES[dimension]}: the worst {metric.label} was " + ", ".join(parts) + "."
 
 
+def agents_sentence(analysis: Analysis, dimension: str, metric_name: str) -> str | None:
+    """The agents' mean of a metric at each value of a dimension (what Byzantine agents cost them)."""
+    configs = analysis.in_dimension(dimension)
+    if not configs:
+        return None
+    metric = METRICS[metric_name]
+    parts = [f"{c.tick} {metric.show(m)}" for c in configs
+             if (m := analysis.summaries[c.key]["agents"][metric_name].mean) is not None]
+    return f"{DIMENSION_TITLES[dimension]}: agents' {metric.label} was " + ", ".join(parts) + "." if parts else None
+
+
 def cost_sentence(analysis: Analysis) -> str | None:
     """What the agents' decisions cost in messages, against the central schedulers."""
     metric = "messages_per_decision"
@@ -157,5 +168,9 @@ def findings(analysis: Analysis) -> list[str]:
         out.append(worst_sentence(analysis, "failure_pattern", "decision_availability"))
     if "load_pattern" in dims:
         out.append(worst_sentence(analysis, "load_pattern", "wait_mean"))
+    for dim in ("byzantine", "byzantine_behaviour"):
+        if dim in dims:
+            out.append(agents_sentence(analysis, dim, "messages_per_decision"))
+            out.append(agents_sentence(analysis, dim, "decision_latency"))
     out.append(cost_sentence(analysis))
     return [s for s in out if s]

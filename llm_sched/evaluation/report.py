@@ -57,7 +57,11 @@ def setup_section(config: CampaignConfig) -> list[str]:
         f"decision engine: signed votes, a {b.protocol} run among the agents on the seeded simulated network "
         f"with {b.hop_delay:g} s per message delay, a quorum certificate for every award (checked by "
         "`python main.py --verify RUN_ID`); messages, bytes and consensus latency are counted there, not "
-        "modelled. The central scheduler's queue is "
+        "modelled. A Byzantine agent lies in its signed votes and, in the protocol, through the same "
+        "behaviour wrapping its core (silent: nothing; vote flipping: votes against the award; equivocate: "
+        "two contradicting votes; forge: votes in others' names; inflated scores: bids claiming a score of "
+        "1); the first leader of each decision rotates with the decision number. The central schedulers "
+        "have no agents to corrupt. The central scheduler's queue is "
         f"{'kept' if b.queue_on_failure == 'keep' else 'lost'} when it fails.",
         f"- Failures: each agent fails with probability {b.failure_rate:g} within the run's horizon "
         f"({b.pattern} pattern), repaired after an exponential time of mean {_hours(b.repair_mean)}; each node "
@@ -79,6 +83,12 @@ def setup_section(config: CampaignConfig) -> list[str]:
         lines.append(f"  - load pattern: {', '.join(d.load_pattern)}")
     if d.high_load is not None:
         lines.append(f"  - high load: {', '.join(map(str, d.high_load))} jobs arriving at once")
+    if d.byzantine is not None:
+        lines.append(f"  - Byzantine agents: {', '.join(map(str, d.byzantine))} ({b.behaviour.replace('_', ' ')}), "
+                     "chosen per seed")
+    if d.byzantine_behaviour is not None:
+        lines.append(f"  - Byzantine behaviour: {', '.join(x.replace('_', ' ') for x in d.byzantine_behaviour)} "
+                     f"({max(1, b.byzantine)} agent{'s' if max(1, b.byzantine) > 1 else ''}, chosen per seed)")
     lines += [
         f"- Statistics (SciPy): mean and t-based 95% confidence interval per configuration and policy; agents "
         "against each baseline: Mann-Whitney U (two-sided) and Welch's t p-values, Cohen's d (agents minus "

@@ -65,13 +65,15 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal, NamedTuple, cast
 
 from llm_sched.agents.heuristics import SPECIALTY_FOR_KIND
 from llm_sched.agents.heuristics import specialisation as heuristic_specialisation
+from llm_sched.agents.byzantine import PROTOCOL_BEHAVIOUR
+from llm_sched.agents.evidence import BID_TOLERANCE as OVERCLAIM_TOLERANCE
 from llm_sched.agents.pool_agents import Award, PoolAgent, PoolView, award, placement_of
 from llm_sched.core.signing import PublicKeys, placement_digest
 from llm_sched.engine.awards import CertifiedAward
@@ -107,7 +109,8 @@ class SimEvent(NamedTuple):
     """One thing that happened. Unused fields are -1.
 
     kinds: submit, decision (amount = messages), undecided (an agents' round that passed nothing;
-    amount = messages), start (at the job's start instant, amount =
+    amount = messages), overclaim (agent = the bidder whose bid claimed more than its recomputed
+    score), refused (agent = the sender of a vote that does not count), start (at the job's start instant, amount =
     nodes), end, kill (amount = nodes, cause = outage), requeue (amount = nodes released),
     agent_fail, agent_recover, node_fail, node_recover, cut, heal (one per agent of a partition),
     detect (agent or node, cause), decider_down, decider_up, queue_lost (amount = jobs), resubmit.
@@ -203,15 +206,20 @@ class SimRun:
 
 
 def simulate(jobs: Sequence[SimJob], cluster: PoolSplit, config: SimConfig,
-             schedule: FailureSchedule | None = None, context: str = "simulation") -> SimRun:
+             schedule: FailureSchedule | None = None, context: str = "simulation",
+             byzantine: Mapping[int, str] | None = None) -> SimRun:
     """Run ``jobs`` on ``cluster`` under ``config.policy`` through the outages of ``schedule``.
     ``context`` names the run in the agents' signatures (a campaign names configuration and seed)
-    and seeds the engine's simulated network."""
+    and seeds the engine's simulated network. ``byzantine``: pool -> the Byzantine behaviour of its
+    agent (:data:`~llm_sched.agents.pool_agents.POOL_BEHAVIOURS`); only the agents policy has agents."""
     for o in (schedule.outages if schedule else ()):
         limit = cluster.nodes if o.kind == "node" else cluster.agents
         if any(not 0 <= m < limit for m in o.members):
             raise ValueError(f"outage {o.cause} ({o.kind}) names {o.members}, outside 0..{limit - 1}")
-    run = _Run(sorted(jobs, key=_submit_key), cluster, config, schedule or FailureSchedule(), context)
+    faulty = dict(byzantine or {})
+    if any(not 0 <= p < cluster.agents for p in faulty):
+        raise ValueError(f"Byzantine agents {sorted(faulty)} outside 0..{cluster.agents - 1}")
+    run = _Run(sorted(jobs, key=_submit_key), cluster, config, schedule or FailureSchedule(), context, faulty)
     return run.run()
 
 
@@ -223,7 +231,7 @@ class _Run:
     """Simulation state; per-job data in parallel lists indexed by submission position."""
 
     def __init__(self, jobs: list[SimJob], cluster: PoolSplit, config: SimConfig,
-                 schedule: FailureSchedule, context: str) -> None:
+                 schedule: FailureSchedule, context: str, byzantine: dict[int, str]) -> None:
         self.jobs = jobs
         self.cluster = cluster
         self.config = config
@@ -236,7 +244,9 @@ class _Run:
         # The agents, each with its own key; their decisions are measured by the engine. ``delay``:
         # the latency of the latest decision, what backfilling expects the next one to take.
         self.context = context
-        self.agents = [] if self.central else [PoolAgent(p, context) for p in range(k)]
+        self.agents = [] if self.central else [PoolAgent(p, context, byzantine.get(p)) for p in range(k)]
+        self.byzantine = {} if self.central else {f"p{p}": PROTOCOL_BEHAVIOUR[b] for p, b in byzantine.items()
+                                                  if b in PROTOCOL_BEHAVIOUR}
         self.members = [a.name for a in self.agents]
         self.keys = PublicKeys.of(context, {a.name: a.key for a in self.agents})
         self.delay = 0.0
@@ -642,28 +652,38 @@ class _Run:
         view = PoolView([len(f) for f in free], self.size, self.ok, self.bad, spec, self.side)
         voters = [self.agents[p] for p in self.side]
         bids = [b for b in (a.bid(view, need) for a in voters) if b is not None]
+        now = self.engine.now
+        for b in bids:  # a bid's own score ranks nothing; one that over-claims is evidence against its agent
+            if b.score - view.score(b.pool, need) > OVERCLAIM_TOLERANCE:
+                self.log(_event((now, "overclaim", b.pool, -1, i, -1, -1)))
         candidate = award(view, need, bids)
         job_id, round_no = str(self.jobs[i].job_id), self.attempt[i] + 1
         pool, nodes = placement_of(candidate)
         digest = placement_digest(job_id, pool, nodes)
-        ballots = [(a.name, [a.vote(view, need, bids, candidate, job_id, round_no, digest)]) for a in voters]
-        result = tally(self.config.protocol, self.members, PlacementValue(job_id, nodes, ""), ballots, self.keys,
-                       round_no, digest, f"{self.context}/{job_id}/{round_no}")
+        # Each decision is one protocol instance; its first leader rotates with the decision number,
+        # as Tendermint's proposer rotates with the height, so a faulty agent leads 1 in k of them.
+        shift = len(self.awards) % self.k
+        members = self.members[shift:] + self.members[:shift]
+        ballots = [(a.name, a.ballot(view, need, bids, candidate, job_id, round_no, digest, self.members))
+                   for a in voters]
+        live_faulty = {a.name: self.byzantine[a.name] for a in voters if a.name in self.byzantine}
+        result = tally(self.config.protocol, members, PlacementValue(job_id, nodes, ""), ballots, self.keys,
+                       round_no, digest, f"{self.context}/{job_id}/{round_no}", byzantine=live_faulty)
+        for refusal in result.screened.refused:
+            self.log(_event((now, "refused", int(refusal.sender[1:]), -1, i, 1, -1)))
         ran = result.ran
-        now, latency = self.engine.now, ran.sim_time * self.config.hop_delay
+        latency = ran.sim_time * self.config.hop_delay
         self.decision_bytes += ran.bytes
         if result.certificate is None or not candidate:
+            # Nothing starts; the job keeps its place, and the next event (an end, a recovery, an
+            # arrival) brings the next pass: with the same state the same votes would fail again.
             self.log(_event((now, "undecided", -1, -1, i, ran.messages, -1)))
-            self.engine.schedule(now + max(latency, self.config.hop_delay), self._on_retry, None)
             return None
         self.delay = latency
         self.decision_time += latency
         self.log(_event((now, "decision", -1, -1, i, ran.messages, -1)))
         self.awards.append(CertifiedAward(job_id, round_no, pool, nodes, result.certificate))
         return candidate
-
-    def _on_retry(self, _: object) -> None:
-        self.settled = 0  # a round that decided nothing: the next pass considers the whole queue
 
     def _start(self, i: int, alloc: list[tuple[int, int]]) -> None:
         free, node_job, side = self.free, self.node_job, self.side_set

@@ -69,6 +69,9 @@ class ResilienceMetrics:
     messages_per_decision: float
     bytes_per_decision: float
     decision_latency: float
+    undecided: int  # agents' rounds that passed nothing
+    votes_refused: int  # votes that did not count (forged, equivocating)
+    overclaims: int  # bids whose own score exceeded the recomputed one beyond the tolerance
     engine_events: int
 
     def as_dict(self) -> dict[str, float | int | str]:
@@ -229,6 +232,9 @@ def measure(run: SimRun) -> ResilienceMetrics:
         messages_per_decision=messages / kinds["decision"] if kinds["decision"] else 0.0,
         bytes_per_decision=run.decision_bytes / kinds["decision"] if kinds["decision"] else 0.0,
         decision_latency=run.decision_time / kinds["decision"] if kinds["decision"] else 0.0,
+        undecided=kinds["undecided"],
+        votes_refused=kinds["refused"],
+        overclaims=kinds["overclaim"],
         engine_events=run.engine_events,
     )
 

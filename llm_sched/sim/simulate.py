@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -54,6 +55,8 @@ class SyntheticSetup:
     protocol: str = "pbft"
     hop_delay: float = 0.01
     deadline: float | None = None
+    byzantine: int = 0  # Byzantine agents (the agents policy), chosen per seed
+    behaviour: str = "vote_flipping"  # theirs, from agents.pool_agents.POOL_BEHAVIOURS
 
     @property
     def cluster(self) -> PoolSplit:
@@ -72,6 +75,13 @@ def prepare(scenario: SyntheticSetup, seed: int) -> tuple[list[SimJob], PoolSpli
     return jobs, cluster, _schedule(jobs, cluster, scenario.failures, seed)
 
 
+def byzantine_agents(scenario: SyntheticSetup, seed: int) -> dict[int, str]:
+    """The pools whose agents are Byzantine for ``seed``: the first ``byzantine`` of a seeded
+    permutation, so a seed's single liar is one of its three (common random numbers)."""
+    order = random.Random(f"byzantine/{seed}").sample(range(scenario.agents), scenario.agents)
+    return {p: scenario.behaviour for p in sorted(order[: scenario.byzantine])}
+
+
 def _schedule(jobs: Sequence[SimJob], cluster: PoolSplit, spec: FailureSpec, seed: int) -> FailureSchedule:
     work = math.fsum(j.nodes * j.run for j in jobs if j.nodes <= cluster.nodes)
     start, horizon = failure_horizon([j.submit for j in jobs], work, cluster.nodes)
@@ -81,14 +91,20 @@ def _schedule(jobs: Sequence[SimJob], cluster: PoolSplit, spec: FailureSpec, see
 def run_scenario(scenario: SyntheticSetup, policy: Policy, seed: int, context: str = "simulation") -> SimRun:
     """One run of ``scenario`` under ``policy``; ``context`` names it in the agents' signatures."""
     jobs, cluster, schedule = prepare(scenario, seed)
-    return simulate(jobs, cluster, scenario.config(policy), schedule, context)
+    return simulate(jobs, cluster, scenario.config(policy), schedule, context, _faulty(scenario, policy, seed))
 
 
 def compare_runs(scenario: SyntheticSetup, seed: int, policies: Sequence[Policy] = POLICIES,
                  context: str = "simulation") -> dict[str, SimRun]:
     """Each policy's run on the same jobs and failures (drawn once)."""
     jobs, cluster, schedule = prepare(scenario, seed)
-    return {p: simulate(jobs, cluster, scenario.config(p), schedule, f"{context}/{p}") for p in policies}
+    return {p: simulate(jobs, cluster, scenario.config(p), schedule, f"{context}/{p}", _faulty(scenario, p, seed))
+            for p in policies}
+
+
+def _faulty(scenario: SyntheticSetup, policy: Policy, seed: int) -> dict[int, str]:
+    # Only the agents policy has agents to corrupt; a central scheduler asks nobody to agree.
+    return byzantine_agents(scenario, seed) if policy == "agents" else {}
 
 
 def compare(scenario: SyntheticSetup, seed: int, policies: Sequence[Policy] = POLICIES) -> dict[str, ResilienceMetrics]:

@@ -198,8 +198,11 @@ def test_the_real_models_injection_run_commits_exactly_what_its_clean_run_commit
 
 
 @pytest.mark.slow
-def test_the_live_local_model_commits_the_same_for_hostile_and_clean_labels(cli: Cli) -> None:
+def test_the_live_local_model_given_hostile_labels_commits_what_it_committed_for_the_clean_ones(cli: Cli) -> None:
+    # The clean twin's commits come from its cassette, recorded live from the same model file and
+    # runtime with this code (the replay test above checks that cassette); running the clean twin
+    # live as well would only repeat that recording, at a minute of the suite's time.
     pytest.importorskip("llama_cpp", reason="the local extra (llama-cpp-python) is not installed")
-    clean, _ = _commits(cli, "injection_clean", "--provider", "local")
+    clean, _ = _commits(cli, "injection_clean", "--provider", "replay")
     hostile, _ = _commits(cli, "injection", "--provider", "local")
     assert hostile == clean and [c[1] for c in clean] == ["commit"] * 6

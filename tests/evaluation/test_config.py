@@ -36,13 +36,18 @@ dimensions:
 
 
 @pytest.mark.parametrize("name", ["full", "quick"])
-def test_shipped_campaigns_have_the_26_configurations_of_issue_7(name: str) -> None:
+def test_shipped_campaigns_have_the_34_configurations_of_issues_7_and_17(name: str) -> None:
     config = load_campaign(campaign_path(name, SCENARIOS))
     configs = configurations(config)
-    assert len(configs) == 26
+    assert len(configs) == 34
     counts = {d: sum(c.dimension == d for c in configs) for d in DIMENSIONS}
-    assert counts == {"scale": 12, "failure_rate": 4, "failure_pattern": 3, "load_pattern": 3, "high_load": 4}
-    assert len({c.key for c in configs}) == 26
+    assert counts == {"scale": 12, "failure_rate": 4, "failure_pattern": 3, "load_pattern": 3, "high_load": 4,
+                      "byzantine": 3, "byzantine_behaviour": 5}
+    liars = [(c.scenario.byzantine, c.scenario.behaviour) for c in configs if c.dimension.startswith("byzantine")]
+    assert liars == [(0, "vote_flipping"), (1, "vote_flipping"), (3, "vote_flipping"), (1, "silent"),
+                     (1, "vote_flipping"), (1, "equivocate"), (1, "forge"), (1, "inflated_scores")]
+    assert all(c.scenario.byzantine == 0 for c in configs if not c.dimension.startswith("byzantine"))
+    assert len({c.key for c in configs}) == 34
     assert config.policies == ("agents", "fcfs", "easy")
     assert config.repetitions >= 5
     assert config.deadline_factor is not None  # else completion rates are 100% by construction
@@ -50,6 +55,18 @@ def test_shipped_campaigns_have_the_26_configurations_of_issue_7(name: str) -> N
     assert [(w.jobs, w.arrival) for w in high] == [(50, "batch"), (100, "batch"), (200, "batch"), (400, "batch")]
     scale = {(c.scenario.workload.jobs, c.scenario.agents) for c in configs if c.dimension == "scale"}
     assert scale == {(j, a) for j in (50, 100, 250, 500) for a in (5, 10, 20)}
+
+
+def test_more_byzantine_agents_than_f_are_refused(tmp_path: Path) -> None:
+    text = """
+    name: liars
+    repetitions: 2
+    base: {agents: 10}
+    dimensions:
+      byzantine: [0, 4]
+    """
+    message = error(write(tmp_path, text))
+    assert "4 Byzantine agents among 10: at most f = 3 may be Byzantine" in message
 
 
 def test_quick_is_smaller_than_full() -> None:

@@ -28,12 +28,13 @@ def test_quick_campaign_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert code == 0, printed.err
     assert took < 120, f"--evaluate --quick took {took:.0f} s; issue 7 asks for under two minutes"
     data = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert data["complete"] and len(data["configurations"]) == 26
+    assert data["complete"] and len(data["configurations"]) == 34
     assert {c["dimension"] for c in data["configurations"]} == {
-        "scale", "failure_rate", "failure_pattern", "load_pattern", "high_load"}
-    assert len(data["runs"]) == 26 * data["campaign"]["repetitions"] * 3
+        "scale", "failure_rate", "failure_pattern", "load_pattern", "high_load", "byzantine", "byzantine_behaviour"}
+    assert len(data["runs"]) == 34 * data["campaign"]["repetitions"] * 3
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "`python main.py --evaluate --quick --out" in report
-    for figure in ("scale", "failure-rate", "failure-pattern", "load-pattern", "high-load"):
+    for figure in ("scale", "failure-rate", "failure-pattern", "load-pattern", "high-load", "byzantine",
+                   "byzantine-behaviour"):
         assert f"](fig-{figure}.png)" in report and (out / f"fig-{figure}.png").is_file()
     assert f"report: {out / 'report.md'}" in printed.out
