@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from llm_sched.agents.pool_agents import POOL_BEHAVIOURS
 from llm_sched.folders import scenario_file
 from llm_sched.loader import load_yaml, validated
-from llm_sched.sim.failures import Pattern
 from llm_sched.protocols.quorum import byzantine_f
+from llm_sched.sim.failures import Pattern
 from llm_sched.sim.resilience import PROTOCOLS, Policy
 from llm_sched.sim.workload import Arrival
 

@@ -70,10 +70,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal, NamedTuple, cast
 
-from llm_sched.agents.heuristics import SPECIALTY_FOR_KIND
-from llm_sched.agents.heuristics import specialisation as heuristic_specialisation
 from llm_sched.agents.byzantine import PROTOCOL_BEHAVIOUR
 from llm_sched.agents.evidence import BID_TOLERANCE as OVERCLAIM_TOLERANCE
+from llm_sched.agents.heuristics import SPECIALTY_FOR_KIND
+from llm_sched.agents.heuristics import specialisation as heuristic_specialisation
 from llm_sched.agents.pool_agents import Award, PoolAgent, PoolView, award, placement_of
 from llm_sched.core.signing import PublicKeys, placement_digest
 from llm_sched.engine.awards import CertifiedAward
