@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("llama_cpp", reason="the local extra (llama-cpp-python) is not installed")
 
 from llm_sched.agents.answers import VoteAnswer, proposal_answer  # noqa: E402
-from llm_sched.config import load_settings  # noqa: E402
+from llm_sched.config import PROJECT_ROOT, load_settings  # noqa: E402
 from llm_sched.errors import UserError  # noqa: E402
 from llm_sched.llm import CallContext, Message  # noqa: E402
 from llm_sched.llm.factory import build_transport, llm_session, local_model  # noqa: E402
@@ -100,8 +100,16 @@ def test_check_reports_the_local_model_with_a_constrained_probe_answer(cli: Cli)
 def test_a_recorded_local_cassette_names_the_model_file_and_its_sha256(cli: Cli, tmp_path: Path) -> None:
     from llm_sched.llm.cassettes import read_info
 
+    # The first job of `healthy` alone: one decision records every header field in a tenth of the time.
+    scenarios = PROJECT_ROOT / "scenarios"
+    lines = (scenarios / "healthy.yaml").read_text(encoding="utf-8").splitlines()[:11]
+    cluster = f"cluster: {scenarios / 'clusters' / 'specialists.yaml'}"
+    scenario = tmp_path / "one-job.yaml"
+    scenario.write_text("\n".join(cluster if line.startswith("cluster:") else line for line in lines) + "\n",
+                        encoding="utf-8")
     target = tmp_path / "healthy-local.yaml"
-    result = cli("--scenario", "healthy", "--provider", "local", "--record", "--record-to", str(target), timeout=600)
+    result = cli("--scenario", str(scenario), "--provider", "local", "--record", "--record-to", str(target),
+                 timeout=600)
     assert result.code == 0, result.text
     info = read_info(target)
     assert info.provider == "local" and info.model == "SmolLM2-135M-Instruct.Q4_1"
