@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_sched.evaluation.metrics import KEY_METRICS, METRICS
-from llm_sched.evaluation.stats import Comparison, SampleStats, compare, sample_stats
+from llm_sched.evaluation.stats import Comparison, SampleStats, compare, sample_stats, with_holm
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,8 @@ class Analysis:
 
     ``values[config][policy][metric]``: the per-repetition values (None when undefined), in
     repetition order; ``summaries`` the same keys with a :class:`SampleStats`;
-    ``comparisons[config][baseline][metric]``: agents against that baseline.
+    ``comparisons[config][baseline][metric]``: agents against that baseline, paired by seed, with
+    p-values Holm-adjusted over the configurations (one family per baseline and metric).
     """
 
     configs: tuple[ConfigInfo, ...]
@@ -82,4 +83,10 @@ def analyse(runs: Iterable[Mapping[str, Any]], configs: Sequence[ConfigInfo], po
         }
         for c in configs
     }
+    # One family per baseline and metric: the same question asked of every configuration.
+    for b in baselines:
+        for m in names:
+            family = with_holm([comparisons[c.key][b][m] for c in configs])
+            for c, adjusted in zip(configs, family, strict=True):
+                comparisons[c.key][b][m] = adjusted
     return Analysis(tuple(configs), tuple(policies), baselines, repetitions, values, summaries, comparisons)

@@ -1,5 +1,5 @@
 """The campaign's figures: one PNG per dimension, a panel per key metric, the metric's mean against the
-dimension's values with one line per policy and 95% confidence intervals as error bars.
+dimension's values, grouped points per policy with 95% bootstrap confidence intervals as error bars.
 
 Matplotlib is imported here, when a figure is drawn, and only its Agg canvas is used (no pyplot, no
 display, no global backend switch).
@@ -47,16 +47,19 @@ def draw_dimension(analysis: Analysis, dimension: str, path: Path, metrics: tupl
         ax = fig.add_subplot(rows, cols, k + 1)
         for j, p in enumerate(policies):
             offset = (j - (len(policies) - 1) / 2) * spread
-            xs, ys, es = [], [], []
+            xs, ys, below, above = [], [], [], []
             for i, c in enumerate(configs):
                 s = analysis.summaries[c.key][p][metric_name]
                 if s.mean is None:
                     continue
                 xs.append(i + offset)
                 ys.append(scale * s.mean)
-                es.append(scale * (s.half or 0.0))
-            ax.errorbar(xs, ys, yerr=es, label=name(p), color=COLORS.get(p), marker=MARKERS.get(p, "o"),
-                        markersize=4, linewidth=1.2, capsize=3)
+                below.append(scale * (s.mean - s.low) if s.low is not None else 0.0)
+                above.append(scale * (s.high - s.mean) if s.high is not None else 0.0)
+            # Points, not lines: a dimension's values are categories (patterns, behaviours) or a few
+            # levels; a line between them would draw values that were never run.
+            ax.errorbar(xs, ys, yerr=[below, above], label=name(p), color=COLORS.get(p), marker=MARKERS.get(p, "o"),
+                        markersize=5, linestyle="none", elinewidth=1.2, capsize=3)
         unit = UNITS[metric.unit]
         ax.set_title(metric.label + (f" ({unit})" if unit else ""), fontsize=10)
         ax.set_xticks(range(len(ticks)))
@@ -67,7 +70,7 @@ def draw_dimension(analysis: Analysis, dimension: str, path: Path, metrics: tupl
         if k == 0:
             ax.legend(fontsize=8)
     fig.suptitle(f"{DIMENSION_TITLES[dimension]}: mean of {analysis.repetitions} seeded repetitions, "
-                 "95% confidence intervals", fontsize=11)
+                 "95% bootstrap confidence intervals", fontsize=11)
     fig.tight_layout()
     fig.savefig(path)
     return path

@@ -23,6 +23,13 @@ class Metric:
     unit: Unit
     better: Better
 
+    @property
+    def domain(self) -> tuple[float, float]:
+        """The values the metric can take: rates in [0, 1], bounded slowdowns from 1, others from 0."""
+        if self.unit == "percent":
+            return 0.0, 1.0
+        return (1.0 if self.unit == "ratio" else 0.0), math.inf
+
     def wins(self, a: float, b: float) -> int:
         """+1 when ``a`` is better than ``b``, -1 when worse, 0 when equal."""
         if a == b:
@@ -41,19 +48,19 @@ class Metric:
             return f"{value:,.1f}"
         return f"{value:,.2f}"
 
-    def show_pm(self, mean: float | None, half: float | None) -> str:
-        """``mean ± half`` (the 95% confidence half-width) in the metric's unit."""
+    def show_ci(self, mean: float | None, low: float | None, high: float | None) -> str:
+        """``mean [low, high]`` (the 95% confidence interval) in the metric's unit."""
         if mean is None or math.isnan(mean):
             return "-"
-        if half is None:
+        if low is None or high is None:
             return self.show(mean)
         if self.unit == "percent":
-            return f"{100 * mean:.2f} ± {100 * half:.2f} %"
+            return f"{100 * mean:.2f} [{100 * low:.2f}, {100 * high:.2f}] %"
         if self.unit == "seconds":
             digits = 0 if abs(mean) >= 10 else 2
-            return f"{mean:,.{digits}f} ± {half:,.{digits}f} s"
+            return f"{mean:,.{digits}f} [{low:,.{digits}f}, {high:,.{digits}f}] s"
         digits = 1 if self.unit == "count" else 2
-        return f"{mean:,.{digits}f} ± {half:,.{digits}f}"
+        return f"{mean:,.{digits}f} [{low:,.{digits}f}, {high:,.{digits}f}]"
 
 
 KEY_METRICS: tuple[Metric, ...] = (

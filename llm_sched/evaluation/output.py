@@ -142,13 +142,12 @@ def write_comparisons_csv(path: Path, analysis: Analysis) -> None:
     """``comparisons.csv``: one row per configuration x baseline x key metric (agents against it)."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(("dimension", "config", "label", "baseline", "metric", "better", "n_agents", "n_baseline",
-                         "mean_agents", "mean_baseline", "mannwhitney_u", "mannwhitney_p", "welch_t", "welch_p",
-                         "cohens_d", "wins", "ties", "losses", "note"))
+        writer.writerow(("dimension", "config", "label", "baseline", "metric", "better", "pairs",
+                         "mean_agents", "mean_baseline", "wilcoxon_w", "wilcoxon_p", "p_holm", "rank_biserial",
+                         "wins", "ties", "losses", "note"))
         for c in analysis.configs:
             for b in analysis.baselines:
                 for name, cmp in analysis.comparisons[c.key][b].items():
-                    writer.writerow((c.dimension, c.key, c.label, b, name, METRICS[name].better, cmp.n_a, cmp.n_b,
-                                     _cell(cmp.mean_a), _cell(cmp.mean_b), _cell(cmp.mw_u), _cell(cmp.mw_p),
-                                     _cell(cmp.welch_t), _cell(cmp.welch_p), _cell(cmp.d), cmp.wins, cmp.ties,
-                                     cmp.losses, cmp.note))
+                    writer.writerow((c.dimension, c.key, c.label, b, name, METRICS[name].better, cmp.n,
+                                     _cell(cmp.mean_a), _cell(cmp.mean_b), _cell(cmp.w), _cell(cmp.p),
+                                     _cell(cmp.p_holm), _cell(cmp.r), cmp.wins, cmp.ties, cmp.losses, cmp.note))

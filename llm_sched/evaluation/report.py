@@ -14,7 +14,7 @@ from llm_sched.evaluation.config import CampaignConfig
 from llm_sched.evaluation.design import DIMENSION_TITLES
 from llm_sched.evaluation.findings import ALPHA, name
 from llm_sched.evaluation.metrics import FIGURE_METRICS, KEY_METRICS, METRICS
-from llm_sched.evaluation.stats import show_d, show_p
+from llm_sched.evaluation.stats import BOOTSTRAP_RESAMPLES, show_effect, show_p, smallest_p
 
 
 def _hours(seconds: float) -> str:
@@ -90,12 +90,17 @@ def setup_section(config: CampaignConfig) -> list[str]:
         lines.append(f"  - Byzantine behaviour: {', '.join(x.replace('_', ' ') for x in d.byzantine_behaviour)} "
                      f"({max(1, b.byzantine)} agent{'s' if max(1, b.byzantine) > 1 else ''}, chosen per seed)")
     lines += [
-        f"- Statistics (SciPy): mean and t-based 95% confidence interval per configuration and policy; agents "
-        "against each baseline: Mann-Whitney U (two-sided) and Welch's t p-values, Cohen's d (agents minus "
-        "baseline, pooled standard deviation; its sign is that of the difference of the means, whichever "
-        "direction is better), and per-repetition wins/ties/losses on the same seed. \"identical\": the two "
-        "samples hold the same values; \"no variance\": both are constant but differ (Welch's t and d are "
-        f"undefined). Significant means Mann-Whitney p < {ALPHA:g}, with no correction for the many tests. "
+        f"- Statistics (SciPy): per configuration and policy the mean with a 95% bootstrap confidence interval "
+        f"(BCa, {BOOTSTRAP_RESAMPLES:,} resamples, fixed seed; it lies within the values' range, so within the "
+        "metric's domain), shown as mean [low, high]. Agents against each baseline, paired by seed (both "
+        "policies meet the same jobs and failures): the Wilcoxon signed-rank test of the paired differences "
+        "(two-sided, exact for few pairs, zero differences dropped), its p-value after Holm's correction over "
+        "the configurations (one family per baseline and metric), the matched-pairs rank-biserial correlation r "
+        "of agents minus baseline (in [-1, 1], positive when agents' value is higher, whichever direction is "
+        "better), and per-repetition wins/ties/losses. \"identical\": every paired difference is zero. "
+        f"Significant means Holm-adjusted p < {ALPHA:g}; the findings call a difference significant only then. "
+        f"With {config.repetitions} pairs the smallest p the exact test can give is "
+        f"{smallest_p(config.repetitions):.3g}. "
         "Undefined values (the MTTR of a run in which no job was killed) are left out; n says how many remain.",
         "",
     ]
@@ -116,7 +121,7 @@ def dimension_section(analysis: Analysis, dimension: str, figure: Path | None) -
             cells = [c.label, name(p)]
             for m in FIGURE_METRICS:
                 s = analysis.summaries[c.key][p][m]
-                cells.append(METRICS[m].show_pm(s.mean, s.half))
+                cells.append(METRICS[m].show_ci(s.mean, s.low, s.high))
             rows.append(cells)
     return lines + _table(head, rows, "ll")
 
@@ -126,7 +131,7 @@ def comparison_section(analysis: Analysis, metric_name: str) -> list[str]:
     metric = METRICS[metric_name]
     head = ["configuration", "n", *(name(p) for p in analysis.policies)]
     for b in analysis.baselines:
-        head += [f"vs {name(b)}: p (MW)", "p (Welch)", "d", "won/tied/lost"]
+        head += [f"vs {name(b)}: p (Wilcoxon)", "p (Holm)", "r", "won/tied/lost"]
     rows = []
     for c in analysis.configs:
         summaries = analysis.summaries[c.key]
@@ -134,13 +139,13 @@ def comparison_section(analysis: Analysis, metric_name: str) -> list[str]:
         cells = [c.label, str(n)]
         for p in analysis.policies:
             s = summaries[p][metric_name]
-            cells.append(metric.show_pm(s.mean, s.half))
+            cells.append(metric.show_ci(s.mean, s.low, s.high))
         for b in analysis.baselines:
             cmp = analysis.comparisons[c.key][b][metric_name]
             if cmp.identical:
                 cells += ["identical", "identical", "identical"]
             else:
-                cells += [show_p(cmp.mw_p, cmp.note), show_p(cmp.welch_p, cmp.note), show_d(cmp.d, cmp.note)]
+                cells += [show_p(cmp.p, cmp.note), show_p(cmp.p_holm, cmp.note), show_effect(cmp.r, cmp.note)]
             cells.append(f"{cmp.wins}/{cmp.ties}/{cmp.losses}")
         rows.append(cells)
     return [f"### {metric.label[0].upper() + metric.label[1:]} ({metric.better} is better)", "",
@@ -182,17 +187,19 @@ def render(config: CampaignConfig, analysis: Analysis, findings: Sequence[str], 
                      f"by an earlier invocation ({', '.join(sources)}); {tasks - run_info['reused']} ran in this one")
     lines += ["- Files: results.json (every run's metrics), summary.csv (means and CIs), comparisons.csv "
               "(agents against the baselines)", ""]
-    lines += ["## Findings", "", "Generated from the statistics below (p < 0.05, Mann-Whitney U, is called "
-              "significant).", ""]
+    lines += ["## Findings", "", "Generated from the statistics below (a difference is called significant when "
+              "the paired Wilcoxon signed-rank test gives p < 0.05 after Holm's correction over the configurations).",
+              ""]
     lines += [f"- {f}" for f in findings] + [""]
     lines += setup_section(config)
     lines += ["## Results by dimension", "",
-              "Means with 95% confidence intervals; the figures show the same numbers.", ""]
+              "Means with 95% bootstrap confidence intervals [low, high]; the figures show the same numbers.", ""]
     for d in analysis.dimensions():
         lines += dimension_section(analysis, d, figures.get(d))
     lines += ["## Agents against the baselines", "",
-              "Per configuration: the mean of each policy (± 95% CI half-width), then for each baseline the "
-              "p-values of Mann-Whitney U and Welch's t, Cohen's d, and the per-repetition wins, ties and losses "
+              "Per configuration: the mean of each policy [95% bootstrap CI], then for each baseline the paired "
+              "Wilcoxon signed-rank p-value, the same after Holm's correction over the configurations, the "
+              "rank-biserial correlation r of agents minus baseline, and the per-repetition wins, ties and losses "
               "of agents.", ""]
     for m in KEY_METRICS:
         lines += comparison_section(analysis, m.name)

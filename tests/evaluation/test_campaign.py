@@ -15,7 +15,7 @@ import pytest
 from llm_sched.cli.campaign import run_campaign_cli
 from llm_sched.errors import UserError
 from llm_sched.evaluation.campaign import CampaignResult, run_campaign
-from llm_sched.evaluation.metrics import KEY_METRICS
+from llm_sched.evaluation.metrics import KEY_METRICS, METRICS
 from tests.evaluation.conftest import run_tiny, tiny_config
 
 
@@ -83,6 +83,31 @@ def test_summary_csv_matches_results_json(tiny_run: CampaignResult) -> None:
         if row["policy"] == "easy" and row["metric"] == "wait_mean":
             assert float(row["mean"]) == pytest.approx(wait[row["config"]])
             assert float(row["ci95_low"]) <= float(row["mean"]) <= float(row["ci95_high"])
+
+
+def test_no_interval_in_any_table_or_figure_leaves_its_metrics_domain(tiny_run: CampaignResult) -> None:
+    # summary.csv holds every interval the report's tables and the figures' error bars show (both
+    # are drawn from the same summaries); each must lie within the metric's domain and within the
+    # values it summarises.
+    data = load(tiny_run.folder)
+    with (tiny_run.folder / "summary.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    checked = 0
+    for row in rows:
+        if not row["ci95_low"]:
+            continue
+        metric = METRICS[row["metric"]]
+        lo, hi = metric.domain
+        low, mean, high = float(row["ci95_low"]), float(row["mean"]), float(row["ci95_high"])
+        values = [r["metrics"][row["metric"]] for r in data["runs"]
+                  if r["config"] == row["config"] and r["policy"] == row["policy"]]
+        values = [v for v in values if v is not None]
+        assert lo <= low <= mean <= high <= hi, row
+        assert min(values) - 1e-9 <= low and high <= max(values) + 1e-9, row
+        checked += 1
+    assert checked > 2 * 3 * 5
+    report = (tiny_run.folder / "report.md").read_text(encoding="utf-8")
+    assert "bootstrap confidence interval" in report and "Holm" in report and " ± " not in report
 
 
 def test_findings_are_the_numbers_of_results_json(tiny_run: CampaignResult) -> None:
