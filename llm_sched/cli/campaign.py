@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 
 def command_line(config_path: str | None, out_dir: str | None, quick: bool, workers: int | None,
-                 seed: int | None, resume: str | None = None) -> str:
+                 seed: int | None, resume: str | None = None, executor: str = "local",
+                 scheduler: str | None = None) -> str:
     """The command that runs this campaign, as the report states it."""
     args = ["python", "main.py", "--evaluate"]
     if resume is not None:
@@ -42,6 +43,10 @@ def command_line(config_path: str | None, out_dir: str | None, quick: bool, work
         args += ["--workers", str(workers)]
     if seed is not None:
         args += ["--seed", str(seed)]
+    if executor != "local":
+        args += ["--executor", executor]
+    if scheduler is not None:
+        args += ["--scheduler", scheduler]
     return shlex.join(args)
 
 
@@ -95,7 +100,8 @@ def resume_target(target: str, ledger_path: Path, *, config_path: str | None, qu
 
 
 def run_campaign_cli(config_path: str | None, out_dir: str | None, quick: bool, workers: int | None,
-                     seed: int | None, resume: str | None = None, force: bool = False) -> int:
+                     seed: int | None, resume: str | None = None, force: bool = False, executor: str = "local",
+                     scheduler: str | None = None) -> int:
     """Run (or with ``resume``, continue) a campaign from the command line's flags; returns the exit
     code (0, 2 for a user error, 130 when interrupted). Errors are printed as one line, never a traceback."""
     from rich.console import Console
@@ -110,7 +116,7 @@ def run_campaign_cli(config_path: str | None, out_dir: str | None, quick: bool, 
         from llm_sched.evaluation.campaign import run_campaign
         from llm_sched.evaluation.config import campaign_path, load_campaign
         from llm_sched.evaluation.output import default_folder
-        from llm_sched.evaluation.runner import default_workers
+        from llm_sched.evaluation.runner import Executor, default_workers
         from llm_sched.ui.campaign_view import CampaignView
 
         if quick and config_path is not None:
@@ -121,6 +127,10 @@ def run_campaign_cli(config_path: str | None, out_dir: str | None, quick: bool, 
             raise UserError(f"--seed must not be negative, got {seed}")
         if force and resume is not None:
             raise UserError("--force runs a campaign afresh, --resume continues one: give one of them")
+        if executor not in ("local", "dask"):
+            raise UserError(f"--executor must be local or dask, got {executor!r}")
+        if scheduler is not None and executor != "dask":
+            raise UserError("--scheduler ADDRESS names a Dask scheduler: give it with --executor dask")
         settings = load_settings()
         ledger = settings.ledger_path
         claim: str | None = None
@@ -137,15 +147,16 @@ def run_campaign_cli(config_path: str | None, out_dir: str | None, quick: bool, 
             source = f"campaign file {file}"
             config_file = str(file)
         n_workers = workers or default_workers()
-        command = command_line(config_path, out_dir, quick, workers, seed, resume)
+        run_on = Executor(n_workers, executor == "dask", scheduler)
+        command = command_line(config_path, out_dir, quick, workers, seed, resume, executor, scheduler)
         view = CampaignView(console)
 
         def on_start(tasks: int, reused: int) -> None:
             view.header(f"evaluation campaign: {config.name}",
-                        plan_lines(config, source, tasks, reused, n_workers, folder, ledger))
+                        plan_lines(config, source, tasks, reused, run_on.describe(), folder, ledger))
 
         with view.progress() as report:
-            result = run_campaign(config, folder, workers=n_workers, command=command, config_file=config_file,
+            result = run_campaign(config, folder, workers=run_on, command=command, config_file=config_file,
                                   on_start=on_start, on_progress=report, ledger=ledger, claim=claim,
                                   on_existing="resume" if resume is not None else "replace" if force else "refuse")
         view.outcome(result)
@@ -160,7 +171,7 @@ def run_campaign_cli(config_path: str | None, out_dir: str | None, quick: bool, 
         return 130
 
 
-def plan_lines(config: CampaignConfig, source: str, tasks: int, reused: int, workers: int, folder: Path,
+def plan_lines(config: CampaignConfig, source: str, tasks: int, reused: int, workers: str, folder: Path,
                ledger: Path) -> list[str]:
     """The campaign's plan, as the header prints it."""
     dims = ", ".join(config.dimensions.present())
@@ -169,7 +180,7 @@ def plan_lines(config: CampaignConfig, source: str, tasks: int, reused: int, wor
         f"{tasks // config.repetitions} configurations ({dims}) x {config.repetitions} repetitions "
         f"(seeds {config.seed}..{config.seed + config.repetitions - 1}) x {len(config.policies)} policies "
         f"({', '.join(config.policies)})",
-        f"{workers} worker process(es); output {folder}; ledger {ledger}",
+        f"{workers}; output {folder}; ledger {ledger}",
     ]
     if reused:
         lines.append(f"resuming: {reused} of {tasks} tasks are already stored, {tasks - reused} to run")

@@ -28,6 +28,7 @@ def dispatch(args: argparse.Namespace) -> int:
         return simulate.run(args)
     if args.evaluate:
         return campaign.run_campaign_cli(args.config, args.out, args.quick, args.workers, args.seed,
+                                         executor=args.executor or "local", scheduler=args.scheduler,
                                          resume=args.resume, force=args.force)
     if args.verify:
         return ledger.verify(args.verify)

@@ -12,6 +12,7 @@ from llm_sched.errors import UserError
 APPLIES: dict[str, frozenset[str]] = {
     "trace": frozenset({"simulate"}), "policy": frozenset({"simulate"}),
     "quick": frozenset({"evaluate"}), "config": frozenset({"evaluate"}), "workers": frozenset({"evaluate"}),
+    "executor": frozenset({"evaluate"}), "scheduler": frozenset({"evaluate"}),
     "methods": frozenset({"experiment"}), "byzantine": frozenset({"experiment"}), "crash": frozenset({"experiment"}),
     "repetitions": frozenset({"experiment"}), "agent_mode": frozenset({"experiment"}),
     "faults": frozenset({"experiment"}), "intensity": frozenset({"experiment"}),

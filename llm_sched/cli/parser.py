@@ -70,12 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--policy", choices=("fcfs", "easy", "agents"), metavar="P",
                      help="fcfs, easy (central schedulers) or agents (decentralized bids and quorum)")
     modes.add_argument("--evaluate", action="store_true",
-                       help="run the resilience evaluation campaign (26 configurations, agents vs FCFS and EASY); "
+                       help="run the resilience evaluation campaign (34 configurations, agents vs FCFS and EASY); "
                             "with --resume DIR, finish the campaign stored for DIR")
     ev = parser.add_argument_group("--evaluate")
     ev.add_argument("--quick", action="store_true", help="the quick campaign (scenarios/evaluation/quick.yaml)")
     ev.add_argument("--config", metavar="FILE", help="campaign file (default scenarios/evaluation/full.yaml)")
     ev.add_argument("--workers", type=positive_int, metavar="N", help="worker processes (default: one per CPU)")
+    ev.add_argument("--executor", choices=("local", "dask"), metavar="E",
+                    help="local worker processes (default) or dask: a Dask cluster (the dask extra)")
+    ev.add_argument("--scheduler", metavar="ADDRESS",
+                    help="with --executor dask: the Dask scheduler (tcp://host:8786); without it, a local Dask "
+                         "cluster of --workers processes")
     run = parser.add_argument_group("running scenarios")
     run.add_argument("--seed", type=seed_int, metavar="S",
                      help="seed for this run (default: the scenario's or the experiment file's)")

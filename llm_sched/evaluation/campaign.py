@@ -54,7 +54,7 @@ from llm_sched.evaluation.output import (
     write_summary_csv,
 )
 from llm_sched.evaluation.resume import DurableRun, holding, open_run
-from llm_sched.evaluation.runner import Task, TaskResult, nan_to_none, run_tasks
+from llm_sched.evaluation.runner import Executor, Task, TaskResult, nan_to_none, run_tasks
 from llm_sched.store.storage_errors import StorageFault
 
 CHECKPOINT_EVERY_S = 5.0
@@ -120,7 +120,7 @@ def run_campaign(
     config: CampaignConfig,
     folder: Path,
     *,
-    workers: int,
+    workers: int | Executor,
     command: str,
     config_file: str | None = None,
     on_start: Callable[[int, int], None] | None = None,
@@ -129,7 +129,7 @@ def run_campaign(
     claim: str | None = None,
     on_existing: OnExisting = "resume",
 ) -> CampaignResult:
-    """Run ``config`` into ``folder`` on ``workers`` processes.
+    """Run ``config`` into ``folder`` on ``workers`` processes (or an :class:`Executor`: a Dask cluster).
 
     ``ledger``: the ledger file that stores every finished task (None: none, results.json alone
     carries what an interrupted campaign did). The campaign's ledger run is ``claim`` (a run id, for
@@ -169,7 +169,7 @@ def _files_of(folder: Path) -> Iterator[None]:
 
 
 def _run(config: CampaignConfig, folder: Path, campaign: dict[str, Any], previous: list[dict[str, Any]],
-         durable: DurableRun | None, *, workers: int, command: str, config_file: str | None,
+         durable: DurableRun | None, *, workers: int | Executor, command: str, config_file: str | None,
          on_start: Callable[[int, int], None] | None, on_progress: Callable[[int, int], None] | None,
          t0: float, started: str) -> CampaignResult:
     configs = configurations(config)
@@ -199,7 +199,9 @@ def _run(config: CampaignConfig, folder: Path, campaign: dict[str, Any], previou
     total = len(configs) * config.repetitions
     seed_list = seeds(config)
     info: dict[str, Any] = {
-        "command": command, "config_file": config_file, "started": started, "workers": workers,
+        "command": command, "config_file": config_file, "started": started,
+        "workers": workers.workers if isinstance(workers, Executor) else workers,
+        "executor": workers.describe() if isinstance(workers, Executor) else Executor(workers).describe(),
         "python": platform.python_version(), "version": __version__, "seeds": seed_list, "reused": reused,
         "reused_from": {"ledger": from_ledger, "results.json": reused - from_ledger},
     }

@@ -6,7 +6,12 @@ ones. With a deadline factor, the deadline of the task is that factor times the 
 achieves on the same jobs with no failures and no decision delay (one extra, failure-free run).
 
 A task's result depends only on its scenario and seed, and results are returned in task order, so
-the outcome is the same whatever the number of workers or the order in which they finish.
+the outcome is the same whatever the number of workers, the executor or the order in which tasks finish.
+
+Executors: local worker processes (the default), or a Dask cluster (``dask.distributed``, the
+``dask`` extra): a scheduler's address (``tcp://host:8786``; on HPC sites dask-jobqueue starts the
+workers as batch jobs), or, without one, a local Dask cluster of ``workers`` processes. The Dask
+workers must run the same llm-sched version.
 """
 
 from __future__ import annotations
@@ -86,18 +91,41 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def run_tasks(tasks: Sequence[Task], workers: int,
+DASK_CONNECT_TIMEOUT_S = 30  # how long to wait for a Dask scheduler before saying it cannot be reached
+
+
+@dataclass(frozen=True, slots=True)
+class Executor:
+    """Where tasks run: ``workers`` local processes, or a Dask cluster (``dask`` True) at
+    ``scheduler`` (None: a local Dask cluster of ``workers`` processes)."""
+
+    workers: int = 1
+    dask: bool = False
+    scheduler: str | None = None
+
+    def describe(self) -> str:
+        if not self.dask:
+            return f"{self.workers} worker process(es)"
+        return f"Dask cluster at {self.scheduler}" if self.scheduler else f"local Dask cluster of {self.workers} workers"
+
+
+def run_tasks(tasks: Sequence[Task], workers: int | Executor,
               on_done: Callable[[TaskResult], None] | None = None) -> list[TaskResult]:
-    """Run ``tasks`` on ``workers`` processes (1: in this process); results in the order of ``tasks``.
+    """Run ``tasks`` on ``workers`` processes (1: in this process) or an :class:`Executor`; results in
+    the order of ``tasks``.
 
     ``on_done`` is called in this process after each task, in completion order (for progress and
     checkpoints), so a caller interrupted by Ctrl-C (the workers ignore it; the pool's pending tasks
     are cancelled) still holds every task finished before.
     """
+    executor = workers if isinstance(workers, Executor) else Executor(workers)
+    workers = executor.workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     results: dict[int, TaskResult] = {}
-    if workers == 1 or len(tasks) <= 1:
+    if executor.dask:
+        _run_dask(tasks, executor, results, on_done)
+    elif workers == 1 or len(tasks) <= 1:
         for i, task in enumerate(tasks):
             results[i] = run_task(task)
             if on_done:
@@ -128,6 +156,43 @@ def _run_pool(tasks: Sequence[Task], workers: int, results: dict[int, TaskResult
             for future in pending:
                 future.cancel()
             raise
+
+
+def _run_dask(tasks: Sequence[Task], executor: Executor, results: dict[int, TaskResult],
+              on_done: Callable[[TaskResult], None] | None) -> None:
+    from llm_sched.errors import UserError
+
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise UserError("--executor dask needs dask.distributed: pip install 'llm-sched[dask]'") from None
+    cluster = None
+    try:
+        if executor.scheduler is None:
+            cluster = LocalCluster(n_workers=executor.workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            client = Client(cluster)
+        else:
+            client = Client(executor.scheduler, timeout=DASK_CONNECT_TIMEOUT_S)
+    except OSError as exc:
+        if cluster is not None:
+            cluster.close()
+        raise UserError(f"cannot reach the Dask scheduler at {executor.scheduler}: {exc}") from None
+    try:
+        futures = {client.submit(run_task, task, pure=False): i for i, task in enumerate(tasks)}
+        try:
+            for future in as_completed(futures):
+                i = futures[future]
+                results[i] = future.result()
+                if on_done:
+                    on_done(results[i])
+        except BaseException:
+            client.cancel(list(futures))
+            raise
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _fill(pool: ProcessPoolExecutor, queue: Iterable[tuple[int, Task]], pending: dict[Future[TaskResult], int],
