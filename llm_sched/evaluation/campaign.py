@@ -255,15 +255,18 @@ def _run(config: CampaignConfig, folder: Path, campaign: dict[str, Any], previou
     found = make_findings(analysis)
     from llm_sched.evaluation.figures import draw_all
     from llm_sched.evaluation.report import render
+    from llm_sched.evaluation.run_figures import draw_run_figures
 
     figures = draw_all(analysis, folder)
+    examples = draw_run_figures(config, analysis, folder)
     write_summary_csv(folder / "summary.csv", analysis)
     write_comparisons_csv(folder / "comparisons.csv", analysis)
     info["wall_s"] = round(time.perf_counter() - t0, 3)
     info["finished"] = datetime.now().astimezone().isoformat(timespec="seconds")
     save(True)
     report = folder / "report.md"
-    report.write_text(render(config, analysis, found, figures, info), encoding="utf-8")
-    files = (report, folder / RESULTS, folder / "summary.csv", folder / "comparisons.csv", *figures.values())
+    report.write_text(render(config, analysis, found, figures, info, examples), encoding="utf-8")
+    files = (report, folder / RESULTS, folder / "summary.csv", folder / "comparisons.csv", *figures.values(),
+             *examples.values())
     return CampaignResult(folder, report, files, tuple(found), analysis, total, reused, simulation_s,
                           time.perf_counter() - t0, None if durable is None else durable.run_id)

@@ -152,6 +152,48 @@ def comparison_section(analysis: Analysis, metric_name: str) -> list[str]:
             *_table(head, rows, "l")]
 
 
+EXAMPLE_CAPTIONS: dict[str, str] = {
+    "gantt": "Every job attempt of one run (the base scenario, the first seed), per policy; red: killed by a failure.",
+    "cdf": "The distributions of wait and bounded slowdown over that run's completed jobs.",
+    "utilization": "The share of nodes computing over that run, per policy; shaded: agent outages and partitions.",
+    "messages": "The agents' messages per decision against n on log axes: the scale dimension's means (measured) "
+                "and the protocol's normal-case formula.",
+}
+
+# What every figure of the report is, and where it comes from.
+MEASURED: tuple[tuple[str, str, str], ...] = (
+    ("waits, bounded slowdown, makespan, utilization, completion rate", "measured",
+     "from the simulated run's events (submissions, starts, ends, kills)"),
+    ("availability, decision availability, MTTR, failures, kills, lost work", "measured",
+     "from the run's events; the failures themselves are drawn from the seed (random, cascading, partition)"),
+    ("failure detection time", "modelled",
+     "a phi-accrual detector (heartbeat 1 s, threshold 8) over a seeded heartbeat history"),
+    ("messages, bytes and consensus latency per decision (agents)", "measured",
+     "counted on the engine's simulated network: every agent's protocol core runs, messages are delivered "
+     "with a fixed delay per hop (the configuration's hop delay), latency = simulated time to decide"),
+    ("quorum certificates (agents)", "measured", "Ed25519 signatures of the agents, stored in the ledger, checked "
+     "by python main.py --verify RUN_ID"),
+    ("central schedulers' decisions", "modelled as free", "no messages and no delay: a local decision"),
+    ("job run times and estimates", "modelled", "drawn from the seed (synthetic workloads)"),
+)
+
+
+def example_section(config: CampaignConfig, examples: Mapping[str, Path]) -> list[str]:
+    """One run's figures and the message cost figure."""
+    if not examples:
+        return []
+    lines = ["## One run, and what decisions cost", ""]
+    for key, path in examples.items():
+        lines += [EXAMPLE_CAPTIONS.get(key, key), "", f"![{key}]({path.name})", ""]
+    return lines
+
+
+def measured_section() -> list[str]:
+    """The table of what was measured and how."""
+    return ["## What was measured and how", "",
+            *_table(["figure", "measured or modelled", "how"], [list(row) for row in MEASURED], "lll")]
+
+
 def _config_file(run_info: Mapping[str, Any]) -> str:
     if run_info.get("config_file"):
         return f"`{run_info['config_file']}`"
@@ -161,7 +203,7 @@ def _config_file(run_info: Mapping[str, Any]) -> str:
 
 
 def render(config: CampaignConfig, analysis: Analysis, findings: Sequence[str], figures: Mapping[str, Path],
-           run_info: Mapping[str, Any]) -> str:
+           run_info: Mapping[str, Any], examples: Mapping[str, Path] | None = None) -> str:
     """The whole report as Markdown."""
     runs = len(analysis.configs) * analysis.repetitions * len(analysis.policies)
     lines = [f"# Evaluation campaign: {config.name}", ""]
@@ -173,7 +215,8 @@ def render(config: CampaignConfig, analysis: Analysis, findings: Sequence[str], 
         f"- Seeds: {', '.join(map(str, run_info['seeds']))} (repetition r uses seed {config.seed} + r)",
         f"- Size: {len(analysis.configs)} configurations x {analysis.repetitions} repetitions x "
         f"{len(analysis.policies)} policies = {runs} simulated runs",
-        f"- Ran {run_info['started']} on {run_info['workers']} worker process(es): simulations "
+        f"- Ran {run_info['started']} on {run_info.get('executor') or str(run_info['workers']) + ' worker process(es)'}: "
+        "simulations "
         f"{run_info['simulation_s']:.1f} s, with statistics and figures {run_info['wall_s']:.1f} s "
         f"(Python {run_info['python']}, llm-sched {run_info['version']})",
     ]
@@ -196,6 +239,8 @@ def render(config: CampaignConfig, analysis: Analysis, findings: Sequence[str], 
               "Means with 95% bootstrap confidence intervals [low, high]; the figures show the same numbers.", ""]
     for d in analysis.dimensions():
         lines += dimension_section(analysis, d, figures.get(d))
+    lines += example_section(config, examples or {})
+    lines += measured_section()
     lines += ["## Agents against the baselines", "",
               "Per configuration: the mean of each policy [95% bootstrap CI], then for each baseline the paired "
               "Wilcoxon signed-rank p-value, the same after Holm's correction over the configurations, the "

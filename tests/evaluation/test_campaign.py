@@ -50,7 +50,10 @@ def test_tiny_campaign_writes_every_file(tiny_run: CampaignResult) -> None:
         assert (folder / name).is_file(), name
     report = (folder / "report.md").read_text(encoding="utf-8")
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
-    assert images == ["fig-failure-rate.png"]
+    # The dimension's figure, then one run's Gantt chart, CDFs and utilization (no scale dimension here,
+    # so no message-cost figure).
+    assert images == ["fig-failure-rate.png", "fig-gantt.png", "fig-cdf.png", "fig-utilization.png"]
+    assert "## What was measured and how" in report and "counted on the engine's simulated network" in report
     for image in images:
         assert (folder / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "`pytest tiny campaign`" in report  # the command

@@ -35,6 +35,6 @@ def test_quick_campaign_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "`python main.py --evaluate --quick --out" in report
     for figure in ("scale", "failure-rate", "failure-pattern", "load-pattern", "high-load", "byzantine",
-                   "byzantine-behaviour"):
+                   "byzantine-behaviour", "gantt", "cdf", "utilization", "messages"):
         assert f"](fig-{figure}.png)" in report and (out / f"fig-{figure}.png").is_file()
     assert f"report: {out / 'report.md'}" in printed.out
