@@ -48,7 +48,7 @@ vote, per protocol family:
   equivocation, which gossip is documented not to survive.
 
 Lies are the agent's own signed messages, so they pass the MAC check; only ``forge`` fails it. The
-lies come from a :class:`LieSource` (:class:`ToyApp` here, the agents' hooks in experiments).
+lies come from a :class:`LieSource` (:class:`PoolAwards` here, the agents' hooks in experiments).
 ``equivocate`` is a split brain (:class:`SplitBrainCore`): the agent runs one honest core per half
 of the honest agents, each proposing and voting for a different value, and colluding Byzantine
 agents keep their halves consistent through a shared side channel.
@@ -65,6 +65,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol, cast
 
+from llm_sched.agents.pool_agents import Award, PoolAgent, PoolView, award, placement_of
 from llm_sched.protocols.bidding import bid_score
 from llm_sched.protocols.core_base import CoreWrapper, StableLeaderConfig
 from llm_sched.protocols.messages import (
@@ -107,44 +108,147 @@ _CARRIERS = (Kind.NEW_ROUND, Kind.GOSSIP, Kind.GOSSIP_PULL)
 _TAG = 32  # bytes of an HMAC-SHA256 tag: an original's id in a gossip pull's list
 
 
-# --- the application the tests agree on --------------------------------------------------------
+# --- the application the tests agree on: the simulator's resource agents -------------------------
+
+# The shared state of the machine every agent sees (pool_agents.PoolView): five pools of whole
+# nodes. Pools 0, 2 and 4 can hold every job of the harness (2 to 5 nodes), pool 1 jobs of up to 4
+# nodes and pool 3 only jobs of 2: the agents of pools 1 and 3 then propose the award of all bids.
+POOLS = PoolView(
+    free=(6, 4, 8, 2, 5),
+    size=(8, 6, 12, 4, 8),
+    completed=(5, 2, 9, 1, 3),
+    killed=(1, 0, 2, 1, 0),
+    specialisation=(0.9, 0.6, 1.0, 0.4, 0.7),
+    side=(0, 1, 2, 3, 4),
+)
 
 
-@dataclass(frozen=True, slots=True)
-class ToyApp:
-    """A scheduler stand-in: slot s places job ``job-s`` on known nodes; agents prefer different ones."""
+class PoolAwards:
+    """Job awards by the simulator's resource agents (:mod:`llm_sched.agents.pool_agents`) on the
+    shared pools ``view`` (:data:`POOLS`): slot s awards job ``job-s`` of :meth:`need` nodes.
 
-    nodes: tuple[str, ...] = ("gpu-0", "gpu-1", "cpu-0", "cpu-1", "mem-0")
+    Agent a speaks for the pool agent of pool a mod k. Its honest proposal is its own pool's award
+    when that pool can hold the whole job, else the award of every pool's bid (:func:`award`, ranked
+    by recomputed scores), with a reason naming the agent: valid, but not the same for every agent.
+    A value is valid when it names the slot's job and is a reject (placement None) or node shares
+    ``"pN:c"`` on distinct pools of the view, each within the pool's free nodes, that add up to the
+    job's need. Proposals, lies and checks are computed once per slot (and per share tuple).
+    """
+
+    __slots__ = ("view", "agents", "_awards", "_lies", "_fit")
+
+    def __init__(self, view: PoolView = POOLS, run: str = "harness") -> None:
+        self.view = view
+        self.agents = tuple(PoolAgent(pool, run) for pool in range(len(view.free)))
+        self._awards: dict[int, Award] = {}  # slot -> the award of every pool's bid
+        self._lies: dict[tuple[int, bool], Value] = {}  # (slot, valid) -> alternative or invalid value
+        self._fit: dict[tuple[str, ...], int] = {}  # node shares -> nodes they take (-1: they do not fit)
+
+    @staticmethod
+    def job(slot: int) -> str:
+        return f"job-{slot}"
+
+    @staticmethod
+    def need(slot: int) -> int:
+        """Nodes job ``job-s`` needs: 2, 3, 4, 5, 2, ..."""
+        return 2 + slot % 4
+
+    def award_of_all(self, slot: int) -> Award:
+        """The award of the slot's job among every pool's bid."""
+        done = self._awards.get(slot)
+        if done is None:
+            need = self.need(slot)
+            bids = [b for b in (agent.bid(self.view, need) for agent in self.agents) if b is not None]
+            done = self._awards[slot] = award(self.view, need, bids)
+        return done
 
     def propose_for(self, agent: AgentId) -> Propose:
         """Agent ``agent``'s proposal function: honest, valid, but not the same as its peers'."""
-        nodes = self.nodes
+        mine = self.agents[agent % len(self.agents)]
+        made: dict[int, Value] = {}
 
         def propose(slot: int) -> Value:
-            return PlacementValue(f"job-{slot}", (nodes[(slot + agent) % len(nodes)],), f"agent {agent}")
+            value = made.get(slot)
+            if value is None:
+                value = made[slot] = self._proposal(agent, mine, slot)
+            return value
 
         return propose
 
+    def _proposal(self, agent: AgentId, mine: PoolAgent, slot: int) -> Value:
+        need, job = self.need(slot), self.job(slot)
+        own = mine.bid(self.view, need)
+        if own is not None and self.view.free[mine.pool] >= need:
+            alloc, why = award(self.view, need, [own]), f"agent {agent}: its pool {mine.name} holds the job"
+        else:
+            alloc, why = self.award_of_all(slot), f"agent {agent}: the award of every pool's bid"
+        if not alloc:
+            return PlacementValue(job, None, f"agent {agent}: no pools can hold the job")
+        return PlacementValue(job, placement_of(alloc)[1], why)
+
     def validate(self, slot: int, value: Value) -> bool:
-        """Feasibility: the right job, and only known nodes (a reject, placement None, is allowed)."""
+        """Feasibility: the right job, and a reject or node shares that fit the shared state."""
         if not isinstance(value, PlacementValue) or value.job_id != f"job-{slot}":
             return False
-        return value.placement is None or all(p in self.nodes for p in value.placement)
+        shares = value.placement
+        if shares is None:
+            return True
+        if not isinstance(shares, tuple):
+            return False
+        taken = self._fit.get(shares)
+        if taken is None:
+            taken = self._fit[shares] = self._nodes(shares)
+        return taken == self.need(slot)
+
+    def _nodes(self, shares: tuple[str, ...]) -> int:
+        """Nodes the shares take, or -1 when one is malformed, repeats a pool, names a pool the view
+        does not have or takes more nodes than the pool has free (or none)."""
+        free, pools, total = self.view.free, set(), 0
+        for share in shares:
+            if not isinstance(share, str):
+                return -1
+            pool, sep, count = share.partition(":")
+            if not sep or pool[:1] != "p" or not pool[1:].isdecimal() or not count.isdecimal():
+                return -1
+            p, c = int(pool[1:]), int(count)
+            if share != f"p{p}:{c}" or p >= len(free) or p in pools or not 0 < c <= free[p]:
+                return -1
+            pools.add(p)
+            total += c
+        return total
 
     def alternative(self, slot: int) -> Value:
-        """A valid value no honest agent proposes."""
-        return PlacementValue(f"job-{slot}", (self.nodes[-1], self.nodes[0]), "byzantine alternative")
+        """A valid value no honest agent proposes: the job split over the two pools with the most
+        free nodes (honest awards of these jobs take one pool)."""
+        key = (slot, True)
+        if key not in self._lies:
+            need, free = self.need(slot), self.view.free
+            first, second = sorted(range(len(free)), key=lambda p: (-free[p], p))[:2]
+            split = ((first, (need + 1) // 2), (second, need // 2))
+            self._lies[key] = PlacementValue(self.job(slot), placement_of(split)[1], "byzantine alternative")
+        return self._lies[key]
 
     def invalid(self, slot: int) -> Value:
-        """A value the feasibility check rejects."""
-        return PlacementValue(f"job-{slot}", ("ghost-node",), "byzantine invalid")
+        """A value the feasibility check rejects: the whole job on the pool with the fewest free nodes
+        when it cannot hold it (more nodes than free), else on a pool that does not exist."""
+        key = (slot, False)
+        if key not in self._lies:
+            need, free = self.need(slot), self.view.free
+            small = min(range(len(free)), key=lambda p: (free[p], p))
+            pool = small if free[small] < need else len(free)
+            self._lies[key] = PlacementValue(self.job(slot), (f"p{pool}:{need}",), "byzantine invalid")
+        return self._lies[key]
+
+
+AWARDS = PoolAwards()
+"""The harness's application: one instance, shared by every core (its caches too)."""
 
 
 # --- Byzantine behaviours ------------------------------------------------------------------------
 
 
 class LieSource(Protocol):
-    """Where a Byzantine agent's lies come from (:class:`ToyApp`, or an experiment's agent hooks)."""
+    """Where a Byzantine agent's lies come from (:class:`PoolAwards`, or an experiment's agent hooks)."""
 
     def alternative(self, slot: int) -> Value:
         """A valid value for the slot that no honest agent proposes."""
@@ -414,7 +518,7 @@ def election_timeout(s: Schedule) -> float:
 
 
 def _build_core(s: Schedule, agent: AgentId, keyring: KeyRing, propose: Propose, restore: object | None) -> Core:
-    app = ToyApp()
+    app = AWARDS
     peers = tuple(range(s.n))
     signer = keyring.signer(agent)
     pbft, tm, paxos, raft = configs_for(s)
@@ -433,7 +537,7 @@ def _build_core(s: Schedule, agent: AgentId, keyring: KeyRing, propose: Propose,
 
 def make_factory(s: Schedule, keyring: KeyRing) -> Callable[[AgentId, object | None], Core]:
     """The network's core factory for a schedule, Byzantine wrappers included."""
-    app = ToyApp()
+    app = AWARDS
     behaviours = dict(s.byzantine)
     rng = random.Random(f"{s.seed}/byzantine")
     collusion = Collusion.split(s.honest, rng)
@@ -516,7 +620,7 @@ def run_schedule(s: Schedule) -> RunResult:
     if not all_decided():
         net.run(s.until, stop=all_decided)
     decisions = {a: dict(net.decisions[a]) for a in honest}
-    violations = check_agreement(decisions) + check_validity(decisions, proposed, ToyApp().validate)
+    violations = check_agreement(decisions) + check_validity(decisions, proposed, AWARDS.validate)
     violations += [f"integrity: agent {a} decided slot {slot} twice" for a, slot, _, _ in net.conflicts if a in honest]
     violations += check_durability(net, honest)
     undecided = {a: [x for x in range(s.slots) if x not in decisions[a]] for a in honest if net.is_up(a)}

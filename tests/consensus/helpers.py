@@ -15,15 +15,15 @@ from llm_sched.protocols.weighted import ACCEPT, REJECT
 from llm_sched.transport.harness import (
     Collusion,
     Schedule,
+    PoolAwards,
     SplitBrainCore,
-    ToyApp,
     check_agreement,
     check_validity,
     make_factory,
 )
 from llm_sched.transport.network import Crash, FaultPlan, LinkModel, Network, Partition
 
-APP = ToyApp()
+APP = PoolAwards()  # the harness's application: awards by the simulator's pool agents
 
 
 def run_to_end(schedule: Schedule, until: float = 2_000.0) -> tuple[Network, list[Message]]:

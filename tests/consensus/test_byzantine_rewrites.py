@@ -13,9 +13,9 @@ import pytest
 from llm_sched.protocols.bidding import bid_score
 from llm_sched.protocols.messages import BROADCAST, NIL, AgentId, KeyRing, Kind, Message, Output, Value, digest_of
 from llm_sched.protocols.weighted import ACCEPT, REJECT
-from llm_sched.transport.harness import ByzantineCore, ToyApp, inflated_score
+from llm_sched.transport.harness import ByzantineCore, PoolAwards, inflated_score
 
-APP = ToyApp()
+APP = PoolAwards()
 RING = KeyRing("byzantine-rewrites", range(4))
 ME: AgentId = 1  # the Byzantine agent; 0, 2, 3 are honest
 MINE = RING.signer(ME)

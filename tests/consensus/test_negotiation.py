@@ -89,23 +89,24 @@ def test_first_offer_accepted_is_five_times_n_minus_one(n: int) -> None:
     assert net.stats.sent[Kind.COUNTER] == 0
 
 
-GPU1 = PlacementValue("job-0", ("gpu-1",), "the placement everyone but agent 0 wants")
+ON_P1 = PlacementValue(APP.job(0), (f"p1:{APP.need(0)}",), "the placement everyone but agent 0 wants")
+assert APP.validate(0, ON_P1) and ON_P1 != APP.propose_for(0)(0)
 
 
-def wants_gpu1(agent: AgentId) -> Validate | None:
-    """Agents other than 0 like only gpu-1; agent 0 accepts anything feasible."""
-    return None if agent == 0 else (lambda s, v: v == GPU1)
+def wants_p1(agent: AgentId) -> Validate | None:
+    """Agents other than 0 like only job-0 on pool 1; agent 0 accepts anything feasible."""
+    return None if agent == 0 else (lambda s, v: v == ON_P1)
 
 
 @pytest.mark.parametrize("n", SIZES)
 def test_one_counter_round_then_the_popular_counter(n: int) -> None:
-    """Round 0: everyone but the proposer counters with gpu-1; the refusals leave no quorum, so the
+    """Round 0: everyone but the proposer counters with pool 1; the refusals leave no quorum, so the
     proposer ends the round (ROUND-FAILED) and everyone announces round 1. Round 1's proposer
     adopts the most supported counter and it is committed. Cost: (n-1)(n+3) for the failed round,
     5(n-1) for the agreement, (n-1)(n+8) in all."""
-    case = Case(n, propose=lambda a: APP.propose_for(0) if a == 0 else (lambda s: GPU1), prefer=wants_gpu1)
+    case = Case(n, propose=lambda a: APP.propose_for(0) if a == 0 else (lambda s: ON_P1), prefer=wants_p1)
     net = run(case, stop_when_done=False)
-    assert all(net.decisions[a] == {0: GPU1} for a in range(n))
+    assert all(net.decisions[a] == {0: ON_P1} for a in range(n))
     assert net.stats.total_sent == (n - 1) * (n + 8)
     sent = net.stats.sent
     assert (sent[Kind.COUNTER], sent[Kind.ROUND_FAILED], sent[Kind.NEW_ROUND]) == (n - 1, n - 1, n * (n - 1))
@@ -157,7 +158,7 @@ def random_case(seed: int, quorum_delta: int = 0) -> Case:
     behaviour = "equivocate" if quorum_delta else rng.choice(behaviours)
     honest = [a for a in range(n) if a not in bad]
     quorum = byzantine_quorum(n) + quorum_delta if quorum_delta else None
-    # Half the runs negotiate: agents then like only placements on their own kind of node.
+    # Half the runs negotiate: agents then like only placements on pools of their own parity.
     picky = rng.random() < 0.5
     prefer: Callable[[AgentId], Validate | None] = _likes if picky else (lambda _: None)
     faults = lossy(rng, n, honest, rough=not quorum_delta)
@@ -165,9 +166,16 @@ def random_case(seed: int, quorum_delta: int = 0) -> Case:
 
 
 def _likes(agent: AgentId) -> Validate:
-    """Even agents like gpu nodes, odd ones cpu or mem nodes: offers get countered."""
-    kind = "gpu" if agent % 2 == 0 else ("cpu", "mem")
-    return lambda s, v: isinstance(v, PlacementValue) and v.placement is not None and v.placement[0].startswith(kind)
+    """Even agents like placements whose first share is on an even pool (p0, p2, p4), odd agents
+    on an odd one (p1, p3): offers get countered."""
+
+    def likes(slot: int, value: Value) -> bool:
+        if not isinstance(value, PlacementValue) or not value.placement:
+            return False
+        first_pool = int(value.placement[0].partition(":")[0][1:])
+        return first_pool % 2 == agent % 2
+
+    return likes
 
 
 def test_random_schedules_agree_and_decide() -> None:

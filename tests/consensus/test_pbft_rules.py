@@ -6,7 +6,7 @@ n = 4 (q = 3, f = 1); the primary of view v is replica v mod 4.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -22,16 +22,27 @@ from llm_sched.protocols.messages import (
     digest_of,
 )
 from llm_sched.protocols.pbft import PbftCore
-from llm_sched.transport.harness import ToyApp
+from llm_sched.transport.harness import PoolAwards
 
 RING = KeyRing("pbft-rules", range(4))
+APP = PoolAwards()
+
+
+def award(agent: int, slot: int, name: str) -> Value:
+    """A feasible value: agent ``agent``'s award for the slot, renamed so that every name differs."""
+    value = APP.propose_for(agent)(slot)
+    assert isinstance(value, PlacementValue)
+    return replace(value, reason=name)
+
+
 VALUES: dict[str, Value] = {
-    "v": PlacementValue("job-0", ("gpu-0",), "v"),
-    "w": PlacementValue("job-0", ("gpu-1",), "w"),
-    "v1": PlacementValue("job-1", ("cpu-0",), "v1"),
-    "fresh0": PlacementValue("job-0", ("mem-0",), "fresh"),
-    "fresh1": PlacementValue("job-1", ("mem-0",), "fresh"),
+    "v": award(0, 0, "v"),
+    "w": award(1, 0, "w"),
+    "v1": award(1, 1, "v1"),
+    "fresh0": award(4, 0, "fresh"),
+    "fresh1": award(4, 1, "fresh"),
 }
+INFEASIBLE = APP.invalid(0)
 NAMES = {digest_of(v): k for k, v in VALUES.items()}
 
 
@@ -40,7 +51,7 @@ def fresh(slot: int) -> Value:
 
 
 def core(node: int) -> PbftCore:
-    c = PbftCore(node, range(4), 2, RING.signer(node), RING, fresh, ToyApp().validate)
+    c = PbftCore(node, range(4), 2, RING.signer(node), RING, fresh, APP.validate)
     c.tick(0.0)
     return c
 
@@ -190,8 +201,7 @@ def test_prepared_certificate_goes_into_the_view_change() -> None:
          [pp(0, 0, "v", 3), pp(0, 0, "w", 3), vote(Kind.PREPARE, 1, 0, 0, "w", 3)]
          + [vote(Kind.COMMIT, r, 0, 0, "w", 3) for r in range(3)], None),
         ("an infeasible value is never prepared",
-         [RING.signer(0).make(3, Kind.PRE_PREPARE, 0, 0, digest_of(PlacementValue("job-0", ("ghost",))),
-                              PlacementValue("job-0", ("ghost",)))], None),
+         [RING.signer(0).make(3, Kind.PRE_PREPARE, 0, 0, digest_of(INFEASIBLE), INFEASIBLE)], None),
     ],
 )
 def test_normal_case_rules(name: str, steps: list[Message], decided: str | None) -> None:
@@ -203,7 +213,7 @@ def test_normal_case_rules(name: str, steps: list[Message], decided: str | None)
 
 
 def test_infeasible_value_gets_no_prepare() -> None:
-    bad = PlacementValue("job-0", ("ghost",))
+    bad = INFEASIBLE
     replica = core(3)
     out = replica.step(RING.signer(0).make(3, Kind.PRE_PREPARE, 0, 0, digest_of(bad), bad))
     assert not [m for m in out.messages if m.kind is Kind.PREPARE]
@@ -213,7 +223,7 @@ def test_infeasible_value_gets_no_prepare() -> None:
 
 
 def three_slot_replica(node: int) -> PbftCore:
-    c = PbftCore(node, range(4), 3, RING.signer(node), RING, fresh, ToyApp().validate)
+    c = PbftCore(node, range(4), 3, RING.signer(node), RING, fresh, APP.validate)
     c.tick(0.0)
     return c
 

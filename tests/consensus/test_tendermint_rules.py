@@ -6,20 +6,30 @@ Each case lists the steps and what process 3 must have sent, locked and decided.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
 from llm_sched.protocols.messages import NIL, KeyRing, Kind, Message, Output, PlacementValue, Value, digest_of
 from llm_sched.protocols.tendermint import TendermintCore
-from llm_sched.transport.harness import ToyApp
+from llm_sched.transport.harness import PoolAwards
 
 RING = KeyRing("tendermint-rules", range(4))
+APP = PoolAwards()
+
+
+def renamed(value: Value, name: str) -> Value:
+    assert isinstance(value, PlacementValue)
+    return replace(value, reason=name)
+
+
+# Height 0 is the award of job-0: v, w and process 3's own value are three agents' feasible
+# awards; bad is one the feasibility check rejects.
 VALUES: dict[str, Value | None] = {
-    "v": PlacementValue("job-0", ("gpu-0",), "v"),
-    "w": PlacementValue("job-0", ("gpu-1",), "w"),
-    "own": PlacementValue("job-0", ("cpu-0",), "own"),
-    "bad": PlacementValue("job-0", ("ghost",), "infeasible"),
+    "v": renamed(APP.propose_for(0)(0), "v"),
+    "w": renamed(APP.propose_for(1)(0), "w"),
+    "own": renamed(APP.propose_for(2)(0), "own"),
+    "bad": renamed(APP.invalid(0), "infeasible"),
     "nil": None,
 }
 NAMES = {digest_of(v): k for k, v in VALUES.items()}
@@ -101,7 +111,7 @@ CASES = [
 
 
 def run(case: Case) -> tuple[TendermintCore, list[Message], list[tuple[int, Value]]]:
-    core = TendermintCore(3, range(4), 1, RING.signer(3), RING, lambda h: VALUES["own"], ToyApp().validate)
+    core = TendermintCore(3, range(4), 1, RING.signer(3), RING, lambda h: VALUES["own"], APP.validate)
     votes: list[Message] = []
     decisions: list[tuple[int, Value]] = []
     core.tick(0.0)
@@ -130,13 +140,13 @@ def test_rule(case: Case) -> None:
 
 
 def test_proposer_rotates_by_height_and_round() -> None:
-    core = TendermintCore(0, range(4), 3, RING.signer(0), RING, lambda h: VALUES["own"], ToyApp().validate)
+    core = TendermintCore(0, range(4), 3, RING.signer(0), RING, lambda h: VALUES["own"], APP.validate)
     assert [core.proposer(h, r) for h, r in [(0, 0), (0, 1), (1, 0), (2, 3)]] == [0, 1, 1, 1]
 
 
 @pytest.mark.parametrize("r", [0, 1, 4])
 def test_timeout_propose_grows_with_the_round(r: int) -> None:
-    core = TendermintCore(3, range(4), 1, RING.signer(3), RING, lambda h: VALUES["own"], ToyApp().validate)
+    core = TendermintCore(3, range(4), 1, RING.signer(3), RING, lambda h: VALUES["own"], APP.validate)
     core.tick(0.0)
     if r:
         core.step(PV(1, r, "nil"))
@@ -151,7 +161,7 @@ def test_timeout_propose_grows_with_the_round(r: int) -> None:
 
 def test_restart_does_not_vote_twice() -> None:
     core, votes, _ = run(CASES[0])
-    again = TendermintCore(3, range(4), 1, RING.signer(3), RING, lambda h: VALUES["own"], ToyApp().validate,
+    again = TendermintCore(3, range(4), 1, RING.signer(3), RING, lambda h: VALUES["own"], APP.validate,
                            restore=core.persisted())
     out = again.tick(0.0)
     out.extend(again.step(P(0, 0, "w")))  # an equivocating proposer tries its luck after the restart
@@ -166,7 +176,7 @@ def relayed(out_messages: list[Message], to: int) -> list[Message]:
 
 
 def fresh_core(slots: int = 1) -> TendermintCore:
-    core = TendermintCore(3, range(4), slots, RING.signer(3), RING, lambda h: VALUES["own"], ToyApp().validate)
+    core = TendermintCore(3, range(4), slots, RING.signer(3), RING, lambda h: VALUES["own"], APP.validate)
     core.tick(0.0)
     return core
 

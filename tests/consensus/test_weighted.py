@@ -94,14 +94,18 @@ def test_counts_are_per_decision() -> None:
 # --- rounds --------------------------------------------------------------------------------------
 
 
-CPU1 = PlacementValue("job-0", ("cpu-1",), "agent 0: cpu-1 is free")  # it is not: only agent 3 knows
+# Agent 0 places job-0 on pool 3, as the shared state allows; but pool 3's nodes have just been
+# taken, and only pool 3's own agent, agent 3, knows.
+ON_P3 = PlacementValue(APP.job(0), (f"p3:{APP.need(0)}",), "agent 0: p3 is free")
+assert APP.validate(0, ON_P3) and ON_P3 != APP.propose_for(1)(0)
 
 
-def _knows_cpu1_is_full(agent: AgentId) -> Validate:
-    """Agent 3, the specialist, refuses cpu-1; the others cannot tell and accept any known node."""
+def _knows_p3_is_full(agent: AgentId) -> Validate:
+    """Agent 3, pool 3's own agent, refuses the placement on p3; the others cannot tell and accept
+    any placement that fits the shared state."""
     if agent != 3:
         return APP.validate
-    return lambda slot, value: APP.validate(slot, value) and value != CPU1
+    return lambda slot, value: APP.validate(slot, value) and value != ON_P3
 
 
 @pytest.mark.parametrize("n", SIZES)
@@ -126,8 +130,8 @@ def test_invalid_proposal_is_refused_and_the_next_coordinator_decides() -> None:
 def test_refusals_end_the_round_without_waiting() -> None:
     """An honest coordinator whose proposal the others find infeasible: once the refusals leave
     no quorum it sends ROUND-FAILED with them, and round 1 starts before any timeout."""
-    everyone_knows = lambda a: APP.validate if a == 0 else _knows_cpu1_is_full(3)
-    proposes: Callable[[AgentId], Propose] = lambda a: (lambda s: CPU1) if a == 0 else APP.propose_for(a)
+    everyone_knows = lambda a: APP.validate if a == 0 else _knows_p3_is_full(3)
+    proposes: Callable[[AgentId], Propose] = lambda a: (lambda s: ON_P3) if a == 0 else APP.propose_for(a)
     net = run(Case(4, validate=everyone_knows, propose=proposes))
     assert all(net.decisions[a] == {0: APP.propose_for(1)(0)} for a in range(4))
     assert net.stats.sent[Kind.ROUND_FAILED] == 3
@@ -141,10 +145,10 @@ def test_a_low_reputation_liar_cannot_swing_the_vote() -> None:
     3 refuses. With equal weights the liar's vote is the third of q = 3 and carries it; with the
     liar's reputation at 0.2 the same votes weigh 2.2 of the 2.4 needed, and the next coordinator's
     feasible proposal is decided instead."""
-    liar_proposes: Callable[[AgentId], Propose] = lambda a: (lambda s: CPU1) if a == 0 else APP.propose_for(a)
-    equal = run(Case(4, validate=_knows_cpu1_is_full, propose=liar_proposes))
-    assert all(equal.decisions[a] == {0: CPU1} for a in range(4))
-    weighted = run(Case(4, weights={0: 0.2}, validate=_knows_cpu1_is_full, propose=liar_proposes))
+    liar_proposes: Callable[[AgentId], Propose] = lambda a: (lambda s: ON_P3) if a == 0 else APP.propose_for(a)
+    equal = run(Case(4, validate=_knows_p3_is_full, propose=liar_proposes))
+    assert all(equal.decisions[a] == {0: ON_P3} for a in range(4))
+    weighted = run(Case(4, weights={0: 0.2}, validate=_knows_p3_is_full, propose=liar_proposes))
     assert all(weighted.decisions[a] == {0: APP.propose_for(1)(0)} for a in range(4))
     assert weighted.stats.sent[Kind.ROUND_FAILED] == 3  # the coordinator saw the quorum was gone
 
