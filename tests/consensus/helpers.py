@@ -14,8 +14,8 @@ from llm_sched.protocols.messages import AgentId, Core, KeyRing, Kind, Message, 
 from llm_sched.protocols.weighted import ACCEPT, REJECT
 from llm_sched.transport.harness import (
     Collusion,
-    Schedule,
     PoolAwards,
+    Schedule,
     SplitBrainCore,
     check_agreement,
     check_validity,
