@@ -96,12 +96,16 @@ class PoolAgent:
         score = view.score(self.pool, need)
         return Bid(self.name, self.pool, claimed_score(self.behaviour, score) if self.behaviour else score)
 
+    def judge(self, view: PoolView, need: int, bids: Sequence[Bid], candidate: Award) -> bool:
+        """This agent's own check of ``candidate``: is it the award it computes from the shared state?"""
+        return award(view, need, bids) == candidate
+
     def ballot(self, view: PoolView, need: int, bids: Sequence[Bid], candidate: Award, job_id: str, round_no: int,
                digest: str, members: Sequence[str]) -> list[Vote]:
         """Every vote this agent sends on ``candidate``, signed with its key: an honest agent accepts
         exactly when the candidate is the award it computes; a faulty one as its behaviour says
         (none when silent; a contradicting second vote, or votes in other agents' names)."""
-        sound = award(view, need, bids) == candidate
+        sound = self.judge(view, need, bids, candidate)
         honest = Vote(agent=self.name, job_id=job_id, round=round_no, accept=sound, confidence=1.0,
                       reasoning="the award recomputed from the shared state" if sound else "not the award it computes",
                       via="heuristic")

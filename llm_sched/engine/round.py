@@ -25,6 +25,7 @@ from llm_sched.protocols.registry import CoreArgs, Hooks, get_method
 from llm_sched.transport.harness import ByzantineCore, Collusion, SplitBrainCore
 from llm_sched.transport.network import Crash, FaultPlan, LinkModel, Network
 
+Faulty = tuple[str, bool]  # a faulty agent's protocol-level behaviour, and what its honest core would answer
 PROTOCOLS = ("pbft", "tendermint", "weighted")  # Byzantine-tolerant cores whose replicas validate
 MAX_TIME = 400.0  # simulated time units (1 unit = the 1 ms link delay): decide by then or the round fails
 
@@ -42,13 +43,14 @@ class RoundOutcome:
 
 def decide_round(protocol: str, agents: Sequence[str], value: PlacementValue, accepts: Mapping[str, bool],
                  seed: str, weights: Mapping[str, float] | None = None, quorum: int | None = None,
-                 byzantine: Mapping[str, str] | None = None) -> RoundOutcome:
+                 byzantine: Mapping[str, Faulty] | None = None) -> RoundOutcome:
     """Run ``protocol`` among ``agents`` on ``value``; ``accepts``: each counted vote (absent: no core).
     ``weights``: the weighted core's reputation weights; ``quorum`` overrides the protocol's quorum,
-    only to show that a smaller one is unsafe. ``byzantine``: agents that are up but faulty, with
-    their protocol-level behaviour (``silent``, ``forge``, ``vote-against``, ``alter``, ``equivocate``):
-    each runs the same core, wrapped to lie in its messages, whether or not a vote of it counted.
-    Only the honest agents' decisions count."""
+    only to show that a smaller one is unsafe. ``byzantine``: agents that are up but faulty, each
+    with its protocol-level behaviour (``silent``, ``forge``, ``vote-against``, ``alter``,
+    ``equivocate``) and what its honest core would answer: it runs that honest core, wrapped to lie
+    in what it sends (as in the protocol experiments), whether or not a vote of it counted. Only the
+    honest agents' decisions count."""
     method = get_method(protocol)
     ids = tuple(range(len(agents)))
     number = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big")
@@ -58,20 +60,19 @@ def decide_round(protocol: str, agents: Sequence[str], value: PlacementValue, ac
     rng = random.Random(number)
     lies = _Lies(value)
     honest = [i for i in ids if i not in faulty and agents[i] in accepts]
-    collusion = Collusion.split(honest, rng) if "equivocate" in faulty.values() else None
+    collusion = Collusion.split(honest, rng) if any(b == "equivocate" for b, _ in faulty.values()) else None
 
     def build(i: int, hooks: Hooks, restore: object | None) -> Core:
         return method.build(CoreArgs(i, ids, 1, keyring.signer(i), keyring, hooks, number, restore, config))
 
     def factory(i: int, restore: object | None) -> Core:
-        accept = accepts.get(agents[i], False)
-        behaviour = faulty.get(i)
-        if behaviour is None:
-            return build(i, _hooks(value, accept), restore)
+        if i not in faulty:
+            return build(i, _hooks(value, accepts.get(agents[i], False)), restore)
+        behaviour, sound = faulty[i]
         if behaviour == "equivocate" and collusion is not None:  # one world accepts, the other does not
             return SplitBrainCore(i, (build(i, _hooks(value, True), None), build(i, _hooks(value, False), None)),
                                   collusion)
-        return ByzantineCore(build(i, _hooks(value, accept), restore), behaviour, keyring.signer(i), ids, lies, rng)
+        return ByzantineCore(build(i, _hooks(value, sound), restore), behaviour, keyring.signer(i), ids, lies, rng)
 
     absent = tuple(Crash(i, 0.0) for i, a in enumerate(agents) if a not in accepts and i not in faulty)
     net = Network(ids, factory, keyring, number, FaultPlan(LinkModel(base_delay=1.0), crashes=absent))

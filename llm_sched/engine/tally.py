@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from llm_sched.core.decisions import Certificate, Vote
 from llm_sched.core.signing import PublicKeys
-from llm_sched.engine.round import RoundOutcome, decide_round
+from llm_sched.engine.round import Faulty, RoundOutcome, decide_round
 from llm_sched.protocols.certificate import Screened, certificate, screen, signature_of
 from llm_sched.protocols.messages import PlacementValue
 from llm_sched.protocols.quorum import byzantine_quorum, weighted_quorum_fraction, weighted_quorum_met
@@ -55,14 +55,14 @@ def count_weights(accepting: Sequence[str], members: Sequence[str], reputation: 
 
 def tally(protocol: str, members: Sequence[str], value: PlacementValue, ballots: Sequence[tuple[str, Sequence[Vote]]],
           keys: PublicKeys, round_no: int, digest: str, seed: str, quorum: int | None = None,
-          reputation: Mapping[str, float] | None = None, byzantine: Mapping[str, str] | None = None) -> Tally:
+          reputation: Mapping[str, float] | None = None, byzantine: Mapping[str, Faulty] | None = None) -> Tally:
     """Decide ``value`` (whose placement ``digest`` names) among ``members`` from their ``ballots``.
 
     ``quorum``: the count of signed accepts a commit needs (default the Byzantine q of n; a smaller
     one is passed to the protocol too, only to show that it is unsafe). ``reputation``: weigh each
     vote by its agent's reputation (the weighted core; the certificate records the weights).
-    ``byzantine``: faulty agents that are up, with the protocol-level form of their behaviour (see
-    :func:`~llm_sched.engine.round.decide_round`)."""
+    ``byzantine``: faulty agents that are up, with the protocol-level form of their behaviour and
+    their honest answer (see :func:`~llm_sched.engine.round.decide_round`)."""
     job_id, n = value.job_id, len(members)
     q = byzantine_quorum(n) if quorum is None else quorum
     screened = screen(ballots, keys, job_id, round_no, digest)

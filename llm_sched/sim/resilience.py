@@ -666,7 +666,9 @@ class _Run:
         members = self.members[shift:] + self.members[:shift]
         ballots = [(a.name, a.ballot(view, need, bids, candidate, job_id, round_no, digest, self.members))
                    for a in voters]
-        live_faulty = {a.name: self.byzantine[a.name] for a in voters if a.name in self.byzantine}
+        # A faulty agent runs its honest core (what its own check says), wrapped to lie in what it sends.
+        live_faulty = {a.name: (self.byzantine[a.name], a.judge(view, need, bids, candidate))
+                       for a in voters if a.name in self.byzantine}
         result = tally(self.config.protocol, members, PlacementValue(job_id, nodes, ""), ballots, self.keys,
                        round_no, digest, f"{self.context}/{job_id}/{round_no}", byzantine=live_faulty)
         for refusal in result.screened.refused:

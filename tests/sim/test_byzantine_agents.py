@@ -65,13 +65,22 @@ def test_a_vote_flipper_votes_against_the_award_it_computes() -> None:
         assert vote.accept is accepts and len(vote.signature) == 128
 
 
-def test_faulty_leaders_cost_view_changes_measured_on_the_network() -> None:
-    honest, flipped = measure(run({})), measure(run({0: "vote_flipping", 4: "vote_flipping"}))
+def test_what_liars_cost_is_measured_on_the_network() -> None:
+    honest = measure(run({}))
+    silent = measure(run({0: "silent", 4: "silent"}))
+    split = measure(run({0: "equivocate", 4: "equivocate"}))
+    flipped = measure(run({0: "vote_flipping", 4: "vote_flipping"}))
     assert honest.decision_latency == pytest.approx(0.03)  # PBFT: three message delays of 10 ms
     # The first leader rotates with the decision number: 2 of 7 decisions start with a liar in the
-    # lead, who proposes nothing the others accept, and the view changes.
-    assert flipped.decision_latency > honest.decision_latency
-    assert flipped.wait_mean >= honest.wait_mean
+    # lead. A silent leader proposes nothing: the view changes and the decision comes later.
+    assert silent.decision_latency > honest.decision_latency
+    # Equivocators run two cores, each heard by half of the honest agents; their signed votes
+    # contradict each other and are refused every round, and every award still commits.
+    assert split.votes_refused == split.decisions * 2 and split.completed == honest.completed
+    # A vote flipper runs its honest core and turns its votes to a lie: the five honest agents are
+    # the quorum, the normal case decides, and the flipped votes cost what honest ones would.
+    assert flipped.decision_latency == pytest.approx(honest.decision_latency)
+    assert flipped.messages_per_decision == honest.messages_per_decision
 
 
 def test_a_silent_agent_costs_liveness_when_honest_agents_fail() -> None:
