@@ -101,12 +101,12 @@ def claimed_score(behaviour: str, honest: float) -> float:
     return 1.0 if behaviour in ("inflated_scores", "inflated_bids") else honest
 
 
-# What each behaviour does to the agent's protocol core when the vote goes to a real protocol
-# (transport.harness.ByzantineCore / SplitBrainCore): the same lie, in the protocol's messages.
+# What each behaviour does to the agent's protocol core when its answer goes to a real protocol
+# (transport.harness.ByzantineCore / SplitBrainCore): the same lie, in the protocol's messages. Lies
+# about placements become proposals that carry a lie (alter); lies in votes, votes for a lie.
 PROTOCOL_BEHAVIOUR: dict[str, str] = {
     "silent": "silent", "vote_flipping": "vote-against", "equivocate": "equivocate", "forge": "forge",
-    "inflated_bids": "vote-against", "invalid_nodes": "vote-against", "overloaded_nodes": "vote-against",
-    "corrupted_output": "silent",
+    "invalid_nodes": "alter", "overloaded_nodes": "alter", "inflated_bids": "alter", "corrupted_output": "silent",
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from llm_sched.agents.byzantine import PROTOCOL_BEHAVIOUR
 from llm_sched.errors import UserError
 from llm_sched.folders import scenario_file
 from llm_sched.loader import load_yaml, validated
@@ -93,7 +94,11 @@ class ExperimentConfig(BaseModel):
     @field_validator("byzantine_behaviours", mode="before")
     @classmethod
     def _split_behaviours(cls, value: Any) -> Any:
-        return [b.strip() for b in value.split(",") if b.strip()] if isinstance(value, str) else value
+        # The agents' behaviours (agents.byzantine) are accepted by name and run as their protocol
+        # form, so every mode speaks of one catalogue: vote_flipping is vote-against here.
+        items = [b.strip() for b in value.split(",") if b.strip()] if isinstance(value, str) else value
+        return [PROTOCOL_BEHAVIOUR.get(b, b) if isinstance(b, str) else b for b in items] \
+            if isinstance(items, (list, tuple)) else items
 
     def behaviour_of(self, k: int) -> str:
         """The behaviour of the k-th Byzantine agent (behaviours are assigned in turn)."""
@@ -148,7 +153,8 @@ def check_experiment(config: ExperimentConfig, where: str, scenarios_dir: Path) 
     unknown = [b for b in config.byzantine_behaviours if b not in BEHAVIOURS]
     if unknown:
         raise UserError(f"{where}: byzantine_behaviours: unknown behaviour {unknown[0]!r}; "
-                        f"behaviours are: {', '.join(BEHAVIOURS)}")
+                        f"behaviours are: {', '.join(BEHAVIOURS)}, or an agent behaviour run as its protocol form "
+                        f"({', '.join(f'{a} = {p}' for a, p in PROTOCOL_BEHAVIOUR.items())})")
     n, b, c = config.agents, config.byzantine, config.crash
     if b + c > n:
         raise UserError(f"{where}: {b} Byzantine (--byzantine) + {c} crashed (--crash) agents is more than "

@@ -124,3 +124,9 @@ def test_a_removed_certificate_or_missing_keys_fail(stored: tuple[ExperimentResu
     edit_unit(second, lambda unit: unit.pop("certificates"))
     with pytest.raises(VerifyFailed, match="no certificates stored"):
         verify_run(second, result.run_id)
+
+
+def test_agent_behaviours_run_as_their_protocol_form_in_experiments() -> None:
+    # One catalogue: the agents' behaviour names are accepted and run as the harness's wrappers.
+    config = load_experiment(None, {"byzantine_behaviours": "vote_flipping,forge,invalid_nodes,silent"})
+    assert config.byzantine_behaviours == ("vote-against", "forge", "alter", "silent")
