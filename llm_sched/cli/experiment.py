@@ -16,10 +16,14 @@ def run(args: argparse.Namespace) -> int:
     from llm_sched.experiments.experiment import run_experiment
     from llm_sched.ui.experiment_view import ExperimentView
 
+    sweep = args.intensity == "all"
     overrides = {"methods": args.methods, "agents": args.agents, "byzantine": args.byzantine, "crash": args.crash,
                  "jobs": args.jobs, "repetitions": args.repetitions, "seed": args.seed,
-                 "agent_mode": args.agent_mode, "faults": args.faults, "intensity": args.intensity, "out": args.out}
+                 "agent_mode": args.agent_mode, "faults": args.faults,
+                 "intensity": None if sweep else args.intensity, "out": args.out}
     settings = settings_for(args)
+    if sweep:
+        return _sweep(args, overrides, settings)
     claim, folder = None, None
     if args.force and args.resume is not None:
         raise UserError("--force runs an experiment afresh, --resume continues one: give one of them")
@@ -38,4 +42,28 @@ def run(args: argparse.Namespace) -> int:
             "python main.py --experiment --resume DIR (DIR: the output folder printed above)"
         print(f"interrupted; the finished runs are stored: resume with {how}", file=sys.stderr)
         return 130
+    return 0
+
+
+def _sweep(args: argparse.Namespace, overrides: dict[str, object], settings: object) -> int:
+    """``--intensity all``: the experiment at every fault level, and the protocol table."""
+    from pathlib import Path
+
+    from llm_sched.experiments.config import load_experiment
+    from llm_sched.experiments.output import output_dir
+    from llm_sched.experiments.sweep import run_sweep
+    from llm_sched.ui.experiment_view import ExperimentView
+
+    if args.resume is not None:
+        raise UserError("--intensity all runs one experiment per level: resume a level with "
+                        "--experiment --resume DIR/LEVEL")
+    if args.faults is not None:
+        raise UserError("--intensity all draws each level's faults: give either --faults FILE or --intensity all")
+    config = load_experiment(args.experiment or None, overrides, scenarios_dir=settings.scenarios_dir)  # type: ignore[attr-defined]
+    folder = output_dir(config.out, settings.runs_dir, reuse=args.force)  # type: ignore[attr-defined]
+    result = run_sweep(config, settings, Path(folder), view=ExperimentView(),  # type: ignore[arg-type]
+                       ledger=settings.ledger_path)  # type: ignore[attr-defined]
+    print(f"protocol table: {result.files[0]}")
+    for method, score in result.scores.items():
+        print(f"  {method}: Fault Tolerance Score {score:.1f} of 100")
     return 0

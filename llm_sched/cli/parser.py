@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--agent-mode", choices=("heuristic", "llm", "hybrid"), metavar="MODE",
                      help="how agents propose: heuristic, llm (the provider's model) or hybrid (a seeded half each)")
     exp.add_argument("--faults", metavar="FILE", help="a fault plan (YAML), e.g. scenarios/experiments/faults/*.yaml")
-    exp.add_argument("--intensity", choices=("light", "medium", "heavy", "chaos"), metavar="LEVEL",
+    exp.add_argument("--intensity", choices=("light", "medium", "heavy", "chaos", "all"), metavar="LEVEL",
                      help="draw a fault preset per repetition: light, medium, heavy or chaos")
     exp.add_argument("--out", metavar="DIR", help="output folder (default runs/experiments/<timestamp>)")
     common = parser.add_argument_group("settings")
