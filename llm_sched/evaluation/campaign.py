@@ -254,18 +254,20 @@ def _run(config: CampaignConfig, folder: Path, campaign: dict[str, Any], previou
     analysis = analyse(runs, infos, config.policies, config.repetitions)
     found = make_findings(analysis)
     from llm_sched.evaluation.figures import draw_all
+    from llm_sched.evaluation.optimum_gap import optimum_gap
     from llm_sched.evaluation.report import render
     from llm_sched.evaluation.run_figures import draw_run_figures
 
     figures = draw_all(analysis, folder)
     examples = draw_run_figures(config, analysis, folder)
+    gap = optimum_gap(config)
     write_summary_csv(folder / "summary.csv", analysis)
     write_comparisons_csv(folder / "comparisons.csv", analysis)
     info["wall_s"] = round(time.perf_counter() - t0, 3)
     info["finished"] = datetime.now().astimezone().isoformat(timespec="seconds")
     save(True)
     report = folder / "report.md"
-    report.write_text(render(config, analysis, found, figures, info, examples), encoding="utf-8")
+    report.write_text(render(config, analysis, found, figures, info, examples, gap), encoding="utf-8")
     files = (report, folder / RESULTS, folder / "summary.csv", folder / "comparisons.csv", *figures.values(),
              *examples.values())
     return CampaignResult(folder, report, files, tuple(found), analysis, total, reused, simulation_s,

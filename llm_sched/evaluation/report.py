@@ -14,6 +14,7 @@ from llm_sched.evaluation.config import CampaignConfig
 from llm_sched.evaluation.design import DIMENSION_TITLES
 from llm_sched.evaluation.findings import ALPHA, name
 from llm_sched.evaluation.metrics import FIGURE_METRICS, KEY_METRICS, METRICS
+from llm_sched.evaluation.optimum_gap import Gap, gap_section
 from llm_sched.evaluation.stats import BOOTSTRAP_RESAMPLES, show_effect, show_p, smallest_p
 
 
@@ -174,6 +175,8 @@ MEASURED: tuple[tuple[str, str, str], ...] = (
     ("quorum certificates (agents)", "measured", "Ed25519 signatures of the agents, stored in the ledger, checked "
      "by python main.py --verify RUN_ID"),
     ("central schedulers' decisions", "modelled as free", "no messages and no delay: a local decision"),
+    ("the optimum", "computed", "OR-Tools CP-SAT on one failure-free instance, knowing every arrival and run time; "
+     "proven optimal or bounded, as its section says"),
     ("job run times and estimates", "modelled", "drawn from the seed (synthetic workloads)"),
 )
 
@@ -203,7 +206,7 @@ def _config_file(run_info: Mapping[str, Any]) -> str:
 
 
 def render(config: CampaignConfig, analysis: Analysis, findings: Sequence[str], figures: Mapping[str, Path],
-           run_info: Mapping[str, Any], examples: Mapping[str, Path] | None = None) -> str:
+           run_info: Mapping[str, Any], examples: Mapping[str, Path] | None = None, gap: Gap | None = None) -> str:
     """The whole report as Markdown."""
     runs = len(analysis.configs) * analysis.repetitions * len(analysis.policies)
     lines = [f"# Evaluation campaign: {config.name}", ""]
@@ -240,6 +243,7 @@ def render(config: CampaignConfig, analysis: Analysis, findings: Sequence[str], 
     for d in analysis.dimensions():
         lines += dimension_section(analysis, d, figures.get(d))
     lines += example_section(config, examples or {})
+    lines += gap_section(gap)
     lines += measured_section()
     lines += ["## Agents against the baselines", "",
               "Per configuration: the mean of each policy [95% bootstrap CI], then for each baseline the paired "

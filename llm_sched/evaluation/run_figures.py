@@ -57,10 +57,10 @@ def draw_gantt(runs: Mapping[str, SimRun], path: Path, title: str) -> Path:
         ax = fig.add_subplot(len(runs), 1, k + 1)
         order = {job.job_id: i for i, job in enumerate(run.jobs)}
         t0 = run.start_time
-        for a in attempts(run):
-            y = order[a.job_id]
-            ax.barh(y, (a.stop - a.start) / hours, left=(a.start - t0) / hours, height=0.8,
-                    color=COLORS.get(policy, "tab:gray") if a.completed else "tab:red", linewidth=0)
+        tried = attempts(run)
+        ax.barh([order[a.job_id] for a in tried], [(a.stop - a.start) / hours for a in tried],
+                left=[(a.start - t0) / hours for a in tried], height=0.8, linewidth=0,
+                color=[COLORS.get(policy, "tab:gray") if a.completed else "tab:red" for a in tried])
         ax.set_ylabel(f"{name(policy)}\njob (submission order)", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.set_xlim(0, (run.end_time - t0) / hours)

@@ -4,6 +4,7 @@ determinism across worker counts, and the output folder's rules (refuse, resume)
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import re
@@ -54,6 +55,8 @@ def test_tiny_campaign_writes_every_file(tiny_run: CampaignResult) -> None:
     # so no message-cost figure).
     assert images == ["fig-failure-rate.png", "fig-gantt.png", "fig-cdf.png", "fig-utilization.png"]
     assert "## What was measured and how" in report and "counted on the engine's simulated network" in report
+    if importlib.util.find_spec("ortools") is not None:
+        assert "| optimum (CP-SAT) |" in report and "| EASY |" in report and "gap to the optimum" in report
     for image in images:
         assert (folder / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "`pytest tiny campaign`" in report  # the command
