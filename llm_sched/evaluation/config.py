@@ -111,7 +111,8 @@ class Dimensions(BaseModel):
     failure_pattern: tuple[Pattern, ...] | None = Field(None, min_length=1)
     load_pattern: tuple[LoadPattern, ...] | None = Field(None, min_length=1)
     high_load: tuple[Jobs, ...] | None = Field(None, min_length=1, description="jobs arriving at once")
-    byzantine: tuple[int, ...] | None = Field(None, min_length=1, description="Byzantine agents, base behaviour")
+    byzantine: tuple[Annotated[int, Field(ge=0, strict=True)], ...] | None = Field(
+        None, min_length=1, description="Byzantine agents, base behaviour")
     byzantine_behaviour: tuple[Behaviour, ...] | None = Field(
         None, min_length=1, description="behaviours, each of max(1, base byzantine) agents")
 
@@ -125,17 +126,7 @@ class Dimensions(BaseModel):
                 raise ValueError(f"failure rates are fractions in [0, 1] (0.15 for 15%), got {v}")
         return _unique(values)
 
-    @field_validator("byzantine")
-    @classmethod
-    def _counts(cls, values: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        if values is None:
-            return None
-        for v in values:
-            if v < 0:
-                raise ValueError(f"Byzantine agent counts must be 0 or more, got {v}")
-        return _unique(values)
-
-    @field_validator("failure_pattern", "load_pattern", "byzantine_behaviour")
+    @field_validator("failure_pattern", "load_pattern", "byzantine", "byzantine_behaviour")
     @classmethod
     def _distinct(cls, values: tuple[str, ...] | None) -> tuple[str, ...] | None:
         return None if values is None else _unique(values)

@@ -17,6 +17,7 @@ from llm_sched.evaluation.design import base_scenario
 from llm_sched.evaluation.findings import name
 from llm_sched.sim.failures import FailureSpec
 from llm_sched.sim.metrics import schedule_metrics
+from llm_sched.sim.optimum import Optimum
 from llm_sched.sim.simulate import compare_runs
 
 OPTIMUM_JOBS = 50
@@ -29,11 +30,8 @@ class Gap:
 
     jobs: int
     nodes: int
-    optimum_wait: float
-    bound: float
-    status: str
-    solve_s: float
-    optimum_makespan: float
+    best: Optimum  # CP-SAT's schedule, status and bound
+    optimum: tuple[float, float]  # its (mean wait, makespan)
     policies: dict[str, tuple[float, float]]  # policy -> (mean wait, makespan)
 
 
@@ -57,8 +55,7 @@ def optimum_gap(config: CampaignConfig) -> Gap | None:
     for policy, run in runs.items():
         m = schedule_metrics(run.outcomes, run.cluster.nodes)
         table[policy] = (m.wait_mean, m.makespan)
-    return Gap(len(first.jobs), first.cluster.nodes, opt.wait_mean, best.bound, best.status, best.solve_s,
-               opt.makespan, table)
+    return Gap(len(first.jobs), first.cluster.nodes, best, (opt.wait_mean, opt.makespan), table)
 
 
 def gap_section(gap: Gap | None) -> list[str]:
@@ -66,16 +63,17 @@ def gap_section(gap: Gap | None) -> list[str]:
     lines = ["## Gap to the offline optimum", ""]
     if gap is None:
         return lines + ["OR-Tools is not installed (pip install 'llm-sched[optimum]'): no optimum was computed.", ""]
-    proven = "proven optimal" if gap.status == "OPTIMAL" else (
+    wait, makespan = gap.optimum
+    proven = "proven optimal" if gap.best.proven else (
         f"not proven optimal in {TIME_LIMIT_S:g} s: the optimum lies between the proven bound "
-        f"{gap.bound:,.0f} s and {gap.optimum_wait:,.0f} s")
+        f"{gap.best.bound:,.0f} s and {wait:,.0f} s")
     lines += [f"The first {gap.jobs} jobs of the base scenario for the first seed, on its {gap.nodes} nodes, without "
-              f"failures. OR-Tools CP-SAT (one worker, fixed seed, {gap.solve_s:.1f} s) knows every arrival and run "
-              f"time in advance and minimises the mean wait: {gap.optimum_wait:,.0f} s ({proven}). No online policy "
+              f"failures. OR-Tools CP-SAT (one worker, fixed seed, {gap.best.solve_s:.1f} s) knows every arrival and run "
+              f"time in advance and minimises the mean wait: {wait:,.0f} s ({proven}). No online policy "
               "can know as much; the gap says how far each is from it.", "",
               "| policy | mean wait | gap to the optimum | makespan |", "|---|---:|---:|---:|",
-              f"| optimum (CP-SAT) | {gap.optimum_wait:,.0f} s | - | {gap.optimum_makespan:,.0f} s |"]
-    for policy, (wait, makespan) in gap.policies.items():
-        rel = f" ({100 * (wait - gap.optimum_wait) / wait:.0f}% of its wait)" if wait > 0 else ""
-        lines.append(f"| {name(policy)} | {wait:,.0f} s | {wait - gap.optimum_wait:+,.0f} s{rel} | {makespan:,.0f} s |")
+              f"| optimum (CP-SAT) | {wait:,.0f} s | - | {makespan:,.0f} s |"]
+    for policy, (theirs, span) in gap.policies.items():
+        rel = f" ({100 * (theirs - wait) / theirs:.0f}% of its wait)" if theirs > 0 else ""
+        lines.append(f"| {name(policy)} | {theirs:,.0f} s | {theirs - wait:+,.0f} s{rel} | {span:,.0f} s |")
     return lines + [""]

@@ -44,6 +44,13 @@ def _figure(width: float, height: float):  # type: ignore[no-untyped-def]
     return fig
 
 
+def _save(fig, title: str, path: Path) -> Path:  # type: ignore[no-untyped-def]
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
 def example_runs(config: CampaignConfig) -> dict[str, SimRun]:
     """The base scenario under every policy, for the campaign's first seed."""
     return compare_runs(base_scenario(config.base), config.seed, config.policies,  # type: ignore[arg-type]
@@ -65,10 +72,7 @@ def draw_gantt(runs: Mapping[str, SimRun], path: Path, title: str) -> Path:
         ax.tick_params(labelsize=8)
         ax.set_xlim(0, (run.end_time - t0) / hours)
     ax.set_xlabel("hours since the first submission (red: attempts killed by a failure)", fontsize=9)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return _save(fig, title, path)
 
 
 def draw_cdfs(runs: Mapping[str, SimRun], path: Path, title: str) -> Path:
@@ -94,10 +98,7 @@ def draw_cdfs(runs: Mapping[str, SimRun], path: Path, title: str) -> Path:
         ax.set_ylim(0, 1.02)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return _save(fig, title, path)
 
 
 def draw_utilization(runs: Mapping[str, SimRun], path: Path, title: str) -> Path:
@@ -117,10 +118,7 @@ def draw_utilization(runs: Mapping[str, SimRun], path: Path, title: str) -> Path
     ax.set_ylabel("nodes computing (%)", fontsize=9)
     ax.set_ylim(0, 105)
     ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return _save(fig, title, path)
 
 
 def draw_messages(analysis: Analysis, protocol: str, path: Path) -> Path | None:
