@@ -71,10 +71,11 @@ def sample_stats(values: Sequence[float | None], confidence: float = 0.95) -> Sa
     if n < 2:
         return SampleStats(1, mean, None, None, None)
     sd = math.sqrt(var)
+    lo, hi = min(xs), max(xs)  # floating point may put a mean or an end a hair outside; a mean of values cannot be
     if sd == 0:
+        mean = min(max(mean, lo), hi)  # n equal values: fsum(x) / n can differ from x in the last bit
         return SampleStats(n, mean, 0.0, mean, mean)
     low, high = _bootstrap(xs, confidence)
-    lo, hi = min(xs), max(xs)  # floating point may put an end a hair outside; a mean of values cannot be
     return SampleStats(n, mean, sd, min(max(low, lo), hi), min(max(high, lo), hi))
 
 
