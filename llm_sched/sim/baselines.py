@@ -7,10 +7,18 @@ that jobs ending at time t free their processors before anything is started at t
 order the events were queued in (the usual convention of trace-driven simulators, and the one
 the reference results in shared/docs/REFERENCE.md reproduce). Jobs end at their real run time;
 the scheduler itself only reads ``estimate``.
+
+:func:`schedule_pools` is the same FCFS and EASY on a machine split into pools, as one loop over
+columns: the resilience simulator's central scheduler when nothing fails (a trace replay), with
+the decisions of its event-driven run and a record of the order they happened in.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
+from array import array
 from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,11 +51,16 @@ class ReplayResult:
 
 def machine_procs(header: TraceHeader | None, jobs: Sequence[TraceJob]) -> int:
     """Machine size P: header MaxProcs, else MaxNodes, else the widest job."""
+    return machine_size(header, lambda: max((job.procs for job in jobs), default=0))
+
+
+def machine_size(header: TraceHeader | None, widest: Callable[[], int]) -> int:
+    """:func:`machine_procs` with the widest job's processors given by ``widest`` (called if needed)."""
     if header is not None:
         for size in (header.max_procs, header.max_nodes):
             if size is not None and size > 0:
                 return size
-    return max((job.procs for job in jobs), default=0)
+    return widest()
 
 
 def replay(
@@ -223,3 +236,182 @@ class _Replay:
         self.end[i] = now + self.run_time[i]
         insort(self.running, (now + self.estimate[i], i, w))
         self.engine.schedule(self.end[i], self.on_end, i)
+
+
+# -- the same schedulers on columns, for the resilience simulator's runs without failures -----------
+@dataclass(frozen=True, slots=True)
+class PoolSchedule:
+    """What :func:`schedule_pools` decided, per job (in the order given) and in the order it happened.
+
+    ``log`` records the run as the event-driven simulator would log it, one int per record:
+    ``(k << 2) | 0`` an arrival batch (the jobs before position k have arrived, those from the
+    previous batch's k on at this instant), ``(i << 2) | 1`` job i's decision and start,
+    ``(i << 2) | 2`` job i's end.
+    """
+
+    start: array[float]
+    place: list[int]  # the one pool that holds the job, or -1 - m for the m-th entry of ``spread``
+    spread: list[tuple[tuple[int, int], ...]]  # (pool, nodes) of the jobs placed across pools
+    log: array[int]
+    events: int  # engine events: arrival batches and ends
+
+
+def schedule_pools(submit: Sequence[float], run: Sequence[float], estimate: Sequence[float],
+                   width: Sequence[int], pools: Sequence[int], backfill: bool) -> PoolSchedule:
+    """FCFS (``backfill`` False) or EASY on a machine split into ``pools`` (their node counts), every
+    job in submission order (``submit`` non-decreasing; each job fits the machine), nothing failing.
+
+    It is :class:`~llm_sched.sim.resilience`'s central scheduler without failures, one loop instead
+    of engine callbacks, and decides exactly what that one does: the passes run once every event of
+    an instant is done (ends and arrivals in the order they were scheduled, as the engine runs
+    them), the head starts while it fits, EASY backfills as :func:`replay` does, and a job goes to
+    the pool with the fewest free nodes that holds it whole (ties: the lowest id), else across pools
+    in id order (Slurm's best fit on leaf switches). Times are floats.
+    """
+    m = len(submit)
+    start = array("d", bytes(8 * m))  # C doubles: no float object kept per job
+    place = [0] * m
+    spread: list[tuple[tuple[int, int], ...]] = []
+    log = array("q")
+    rec = log.append
+    pfree = list(pools)
+    ids = range(len(pfree))
+    free = sum(pfree)
+    # Pending events as the engine holds them, (time, sequence number): the ends in a heap of
+    # (time, seq, job), the next arrival batch beside it (at ``arrival``, numbered ``arrival_seq``).
+    heap: list[tuple[float, int, int]] = []
+    push, pop = heapq.heappush, heapq.heappop
+    seq = itertools.count(1).__next__
+    arrival, arrival_seq = (submit[0] if m else math.inf), 0
+    arrived = 0  # jobs [0, arrived) have arrived
+    running: list[tuple[float, int, int]] = []  # (estimated end, job, width), sorted
+    queue: list[int] = []
+    settled = 0  # as _Replay.settled: queue positions [1, settled) failed the last backfill test
+    events = 0
+    narrowest = min(width, default=0)
+    while True:
+        if heap and (heap[0][0] < arrival or (heap[0][0] == arrival and heap[0][1] < arrival_seq)):
+            at, _, i = pop(heap)
+            w = width[i]
+            free += w
+            p = place[i]
+            if p >= 0:
+                pfree[p] += w
+            else:
+                for p, c in spread[-1 - p]:
+                    pfree[p] += c
+            del running[bisect_left(running, (start[i] + estimate[i], i))]
+            settled = 0
+            rec(i << 2 | 2)
+        elif arrival < math.inf:
+            at = arrival
+            j = arrived + 1  # the jobs submitted at this instant (mostly one)
+            while j < m and submit[j] <= at:
+                j += 1
+            queue.extend(range(arrived, j))
+            arrived = j
+            rec(j << 2)
+            arrival, arrival_seq = (submit[j], seq()) if j < m else (math.inf, 0)
+        else:
+            break
+        events += 1
+        if not queue or arrival == at or (heap and heap[0][0] == at):
+            continue  # nothing to start, or more events at this instant: the pass waits for them
+        # The scheduling pass at ``at``. Starting a job is written out twice (head, backfill):
+        # this runs once per job, and a call per start would cost a tenth of the loop.
+        now = at
+        started = 0
+        n_queue = len(queue)
+        while started < n_queue:
+            i = queue[started]
+            w = width[i]
+            if w > free:
+                break
+            best, most = -1, 0
+            for p in ids:
+                f = pfree[p]
+                if f >= w and (best < 0 or f < most):
+                    best, most = p, f
+            if best >= 0:
+                pfree[best] = most - w
+                place[i] = best
+            else:
+                need, alloc = w, []
+                for p in ids:
+                    f = pfree[p]
+                    if f:
+                        c = need if need < f else f
+                        alloc.append((p, c))
+                        pfree[p] = f - c
+                        need -= c
+                        if not need:
+                            break
+                place[i] = -1 - len(spread)
+                spread.append(tuple(alloc))
+            free -= w
+            start[i] = now
+            insort(running, (now + estimate[i], i, w))
+            push(heap, (now + run[i], seq(), i))
+            rec(i << 2 | 1)
+            started += 1
+        if started:
+            del queue[:started]
+            n_queue -= started
+            settled = 0
+        first = settled if settled > 1 else 1
+        if backfill and free > 0 and n_queue > first:
+            # EASY, as _Replay._backfill: the head's reservation (shadow time, extra nodes), then
+            # the later jobs that cannot delay it, in queue order.
+            need, available = width[queue[0]], free
+            shadow, extra = math.inf, 0  # no reservation: cannot happen without failures
+            for est_end, _, w in running:
+                available += w
+                if available >= need:
+                    shadow, extra = (est_end if est_end >= now else now), available - need
+                    break
+            fits = [i for i in queue[first:] if width[i] <= free and (now + estimate[i] <= shadow or width[i] <= extra)]
+            for i in fits:
+                w = width[i]
+                if w > free:
+                    if free < narrowest:
+                        break  # no job left fits
+                    continue
+                if now + estimate[i] <= shadow:
+                    pass
+                elif w <= extra:
+                    extra -= w
+                else:
+                    continue
+                best, most = -1, 0
+                for p in ids:
+                    f = pfree[p]
+                    if f >= w and (best < 0 or f < most):
+                        best, most = p, f
+                if best >= 0:
+                    pfree[best] = most - w
+                    place[i] = best
+                else:
+                    need, alloc = w, []
+                    for p in ids:
+                        f = pfree[p]
+                        if f:
+                            c = need if need < f else f
+                            alloc.append((p, c))
+                            pfree[p] = f - c
+                            need -= c
+                            if not need:
+                                break
+                    place[i] = -1 - len(spread)
+                    spread.append(tuple(alloc))
+                free -= w
+                start[i] = now
+                insort(running, (now + estimate[i], i, w))
+                push(heap, (now + run[i], seq(), i))
+                rec(i << 2 | 1)
+                queue.remove(i)
+                n_queue -= 1
+        settled = n_queue
+    if queue or running:
+        raise RuntimeError(f"{len(queue)} jobs never started; {len(running)} never ended")
+    return PoolSchedule(start, place, spread, log, events)
+

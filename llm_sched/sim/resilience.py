@@ -59,16 +59,22 @@ themselves charged as consensus decisions, only the awards are.
 Every arrival, decision, start, end, kill, requeue, failure, detection and recovery is a
 :class:`SimEvent` in the run's event list; :mod:`llm_sched.sim.resilience_metrics` computes the
 figures from it.
+
+A central run with no outage and no deadline (a trace replay, by default) makes the same decisions
+in one loop over columns (:func:`~llm_sched.sim.baselines.schedule_pools`) instead of engine
+callbacks, and keeps its jobs, outcomes and events as columns (:class:`JobTable`), read as tuples
+on demand: a million-job trace in seconds and a few hundred megabytes. Its run equals the
+event-driven one (:func:`simulate_events`) field by field.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar, cast, overload
 
 from llm_sched.agents.byzantine import PROTOCOL_BEHAVIOUR
 from llm_sched.agents.evidence import BID_TOLERANCE as OVERCLAIM_TOLERANCE
@@ -81,10 +87,16 @@ from llm_sched.engine.round import PROTOCOLS as ENGINE_PROTOCOLS
 from llm_sched.engine.tally import tally
 from llm_sched.protocols.messages import PlacementValue
 from llm_sched.protocols.quorum import byzantine_quorum
+from llm_sched.sim.columns import SLICE, Coded, Column, FrozenRows, Listed, Numbers, Rows, Same
 from llm_sched.sim.engine import Engine
 from llm_sched.sim.failures import FailureSchedule, Outage
 from llm_sched.sim.outcome import JobOutcome
 from llm_sched.sim.workload import KINDS, SimJob
+
+if TYPE_CHECKING:
+    import numpy as np
+
+T = TypeVar("T")
 
 Policy = Literal["fcfs", "easy", "agents"]
 POLICIES: tuple[Policy, ...] = ("fcfs", "easy", "agents")
@@ -182,16 +194,21 @@ class SimConfig:
 
 @dataclass(frozen=True, slots=True)
 class SimRun:
-    """Everything one run produced; metrics are computed from it."""
+    """Everything one run produced; metrics are computed from it.
+
+    A central run without failures (:func:`simulate`'s replay) holds its jobs, outcomes and events
+    as sequences read from columns (equal to the tuples the event-driven run makes, and pickled as
+    such) and its :class:`JobTable`; every other run holds tuples and no table.
+    """
 
     config: SimConfig
     cluster: PoolSplit
     schedule: FailureSchedule
-    jobs: tuple[SimJob, ...]  # in submission order; SimEvent.job indexes this
-    outcomes: tuple[JobOutcome, ...]  # completed jobs (their last attempt), in submission order
+    jobs: Sequence[SimJob]  # in submission order; SimEvent.job indexes this
+    outcomes: Sequence[JobOutcome]  # completed jobs (their last attempt), in submission order
     incomplete: tuple[int, ...]  # job ids accepted but not completed by the deadline
     rejected: tuple[int, ...]  # job ids wider than the machine
-    events: tuple[SimEvent, ...]
+    events: Sequence[SimEvent]
     start_time: float  # first submission
     end_time: float  # last job end, or the deadline
     engine_events: int
@@ -203,6 +220,7 @@ class SimRun:
     awards: tuple[CertifiedAward, ...] = ()
     context: str = ""  # what the agents' signatures are bound to
     public_keys: tuple[tuple[int, str, str], ...] = ()  # (key epoch, agent, Ed25519 public key hex)
+    table: JobTable | None = field(default=None, compare=False, repr=False)
 
 
 def simulate(jobs: Sequence[SimJob], cluster: PoolSplit, config: SimConfig,
@@ -211,7 +229,32 @@ def simulate(jobs: Sequence[SimJob], cluster: PoolSplit, config: SimConfig,
     """Run ``jobs`` on ``cluster`` under ``config.policy`` through the outages of ``schedule``.
     ``context`` names the run in the agents' signatures (a campaign names configuration and seed)
     and seeds the engine's simulated network. ``byzantine``: pool -> the Byzantine behaviour of its
-    agent (:data:`~llm_sched.agents.pool_agents.POOL_BEHAVIOURS`); only the agents policy has agents."""
+    agent (:data:`~llm_sched.agents.pool_agents.POOL_BEHAVIOURS`); only the agents policy has agents.
+
+    FCFS and EASY with no outage and no deadline take a shortcut: the same decisions in one loop
+    over columns (:func:`~llm_sched.sim.baselines.schedule_pools`), a run equal to the event-driven
+    one (:func:`simulate_events`) in every field, events included (the tests check it)."""
+    faulty = _checked(cluster, schedule, byzantine)
+    if config.policy != "agents" and config.deadline is None and not (schedule and schedule.outages):
+        replayed = _replay(jobs, cluster, config, schedule or FailureSchedule(), context)
+        if replayed is not None:
+            return replayed
+    run = _Run(sorted(jobs, key=_submit_key), cluster, config, schedule or FailureSchedule(), context, faulty)
+    return run.run()
+
+
+def simulate_events(jobs: Sequence[SimJob], cluster: PoolSplit, config: SimConfig,
+                    schedule: FailureSchedule | None = None, context: str = "simulation",
+                    byzantine: Mapping[int, str] | None = None) -> SimRun:
+    """:func:`simulate` on the event-driven simulator whatever the case (the reference its shortcut
+    is checked against)."""
+    faulty = _checked(cluster, schedule, byzantine)
+    run = _Run(sorted(jobs, key=_submit_key), cluster, config, schedule or FailureSchedule(), context, faulty)
+    return run.run()
+
+
+def _checked(cluster: PoolSplit, schedule: FailureSchedule | None,
+             byzantine: Mapping[int, str] | None) -> dict[int, str]:
     for o in (schedule.outages if schedule else ()):
         limit = cluster.nodes if o.kind == "node" else cluster.agents
         if any(not 0 <= m < limit for m in o.members):
@@ -219,12 +262,187 @@ def simulate(jobs: Sequence[SimJob], cluster: PoolSplit, config: SimConfig,
     faulty = dict(byzantine or {})
     if any(not 0 <= p < cluster.agents for p in faulty):
         raise ValueError(f"Byzantine agents {sorted(faulty)} outside 0..{cluster.agents - 1}")
-    run = _Run(sorted(jobs, key=_submit_key), cluster, config, schedule or FailureSchedule(), context, faulty)
-    return run.run()
+    return faulty
 
 
 def _submit_key(job: SimJob) -> float:
     return job.submit
+
+
+# -- central runs without failures, on columns (llm_sched.sim.columns) ----------------------------------
+
+class JobColumns(Rows[SimJob]):
+    """Jobs as numpy columns, sorted by submission (stable): what a tuple of :class:`SimJob` holds,
+    in a few bytes a job. Read back, a whole time is an int, as the SWF reader gives it, so the jobs
+    equal ``from_trace(load_trace(...).jobs)`` sorted."""
+
+    __slots__ = ("job_id", "submit", "run", "estimate", "nodes", "kind")
+
+    def __init__(self, job_id: np.ndarray, submit: np.ndarray, run: np.ndarray, estimate: np.ndarray,
+                 nodes: np.ndarray, kind: str = "") -> None:
+        import numpy as np
+
+        order = np.argsort(submit, kind="stable")
+        if bool((order[1:] > order[:-1]).all()):
+            order = None  # already in order: no copies
+        pick = (lambda a: a) if order is None else (lambda a: a[order])
+        self.job_id = pick(np.asarray(job_id, dtype=np.int64))
+        self.submit = pick(np.asarray(submit, dtype=np.float64))
+        self.run = pick(np.asarray(run, dtype=np.float64))
+        self.estimate = pick(np.asarray(estimate, dtype=np.float64))
+        self.nodes = pick(np.asarray(nodes, dtype=np.int64))
+        self.kind = kind
+        columns = (Numbers(self.job_id), Numbers(self.submit, True), Numbers(self.run, True),
+                   Numbers(self.estimate, True), Numbers(self.nodes), Same(kind))
+        super().__init__(_sim_job, columns, len(self.job_id))
+
+
+_sim_job = cast(Callable[[tuple[object, ...]], SimJob], partial(tuple.__new__, SimJob))
+_outcome = cast(Callable[[tuple[object, ...]], JobOutcome], partial(tuple.__new__, JobOutcome))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class JobTable:
+    """A central run without failures as numpy columns over its accepted jobs, in submission order:
+    each started once (``start``) and completed (``end``), on the pools ``where_names[where]``.
+    ``index``: their positions in ``SimRun.jobs`` (None: every job was accepted). ``log``: the run's
+    records in the order they happened (:class:`~llm_sched.sim.baselines.PoolSchedule`)."""
+
+    index: np.ndarray | None
+    job_id: np.ndarray
+    submit: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    nodes: np.ndarray
+    where: np.ndarray
+    where_names: tuple[str, ...]
+    kind: Column
+    log: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.job_id)
+
+
+class _EventLog(FrozenRows[SimEvent]):
+    """The events of a :class:`JobTable`'s run, made from its log when read."""
+
+    __slots__ = ("_table", "_n", "_all")
+
+    def __init__(self, table: JobTable) -> None:
+        self._table = table
+        self._n = 4 * len(table)  # submit, decision, start and end of each job
+        self._all: tuple[SimEvent, ...] | None = None
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[SimEvent]:
+        t = self._table
+        make = _event
+        m = len(t)
+        position = t.index.tolist() if t.index is not None else range(m)
+        submit, start, end, nodes = t.submit.tolist(), t.start.tolist(), t.end.tolist(), t.nodes.tolist()
+        arrived = 0
+        for a in range(0, len(t.log), SLICE):
+            for record in t.log[a:a + SLICE].tolist():
+                i, kind = record >> 2, record & 3
+                if kind == 0:
+                    for k in range(arrived, i):
+                        yield make((submit[k], "submit", -1, -1, position[k], nodes[k], -1))
+                    arrived = i
+                elif kind == 1:
+                    yield make((start[i], "decision", -1, -1, position[i], 0, -1))
+                    yield make((start[i], "start", -1, -1, position[i], nodes[i], -1))
+                else:
+                    yield make((end[i], "end", -1, -1, position[i], nodes[i], -1))
+
+    @overload
+    def __getitem__(self, index: int) -> SimEvent: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[SimEvent, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> SimEvent | tuple[SimEvent, ...]:
+        if self._all is None:
+            self._all = tuple(self)
+        return self._all[index]
+
+
+def _replay(jobs: Sequence[SimJob], cluster: PoolSplit, config: SimConfig, schedule: FailureSchedule,
+            context: str) -> SimRun | None:
+    """The central scheduler's run without outages or deadline, as columns; None when the jobs do
+    not fit columns (an id beyond 64 bits, a time beyond 2**53: the event-driven run takes them)."""
+    import numpy as np
+
+    from llm_sched.sim.baselines import schedule_pools
+
+    if isinstance(jobs, JobColumns):
+        shown: Sequence[SimJob] = jobs
+        job_id, submit, run_time, estimate, nodes = jobs.job_id, jobs.submit, jobs.run, jobs.estimate, jobs.nodes
+        kinds: Column = Same(jobs.kind)
+        first = jobs[0].submit if len(jobs) else 0.0
+    else:
+        ordered = tuple(sorted(jobs, key=_submit_key))
+        shown = ordered
+        try:
+            job_id = np.array([j.job_id for j in ordered], dtype=np.int64)
+            times = np.array([(j.submit, j.run, j.estimate) for j in ordered], dtype=np.float64).reshape(-1, 3)
+            nodes = np.array([j.nodes for j in ordered], dtype=np.int64)
+        except (OverflowError, TypeError, ValueError):
+            return None
+        if not bool((np.abs(times) < 2.0**53).all()):
+            return None  # NaN, or beyond exact floats
+        submit, run_time, estimate = times[:, 0] + 0.0, times[:, 1] + 0.0, times[:, 2] + 0.0
+        kinds = Listed([j.kind for j in ordered])
+        first = ordered[0].submit if ordered else 0.0
+    accepted = nodes <= cluster.nodes
+    index = None
+    if not bool(accepted.all()):
+        index = np.flatnonzero(accepted)
+        job_id, submit, run_time, estimate, nodes = (a[index] for a in (job_id, submit, run_time, estimate, nodes))
+        if isinstance(kinds, Listed):
+            kinds = Listed([kinds.values[i] for i in index.tolist()])
+    pools = [len(r) for r in cluster.pools()]
+    made = schedule_pools(submit.tolist(), run_time.tolist(), estimate.tolist(), nodes.tolist(), pools,
+                          config.policy == "easy")
+    start = np.frombuffer(made.start, dtype=np.float64)
+    end = start + run_time
+    # Where each job ran: a code into the pool names, then the distinct spreads ("p0+p1").
+    names = [f"p{p}" for p in range(cluster.agents)]
+    spreads: dict[str, int] = {}
+    code = [spreads.setdefault("+".join([names[p] for p, _ in alloc]), len(names) + len(spreads))
+            for alloc in made.spread]
+    place = np.array(made.place, dtype=np.int64)
+    where = place.copy()
+    where[place < 0] = np.array(code, dtype=np.int64)[-1 - place[place < 0]]
+    log = np.frombuffer(made.log, dtype=np.int64)
+    table = JobTable(index, job_id, submit, start, end, nodes, where, (*names, *spreads), kinds, log)
+    engine_events = made.events
+    del made
+    m = len(job_id)
+    outcomes = Rows(_outcome, (Numbers(job_id), Numbers(submit), Numbers(start), Numbers(end),
+                                Numbers(nodes), Coded(where, table.where_names)), m)
+    if index is None:
+        rejected: tuple[int, ...] = ()
+    else:
+        rejected = tuple(shown[i].job_id for i in np.flatnonzero(~accepted).tolist())
+    return SimRun(
+        config=config,
+        cluster=cluster,
+        schedule=schedule,
+        jobs=shown,
+        outcomes=outcomes,
+        incomplete=(),
+        rejected=rejected,
+        events=_EventLog(table),
+        start_time=first,
+        end_time=float(end.max()) if m else first,
+        engine_events=engine_events,
+        quorum=1,
+        context=context,
+        public_keys=tuple(PublicKeys.of(context, {}).table()),
+        table=table,
+    )
 
 
 class _Run:

@@ -1,5 +1,8 @@
 """Figures of one resilience run, computed from its event list (and the per-job outcomes).
 
+A central run without failures kept as a :class:`~llm_sched.sim.resilience.JobTable` (a trace
+replay) is read from its columns instead, at C speed: the same figures, series and CSV bytes.
+
 Definitions (shared/docs/REFERENCE.md where it has one):
 
 - window: from the first submission to the last job end (or the deadline); events after it (failures
@@ -27,14 +30,18 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
+from itertools import repeat
 from os import PathLike
-from typing import NamedTuple, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
-from llm_sched.sim.metrics import schedule_metrics
-from llm_sched.sim.resilience import SimEvent, SimRun
+from llm_sched.sim.metrics import BSLD_TAU, ScheduleMetrics, percentile, schedule_metrics
+from llm_sched.sim.resilience import JobTable, SimEvent, SimRun
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +103,10 @@ _attempt = cast(Callable[[tuple[object, ...]], Attempt], partial(tuple.__new__, 
 
 def attempts(run: SimRun) -> list[Attempt]:
     """Every attempt of every job, from the start, end and kill events, in the order they stopped
-    (then those still running at the deadline)."""
+    (then those still running at the deadline). Compute it once and pass it to :func:`measure`,
+    :func:`busy_series` and :func:`write_jobs_csv`: on a long run it is most of their time."""
+    if run.table is not None:
+        return _table_attempts(run.table)
     jobs = run.jobs
     open_: dict[int, tuple[int, float]] = {}  # job index -> (attempt index, start)
     count: dict[int, int] = {}
@@ -114,6 +124,18 @@ def attempts(run: SimRun) -> list[Attempt]:
     for i, (a, t) in open_.items():  # still running when the deadline stopped the run
         out.append(Attempt(jobs[i].job_id, a, t, max(t, run.end_time), jobs[i].nodes, False, -1))
     return out
+
+
+def _table_attempts(table: JobTable) -> list[Attempt]:
+    # One attempt a job, completed; in the order of the end records.
+    import numpy as np
+
+    log = table.log
+    ended = log[(log & 3) == 2] >> 2
+    start, end = table.start[ended], table.end[ended]
+    return list(map(_attempt, zip(table.job_id[ended].tolist(), repeat(0), start.tolist(),
+                                  np.maximum(start, end).tolist(), table.nodes[ended].tolist(),
+                                  repeat(True), repeat(-1))))
 
 
 def _out_of_service(events: Iterable[SimEvent], k: int, lo: float, hi: float) -> float:
@@ -158,15 +180,28 @@ def _time(e: SimEvent) -> float:
     return e.t
 
 
-def measure(run: SimRun) -> ResilienceMetrics:
-    """Compute :class:`ResilienceMetrics` from a run."""
+def measure(run: SimRun, tries: Sequence[Attempt] | None = None) -> ResilienceMetrics:
+    """Compute :class:`ResilienceMetrics` from a run (``tries``: its :func:`attempts`, if at hand)."""
     lo, hi = run.start_time, run.end_time
     span = hi - lo
     events = run.events
     k = run.cluster.agents
+    table = run.table
     # The sweeps read the failure events only (a handful beside the jobs' events), in time order
-    # (stable: same-time events keep the order they happened in), within the window.
-    in_window = sorted((e for e in events if e.kind not in _JOB_KINDS and e.t <= hi), key=_time)
+    # (stable: same-time events keep the order they happened in), within the window. A run kept
+    # as a table had no failure: its events are its jobs' (each decided, started and ended once).
+    if table is not None:
+        in_window: list[SimEvent] = []
+        tries = ()
+        kinds = Counter({"decision": len(table)})
+        messages = 0
+        summary = table_metrics(table, run.cluster.nodes)
+    else:
+        in_window = sorted((e for e in events if e.kind not in _JOB_KINDS and e.t <= hi), key=_time)
+        tries = attempts(run) if tries is None else tries
+        kinds = Counter(e.kind for e in events)
+        messages = sum(e.amount for e in events if e.kind == "decision" or e.kind == "undecided")
+        summary = schedule_metrics(run.outcomes, run.cluster.nodes)
     if span > 0:
         availability = 1.0 - _out_of_service(in_window, k, lo, hi) / (k * span)
         decision_availability = 1.0 - _decider_down_time(in_window, lo, hi) / span
@@ -180,7 +215,6 @@ def measure(run: SimRun) -> ResilienceMetrics:
         elif e.kind == "detect":
             detected.setdefault(e.cause, e.t)
     delays = [detected[c] - t for c, t in started.items() if c in detected]
-    tries = attempts(run)
     restarts: dict[tuple[int, int], float] = {(a.job_id, a.attempt): a.start for a in tries}
     recovered: dict[int, float] = {}
     unrecovered: set[int] = set()
@@ -198,9 +232,6 @@ def measure(run: SimRun) -> ResilienceMetrics:
         else:
             recovered[a.cause] = max(recovered.get(a.cause, -math.inf), again - outage_start)
     recovery = [t for c, t in recovered.items() if c not in unrecovered]
-    kinds = Counter(e.kind for e in events)
-    messages = sum(e.amount for e in events if e.kind == "decision" or e.kind == "undecided")
-    summary = schedule_metrics(run.outcomes, run.cluster.nodes)
     submitted = len(run.jobs)
     completed = len(run.outcomes)
     return ResilienceMetrics(
@@ -239,10 +270,41 @@ def measure(run: SimRun) -> ResilienceMetrics:
     )
 
 
-def busy_series(run: SimRun) -> tuple[list[float], list[int]]:
-    """Nodes computing over time, as a step function: (instants, nodes busy from each instant on)."""
+def table_metrics(table: JobTable, procs: int, tau: float = BSLD_TAU) -> ScheduleMetrics:
+    """:func:`~llm_sched.sim.metrics.schedule_metrics` of a table's outcomes, on its columns: the
+    same float operations on the same values, and exact sums (fsum), so the same figures."""
+    import numpy as np
+
+    n = len(table)
+    if n == 0:
+        return schedule_metrics((), procs, tau)
+    waits = table.start - table.submit
+    ran = table.end - table.start
+    ordered = np.sort(waits).tolist()
+    bsld = math.fsum(np.maximum(1.0, (waits + ran) / np.maximum(ran, tau)).tolist())
+    work = math.fsum((table.nodes * ran).tolist())
+    makespan = float(table.end.max()) - float(table.submit.min())
+    return ScheduleMetrics(
+        completed=n,
+        wait_mean=math.fsum(ordered) / n,
+        wait_p50=percentile(ordered, 50),
+        wait_p95=percentile(ordered, 95),
+        wait_max=ordered[-1],
+        bsld_mean=bsld / n,
+        utilization=work / (procs * makespan) if makespan > 0 else math.nan,
+        makespan=makespan,
+        throughput=n / makespan if makespan > 0 else math.nan,
+    )
+
+
+def busy_series(run: SimRun, tries: Iterable[Attempt] | None = None) -> tuple[list[float], list[int]]:
+    """Nodes computing over time, as a step function: (instants, nodes busy from each instant on).
+    ``tries``: the run's :func:`attempts`, if at hand."""
+    if run.table is not None:
+        times, busy = busy_arrays(run)
+        return [run.start_time, *times[1:].tolist()], busy.tolist()
     changes: list[tuple[float, int]] = []
-    for a in attempts(run):
+    for a in attempts(run) if tries is None else tries:
         if a.stop > a.start:
             changes.append((a.start, a.nodes))
             changes.append((a.stop, -a.nodes))
@@ -260,20 +322,54 @@ def busy_series(run: SimRun) -> tuple[list[float], list[int]]:
     return times, busy
 
 
+def busy_arrays(run: SimRun, tries: Iterable[Attempt] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`busy_series` as numpy arrays (float instants, int nodes), at C speed for a table."""
+    import numpy as np
+
+    table = run.table
+    if table is None:
+        times, busy = busy_series(run, tries)
+        return np.asarray(times, dtype=np.float64), np.asarray(busy, dtype=np.int64)
+    # The log is in time order: its starts and ends are the changes, sorted by instant (within an
+    # instant the order differs from a sort, but not the level once they are all counted). A slice
+    # at a time: small temporaries, not a dozen arrays of millions.
+    instants, deltas = [], []
+    for a in range(0, len(table.log), _SLICE):
+        records = table.log[a:a + _SLICE]
+        kind = records & 3
+        records, started = records[kind != 0], kind[kind != 0] == 1
+        job = records >> 2
+        start, end, nodes = table.start[job], table.end[job], table.nodes[job]
+        ran = end > start  # an attempt of no length changes nothing
+        instants.append(np.where(started, start, end)[ran])
+        deltas.append(np.where(started, nodes, -nodes)[ran])
+    at = np.concatenate(instants) if instants else np.zeros(0)
+    level = np.cumsum(np.concatenate(deltas)) if deltas else np.zeros(0, dtype=np.int64)
+    last = np.ones(len(at), dtype=bool)
+    last[:-1] = at[1:] != at[:-1]
+    at, level = at[last], level[last]
+    if len(at) and at[0] == run.start_time:  # a change at the first instant replaces the 0 there
+        return at, level
+    return (np.concatenate(([float(run.start_time)], at)),
+            np.concatenate((np.zeros(1, dtype=np.int64), level)))
+
+
 JOB_CSV_COLUMNS: tuple[str, ...] = (
     "job_id", "kind", "submit", "start", "end", "wait", "nodes", "where", "attempts", "completed",
 )
 
 
-def write_jobs_csv(target: str | PathLike[str], run: SimRun) -> int:
+def write_jobs_csv(target: str | PathLike[str], run: SimRun, tries: Iterable[Attempt] | None = None) -> int:
     """One row per submitted job (columns ``JOB_CSV_COLUMNS``); empty times for jobs not completed.
 
     ``start`` and ``end`` are those of the attempt that completed; ``attempts`` counts starts.
-    Returns the number of rows.
+    ``tries``: the run's :func:`attempts`, if at hand. Returns the number of rows.
     """
+    if run.table is not None and _distinct_ids(run, run.table):
+        return _write_table_csv(target, run, run.table)
     done = {o.job_id: o for o in run.outcomes}
     starts: dict[int, int] = {}
-    for a in attempts(run):
+    for a in attempts(run) if tries is None else tries:
         starts[a.job_id] = starts.get(a.job_id, 0) + 1
     rows = 0
     with open(target, "w", newline="", encoding="utf-8") as stream:
@@ -294,3 +390,68 @@ def write_jobs_csv(target: str | PathLike[str], run: SimRun) -> int:
 def _t(x: float) -> float | int:
     r = round(float(x), 6)
     return int(r) if r.is_integer() else r
+
+
+def _distinct_ids(run: SimRun, table: JobTable) -> bool:
+    """No two jobs share an id (else the rows follow the id-keyed general writer)."""
+    import numpy as np
+
+    ids = table.job_id
+    if run.rejected:
+        ids = np.concatenate((ids, np.array(run.rejected, dtype=np.int64)))
+    elif len(ids) < 2 or bool((ids[1:] > ids[:-1]).all()):
+        return True
+    return len(np.unique(ids)) == len(ids)
+
+
+_CSV_SLICE = 65_536
+_SLICE = 1 << 18  # log records at a time
+_CSV_ROW = "%s,%s,%s,%s,%s,%s,%s,%s,1,1\r\n"  # a completed job's row: attempts and completed are 1
+_CSV_SPECIAL = frozenset(',"\r\n')  # what makes the csv module quote a field (excel dialect)
+
+
+def _write_table_csv(target: str | PathLike[str], run: SimRun, table: JobTable) -> int:
+    """:func:`write_jobs_csv` of a table run, a slice of columns at a time: the same bytes."""
+    import numpy as np
+
+    jobs = run.jobs
+    total = len(jobs)
+    if table.index is None:
+        rejected: list[int] = []
+    else:
+        rejected = np.flatnonzero(np.isin(np.arange(total), table.index, invert=True)).tolist()
+    with open(target, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(JOB_CSV_COLUMNS)
+        # Rows formatted as the csv module writes them (str of each value, "\r\n"), which is
+        # twice as fast; the writer itself takes them when a text field would need quotes.
+        plain = not any(_CSV_SPECIAL.intersection(text) for text in (*table.where_names, *table.kind.distinct()))
+        row = done = 0  # rows written; accepted jobs written
+        for position in [*rejected, total]:
+            count = position - row  # accepted jobs before this rejected one
+            for a in range(done, done + count, _CSV_SLICE):
+                b = min(done + count, a + _CSV_SLICE)
+                submit, start = table.submit[a:b], table.start[a:b]
+                rows = zip(table.job_id[a:b].tolist(), table.kind.part(a, b), _t_column(submit), _t_column(start),
+                           _t_column(table.end[a:b]), _t_column(start - submit), table.nodes[a:b].tolist(),
+                           map(table.where_names.__getitem__, table.where[a:b].tolist()))
+                if plain:
+                    stream.write("".join(map(_CSV_ROW.__mod__, rows)))
+                else:
+                    writer.writerows((*r, 1, 1) for r in rows)
+            done += count
+            if position < total:
+                job = jobs[position]
+                writer.writerow((job.job_id, job.kind, job.submit, "", "", "", job.nodes, "", 0, 0))
+            row = position + 1
+    return total
+
+
+def _t_column(values: np.ndarray) -> list[float | int]:
+    """:func:`_t` of each value: whole values as int at C speed, the others one by one."""
+    import numpy as np
+
+    whole = values.astype(np.int64)
+    if bool((whole == values).all()):
+        return whole.tolist()
+    return [_t(v) for v in values.tolist()]

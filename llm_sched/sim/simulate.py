@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llm_sched.errors import UserError
+from llm_sched.sim.columns import whole_numbers
 from llm_sched.sim.failures import (
     FailureSchedule,
     FailureSpec,
@@ -26,6 +28,7 @@ from llm_sched.sim.failures import (
 )
 from llm_sched.sim.resilience import (
     POLICIES,
+    JobColumns,
     Policy,
     PoolSplit,
     QueueOnFailure,
@@ -34,12 +37,17 @@ from llm_sched.sim.resilience import (
     simulate,
 )
 from llm_sched.sim.resilience_metrics import (
+    Attempt,
     ResilienceMetrics,
-    busy_series,
+    attempts,
+    busy_arrays,
     measure,
     write_jobs_csv,
 )
-from llm_sched.sim.workload import SimJob, WorkloadSpec, from_trace, synthetic
+from llm_sched.sim.workload import SimJob, WorkloadSpec, synthetic
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +91,14 @@ def byzantine_agents(scenario: SyntheticSetup, seed: int) -> dict[int, str]:
 
 
 def _schedule(jobs: Sequence[SimJob], cluster: PoolSplit, spec: FailureSpec, seed: int) -> FailureSchedule:
-    work = math.fsum(j.nodes * j.run for j in jobs if j.nodes <= cluster.nodes)
-    start, horizon = failure_horizon([j.submit for j in jobs], work, cluster.nodes)
+    if isinstance(jobs, JobColumns):  # the same sums and extremes, on the columns
+        fits = jobs.nodes <= cluster.nodes
+        work = math.fsum((jobs.nodes[fits] * jobs.run[fits]).tolist())
+        submits = whole_numbers(jobs.submit[[0, -1]]) if len(jobs) else []  # sorted: first and last
+    else:
+        work = math.fsum(j.nodes * j.run for j in jobs if j.nodes <= cluster.nodes)
+        submits = [j.submit for j in jobs]
+    start, horizon = failure_horizon(submits, work, cluster.nodes)
     return draw_schedule(spec, cluster.agents, cluster.nodes, start, horizon, seed)
 
 
@@ -151,8 +165,8 @@ def simulate_trace(
     Raises :class:`~llm_sched.errors.UserError` for a missing or malformed trace (file, line,
     field), an unknown policy or protocol, or impossible sizes.
     """
-    from llm_sched.sim.baselines import machine_procs
-    from llm_sched.sim.swf import load_trace
+    from llm_sched.sim.baselines import machine_size
+    from llm_sched.sim.swf import load_columns
 
     if policy not in POLICIES:
         raise UserError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
@@ -167,28 +181,32 @@ def simulate_trace(
     path = Path(trace_path)
     if not path.is_file():
         raise UserError(f"trace file not found: {path}" if not path.exists() else f"trace is not a file: {path}")
-    trace = load_trace(path, limit=jobs)
-    if not trace.jobs:
+    trace = load_columns(path, limit=jobs)  # the jobs as columns: a million jobs in tens of MB
+    if not len(trace):
         raise UserError(f"{path}: no job with a run time and a processor count to simulate")
-    procs = machine_procs(trace.header, trace.jobs)
+    widths = trace.procs
+    procs = machine_size(trace.header, lambda: int(widths.max()))
     if procs < agents:
         raise UserError(f"{path}: a machine of {procs} processors cannot be split among {agents} agents")
     cluster = PoolSplit(procs, agents)
-    sim_jobs = from_trace(trace.jobs)
+    sim_jobs = JobColumns(trace.job_id, trace.submit, trace.run, trace.estimate, trace.procs)
+    jobs_read, skipped = len(trace), trace.skipped
+    del trace
     schedule = _schedule(sim_jobs, cluster, failures or FailureSpec(), seed)
     run = simulate(sim_jobs, cluster, config, schedule)
-    metrics = measure(run)
+    # Computed once for the figures, the CSV and the plot (a run kept as a table needs none).
+    tries: list[Attempt] | None = None if run.table is not None else attempts(run)
+    metrics = measure(run, tries)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = _stem(path)
     csv_path = out / f"{stem}-{policy}-jobs.csv"
-    write_jobs_csv(csv_path, run)
+    write_jobs_csv(csv_path, run, tries)
     plot_path = None
     if plot:
         plot_path = out / f"{stem}-{policy}-utilization.png"
-        plot_utilization(run, plot_path, title=f"{stem}, {policy}, P = {procs}, {agents} agents")
-    return TraceResult(str(path), policy, procs, agents, seed, len(trace.jobs), trace.skipped,
-                       metrics, csv_path, plot_path, run)
+        plot_utilization(run, plot_path, title=f"{stem}, {policy}, P = {procs}, {agents} agents", tries=tries)
+    return TraceResult(str(path), policy, procs, agents, seed, jobs_read, skipped, metrics, csv_path, plot_path, run)
 
 
 def _stem(path: Path) -> str:
@@ -198,23 +216,31 @@ def _stem(path: Path) -> str:
     return name
 
 
-def plot_utilization(run: SimRun, path: str | PathLike[str], title: str = "") -> Path:
-    """A PNG of the share of nodes computing over time, with the outages shaded. Needs Matplotlib."""
+def plot_utilization(run: SimRun, path: str | PathLike[str], title: str = "",
+                     tries: Iterable[Attempt] | None = None) -> Path:
+    """A PNG of the share of nodes computing over time, with the outages shaded. Needs Matplotlib.
+
+    Beyond 2,000 steps (months of trace), the steps are drawn as their low-high band over 1,000
+    columns (about a pixel each) with their means over 200 bins: what a million steps drawn one by
+    one would show, in a fraction of a second. ``tries``: the run's attempts, if at hand.
+    """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - depends on the environment
         raise UserError("the utilization plot needs Matplotlib: pip install matplotlib") from None
-    times, busy = busy_series(run)
+    times, busy = busy_arrays(run, tries)
     span = max(run.end_time - run.start_time, 1.0)
     unit, scale = ("days", 86400.0) if span > 10 * 86400 else ("hours", 3600.0)
-    x = [(t - run.start_time) / scale for t in times]
-    y = [100.0 * b / run.cluster.nodes for b in busy]
+    x = (times - run.start_time) / scale
+    y = 100.0 * busy / run.cluster.nodes
     fig = Figure(figsize=(9, 3.6), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    if len(x) > 2000:  # months of trace: the raw steps are a blur; draw their bin means over them
-        ax.step(x, y, where="post", linewidth=0.4, color="tab:blue", alpha=0.35, label="nodes computing")
+    if len(x) > 2000:  # months of trace: the raw steps are a blur; draw their band and bin means
+        ex, low, high = _envelope(x, y, span / scale, 1000)
+        ax.fill_between(ex, low, high, step="post", color="tab:blue", alpha=0.35, linewidth=0,
+                        label="nodes computing")
         bx, by = _bin_means(x, y, span / scale, 200)
         ax.plot(bx, by, color="navy", linewidth=1.2, label=f"mean over {span / scale / 200:.2g} {unit}")
     else:
@@ -240,17 +266,36 @@ def plot_utilization(run: SimRun, path: str | PathLike[str], title: str = "") ->
     return Path(path)
 
 
-def _bin_means(x: list[float], y: list[float], end: float, bins: int) -> tuple[list[float], list[float]]:
-    """Time averages of the step function (x, y) over ``bins`` equal bins of [0, end]."""
+def _step_index(x: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """For each instant of ``at``, the index of the step of ``x`` in force then (0 before the first)."""
+    import numpy as np
+
+    return np.maximum(np.searchsorted(x, at, side="right") - 1, 0)
+
+
+def _envelope(x: np.ndarray, y: np.ndarray, end: float, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lowest and highest value the step function (x, y) takes in each of ``bins`` equal bins of
+    [0, end], as steps: (the bins' left edges and ``end``, lows, highs; the last bin's repeated)."""
+    import numpy as np
+
+    edges = np.linspace(0.0, end, bins + 1)
+    first = _step_index(x, edges[:-1])  # the step in force as each bin opens, then those within it
+    low, high = np.minimum.reduceat(y, first), np.maximum.reduceat(y, first)
+    last = first[1:]  # the step in force as the next bin opens: in this one too if it began inside
+    inside = x[last] < edges[1:-1]
+    low[:-1] = np.where(inside, np.minimum(low[:-1], y[last]), low[:-1])
+    high[:-1] = np.where(inside, np.maximum(high[:-1], y[last]), high[:-1])
+    return edges, np.append(low, low[-1]), np.append(high, high[-1])
+
+
+def _bin_means(x: np.ndarray, y: np.ndarray, end: float, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Time averages of the step function (x, y) over ``bins`` equal bins of [0, end] (bin centres,
+    means), from its running integral."""
+    import numpy as np
+
     width = end / bins
-    sums = [0.0] * bins
-    for k in range(len(x)):
-        lo, hi = x[k], (x[k + 1] if k + 1 < len(x) else end)
-        while lo < hi:
-            b = min(int(lo / width), bins - 1)
-            edge = min(hi, (b + 1) * width) if b < bins - 1 else hi
-            sums[b] += y[k] * (edge - lo)
-            if edge <= lo:
-                break
-            lo = edge
-    return [(b + 0.5) * width for b in range(bins)], [v / width for v in sums]
+    edges = np.linspace(0.0, end, bins + 1)
+    area = np.concatenate(([0.0], np.cumsum(y[:-1] * np.diff(x))))  # integral from x[0] to each x
+    k = _step_index(x, edges)
+    integral = np.where(edges >= x[0], area[k] + y[k] * (edges - x[k]), 0.0)
+    return (np.arange(bins) + 0.5) * width, np.diff(integral) / width

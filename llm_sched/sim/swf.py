@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 from operator import le
 from os import PathLike
 from pathlib import Path
-from typing import NoReturn
+from typing import IO, TYPE_CHECKING, NoReturn
 
 from llm_sched.errors import UserError
-from llm_sched.loader import INT64_MAX, read_lines
+from llm_sched.loader import INT64_MAX, MAX_LINE, read_lines
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FIELD_NAMES: tuple[str, ...] = (
     "job_number",
@@ -333,3 +336,236 @@ def _leading_int(value: str | None) -> int | None:
 def _leading_digits(value: str | None) -> str | None:
     match = _LEADING_INT_RE.match(value) if value is not None else None
     return match.group(1) if match else None
+
+
+# -- the jobs as columns ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, eq=False)
+class TraceColumns:
+    """The jobs of :func:`load_trace` as numpy columns, in file order, without a TraceJob a job.
+
+    ``submit``, ``run`` and ``estimate`` are floats (whole values are exact); ``job_id`` and
+    ``procs`` are int64.
+    """
+
+    path: str
+    header: TraceHeader
+    job_id: np.ndarray
+    submit: np.ndarray
+    run: np.ndarray
+    procs: np.ndarray
+    estimate: np.ndarray
+    skipped_no_run: int
+    skipped_no_procs: int
+
+    def __len__(self) -> int:
+        return len(self.job_id)
+
+    @property
+    def skipped(self) -> int:
+        """Total job lines read but not turned into jobs."""
+        return self.skipped_no_run + self.skipped_no_procs
+
+
+def load_columns(
+    path: str | PathLike[str], limit: int | None = None, keep_zero_run: bool = True
+) -> TraceColumns:
+    """:func:`load_trace`'s jobs, header and counts as :class:`TraceColumns`.
+
+    A well-formed file (job lines of digits, points and minus signs; header lines) is parsed a few
+    megabytes at a time by numpy and checked as :func:`parse_fields` checks each line. Anything else
+    (a damaged or forged line, another spelling of a number, a read error, a header the reader
+    refuses) is read again by :class:`SwfReader`, so the jobs and the errors are the same as
+    :func:`load_trace`'s.
+    """
+    fast = _ColumnReader(Path(path), limit, keep_zero_run).read()
+    if fast is not None:
+        return fast
+    import numpy as np
+
+    reader = SwfReader(path, limit, keep_zero_run)
+    jobs = list(reader)
+    ids = np.array([j.job_id for j in jobs], dtype=np.int64)
+    times = np.array([(j.submit, j.run, j.estimate) for j in jobs], dtype=np.float64).reshape(-1, 3) + 0.0
+    procs = np.array([j.procs for j in jobs], dtype=np.int64)
+    return TraceColumns(str(path), reader.header, ids, times[:, 0], times[:, 1], procs, times[:, 2],
+                        reader.skipped_no_run, reader.skipped_no_procs)
+
+
+_BLOCK = 4 << 20  # bytes read at a time
+_NUMBER_BYTES = b"0123456789.- \t\n"  # all a fast-path job line may hold
+_COMMENT_LINE = re.compile(rb"^[ \t]*;[^\n]*", re.MULTILINE)
+_EXACT = 2.0**53  # ids beyond it would not be exact as floats
+
+
+class _ColumnReader:
+    """The fast path of :func:`load_columns`; ``read`` returns None to leave the file to SwfReader."""
+
+    def __init__(self, path: Path, limit: int | None, keep_zero_run: bool) -> None:
+        self.path = path
+        self.limit = limit
+        self.keep_zero_run = keep_zero_run
+        self.header_lines: dict[str, str] = {}
+        self.parts: list[tuple[np.ndarray, ...]] = []
+        self.yielded = 0
+        self.skipped_no_run = 0
+        self.skipped_no_procs = 0
+        self.full = limit is not None and limit <= 0  # the limit is reached: the next job line ends
+        self.done = False
+
+    def read(self) -> TraceColumns | None:
+        import gzip
+        import stat
+        import zlib
+        from concurrent.futures import ThreadPoolExecutor
+
+        import numpy as np
+
+        try:
+            if not stat.S_ISREG(self.path.stat().st_mode):
+                return None  # a FIFO or a device: SwfReader says what it is
+            with open(self.path, "rb") as raw, ThreadPoolExecutor(1) as reader:
+                stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if raw.read(2) == b"\x1f\x8b" else raw
+                raw.seek(0)
+                carry = b""
+                ahead = reader.submit(stream.read, _BLOCK)
+                while not self.done:
+                    # The next block is read and gunzipped meanwhile (zlib lets go of the GIL).
+                    block = ahead.result()
+                    if block:
+                        ahead = reader.submit(stream.read, _BLOCK)
+                    data = carry + block if block else carry + b"\n" if carry else b""
+                    if not data:
+                        break
+                    cut = data.rfind(b"\n")
+                    if cut < 0:
+                        if len(data) > MAX_LINE:
+                            return None
+                        carry = data
+                        continue
+                    carry = data[cut + 1:]
+                    if len(carry) > MAX_LINE or not self._lines(data[:cut + 1]):
+                        return None
+                    if not block:
+                        break
+        except (OSError, EOFError, zlib.error, UserError, ValueError, UnicodeError):
+            return None
+        header = _make_header(self.header_lines) if self.header_lines else TraceHeader()
+        empty = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64), np.zeros(0))
+        job_id, submit, run, procs, estimate = (
+            np.concatenate(part) for part in zip(*self.parts)) if self.parts else empty
+        return TraceColumns(str(self.path), header, job_id, submit, run, procs, estimate,
+                            self.skipped_no_run, self.skipped_no_procs)
+
+    def _lines(self, data: bytes) -> bool:
+        """Complete lines: job lines in runs, header lines one by one. False: not for the fast path."""
+        if b"\r" in data:
+            return False  # universal newlines would make more lines of it
+        at = 0
+        if b";" in data:
+            for match in _COMMENT_LINE.finditer(data):
+                if not self._jobs(data[at:match.start()]):
+                    return False
+                if self.done:
+                    return True
+                if match.end() - match.start() > MAX_LINE:
+                    return False
+                _read_header_line(match.group().decode("utf-8", "replace").strip(), self.header_lines,
+                                  str(self.path), 0)
+                at = match.end() + 1
+        return self._jobs(data[at:])
+
+    def _jobs(self, data: bytes) -> bool:
+        import numpy as np
+
+        if not data.strip():
+            return True  # blank lines
+        if self.full:
+            self.done = True  # a job line after the limit: the reader stops before it
+            return True
+        if data.translate(None, _NUMBER_BYTES):
+            return False
+        if len(data) > MAX_LINE:
+            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+            if int(np.diff(ends, prepend=-1).max()) > MAX_LINE + 1:
+                return False
+        columns = _parse(data)
+        if columns is None:
+            return False
+        run = columns[3]
+        kept_run = run >= 0 if self.keep_zero_run else run > 0
+        procs = np.where(columns[4] > 0, columns[4], columns[7])
+        kept = kept_run & (procs > 0)
+        if self.limit is not None:
+            room = self.limit - self.yielded
+            counts = np.cumsum(kept)
+            if counts[-1] >= room:  # the limit falls in this run of lines
+                last = int(np.searchsorted(counts, room)) + 1  # lines read: up to the room-th job
+                columns = [c[:last] for c in columns]
+                run, procs, kept, kept_run = run[:last], procs[:last], kept[:last], kept_run[:last]
+                self.full = True
+                self.done = last < len(counts)
+        if not _valid(columns):
+            return False
+        self.skipped_no_run += int((~kept_run).sum())
+        self.skipped_no_procs += int((kept_run & ~kept).sum())
+        self.yielded += int(kept.sum())
+        requested_time = columns[8][kept]
+        run = run[kept] + 0.0  # floats; + 0.0: no -0.0 (the reader's int 0)
+        estimate = np.maximum(np.where(requested_time >= 0, requested_time, -1), run) + 0.0
+        self.parts.append((columns[0][kept].astype(np.int64), columns[1][kept] + 0.0, run,
+                           procs[kept].astype(np.int64), estimate))
+        return True
+
+
+# A job line's fields as numpy parses them fastest: whole numbers, but for the average CPU time and
+# the memory (fields 6 and 7), which logs write with decimals.
+_ROW = [(f"f{k}", "f8" if k in (5, 6) else "i8") for k in range(N_FIELDS)]
+
+
+def _parse(data: bytes) -> list[np.ndarray] | None:
+    """The 18 fields of the job lines in ``data`` as columns: whole numbers as int64 when they all
+    are, else every field as float64; None when numpy refuses a line (the line reader will say why)."""
+    import io
+    import warnings
+
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            rows = np.loadtxt(io.BytesIO(data), dtype=_ROW, comments=None, ndmin=1, encoding="ascii")
+            return [rows[f"f{k}"] for k in range(N_FIELDS)]
+        except ValueError:
+            pass  # a decimal point in a field of whole numbers (a time, say), or a bad line
+        try:
+            values = np.loadtxt(io.BytesIO(data), dtype=np.float64, comments=None, ndmin=2, encoding="ascii")
+        except ValueError:
+            return None
+    return list(values.T) if values.shape[1] == N_FIELDS else None
+
+
+def _valid(columns: list[np.ndarray]) -> bool:
+    """What :func:`parse_fields` accepts: each field -1 or from 0 to its bound, whole where it must be
+    (and, read as floats, ids exact: below 2**53). Checked from each column's extremes."""
+    import numpy as np
+
+    if not len(columns[0]):
+        return True
+    for k, values in enumerate(columns):
+        low, high = values.min(), values.max()
+        whole = values.dtype.kind == "i"
+        if low < _UNKNOWN or high > (FIELD_BOUNDS[k] if whole else _FAST_BOUNDS[k]):
+            return False
+        if whole:
+            continue  # int64: whole, and within 64 bits
+        if k in _INTEGER_FIELDS:
+            if not (np.floor(values) == values).all():
+                return False  # a fraction where a whole number must be (so none in (-1, 0) either)
+        elif low < 0 and ((values < 0) & (values != _UNKNOWN)).any():
+            return False  # a fraction in (-1, 0)
+    return True
+
+
+# FIELD_BOUNDS, ids capped where floats stop being exact: a larger id goes to the line reader.
+_FAST_BOUNDS: tuple[float, ...] = tuple(
+    min(bound, _EXACT - 1) if kind == "id" else bound for bound, kind in zip(FIELD_BOUNDS, FIELD_KINDS))
