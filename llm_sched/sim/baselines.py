@@ -289,6 +289,36 @@ def schedule_pools(submit: Sequence[float], run: Sequence[float], estimate: Sequ
     settled = 0  # as _Replay.settled: queue positions [1, settled) failed the last backfill test
     events = 0
     narrowest = min(width, default=0)
+
+    def begin(i: int, w: int, now: float) -> None:
+        """Start job ``i`` (``w`` nodes) at ``now``, placed as Slurm's best fit: the pool with the
+        fewest free nodes that holds it whole (ties: the lowest id), else pools in id order."""
+        start[i] = now
+        insort(running, (now + estimate[i], i, w))
+        push(heap, (now + run[i], seq(), i))
+        rec(i << 2 | 1)
+        best, most = -1, 0
+        for p in ids:
+            f = pfree[p]
+            if f >= w and (best < 0 or f < most):
+                best, most = p, f
+        if best >= 0:
+            pfree[best] = most - w
+            place[i] = best
+            return
+        need, alloc = w, []
+        for p in ids:
+            f = pfree[p]
+            if f:
+                c = need if need < f else f
+                alloc.append((p, c))
+                pfree[p] = f - c
+                need -= c
+                if not need:
+                    break
+        place[i] = -1 - len(spread)
+        spread.append(tuple(alloc))
+
     while True:
         if heap and (heap[0][0] < arrival or (heap[0][0] == arrival and heap[0][1] < arrival_seq)):
             at, _, i = pop(heap)
@@ -317,8 +347,7 @@ def schedule_pools(submit: Sequence[float], run: Sequence[float], estimate: Sequ
         events += 1
         if not queue or arrival == at or (heap and heap[0][0] == at):
             continue  # nothing to start, or more events at this instant: the pass waits for them
-        # The scheduling pass at ``at``. Starting a job is written out twice (head, backfill):
-        # this runs once per job, and a call per start would cost a tenth of the loop.
+        # The scheduling pass at ``at``: the head jobs that fit, then EASY's backfill.
         now = at
         started = 0
         n_queue = len(queue)
@@ -327,32 +356,8 @@ def schedule_pools(submit: Sequence[float], run: Sequence[float], estimate: Sequ
             w = width[i]
             if w > free:
                 break
-            best, most = -1, 0
-            for p in ids:
-                f = pfree[p]
-                if f >= w and (best < 0 or f < most):
-                    best, most = p, f
-            if best >= 0:
-                pfree[best] = most - w
-                place[i] = best
-            else:
-                need, alloc = w, []
-                for p in ids:
-                    f = pfree[p]
-                    if f:
-                        c = need if need < f else f
-                        alloc.append((p, c))
-                        pfree[p] = f - c
-                        need -= c
-                        if not need:
-                            break
-                place[i] = -1 - len(spread)
-                spread.append(tuple(alloc))
+            begin(i, w, now)
             free -= w
-            start[i] = now
-            insort(running, (now + estimate[i], i, w))
-            push(heap, (now + run[i], seq(), i))
-            rec(i << 2 | 1)
             started += 1
         if started:
             del queue[:started]
@@ -382,32 +387,8 @@ def schedule_pools(submit: Sequence[float], run: Sequence[float], estimate: Sequ
                     extra -= w
                 else:
                     continue
-                best, most = -1, 0
-                for p in ids:
-                    f = pfree[p]
-                    if f >= w and (best < 0 or f < most):
-                        best, most = p, f
-                if best >= 0:
-                    pfree[best] = most - w
-                    place[i] = best
-                else:
-                    need, alloc = w, []
-                    for p in ids:
-                        f = pfree[p]
-                        if f:
-                            c = need if need < f else f
-                            alloc.append((p, c))
-                            pfree[p] = f - c
-                            need -= c
-                            if not need:
-                                break
-                    place[i] = -1 - len(spread)
-                    spread.append(tuple(alloc))
+                begin(i, w, now)
                 free -= w
-                start[i] = now
-                insort(running, (now + estimate[i], i, w))
-                push(heap, (now + run[i], seq(), i))
-                rec(i << 2 | 1)
                 queue.remove(i)
                 n_queue -= 1
         settled = n_queue

@@ -39,9 +39,9 @@ class DetectorConfig:
     (network and scheduling noise) used by :func:`detection_time`.
     """
 
-    interval: float = 1.0
-    threshold: float = 8.0
-    window: int = 100
+    interval: float = 1.0  # seconds between heartbeats
+    threshold: float = 8.0  # phi at which a peer is suspected
+    window: int = 100  # heartbeats the estimate remembers
     min_std: float = 0.1
     acceptable_pause: float = 0.0
     jitter: float = 0.05

@@ -65,10 +65,10 @@ class Outage(NamedTuple):
 class FailureSpec:
     """What fails, how often, and how fast it comes back. Times in seconds."""
 
-    rate: float = 0.0
+    rate: float = 0.0  # probability that an agent fails within the horizon
     pattern: Pattern = "random"
-    repair_mean: float = 3600.0
-    node_rate: float = 0.0
+    repair_mean: float = 3600.0  # seconds, mean of the exponential repair (or partition) time
+    node_rate: float = 0.0  # probability that a node fails within the horizon
     node_repair_mean: float = 7200.0
     cascade_prob: float = 0.5
     cascade_window: float = 600.0

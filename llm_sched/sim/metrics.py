@@ -69,6 +69,13 @@ def schedule_metrics(outcomes: Sequence[JobOutcome], procs: int, tau: float = BS
     bsld = math.fsum(bounded_slowdown(o.start - o.submit, o.end - o.start, tau) for o in outcomes)
     work = math.fsum(o.procs * (o.end - o.start) for o in outcomes)
     makespan = max(o.end for o in outcomes) - min(o.submit for o in outcomes)
+    return summary_of(waits, bsld, work, makespan, procs)
+
+
+def summary_of(waits: Sequence[float], bsld: float, work: float, makespan: float, procs: int) -> ScheduleMetrics:
+    """The figures of ``n`` completed jobs from their sorted ``waits``, the sum of their bounded
+    slowdowns, their work (processors x seconds) and the makespan (one formula for every caller)."""
+    n = len(waits)
     return ScheduleMetrics(
         completed=n,
         wait_mean=math.fsum(waits) / n,

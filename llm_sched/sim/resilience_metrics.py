@@ -37,7 +37,7 @@ from itertools import repeat
 from os import PathLike
 from typing import TYPE_CHECKING, NamedTuple, cast
 
-from llm_sched.sim.metrics import BSLD_TAU, ScheduleMetrics, percentile, schedule_metrics
+from llm_sched.sim.metrics import BSLD_TAU, ScheduleMetrics, schedule_metrics, summary_of
 from llm_sched.sim.resilience import JobTable, SimEvent, SimRun
 
 if TYPE_CHECKING:
@@ -63,12 +63,12 @@ class ResilienceMetrics:
     mttr: float
     unrecovered: int
     detection_mean: float
-    throughput: float
-    wait_mean: float
+    throughput: float  # completed jobs per second of makespan
+    wait_mean: float  # seconds from submission to the last attempt's start, over completed jobs
     wait_p50: float
     wait_p95: float
     wait_max: float
-    bsld_mean: float
+    bsld_mean: float  # bounded slowdown, tau 10 s
     utilization: float
     makespan: float
     decisions: int
@@ -284,17 +284,7 @@ def table_metrics(table: JobTable, procs: int, tau: float = BSLD_TAU) -> Schedul
     bsld = math.fsum(np.maximum(1.0, (waits + ran) / np.maximum(ran, tau)).tolist())
     work = math.fsum((table.nodes * ran).tolist())
     makespan = float(table.end.max()) - float(table.submit.min())
-    return ScheduleMetrics(
-        completed=n,
-        wait_mean=math.fsum(ordered) / n,
-        wait_p50=percentile(ordered, 50),
-        wait_p95=percentile(ordered, 95),
-        wait_max=ordered[-1],
-        bsld_mean=bsld / n,
-        utilization=work / (procs * makespan) if makespan > 0 else math.nan,
-        makespan=makespan,
-        throughput=n / makespan if makespan > 0 else math.nan,
-    )
+    return summary_of(ordered, bsld, work, makespan, procs)
 
 
 def busy_series(run: SimRun, tries: Iterable[Attempt] | None = None) -> tuple[list[float], list[int]]:
