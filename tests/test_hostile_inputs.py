@@ -337,9 +337,9 @@ def _evaluation_edit(case_id: str, old: str, new: str, says: str) -> Case:
 
 
 EVALUATION_FIELDS = [
-    _evaluation_edit("repetitions-zero", "repetitions: 5", "repetitions: 0", "repetitions"),
-    _evaluation_edit("repetitions-beyond-64-bits", "repetitions: 5", f"repetitions: {BIG}", "repetitions"),
-    _evaluation_edit("repetitions-true", "repetitions: 5", "repetitions: true", "repetitions"),
+    _evaluation_edit("repetitions-zero", "repetitions: 3", "repetitions: 0", "repetitions"),
+    _evaluation_edit("repetitions-beyond-64-bits", "repetitions: 3", f"repetitions: {BIG}", "repetitions"),
+    _evaluation_edit("repetitions-true", "repetitions: 3", "repetitions: true", "repetitions"),
     _evaluation_edit("seed-beyond-64-bits", "seed: 1\n", f"seed: {BIG}\n", "seed"),
     _evaluation_edit("policy-unknown", "policies: [agents, fcfs, easy]", "policies: [agents, lottery]", "lottery"),
     _evaluation_edit("deadline-nan", "deadline_factor: 1.2", "deadline_factor: .nan", "deadline_factor"),

@@ -261,7 +261,7 @@ def test_an_experiment_with_true_for_a_number_fails_on_the_command_line(cli: Cli
 
 @pytest.mark.parametrize(("old", "new", "says"), [
     ("jobs: 100", "jobs: true", "base.jobs: Input should be a valid integer (got True; allowed: from 1 to 1,000,000)"),
-    ("repetitions: 5", "repetitions: 5.0", "repetitions: Input should be a valid integer"),
+    ("repetitions: 3", "repetitions: 3.0", "repetitions: Input should be a valid integer"),
     ("load: 0.8", "load: .inf", "base.load: Input should be a finite number"),
     ("load: 0.8", "load: 1.0e+6", "base.load: Input should be less than or equal to 1000"),
     ("hop_delay: 0.01", "hop_delay: .nan", "base.hop_delay: Input should be a finite number"),
