@@ -36,11 +36,16 @@ def pack(context: str, keys: Sequence[tuple[int, str, str]], awards: Sequence[Ce
                         [[s.agent, s.key_epoch, s.signature] for s in a.certificate.signatures]] for a in awards]}
 
 
+def packed_keys(packed: dict[str, Any]) -> PublicKeys:
+    """The public keys of a :func:`pack` record (KeyError, TypeError or ValueError when malformed)."""
+    return PublicKeys(packed["context"], [(int(e), str(a), str(k)) for e, a, k in packed["keys"]])
+
+
 def check_packed(packed: dict[str, Any], decisions: int) -> tuple[int, str | None]:
     """(awards checked, the first problem or None) of a :func:`pack` record whose run counted
     ``decisions`` decisions: each must carry a valid certificate of the run's members."""
     try:
-        keys = PublicKeys(packed["context"], [(int(e), str(a), str(k)) for e, a, k in packed["keys"]])
+        keys = packed_keys(packed)
         rows = packed["awards"]
     except (KeyError, TypeError, ValueError) as exc:
         return 0, f"the stored keys or awards are malformed ({exc})"

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from llm_sched.core.decisions import Certificate
 from llm_sched.core.signing import PublicKeys
-from llm_sched.engine.awards import check_packed
+from llm_sched.engine.awards import check_packed, packed_keys
 from llm_sched.errors import UserError
 from llm_sched.protocols.certificate import check_certificate
 from llm_sched.protocols.quorum import byzantine_quorum
@@ -151,7 +151,7 @@ def _verify_campaign(run: RunInfo, units: dict[str, dict[str, Any]]) -> Verified
             raise VerifyFailed(f"{where}: {problem}")
         count += n
         checked += 1
-        tables.append(PublicKeys(packed["context"], [(int(e), str(a), str(k)) for e, a, k in packed["keys"]]))
+        tables.append(packed_keys(packed))  # well formed: check_packed read them
     if not checked:
         raise VerifyFailed(f"run {run.run_id} has no agents policy: its central decisions carry no certificates")
     return Verified(run, count, "Byzantine quorum q of the k agents", f"one key set per agents run, {checked} runs",
