@@ -85,7 +85,7 @@ def time_simulation(path: Path, repeat: int) -> tuple[list[float], int]:
     trace = load_columns(path)
     widths = trace.procs
     procs = machine_size(trace.header, lambda: int(widths.max()))
-    jobs = list(JobColumns(trace.job_id, trace.submit, trace.run, trace.estimate, trace.procs))
+    jobs = list(JobColumns(trace.job_id, trace.submit, trace.run, trace.estimate, trace.procs, walltime=trace.walltime))
     del trace
     cluster = PoolSplit(procs, 5)
     schedule = _schedule(jobs, cluster, FailureSpec(), 1)  # no failures, as the command's default

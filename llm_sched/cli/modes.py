@@ -11,6 +11,9 @@ from llm_sched.errors import UserError
 # ignored, so a user believed a setting took effect. "scenario" covers --scenario and --interactive.
 APPLIES: dict[str, frozenset[str]] = {
     "trace": frozenset({"simulate"}), "policy": frozenset({"simulate"}),
+    "fail_rate": frozenset({"simulate"}), "fail_pattern": frozenset({"simulate"}),
+    "node_fail_rate": frozenset({"simulate"}), "failures": frozenset({"simulate"}),
+    "failover": frozenset({"simulate"}), "walltime_kill": frozenset({"simulate"}),
     "quick": frozenset({"evaluate"}), "config": frozenset({"evaluate"}), "workers": frozenset({"evaluate"}),
     "executor": frozenset({"evaluate"}), "scheduler": frozenset({"evaluate"}),
     "methods": frozenset({"experiment"}), "byzantine": frozenset({"experiment"}), "crash": frozenset({"experiment"}),

@@ -37,6 +37,17 @@ non_negative_int = bounded_int(0, 1_000_000)
 seed_int = bounded_int(0, SEED_MAX)
 
 
+def probability(text: str) -> float:
+    """An argparse type: a number from 0 to 1 (a failure rate); NaN and infinities are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:24]!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text[:24]} is not allowed: give a number from 0 to 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-sched",
@@ -67,10 +78,29 @@ def build_parser() -> argparse.ArgumentParser:
                        help="replay a workload trace (--trace) in the discrete-event simulator under --policy")
     sim = parser.add_argument_group("--simulate")
     sim.add_argument("--trace", metavar="FILE", help="Standard Workload Format trace, plain or .gz")
-    sim.add_argument("--policy", choices=("fcfs", "easy", "agents"), metavar="P",
-                     help="fcfs, easy (central schedulers) or agents (decentralized bids and quorum)")
+    sim.add_argument("--policy", choices=("fcfs", "sjf", "easy", "conservative", "agents"), metavar="P",
+                     help="fcfs, sjf, easy, conservative (central schedulers: first come first served, shortest "
+                          "job first, EASY or conservative backfilling) or agents (decentralized bids and quorum)")
+    sim.add_argument("--failover", type=float, metavar="SECONDS",
+                     help="give a central scheduler a hot standby (beside the last pool) that takes over this many "
+                          "seconds after the active one's pool fails (Slurm's default: 120)")
+    sim.add_argument("--walltime-kill", action="store_true",
+                     help="kill a job when it has run its requested time (the trace's field 9), as Slurm's TIMEOUT")
+    sim.add_argument("--fail-rate", type=probability, metavar="R",
+                     help="draw agent failures from --seed: R (0 to 1) is the probability that an agent fails within "
+                          "the run; the same failures for every policy with the same seed and trace")
+    sim.add_argument("--fail-pattern", choices=("random", "cascading", "partition"), metavar="P",
+                     help="with --fail-rate: random (default), cascading (to ring neighbours) or partition "
+                          "(groups of agents cut off)")
+    sim.add_argument("--node-fail-rate", type=probability, metavar="R",
+                     help="draw single-node failures from --seed: R (0 to 1) is the probability that a node fails")
+    sim.add_argument("--failures", metavar="FILE",
+                     help="a failure schedule, YAML or CSV: outages with kind (agent, node, partition), members, "
+                          "start, end and optionally detect, in seconds from the trace's first submission "
+                          "(not with --fail-rate)")
     modes.add_argument("--evaluate", action="store_true",
-                       help="run the resilience evaluation campaign (34 configurations, agents vs FCFS and EASY); "
+                       help="run the resilience evaluation campaign (34 configurations, agents vs FCFS, SJF, EASY and "
+                            "conservative backfilling); "
                             "with --resume DIR, finish the campaign stored for DIR")
     ev = parser.add_argument_group("--evaluate")
     ev.add_argument("--quick", action="store_true", help="the quick campaign (scenarios/evaluation/quick.yaml)")

@@ -1,5 +1,6 @@
-"""The resilience evaluation campaign (issue 7): decentralized agents against central FCFS and EASY
-over five dimensions (scale, failure rate, failure pattern, load pattern, high load), many seeded
+"""The resilience evaluation campaign (issue 7): decentralized agents against central FCFS, SJF, EASY
+and conservative backfilling over seven dimensions (scale, failure rate, failure pattern, load
+pattern, high load, Byzantine agents and their behaviour), many seeded
 repetitions, statistics with SciPy, figures with Matplotlib and a Markdown report.
 
 Modules, one job each: :mod:`.config` (the YAML file, validated), :mod:`.design` (configurations and

@@ -78,6 +78,10 @@ class BaseScenario(BaseModel):
     hop_delay: float = _seconds(0.01, "seconds per message delay", positive=False)
     byzantine: int = _int(0, 0, MAX_AGENTS, "Byzantine agents (at most f of n), chosen per seed")
     behaviour: Behaviour = "vote_flipping"
+    # A central scheduler has a hot standby, as Slurm's backup controller: it takes over this many
+    # seconds after the active one goes down (Slurm's default SlurmctldTimeout); null: no standby.
+    failover: float | None = Field(120.0, ge=0, le=MAX_SECONDS, strict=True, allow_inf_nan=False,
+                                   description="seconds for the central scheduler's hot standby to take over")
 
     @field_validator("protocol")
     @classmethod

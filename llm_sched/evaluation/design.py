@@ -64,6 +64,7 @@ def base_scenario(base: BaseScenario) -> SyntheticSetup:
         hop_delay=base.hop_delay,
         byzantine=base.byzantine,
         behaviour=base.behaviour,
+        failover=base.failover,
     )
 
 

@@ -15,8 +15,10 @@ from llm_sched.evaluation.design import DIMENSION_TITLES
 from llm_sched.evaluation.findings import name
 from llm_sched.evaluation.metrics import FIGURE_METRICS, METRICS
 
-COLORS: dict[str, str] = {"agents": "tab:blue", "fcfs": "tab:orange", "easy": "tab:red"}
-MARKERS: dict[str, str] = {"agents": "o", "fcfs": "s", "easy": "^"}
+# One colour and marker per policy in every figure (red is kept for killed attempts in the Gantt chart).
+COLORS: dict[str, str] = {"agents": "tab:blue", "fcfs": "tab:orange", "sjf": "tab:purple", "easy": "tab:green",
+                          "conservative": "tab:brown"}
+MARKERS: dict[str, str] = {"agents": "o", "fcfs": "s", "sjf": "v", "easy": "^", "conservative": "D"}
 UNITS: dict[str, str] = {"percent": "%", "seconds": "s", "ratio": "", "count": ""}
 
 

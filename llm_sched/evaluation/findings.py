@@ -9,7 +9,8 @@ from llm_sched.evaluation.analysis import Analysis
 from llm_sched.evaluation.design import DIMENSION_TITLES
 from llm_sched.evaluation.metrics import METRICS, Metric
 
-POLICY_NAMES: dict[str, str] = {"agents": "agents", "fcfs": "FCFS", "easy": "EASY"}
+POLICY_NAMES: dict[str, str] = {"agents": "agents", "fcfs": "FCFS", "sjf": "SJF", "easy": "EASY",
+                                 "conservative": "conservative backfilling"}
 ALPHA = 0.05
 
 # Metrics with a sentence of configuration counts, in this order.

@@ -26,7 +26,7 @@ def _row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> list[str]:
+def markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> list[str]:
     marks = [("---:" if (align[i] if i < len(align) else "r") == "r" else "---") for i in range(len(head))]
     return [_row(head), "| " + " | ".join(marks) + " |", *(_row(r) for r in rows), ""]
 
@@ -124,7 +124,7 @@ def dimension_section(analysis: Analysis, dimension: str, figure: Path | None) -
                 s = analysis.summaries[c.key][p][m]
                 cells.append(METRICS[m].show_ci(s.mean, s.low, s.high))
             rows.append(cells)
-    return lines + _table(head, rows, "ll")
+    return lines + markdown_table(head, rows, "ll")
 
 
 def comparison_section(analysis: Analysis, metric_name: str) -> list[str]:
@@ -150,7 +150,7 @@ def comparison_section(analysis: Analysis, metric_name: str) -> list[str]:
             cells.append(f"{cmp.wins}/{cmp.ties}/{cmp.losses}")
         rows.append(cells)
     return [f"### {metric.label[0].upper() + metric.label[1:]} ({metric.better} is better)", "",
-            *_table(head, rows, "l")]
+            *markdown_table(head, rows, "l")]
 
 
 EXAMPLE_CAPTIONS: dict[str, str] = {
@@ -194,7 +194,7 @@ def example_section(config: CampaignConfig, examples: Mapping[str, Path]) -> lis
 def measured_section() -> list[str]:
     """The table of what was measured and how."""
     return ["## What was measured and how", "",
-            *_table(["figure", "measured or modelled", "how"], [list(row) for row in MEASURED], "lll")]
+            *markdown_table(["figure", "measured or modelled", "how"], [list(row) for row in MEASURED], "lll")]
 
 
 def _config_file(run_info: Mapping[str, Any]) -> str:

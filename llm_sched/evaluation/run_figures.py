@@ -23,13 +23,13 @@ from llm_sched.errors import UserError
 from llm_sched.evaluation.analysis import Analysis
 from llm_sched.evaluation.config import CampaignConfig
 from llm_sched.evaluation.design import base_scenario
+from llm_sched.evaluation.figures import COLORS
 from llm_sched.evaluation.findings import name
 from llm_sched.sim.metrics import bounded_slowdown
 from llm_sched.sim.resilience import SimRun
 from llm_sched.sim.resilience_metrics import attempts, busy_series
 from llm_sched.sim.simulate import compare_runs
 
-COLORS = {"agents": "tab:blue", "fcfs": "tab:orange", "easy": "tab:green"}
 FORMULAS = {"pbft": ("2n(n-1)", lambda n: 2 * n * (n - 1)), "tendermint": ("(n-1)(2n+1)", lambda n: (n - 1) * (2 * n + 1))}
 
 

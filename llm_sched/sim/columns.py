@@ -116,9 +116,10 @@ def whole_numbers(values: np.ndarray) -> list[float]:
     """A float column as a list, whole values as int (``_t``'s and the SWF reader's convention)."""
     import numpy as np
 
-    ints = values.astype(np.int64)
-    if bool((ints == values).all()):
-        return ints.tolist()
+    if bool(np.isfinite(values).all()):  # inf (no walltime) has no int64: cast only finite columns
+        ints = values.astype(np.int64)
+        if bool((ints == values).all()):
+            return ints.tolist()
     return [int(v) if v.is_integer() else v for v in values.tolist()]
 
 

@@ -46,6 +46,27 @@ def bounded_slowdown(wait: float, run: float, tau: float = BSLD_TAU) -> float:
     return max(1.0, (wait + run) / max(run, tau))
 
 
+def jain_index(values: Iterable[float]) -> float:
+    """Jain's fairness index J = (sum x)^2 / (n * sum x^2) of ``n`` non-negative values.
+
+    Computed over whatever per-job quantity the caller passes; the peer comparison
+    (:mod:`llm_sched.evaluation.peer_comparison`) passes each completed job's bounded slowdown
+    (:func:`bounded_slowdown`, never below 1, so J is always defined there). J lies in [1/n, 1]:
+    1 when every value is equal, 1/n when one value is nonzero and the n - 1 others are 0.
+    No values (n = 0): NaN, as the other figures of an empty schedule. All values 0: 1 (they are
+    all equal). A negative or non-finite value raises :class:`ValueError` (J is for amounts).
+    """
+    xs = list(values)
+    if any(not (x >= 0 and math.isfinite(x)) for x in xs):
+        raise ValueError("Jain's index is for finite non-negative values")
+    if not xs:
+        return math.nan
+    squares = math.fsum(x * x for x in xs)
+    if squares == 0:
+        return 1.0
+    return min(1.0, math.fsum(xs) ** 2 / (len(xs) * squares))  # min: rounding never lifts it above 1
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100) of already sorted values, interpolating linearly between ranks.
 

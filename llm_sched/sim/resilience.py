@@ -10,13 +10,23 @@ node is one processor, so without failures FCFS and EASY here are exactly the re
 
 Policies, on the same cluster, workload and failure schedule:
 
-- ``fcfs``, ``easy``: one central scheduler. It runs beside agent 0's pool and shares its fate
-  (when that pool's outage starts the scheduler is down, until the repair), so it meets exactly the
-  failures the agents meet, at the same instants. While it is down nothing new starts; submissions
+- ``fcfs``, ``sjf``, ``easy``, ``conservative``: one central scheduler. FCFS starts jobs in
+  arrival order and the head blocks the rest; SJF keeps the queue in order of the user's estimate
+  (ties: arrival; requeued jobs too) and the head blocks the rest; EASY reserves the head's start
+  and lets later jobs run ahead if they do not delay it; conservative backfilling gives every
+  waiting job, in queue order, the earliest start by estimates that delays no reservation before it
+  (rebuilt at each pass, so jobs ending early move every reservation up), and starts those due now.
+  The scheduler runs beside agent 0's pool and shares its fate (when that pool's outage starts the
+  scheduler is down), so it meets exactly the failures the agents meet, at the same instants. With
+  ``failover`` set it has a hot standby beside the last pool (Slurm's backup controller): when the
+  active scheduler goes down and the standby's pool is up, the standby takes over ``failover``
+  seconds later, with the replicated queue; there is no failback (the repaired replica becomes the
+  standby). Without a standby it is down until the repair. While it is down nothing new starts; submissions
   are buffered and join the queue in arrival order. ``queue_on_failure``: ``keep`` (default; the
   queue is persisted, as Slurm's state save does) or ``lose`` (the queue is lost when the scheduler
   fails; those jobs are resubmitted when it recovers and go to the back of the queue, behind the
-  submissions buffered during the outage; counted as ``resubmit`` events). The scheduler places a
+  submissions buffered during the outage; counted as ``resubmit`` events; with a standby, only when
+  both replicas are down). The scheduler places a
   job as Slurm's topology-aware best fit does on leaf switches: in the one pool with the fewest
   free nodes that can hold it whole (ties: the lowest id), else across pools in id order; only
   pools it can reach count. Its decisions are local: no messages, no delay.
@@ -50,6 +60,12 @@ other side; the central scheduler uses only the pools on its side. Overlapping c
 one island; agents in no group form the main island. No policy ever starts work on a failed pool
 or node, even before the failure is detected (a dispatch there would fail at once and be retried
 elsewhere; the same simplification for every policy).
+
+Walltimes: with ``walltime_kill`` a job still running when it has run its walltime
+(:attr:`SimJob.walltime`, the trace's requested time) is killed then, as Slurm's TIMEOUT does: it
+ends (a ``timeout`` event before its ``end``) and is not run again; the schedulers, knowing the
+limit, never expect a job to run past it. Without it, jobs run their recorded run time (a trace's
+estimate is max(requested, run), as REFERENCE.md replays it).
 
 Simplifications, the same for every policy: a killed job restarts from scratch (no checkpoints);
 a job whose head-of-queue need exceeds the nodes it can currently reach gets no reservation, so
@@ -98,8 +114,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-Policy = Literal["fcfs", "easy", "agents"]
-POLICIES: tuple[Policy, ...] = ("fcfs", "easy", "agents")
+Policy = Literal["fcfs", "sjf", "easy", "conservative", "agents"]
+POLICIES: tuple[Policy, ...] = ("fcfs", "sjf", "easy", "conservative", "agents")
+CENTRAL: tuple[Policy, ...] = ("fcfs", "sjf", "easy", "conservative")
+# The central policies the column loop of sim.baselines.schedule_pools runs without failures.
+COLUMN_POLICIES: tuple[Policy, ...] = ("fcfs", "easy")
 QueueOnFailure = Literal["keep", "lose"]
 
 # The protocols that may decide the agents' awards: Byzantine-tolerant cores whose replicas validate
@@ -123,7 +142,9 @@ class SimEvent(NamedTuple):
     kinds: submit, decision (amount = messages), undecided (an agents' round that passed nothing;
     amount = messages), overclaim (agent = the bidder whose bid claimed more than its recomputed
     score), refused (agent = the sender of a vote that does not count), start (at the job's start instant, amount =
-    nodes), end, kill (amount = nodes, cause = outage), requeue (amount = nodes released),
+    nodes), end, timeout (just before the end of a job killed at its walltime), kill (amount =
+    nodes, cause = outage), requeue (amount = nodes released), failover (agent = the pool whose
+    scheduler replica took over),
     agent_fail, agent_recover, node_fail, node_recover, cut, heal (one per agent of a partition),
     detect (agent or node, cause), decider_down, decider_up, queue_lost (amount = jobs), resubmit.
     """
@@ -180,6 +201,11 @@ class SimConfig:
     protocol: str = "pbft"
     hop_delay: float = 0.01
     deadline: float | None = None
+    # Seconds a central scheduler's hot standby (beside the last pool) takes to take over once the
+    # active one is down; None: no standby (the scheduler is down until its pool is repaired).
+    failover: float | None = None
+    # Kill a job when it has run its requested time (SimJob.walltime), as Slurm's TIMEOUT does.
+    walltime_kill: bool = False
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -190,6 +216,8 @@ class SimConfig:
             raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {', '.join(PROTOCOLS)}")
         if self.hop_delay < 0:
             raise ValueError(f"hop_delay must not be negative, got {self.hop_delay}")
+        if self.failover is not None and not (self.failover >= 0 and math.isfinite(self.failover)):
+            raise ValueError(f"failover must be a non-negative number of seconds, got {self.failover}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +263,8 @@ def simulate(jobs: Sequence[SimJob], cluster: PoolSplit, config: SimConfig,
     over columns (:func:`~llm_sched.sim.baselines.schedule_pools`), a run equal to the event-driven
     one (:func:`simulate_events`) in every field, events included (the tests check it)."""
     faulty = _checked(cluster, schedule, byzantine)
-    if config.policy != "agents" and config.deadline is None and not (schedule and schedule.outages):
+    if (config.policy in COLUMN_POLICIES and config.deadline is None and not config.walltime_kill
+            and not (schedule and schedule.outages)):
         replayed = _replay(jobs, cluster, config, schedule or FailureSchedule(), context)
         if replayed is not None:
             return replayed
@@ -276,10 +305,10 @@ class JobColumns(Rows[SimJob]):
     in a few bytes a job. Read back, a whole time is an int, as the SWF reader gives it, so the jobs
     equal ``from_trace(load_trace(...).jobs)`` sorted."""
 
-    __slots__ = ("job_id", "submit", "run", "estimate", "nodes", "kind")
+    __slots__ = ("job_id", "submit", "run", "estimate", "nodes", "kind", "walltime")
 
     def __init__(self, job_id: np.ndarray, submit: np.ndarray, run: np.ndarray, estimate: np.ndarray,
-                 nodes: np.ndarray, kind: str = "") -> None:
+                 nodes: np.ndarray, kind: str = "", walltime: np.ndarray | None = None) -> None:
         import numpy as np
 
         order = np.argsort(submit, kind="stable")
@@ -292,8 +321,10 @@ class JobColumns(Rows[SimJob]):
         self.estimate = pick(np.asarray(estimate, dtype=np.float64))
         self.nodes = pick(np.asarray(nodes, dtype=np.int64))
         self.kind = kind
+        self.walltime = None if walltime is None else pick(np.asarray(walltime, dtype=np.float64))
+        limit: Column = Same(math.inf) if self.walltime is None else Numbers(self.walltime, True)
         columns = (Numbers(self.job_id), Numbers(self.submit, True), Numbers(self.run, True),
-                   Numbers(self.estimate, True), Numbers(self.nodes), Same(kind))
+                   Numbers(self.estimate, True), Numbers(self.nodes), Same(kind), limit)
         super().__init__(_sim_job, columns, len(self.job_id))
 
 
@@ -445,6 +476,33 @@ def _replay(jobs: Sequence[SimJob], cluster: PoolSplit, config: SimConfig, sched
     )
 
 
+def _earliest(times: list[float], level: list[int], need: int, length: float) -> int:
+    """The first step of a free-node profile from which ``need`` nodes stay free for ``length``
+    seconds (the profile's last level lasts for ever and is at least ``need``)."""
+    j, n = 0, len(times)
+    while True:
+        while level[j] < need:
+            j += 1
+        until = times[j] + length
+        k = j + 1
+        while k < n and times[k] < until and level[k] >= need:
+            k += 1
+        if k == n or times[k] >= until:
+            return j
+        j = k  # the profile dips below the need at step k: no start before it fits
+
+
+def _reserve(times: list[float], level: list[int], j: int, need: int, length: float) -> None:
+    """Take ``need`` nodes from the profile from step ``j``'s time for ``length`` seconds."""
+    until = times[j] + length
+    k = bisect_left(times, until)
+    if k == len(times) or times[k] != until:
+        times.insert(k, until)
+        level.insert(k, level[k - 1])
+    for m in range(j, k):
+        level[m] -= need
+
+
 class _Run:
     """Simulation state; per-job data in parallel lists indexed by submission position."""
 
@@ -454,8 +512,10 @@ class _Run:
         self.cluster = cluster
         self.config = config
         self.schedule = schedule
-        self.central = config.policy != "agents"
-        self.backfill = config.policy != "fcfs"
+        policy = config.policy
+        self.central = policy in CENTRAL
+        self.backfill = policy in ("easy", "agents")  # EASY: a reservation for the head alone
+        self.conservative = policy == "conservative"  # a reservation for every waiting job
         k = cluster.agents
         self.k = k
         self.quorum = 1 if self.central else byzantine_quorum(k)
@@ -478,7 +538,20 @@ class _Run:
         self.submit = [j.submit for j in jobs]
         self.run_time = [j.run for j in jobs]
         self.estimate = [j.estimate for j in jobs]
+        self.timed_out: list[bool] | None = None
+        if config.walltime_kill:
+            # A job still running at its walltime is killed then: it runs at most that long, and
+            # the scheduler, knowing the limit, never expects it to run longer.
+            self.timed_out = [j.run > j.walltime for j in jobs]
+            self.run_time = [min(j.run, j.walltime) for j in jobs]
+            self.estimate = [min(j.estimate, j.walltime) for j in jobs]
         self.width = [j.nodes for j in jobs]
+        # SJF's queue order: by the user's estimate, ties in submission order.
+        self.rank: list[int] | None = None
+        if policy == "sjf":
+            self.rank = [0] * n
+            for r, i in enumerate(sorted(range(n), key=self.estimate.__getitem__)):
+                self.rank[i] = r
         self.accepted = [j.nodes <= cluster.nodes for j in jobs]
         kind_index = {kind: i for i, kind in enumerate(KINDS)}
         self.kind = [kind_index.get(j.kind, -1) for j in jobs]
@@ -509,10 +582,15 @@ class _Run:
         kinds = [PoolSplit.pool_kind(p) for p in range(k)]
         neutral = [specialisation(kinds[p], "") for p in range(k)]
         self.spec = [[specialisation(kinds[p], kind) for p in range(k)] for kind in KINDS] + [neutral]
-        # Decider state.
+        # Decider state. A central scheduler runs beside pool ``active``; its hot standby (if any)
+        # beside the last pool, and takes over ``config.failover`` seconds after the active one fails.
         self.groups: dict[int, tuple[int, ...]] = {}  # active partitions by cause
         self.island = [0] * k
         self.up = True
+        self.active = 0
+        self.standby: int | None = k - 1 if self.central and config.failover is not None and k > 1 else None
+        self.failing_over = False
+        self.queue_gone = False  # queue_on_failure "lose": lost while no replica of the scheduler is up
         self.side: list[int] = list(range(k))
         self.side_set = set(self.side)
         self.unnoticed: dict[int, list[int]] = {}
@@ -603,6 +681,8 @@ class _Run:
         self._release(i)
         for p, _ in self.job_pools[i]:
             self.ok[p] += 1
+        if self.timed_out is not None and self.timed_out[i]:
+            self.log(_event((now, "timeout", -1, -1, i, self.width[i], -1)))
         self.log(_event((now, "end", -1, -1, i, self.width[i], -1)))
 
     def _release(self, i: int) -> None:
@@ -707,10 +787,29 @@ class _Run:
             for a in o.members:
                 log(_event((now, "heal", a, -1, -1, -1, o.cause)))
         self._refresh()
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        """The decider, up again, learns of the outages detected while it could not."""
         if self.deferred and self._can_notice():
             deferred, self.deferred = self.deferred, []
             for cause in deferred:
                 self._notice(cause)
+
+    def _other(self) -> int:
+        """The scheduler replica that is not active (with a standby)."""
+        return self.standby if self.active == 0 else 0  # type: ignore[return-value]
+
+    def _on_failover(self, _: object) -> None:
+        """The standby takes over if the active scheduler is still down and the standby is up."""
+        self.failing_over = False
+        other = self._other()
+        if self.pool_down[self.active] and not self.pool_down[other]:
+            self.active = other
+            self.settled = 0
+            self.log(_event((self.engine.now, "failover", other, -1, -1, -1, -1)))
+        self._refresh()
+        self._catch_up()
 
     def _can_notice(self) -> bool:
         if self.central:
@@ -732,9 +831,13 @@ class _Run:
                     island[a] = label
         self.island = island
         home: int | None
+        now = self.engine.now
         if self.central:
-            up = not down[0]
-            home = island[0]
+            up = not down[self.active]
+            if not up and self.standby is not None and not self.failing_over and not down[self._other()]:
+                self.failing_over = True
+                self.engine.schedule(now + cast(float, self.config.failover), self._on_failover, None)
+            home = island[self.active]
             side = [p for p in range(k) if not down[p] and island[p] == home] if up else []
         else:
             live: dict[int, int] = {}
@@ -744,19 +847,24 @@ class _Run:
             home = next((lab for lab, c in live.items() if c >= self.quorum), None)
             up = home is not None
             side = [p for p in range(k) if not down[p] and island[p] == home] if up else []
-        now = self.engine.now
         if up != self.up:
             self.log(_event((now, "decider_up" if up else "decider_down", -1, -1, -1, len(side), -1)))
-            if self.central and self.config.queue_on_failure == "lose":
-                if not up and self.queue:
+        if self.central and self.config.queue_on_failure == "lose":
+            # The queue lives in the schedulers' memory: lost once no replica of it is up (a hot
+            # standby holds a copy), resubmitted when one is deciding again.
+            held = self.standby is not None and not down[self._other()]
+            if not up and not held and not self.queue_gone:
+                self.queue_gone = True
+                if self.queue:
                     self.log(_event((now, "queue_lost", -1, -1, -1, len(self.queue), -1)))
                     self.lost_queue.extend(self.queue)
                     self.queue.clear()
-                elif up and self.lost_queue:
-                    for i in self.lost_queue:
-                        self.log(_event((now, "resubmit", -1, -1, i, self.width[i], -1)))
-                    self.queue.extend(self.lost_queue)
-                    self.lost_queue = []
+            elif up and self.queue_gone:
+                self.queue_gone = False
+                for i in self.lost_queue:
+                    self.log(_event((now, "resubmit", -1, -1, i, self.width[i], -1)))
+                self.queue.extend(self.lost_queue)
+                self.lost_queue = []
         self.up = up
         self.side = side
         self.side_set = set(side)
@@ -770,6 +878,11 @@ class _Run:
         total = 0
         for p in self.side:
             total += len(free[p])
+        if self.rank is not None:
+            queue.sort(key=self.rank.__getitem__)  # nearly sorted already: linear for timsort
+        if self.conservative:
+            self._conservative(total)
+            return
         started = 0
         blocked = False
         while started < len(queue) and width[queue[started]] <= total:
@@ -811,6 +924,42 @@ class _Run:
                 break
             queue.remove(i)
             free -= w
+
+    def _conservative(self, free: int) -> None:
+        """Conservative backfilling: each waiting job in queue order gets the earliest start, by
+        estimates, that delays none of the reservations before it; those whose start is now start.
+
+        The profile of free nodes is rebuilt at each pass from the running jobs' estimated ends (so
+        a job that ends early moves every reservation up). A job wider than the nodes its side can
+        ever get back gets no reservation, as EASY's head then gets none.
+        """
+        now, queue, width, estimate = self.engine.now, self.queue, self.width, self.estimate
+        times, level = [now], [free]  # free nodes: level[j] from times[j] until times[j + 1]
+        split, side = bool(self.groups), self.side_set
+        for est_end, i, w in self.running:
+            if split:
+                w = sum(c for p, c in self.job_pools[i] if p in side)
+            t = max(est_end, now)
+            if t == times[-1]:
+                level[-1] += w
+            else:
+                times.append(t)
+                level.append(level[-1] + w)
+        most = level[-1]
+        started: list[int] = []
+        for pos, i in enumerate(queue):
+            w = width[i]
+            if w > most:
+                continue
+            j = _earliest(times, level, w, estimate[i])
+            if j == 0:
+                if not self._place(i):
+                    break
+                started.append(pos)
+            _reserve(times, level, j, w, estimate[i])
+        if started:
+            for pos in reversed(started):
+                del queue[pos]
 
     def _reservation(self, need: int, free: int) -> tuple[float, int]:
         """Shadow time and extra nodes for the head, counting the nodes the decider's side will get back.

@@ -21,6 +21,9 @@ Definitions (shared/docs/REFERENCE.md where it has one):
   max(run, 10)); utilization = work of the completed runs / (nodes x makespan); makespan = last end -
   first submit; throughput = completed / makespan (jobs per second). Work lost to kills is reported
   separately as ``lost_work`` (node-seconds).
+- timeouts: jobs killed when they reached their walltime (counted as ended: the batch system
+  ended them; the work they did is in the utilization). failovers: takeovers by a central
+  scheduler's hot standby.
 - messages per decision: protocol messages / decisions (0 for a central scheduler, whose decisions
   are local).
 """
@@ -30,13 +33,14 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from itertools import repeat
 from os import PathLike
-from typing import TYPE_CHECKING, NamedTuple, cast
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, cast
 
+from llm_sched.sim.columns import Coded, Same
 from llm_sched.sim.metrics import BSLD_TAU, ScheduleMetrics, schedule_metrics, summary_of
 from llm_sched.sim.resilience import JobTable, SimEvent, SimRun
 
@@ -79,6 +83,8 @@ class ResilienceMetrics:
     undecided: int  # agents' rounds that passed nothing
     votes_refused: int  # votes that did not count (forged, equivocating)
     overclaims: int  # bids whose own score exceeded the recomputed one beyond the tolerance
+    timeouts: int  # jobs killed at their walltime (SimConfig.walltime_kill)
+    failovers: int  # a central scheduler's standby taking over
     engine_events: int
 
     def as_dict(self) -> dict[str, float | int | str]:
@@ -266,6 +272,8 @@ def measure(run: SimRun, tries: Sequence[Attempt] | None = None) -> ResilienceMe
         undecided=kinds["undecided"],
         votes_refused=kinds["refused"],
         overclaims=kinds["overclaim"],
+        timeouts=kinds["timeout"],
+        failovers=kinds["failover"],
         engine_events=run.engine_events,
     )
 
@@ -347,33 +355,98 @@ def busy_arrays(run: SimRun, tries: Iterable[Attempt] | None = None) -> tuple[np
 JOB_CSV_COLUMNS: tuple[str, ...] = (
     "job_id", "kind", "submit", "start", "end", "wait", "nodes", "where", "attempts", "completed",
 )
+# The Parquet file's column types (pyarrow names): the CSV's columns, typed. Times in seconds to the
+# microsecond, as in the CSV; null where the CSV has an empty field (a job that did not complete).
+JOB_PARQUET_TYPES: dict[str, str] = {
+    "job_id": "int64", "kind": "string", "submit": "float64", "start": "float64", "end": "float64",
+    "wait": "float64", "nodes": "int64", "where": "string", "attempts": "int64", "completed": "int64",
+}
 
 
-def write_jobs_csv(target: str | PathLike[str], run: SimRun, tries: Iterable[Attempt] | None = None) -> int:
-    """One row per submitted job (columns ``JOB_CSV_COLUMNS``); empty times for jobs not completed.
+@dataclass(frozen=True, slots=True)
+class TableRows:
+    """Rows ``a`` to ``b`` (exclusive) of a table run's accepted jobs: each started once and completed.
+    The writers read them from the table's columns, a slice at a time, without a row object each."""
 
-    ``start`` and ``end`` are those of the attempt that completed; ``attempts`` counts starts.
-    ``tries``: the run's :func:`attempts`, if at hand. Returns the number of rows.
-    """
+    table: JobTable
+    a: int
+    b: int
+
+    def __len__(self) -> int:
+        return self.b - self.a
+
+
+def job_rows(run: SimRun, tries: Iterable[Attempt] | None = None) -> Iterator[TableRows | list[tuple[object, ...]]]:
+    """The per-job table, one row per submitted job in submission order (columns ``JOB_CSV_COLUMNS``),
+    a block at a time: a list of row tuples (None for an empty field) or, for a table run, a
+    :class:`TableRows` slice of its columns. ``start`` and ``end`` are those of the attempt that
+    completed, times to the microsecond; ``attempts`` counts starts. What the CSV and the Parquet
+    writers both write. ``tries``: the run's :func:`attempts`, if at hand."""
     if run.table is not None and _distinct_ids(run, run.table):
-        return _write_table_csv(target, run, run.table)
+        yield from _table_rows(run, run.table)
+        return
     done = {o.job_id: o for o in run.outcomes}
     starts: dict[int, int] = {}
     for a in attempts(run) if tries is None else tries:
         starts[a.job_id] = starts.get(a.job_id, 0) + 1
+    block: list[tuple[object, ...]] = []
+    for job in run.jobs:
+        o = done.get(job.job_id)
+        if o is None:
+            block.append((job.job_id, job.kind, job.submit, None, None, None, job.nodes, None,
+                          starts.get(job.job_id, 0), 0))
+        else:  # to the microsecond: decision delays make sums such as 0.020000000018
+            block.append((job.job_id, job.kind, _t(o.submit), _t(o.start), _t(o.end), _t(o.start - o.submit),
+                          o.procs, o.where, starts.get(job.job_id, 0), 1))
+        if len(block) == _CSV_SLICE:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def write_jobs_csv(target: str | PathLike[str], run: SimRun, tries: Iterable[Attempt] | None = None) -> int:
+    """One row per submitted job (columns ``JOB_CSV_COLUMNS``, rows :func:`job_rows`); empty times
+    for jobs not completed. ``tries``: the run's :func:`attempts`, if at hand. Returns the number of rows."""
     rows = 0
     with open(target, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
+        writer = csv.writer(stream)  # writes None as an empty field
         writer.writerow(JOB_CSV_COLUMNS)
-        for job in run.jobs:
-            o = done.get(job.job_id)
-            if o is None:
-                writer.writerow((job.job_id, job.kind, job.submit, "", "", "", job.nodes, "",
-                                 starts.get(job.job_id, 0), 0))
-            else:  # to the microsecond: decision delays make sums such as 0.020000000018
-                writer.writerow((job.job_id, job.kind, _t(o.submit), _t(o.start), _t(o.end),
-                                 _t(o.start - o.submit), o.procs, o.where, starts.get(job.job_id, 0), 1))
-            rows += 1
+        plain: bool | None = None
+        for block in job_rows(run, tries):
+            if isinstance(block, TableRows):
+                if plain is None:
+                    plain = _plain_text(block.table)
+                _write_table_csv(stream, writer, block, plain)
+            else:
+                writer.writerows(block)
+            rows += len(block)
+    return rows
+
+
+def write_jobs_parquet(target: str | PathLike[str], run: SimRun, tries: Iterable[Attempt] | None = None) -> int:
+    """The rows of :func:`write_jobs_csv` as a Parquet file (types ``JOB_PARQUET_TYPES``), written
+    from a table run's columns without a Python object per job. Needs pyarrow (the parquet extra).
+    Returns the number of rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(name, pa.type_for_alias(kind)) for name, kind in JOB_PARQUET_TYPES.items()])
+    rows = 0
+    pending: list[pa.RecordBatch] = []
+    with pq.ParquetWriter(target, schema) as writer:
+        for block in job_rows(run, tries):
+            if isinstance(block, TableRows):
+                arrays = _table_arrays(block)
+            else:
+                arrays = [pa.array(list(values), kind) for values, kind in zip(zip(*block), schema.types)]
+            pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
+            rows += len(block)
+            if sum(b.num_rows for b in pending) >= _CSV_SLICE:  # a row group of a slice or more
+                writer.write_table(pa.Table.from_batches(pending, schema))
+                pending = []
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending, schema))
     return rows
 
 
@@ -400,8 +473,9 @@ _CSV_ROW = "%s,%s,%s,%s,%s,%s,%s,%s,1,1\r\n"  # a completed job's row: attempts 
 _CSV_SPECIAL = frozenset(',"\r\n')  # what makes the csv module quote a field (excel dialect)
 
 
-def _write_table_csv(target: str | PathLike[str], run: SimRun, table: JobTable) -> int:
-    """:func:`write_jobs_csv` of a table run, a slice of columns at a time: the same bytes."""
+def _table_rows(run: SimRun, table: JobTable) -> Iterator[TableRows | list[tuple[object, ...]]]:
+    """:func:`job_rows` of a table run: slices of its accepted jobs, and between them the rows of the
+    jobs it rejected (wider than the machine), in submission order."""
     import numpy as np
 
     jobs = run.jobs
@@ -410,31 +484,80 @@ def _write_table_csv(target: str | PathLike[str], run: SimRun, table: JobTable) 
         rejected: list[int] = []
     else:
         rejected = np.flatnonzero(np.isin(np.arange(total), table.index, invert=True)).tolist()
-    with open(target, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(JOB_CSV_COLUMNS)
-        # Rows formatted as the csv module writes them (str of each value, "\r\n"), which is
-        # twice as fast; the writer itself takes them when a text field would need quotes.
-        plain = not any(_CSV_SPECIAL.intersection(text) for text in (*table.where_names, *table.kind.distinct()))
-        row = done = 0  # rows written; accepted jobs written
-        for position in [*rejected, total]:
-            count = position - row  # accepted jobs before this rejected one
-            for a in range(done, done + count, _CSV_SLICE):
-                b = min(done + count, a + _CSV_SLICE)
-                submit, start = table.submit[a:b], table.start[a:b]
-                rows = zip(table.job_id[a:b].tolist(), table.kind.part(a, b), _t_column(submit), _t_column(start),
-                           _t_column(table.end[a:b]), _t_column(start - submit), table.nodes[a:b].tolist(),
-                           map(table.where_names.__getitem__, table.where[a:b].tolist()))
-                if plain:
-                    stream.write("".join(map(_CSV_ROW.__mod__, rows)))
-                else:
-                    writer.writerows((*r, 1, 1) for r in rows)
-            done += count
-            if position < total:
-                job = jobs[position]
-                writer.writerow((job.job_id, job.kind, job.submit, "", "", "", job.nodes, "", 0, 0))
-            row = position + 1
-    return total
+    row = done = 0  # rows given; accepted jobs given
+    waiting: list[tuple[object, ...]] = []  # rejected rows not yet given
+    for position in [*rejected, total]:
+        count = position - row  # accepted jobs before this rejected one
+        if count and waiting:
+            yield waiting
+            waiting = []
+        for a in range(done, done + count, _CSV_SLICE):
+            yield TableRows(table, a, min(done + count, a + _CSV_SLICE))
+        done += count
+        if position < total:
+            job = jobs[position]
+            waiting.append((job.job_id, job.kind, job.submit, None, None, None, job.nodes, None, 0, 0))
+        row = position + 1
+    if waiting:
+        yield waiting
+
+
+def _plain_text(table: JobTable) -> bool:
+    """No text of the table needs quoting in a CSV (then its rows are formatted directly)."""
+    return not any(_CSV_SPECIAL.intersection(text) for text in (*table.where_names, *table.kind.distinct()))
+
+
+def _write_table_csv(stream: IO[str], writer: Any, block: TableRows, plain: bool) -> None:
+    """The CSV rows of a table slice, the bytes the csv module writes: formatted directly (str of each
+    value, "\\r\\n"), twice as fast, unless a text field needs quotes (then by ``writer``)."""
+    table, a, b = block.table, block.a, block.b
+    submit, start = table.submit[a:b], table.start[a:b]
+    rows = zip(table.job_id[a:b].tolist(), table.kind.part(a, b), _t_column(submit), _t_column(start),
+               _t_column(table.end[a:b]), _t_column(start - submit), table.nodes[a:b].tolist(),
+               map(table.where_names.__getitem__, table.where[a:b].tolist()))
+    if plain:
+        stream.write("".join(map(_CSV_ROW.__mod__, rows)))
+    else:
+        writer.writerows((*r, 1, 1) for r in rows)
+
+
+def _table_arrays(block: TableRows) -> list[Any]:
+    """The Arrow columns of a table slice, from its numpy columns (no Python object per row)."""
+    import numpy as np
+    import pyarrow as pa
+
+    table, a, b = block.table, block.a, block.b
+    n = b - a
+    submit, start = table.submit[a:b], table.start[a:b]
+    ones = np.ones(n, dtype=np.int64)
+    where = pa.array(list(table.where_names), pa.string()).take(pa.array(table.where[a:b]))
+    kind = table.kind
+    if isinstance(kind, Same):
+        kinds = pa.array([kind.value], pa.string()).take(pa.array(np.zeros(n, dtype=np.int64)))
+    elif isinstance(kind, Coded):
+        kinds = pa.array(list(kind.names), pa.string()).take(pa.array(kind.codes[a:b]))
+    else:
+        kinds = pa.array(kind.part(a, b), pa.string())
+    return [pa.array(table.job_id[a:b], pa.int64()), kinds, pa.array(_micro(submit)), pa.array(_micro(start)),
+            pa.array(_micro(table.end[a:b])), pa.array(_micro(start - submit)), pa.array(table.nodes[a:b], pa.int64()),
+            where, pa.array(ones), pa.array(ones)]
+
+
+def _micro(values: np.ndarray) -> np.ndarray:
+    """:func:`_t` of each value as floats: the values rounded to the microsecond, at C speed. numpy
+    rounds ``values * 1e6``; where that product lies within a few units in the last place of a half,
+    its own rounding could tip the other way than Python's exact ``round``: those few take Python's."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    if bool((np.trunc(values) == values).all()):
+        return values
+    rounded = np.round(values, 6)
+    scaled = values * 1e6
+    near = np.abs(scaled - np.floor(scaled) - 0.5) <= 4 * np.spacing(np.abs(scaled))
+    for i in np.flatnonzero(near).tolist():
+        rounded[i] = round(float(values[i]), 6)
+    return rounded
 
 
 def _t_column(values: np.ndarray) -> list[float | int]:

@@ -1,8 +1,9 @@
 """Entry points of the resilience simulator: one trace replay, one synthetic scenario, a comparison.
 
 - :func:`simulate_trace` is what ``python main.py --simulate --trace FILE --policy P [--jobs N]``
-  calls: it prints nothing, returns the metrics, and writes the per-job CSV and a
-  utilization-over-time PNG.
+  calls: it prints nothing, returns the metrics, and writes the per-job CSV (and Parquet, with
+  pyarrow) and a utilization-over-time PNG; failures drawn from a rate and the seed, or read from a
+  failure file (:mod:`llm_sched.sim.failure_file`).
 - :class:`SyntheticSetup` and :func:`run_scenario` / :func:`compare` are for campaigns: a scenario is a
   small frozen (picklable) description; the workload and the failure schedule depend only on it and
   the seed, never on the policy, so every policy of a comparison meets the same jobs and failures.
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from llm_sched.errors import UserError
 from llm_sched.sim.columns import whole_numbers
+from llm_sched.sim.failure_file import FailurePlan
 from llm_sched.sim.failures import (
     FailureSchedule,
     FailureSpec,
@@ -43,6 +45,7 @@ from llm_sched.sim.resilience_metrics import (
     busy_arrays,
     measure,
     write_jobs_csv,
+    write_jobs_parquet,
 )
 from llm_sched.sim.workload import SimJob, WorkloadSpec, synthetic
 
@@ -65,6 +68,8 @@ class SyntheticSetup:
     deadline: float | None = None
     byzantine: int = 0  # Byzantine agents (the agents policy), chosen per seed
     behaviour: str = "vote_flipping"  # theirs, from agents.pool_agents.POOL_BEHAVIOURS
+    failover: float | None = None  # seconds for a central scheduler's hot standby to take over; None: none
+    walltime_kill: bool = False  # kill jobs at their walltime (synthetic jobs: their estimate)
 
     @property
     def cluster(self) -> PoolSplit:
@@ -73,7 +78,8 @@ class SyntheticSetup:
 
     def config(self, policy: Policy) -> SimConfig:
         """The simulator settings for one policy."""
-        return SimConfig(policy, self.queue_on_failure, self.protocol, self.hop_delay, self.deadline)
+        return SimConfig(policy, self.queue_on_failure, self.protocol, self.hop_delay, self.deadline,
+                         self.failover, self.walltime_kill)
 
 
 def prepare(scenario: SyntheticSetup, seed: int) -> tuple[list[SimJob], PoolSplit, FailureSchedule]:
@@ -141,6 +147,22 @@ class TraceResult:
     csv_path: Path
     plot_path: Path | None
     run: SimRun
+    parquet_path: Path | None = None
+    parquet_skipped: str = ""  # why no Parquet file was written (pyarrow missing), or ""
+
+
+# What --simulate says when it writes no Parquet file.
+PARQUET_MISSING = "pyarrow is not installed; pip install 'llm-sched[parquet]'"
+
+
+def parquet_available() -> bool:
+    """pyarrow (the parquet extra) can be imported."""
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def simulate_trace(
@@ -150,20 +172,28 @@ def simulate_trace(
     out_dir: str | PathLike[str] = "sim-out",
     seed: int = 1,
     agents: int = 5,
-    failures: FailureSpec | None = None,
+    failures: FailureSpec | FailurePlan | None = None,
     queue_on_failure: QueueOnFailure = "keep",
     protocol: str = "pbft",
     hop_delay: float = 0.01,
     plot: bool = True,
+    failover: float | None = None,
+    walltime_kill: bool = False,
+    parquet: bool = True,
 ) -> TraceResult:
     """Replay an SWF trace (gzip or plain) under ``policy`` and write ``out_dir``'s CSV and PNG.
 
     A node is one processor; the machine is the header's MaxProcs (else MaxNodes, else the widest
     job), split into ``agents`` pools. ``jobs`` keeps the first N jobs. ``failures`` defaults to
-    none, so FCFS and EASY give the reference replays of REFERENCE.md; ``seed`` draws the failures.
-    Files: ``<trace>-<policy>-jobs.csv`` and ``<trace>-<policy>-utilization.png``.
+    none, so FCFS and EASY give the reference replays of REFERENCE.md; a :class:`FailureSpec` is
+    drawn from ``seed`` (the same failures for every policy), a :class:`FailurePlan` (a failure
+    file, :mod:`llm_sched.sim.failure_file`) is placed from the trace's first submission on.
+    Files: ``<trace>-<policy>-jobs.csv``, ``<trace>-<policy>-utilization.png`` and, when ``parquet``
+    and pyarrow is installed, ``<trace>-<policy>-jobs.parquet`` (the CSV's rows, typed; else
+    ``parquet_skipped`` says why not).
     Raises :class:`~llm_sched.errors.UserError` for a missing or malformed trace (file, line,
-    field), an unknown policy or protocol, or impossible sizes.
+    field), an unknown policy or protocol, impossible sizes, or failure-file members outside the
+    cluster (file, outage, limit).
     """
     from llm_sched.sim.baselines import machine_size
     from llm_sched.sim.swf import load_columns
@@ -175,7 +205,8 @@ def simulate_trace(
     if agents < 1:
         raise UserError(f"the number of agents must be positive, got {agents}")
     try:
-        config = SimConfig(policy, queue_on_failure, protocol, hop_delay)  # type: ignore[arg-type]
+        config = SimConfig(policy, queue_on_failure, protocol, hop_delay,  # type: ignore[arg-type]
+                           failover=failover, walltime_kill=walltime_kill)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     path = Path(trace_path)
@@ -189,10 +220,14 @@ def simulate_trace(
     if procs < agents:
         raise UserError(f"{path}: a machine of {procs} processors cannot be split among {agents} agents")
     cluster = PoolSplit(procs, agents)
-    sim_jobs = JobColumns(trace.job_id, trace.submit, trace.run, trace.estimate, trace.procs)
+    sim_jobs = JobColumns(trace.job_id, trace.submit, trace.run, trace.estimate, trace.procs,
+                          walltime=trace.walltime)
     jobs_read, skipped = len(trace), trace.skipped
     del trace
-    schedule = _schedule(sim_jobs, cluster, failures or FailureSpec(), seed)
+    if isinstance(failures, FailurePlan):  # its times count from the first submission (sorted: job 0)
+        schedule = failures.schedule(agents, procs, float(sim_jobs.submit[0]), seed)
+    else:
+        schedule = _schedule(sim_jobs, cluster, failures or FailureSpec(), seed)
     run = simulate(sim_jobs, cluster, config, schedule)
     # Computed once for the figures, the CSV and the plot (a run kept as a table needs none).
     tries: list[Attempt] | None = None if run.table is not None else attempts(run)
@@ -202,11 +237,18 @@ def simulate_trace(
     stem = _stem(path)
     csv_path = out / f"{stem}-{policy}-jobs.csv"
     write_jobs_csv(csv_path, run, tries)
+    parquet_path, parquet_skipped = None, ""
+    if parquet and parquet_available():
+        parquet_path = out / f"{stem}-{policy}-jobs.parquet"
+        write_jobs_parquet(parquet_path, run, tries)
+    elif parquet:
+        parquet_skipped = PARQUET_MISSING
     plot_path = None
     if plot:
         plot_path = out / f"{stem}-{policy}-utilization.png"
         plot_utilization(run, plot_path, title=f"{stem}, {policy}, P = {procs}, {agents} agents", tries=tries)
-    return TraceResult(str(path), policy, procs, agents, seed, jobs_read, skipped, metrics, csv_path, plot_path, run)
+    return TraceResult(str(path), policy, procs, agents, seed, jobs_read, skipped, metrics, csv_path, plot_path, run,
+                       parquet_path, parquet_skipped)
 
 
 def _stem(path: Path) -> str:

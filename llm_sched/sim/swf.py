@@ -18,6 +18,7 @@ names, they change nothing the simulator uses.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from contextlib import closing
@@ -344,7 +345,7 @@ class TraceColumns:
     """The jobs of :func:`load_trace` as numpy columns, in file order, without a TraceJob a job.
 
     ``submit``, ``run`` and ``estimate`` are floats (whole values are exact); ``job_id`` and
-    ``procs`` are int64.
+    ``procs`` are int64. ``walltime``: the requested time (:func:`walltime`), inf where missing.
     """
 
     path: str
@@ -356,6 +357,7 @@ class TraceColumns:
     estimate: np.ndarray
     skipped_no_run: int
     skipped_no_procs: int
+    walltime: np.ndarray
 
     def __len__(self) -> int:
         return len(self.job_id)
@@ -385,10 +387,16 @@ def load_columns(
     reader = SwfReader(path, limit, keep_zero_run)
     jobs = list(reader)
     ids = np.array([j.job_id for j in jobs], dtype=np.int64)
-    times = np.array([(j.submit, j.run, j.estimate) for j in jobs], dtype=np.float64).reshape(-1, 3) + 0.0
+    times = np.array([(j.submit, j.run, j.estimate, walltime(j.requested_time)) for j in jobs],
+                     dtype=np.float64).reshape(-1, 4) + 0.0
     procs = np.array([j.procs for j in jobs], dtype=np.int64)
     return TraceColumns(str(path), reader.header, ids, times[:, 0], times[:, 1], procs, times[:, 2],
-                        reader.skipped_no_run, reader.skipped_no_procs)
+                        reader.skipped_no_run, reader.skipped_no_procs, times[:, 3])
+
+
+def walltime(requested_time: float) -> float:
+    """The run time limit a batch system enforces: the requested time (SWF field 9), inf when missing."""
+    return float(requested_time) if requested_time > 0 else math.inf
 
 
 _BLOCK = 4 << 20  # bytes read at a time
@@ -450,11 +458,11 @@ class _ColumnReader:
         except (OSError, EOFError, zlib.error, UserError, ValueError, UnicodeError):
             return None
         header = _make_header(self.header_lines) if self.header_lines else TraceHeader()
-        empty = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64), np.zeros(0))
-        job_id, submit, run, procs, estimate = (
+        empty = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+        job_id, submit, run, procs, estimate, limit = (
             np.concatenate(part) for part in zip(*self.parts)) if self.parts else empty
         return TraceColumns(str(self.path), header, job_id, submit, run, procs, estimate,
-                            self.skipped_no_run, self.skipped_no_procs)
+                            self.skipped_no_run, self.skipped_no_procs, limit)
 
     def _lines(self, data: bytes) -> bool:
         """Complete lines: job lines in runs, header lines one by one. False: not for the fast path."""
@@ -512,8 +520,9 @@ class _ColumnReader:
         requested_time = columns[8][kept]
         run = run[kept] + 0.0  # floats; + 0.0: no -0.0 (the reader's int 0)
         estimate = np.maximum(np.where(requested_time >= 0, requested_time, -1), run) + 0.0
+        limit = np.where(requested_time > 0, requested_time, np.inf) + 0.0  # as walltime()
         self.parts.append((columns[0][kept].astype(np.int64), columns[1][kept] + 0.0, run,
-                           procs[kept].astype(np.int64), estimate))
+                           procs[kept].astype(np.int64), estimate, limit))
         return True
 
 

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from llm_sched.sim.swf import TraceJob
+from llm_sched.sim.swf import TraceJob, walltime
 
 Arrival = Literal["constant", "poisson", "burst", "batch"]
 ARRIVALS: tuple[Arrival, ...] = ("constant", "poisson", "burst", "batch")
@@ -52,6 +52,9 @@ class SimJob(NamedTuple):
     estimate: float  # >= run (REFERENCE.md: max(requested, run))
     nodes: int
     kind: str  # one of KINDS, or "" for trace jobs
+    # The run time limit the batch system enforces (the trace's requested time; a synthetic job's
+    # estimate): with SimConfig.walltime_kill a job still running then is killed (inf: no limit).
+    walltime: float = math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +111,7 @@ def synthetic(spec: WorkloadSpec, machine_nodes: int, seed: int) -> list[SimJob]
         drawn.append((kind, nodes, run, estimate))
     submits = arrival_times(spec, [n * r for _, n, r, _ in drawn], machine_nodes, rng)
     return [
-        SimJob(k + 1, submits[k], run, est, nodes, kind)
+        SimJob(k + 1, submits[k], run, est, nodes, kind, est)
         for k, (kind, nodes, run, est) in enumerate(drawn)
     ]
 
@@ -135,5 +138,6 @@ def arrival_times(
 
 
 def from_trace(jobs: Iterable[TraceJob]) -> list[SimJob]:
-    """Trace jobs as simulator jobs (a node is one processor; the estimate is the reader's)."""
-    return [SimJob(j.job_id, j.submit, j.run, j.estimate, j.procs, "") for j in jobs]
+    """Trace jobs as simulator jobs (a node is one processor; the estimate is the reader's, the
+    walltime the requested time)."""
+    return [SimJob(j.job_id, j.submit, j.run, j.estimate, j.procs, "", walltime(j.requested_time)) for j in jobs]

@@ -47,6 +47,8 @@ ROWS: tuple[tuple[str, Callable[[ResilienceMetrics], str]], ...] = (
     ("jobs killed / requeued", lambda m: f"{m.kills:,} / {m.requeues:,}"),
     ("lost work", lambda m: f"{m.lost_work / 3600:,.1f} node-h"),
     ("resubmitted (queue lost)", lambda m: f"{m.resubmitted:,}"),
+    ("killed at walltime (timeouts)", lambda m: f"{m.timeouts:,}"),
+    ("standby takeovers (failovers)", lambda m: f"{m.failovers:,}"),
     ("detection (phi-accrual)", lambda m: _seconds(m.detection_mean)),
     ("MTTR", lambda m: _seconds(m.mttr) + (f" ({m.unrecovered} unrecovered)" if m.unrecovered else "")),
     ("decisions", lambda m: f"{m.decisions:,}"),

@@ -48,7 +48,8 @@ def test_shipped_campaigns_have_the_34_configurations_of_issues_7_and_17(name: s
                      (1, "vote_flipping"), (1, "equivocate"), (1, "forge"), (1, "inflated_scores")]
     assert all(c.scenario.byzantine == 0 for c in configs if not c.dimension.startswith("byzantine"))
     assert len({c.key for c in configs}) == 34
-    assert config.policies == ("agents", "fcfs", "easy")
+    assert config.policies == ("agents", "fcfs", "sjf", "easy", "conservative")
+    assert config.base.failover == 120.0
     assert config.repetitions >= (30 if name == "full" else 3)
     assert config.deadline_factor is not None  # else completion rates are 100% by construction
     high = [c.scenario.workload for c in configs if c.dimension == "high_load"]

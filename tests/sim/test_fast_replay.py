@@ -167,7 +167,8 @@ def assert_same_trace(path: Path, **options: object) -> None:
         values = [getattr(j, name) for j in trace.jobs]
         assert getattr(columns, name).tolist() == values
     assert columns.procs.tolist() == [j.procs for j in trace.jobs]
-    sim_jobs = JobColumns(columns.job_id, columns.submit, columns.run, columns.estimate, columns.procs)
+    sim_jobs = JobColumns(columns.job_id, columns.submit, columns.run, columns.estimate, columns.procs,
+                          walltime=columns.walltime)
     expected = sorted(from_trace(trace.jobs), key=lambda j: j.submit)
     assert list(sim_jobs) == expected  # whole numbers read back as int, as the reader gives them
     assert [(type(j.submit), type(j.run), type(j.estimate)) for j in sim_jobs] == [

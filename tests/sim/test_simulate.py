@@ -78,8 +78,8 @@ def test_failures_in_a_trace_replay_are_seeded(five_jobs: Path, tmp_path: Path) 
 def test_user_errors_name_the_problem(five_jobs: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="trace file not found: .*missing.swf"):
         simulate_trace(tmp_path / "missing.swf", "easy", out_dir=tmp_path)
-    with pytest.raises(UserError, match="unknown policy 'sjf'; expected one of fcfs, easy, agents"):
-        simulate_trace(five_jobs, "sjf", out_dir=tmp_path)
+    with pytest.raises(UserError, match="unknown policy .lottery.; expected one of fcfs, sjf, easy, conservative, agents"):
+        simulate_trace(five_jobs, "lottery", out_dir=tmp_path)
     with pytest.raises(UserError, match="--jobs"):
         simulate_trace(five_jobs, "easy", jobs=0, out_dir=tmp_path)
     with pytest.raises(UserError, match="cannot be split among 5 agents"):
