@@ -341,7 +341,7 @@ EVALUATION_FIELDS = [
     _evaluation_edit("repetitions-beyond-64-bits", "repetitions: 3", f"repetitions: {BIG}", "repetitions"),
     _evaluation_edit("repetitions-true", "repetitions: 3", "repetitions: true", "repetitions"),
     _evaluation_edit("seed-beyond-64-bits", "seed: 1\n", f"seed: {BIG}\n", "seed"),
-    _evaluation_edit("policy-unknown", "policies: [agents, fcfs, easy]", "policies: [agents, lottery]", "lottery"),
+    _evaluation_edit("policy-unknown", "policies: [agents, fcfs, sjf, easy, conservative]", "policies: [agents, lottery]", "lottery"),
     _evaluation_edit("deadline-nan", "deadline_factor: 1.2", "deadline_factor: .nan", "deadline_factor"),
     _evaluation_edit("deadline-zero", "deadline_factor: 1.2", "deadline_factor: 0", "deadline_factor"),
     _evaluation_edit("jobs-zero", "jobs: 100", "jobs: 0", "jobs"),

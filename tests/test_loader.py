@@ -301,9 +301,9 @@ def test_a_union_names_the_field_not_the_branches_tried(tmp_path: Path) -> None:
 
 
 def test_a_list_error_that_follows_from_an_item_error_is_not_repeated(tmp_path: Path) -> None:
-    path = write(tmp_path, "c.yaml", CAMPAIGN.replace("policies: [agents, fcfs, easy]", "policies: [agents, lottery]"))
+    path = write(tmp_path, "c.yaml", CAMPAIGN.replace("policies: [agents, fcfs, sjf, easy, conservative]", "policies: [agents, lottery]"))
     assert error_of(lambda: load_campaign(path)) == (
-        f"{path}: invalid campaign: policies.1: Input should be 'fcfs', 'easy' or 'agents' (got 'lottery')")
+        f"{path}: invalid campaign: policies.1: Input should be 'fcfs', 'sjf', 'easy', 'conservative' or 'agents' (got 'lottery')")
 
 
 def test_an_unknown_field_lists_the_fields_allowed_there(tmp_path: Path) -> None:

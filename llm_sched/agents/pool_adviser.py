@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, Field, create_model
 
-from llm_sched.agents.pool_agents import Award, Bid, PoolView, award
+from llm_sched.agents.pool_agents import Award, Bid, PoolView, award, is_int, valid_award
 from llm_sched.agents.prompts import untrusted_data
 from llm_sched.core.records import CallContext, CallRecord, Message
 from llm_sched.errors import UserError
@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # the client and its libraries load when a model is used, not
 
 AdviserMode = Literal["heuristic", "llm", "hybrid"]
 Via = Literal["llm", "heuristic", "fallback:budget", "fallback:invalid", "fallback:error"]
+VIAS: tuple[Via, ...] = get_args(Via)
 MODES: tuple[str, ...] = get_args(AdviserMode)
 DEFAULT_MARGIN = 0.05  # hybrid: a close call when the best two whole-job bidders score within this
 AGENT = "pool-adviser"  # who asks, in call records and events
@@ -119,36 +120,11 @@ class AdviserStats:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
-# -- the check every voter makes ---------------------------------------------------------------------------
-
-
-def valid_award(view: PoolView, need: int, bids: Sequence[Bid], candidate: Award) -> bool:
-    """True when ``candidate`` takes nodes only from pools that bid and are on the deciding side
-    (``view.side``), each at most once, a positive count no larger than its free nodes, summing to
-    exactly ``need``. The check a voter makes of an award it cannot recompute (the model's)."""
-    if not isinstance(need, int) or need <= 0 or not candidate:
-        return False
-    bidders, side = {b.pool for b in bids}, set(view.side)
-    seen: set[int] = set()
-    total = 0
-    for share in candidate:
-        if not isinstance(share, tuple) or len(share) != 2:
-            return False
-        pool, count = share
-        if not _is_int(pool) or not _is_int(count) or pool in seen:
-            return False
-        if pool not in bidders or pool not in side or not 0 <= pool < len(view.free):
-            return False
-        if not 0 < count <= view.free[pool]:
-            return False
-        seen.add(pool)
-        total += count
-    return total == need
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    def since(self, before: AdviserStats) -> tuple[tuple[str, float], ...]:
+        """What was counted after ``before`` (a run's share), as (name, value) pairs."""
+        earlier = asdict(before)
+        return tuple((k, round(v - earlier[k], 6) if isinstance(v, float) else v - earlier[k])
+                     for k, v in asdict(self).items())
 
 
 # -- the question -------------------------------------------------------------------------------------------
@@ -268,7 +244,7 @@ class PoolAdviser:
                  source: LLMSource | None = None, session: ExitStack | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown adviser mode {mode!r}; expected one of {', '.join(MODES)}")
-        if not _is_int(budget) or budget < 0:
+        if not is_int(budget) or budget < 0:
             raise ValueError(f"the call budget must be a whole number >= 0, not {budget!r}")
         if margin < 0:
             raise ValueError(f"the close-call margin must be >= 0, not {margin!r}")
@@ -283,6 +259,7 @@ class PoolAdviser:
         self._loop: asyncio.AbstractEventLoop | None = asyncio.new_event_loop() if self.client is not None else None
         self._closed = False
         self._stats = AdviserStats()
+        self._run_from = 0  # the calls made before this run: the budget is per run (begin_run)
 
     # -- what the simulator calls ------------------------------------------------------------------------
 
@@ -299,7 +276,7 @@ class PoolAdviser:
         heuristic = award(view, need, bids)
         if not self._worth_asking(view, need, bids, heuristic):
             return self._count(Proposal(heuristic, "heuristic"))
-        if self._stats.calls >= self.budget:
+        if self._stats.calls - self._run_from >= self.budget:
             return self._count(Proposal(heuristic, "fallback:budget"))
         asked = question(view, need, bids, job_id, kind)
         context = CallContext(agent=AGENT, step=STEP, job_id=str(job_id))
@@ -317,6 +294,10 @@ class PoolAdviser:
         if chosen is None:
             return self._count(Proposal(heuristic, "fallback:invalid", record=record))
         return self._count(Proposal(chosen, "llm", answer.value.reason, record))  # type: ignore[attr-defined]
+
+    def begin_run(self) -> None:
+        """A new run starts: its budget of calls starts afresh (the stats go on counting)."""
+        self._run_from = self._stats.calls
 
     def close_call(self, view: PoolView, need: int, bids: Sequence[Bid]) -> bool:
         """True when the two best bidders that can each hold the whole job score within the margin."""

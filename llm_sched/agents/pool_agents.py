@@ -65,6 +65,34 @@ def award(view: PoolView, need: int, bids: Sequence[Bid]) -> Award:
     return ()
 
 
+def valid_award(view: PoolView, need: int, bids: Sequence[Bid], candidate: Award) -> bool:
+    """True when ``candidate`` takes nodes only from pools that bid and are on the deciding side
+    (``view.side``), each at most once, a positive count no larger than its free nodes, summing to
+    exactly ``need``. The check a voter makes of an award it cannot recompute (the model's)."""
+    if not isinstance(need, int) or need <= 0 or not candidate:
+        return False
+    bidders, side = {b.pool for b in bids}, set(view.side)
+    seen: set[int] = set()
+    total = 0
+    for share in candidate:
+        if not isinstance(share, tuple) or len(share) != 2:
+            return False
+        pool, count = share
+        if not is_int(pool) or not is_int(count) or pool in seen:
+            return False
+        if pool not in bidders or pool not in side or not 0 <= pool < len(view.free):
+            return False
+        if not 0 < count <= view.free[pool]:
+            return False
+        seen.add(pool)
+        total += count
+    return total == need
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def placement_of(alloc: Award) -> tuple[str, tuple[str, ...]]:
     """An award as a placement (pool label, node shares) for its digest: pools "p0+p3", shares "p0:4"."""
     return "+".join(f"p{p}" for p, _ in alloc), tuple(f"p{p}:{c}" for p, c in alloc)
@@ -72,6 +100,10 @@ def placement_of(alloc: Award) -> tuple[str, tuple[str, ...]]:
 
 # The Byzantine behaviours (agents.byzantine) a pool agent can have in the simulator.
 POOL_BEHAVIOURS: tuple[str, ...] = ("silent", "vote_flipping", "inflated_scores", "equivocate", "forge")
+
+
+_REASONS = {(False, True): "the award recomputed from the shared state", (False, False): "not the award it computes",
+            (True, True): "a valid award on the shared state", (True, False): "not a valid award on the shared state"}
 
 
 class PoolAgent:
@@ -96,19 +128,21 @@ class PoolAgent:
         score = view.score(self.pool, need)
         return Bid(self.name, self.pool, claimed_score(self.behaviour, score) if self.behaviour else score)
 
-    def judge(self, view: PoolView, need: int, bids: Sequence[Bid], candidate: Award) -> bool:
-        """This agent's own check of ``candidate``: is it the award it computes from the shared state?"""
+    def judge(self, view: PoolView, need: int, bids: Sequence[Bid], candidate: Award, open_choice: bool = False) -> bool:
+        """This agent's own check of ``candidate``: is it the award it computes from the shared state?
+        With ``open_choice`` (a model chose the award, which no voter can recompute): is it valid?"""
+        if open_choice:
+            return valid_award(view, need, bids, candidate)
         return award(view, need, bids) == candidate
 
     def ballot(self, view: PoolView, need: int, bids: Sequence[Bid], candidate: Award, job_id: str, round_no: int,
-               digest: str, members: Sequence[str]) -> list[Vote]:
+               digest: str, members: Sequence[str], open_choice: bool = False) -> list[Vote]:
         """Every vote this agent sends on ``candidate``, signed with its key: an honest agent accepts
         exactly when the candidate is the award it computes; a faulty one as its behaviour says
         (none when silent; a contradicting second vote, or votes in other agents' names)."""
-        sound = self.judge(view, need, bids, candidate)
+        sound = self.judge(view, need, bids, candidate, open_choice)
         honest = Vote(agent=self.name, job_id=job_id, round=round_no, accept=sound, confidence=1.0,
-                      reasoning="the award recomputed from the shared state" if sound else "not the award it computes",
-                      via="heuristic")
+                      reasoning=_REASONS[open_choice, sound], via="heuristic")
         if self.behaviour is None:
             votes = [honest]
         else:

@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from llm_sched.cli import campaign, check, experiment, ledger, scenario, setup_env, simulate
+from llm_sched.cli import campaign, check, experiment, ledger, peers, scenario, setup_env, simulate
 from llm_sched.cli.modes import refuse_stray_flags
 from llm_sched.cli.overview import overview
 from llm_sched.cli.parser import build_parser
@@ -26,6 +26,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return experiment.run(args)
     if args.simulate:
         return simulate.run(args)
+    if args.peers:
+        return peers.run(args)
     if args.evaluate:
         return campaign.run_campaign_cli(args.config, args.out, args.quick, args.workers, args.seed,
                                          executor=args.executor or "local", scheduler=args.scheduler,

@@ -13,23 +13,23 @@ APPLIES: dict[str, frozenset[str]] = {
     "trace": frozenset({"simulate"}), "policy": frozenset({"simulate"}),
     "fail_rate": frozenset({"simulate"}), "fail_pattern": frozenset({"simulate"}),
     "node_fail_rate": frozenset({"simulate"}), "failures": frozenset({"simulate"}),
-    "failover": frozenset({"simulate"}), "walltime_kill": frozenset({"simulate"}),
+    "failover": frozenset({"simulate"}), "walltime_kill": frozenset({"simulate"}), "budget": frozenset({"peers"}),
     "quick": frozenset({"evaluate"}), "config": frozenset({"evaluate"}), "workers": frozenset({"evaluate"}),
     "executor": frozenset({"evaluate"}), "scheduler": frozenset({"evaluate"}),
     "methods": frozenset({"experiment"}), "byzantine": frozenset({"experiment"}), "crash": frozenset({"experiment"}),
-    "repetitions": frozenset({"experiment"}), "agent_mode": frozenset({"experiment"}),
+    "repetitions": frozenset({"experiment", "peers"}), "agent_mode": frozenset({"experiment"}),
     "faults": frozenset({"experiment"}), "intensity": frozenset({"experiment"}),
-    "agents": frozenset({"experiment", "simulate"}), "jobs": frozenset({"experiment", "simulate"}),
-    "out": frozenset({"experiment", "evaluate", "simulate"}),
+    "agents": frozenset({"experiment", "simulate"}), "jobs": frozenset({"experiment", "simulate", "peers"}),
+    "out": frozenset({"experiment", "evaluate", "simulate", "peers"}),
     # seed, provider, record and allow_fallback "apply" to resume so that it says why it refuses them
-    "record": frozenset({"scenario", "resume"}), "record_to": frozenset({"scenario"}),
-    "force": frozenset({"scenario", "experiment", "evaluate"}),
+    "record": frozenset({"scenario", "resume", "peers"}), "record_to": frozenset({"scenario", "peers"}),
+    "force": frozenset({"scenario", "experiment", "evaluate", "peers"}),
     "allow_fallback": frozenset({"scenario", "resume"}), "no_pause": frozenset({"scenario"}), "verbose": frozenset({"scenario"}),
-    "seed": frozenset({"scenario", "experiment", "evaluate", "simulate", "resume"}),
+    "seed": frozenset({"scenario", "experiment", "evaluate", "simulate", "resume", "peers"}),
     "scenario": frozenset({"scenario", "resume"}), "interactive": frozenset({"scenario"}),
     "protocol": frozenset({"scenario"}),
     "resume": frozenset({"experiment", "evaluate", "resume"}),
-    "provider": frozenset({"scenario", "experiment", "check", "setup_env", "resume"}),
+    "provider": frozenset({"scenario", "experiment", "check", "setup_env", "resume", "peers"}),
     **{dest: frozenset({"setup_env"}) for dest in ("yes", "ollama_host", "ollama_model", "sambanova_api_base",
                                                    "sambanova_model", "sambastudio_url", "api_key_stdin", "probe")},
 }
@@ -37,7 +37,8 @@ APPLIES: dict[str, frozenset[str]] = {
 
 def mode_of(args: argparse.Namespace) -> str:
     """The mode that runs, in the order :func:`llm_sched.cli.dispatch.dispatch` tries them."""
-    for mode in ("check", "setup_env", "experiment", "simulate", "evaluate", "runs", "show", "verify", "resume"):
+    for mode in ("check", "setup_env", "experiment", "simulate", "peers", "evaluate", "runs", "show", "verify",
+                 "resume"):
         if getattr(args, mode) not in (None, False):
             return mode
     return "scenario" if args.interactive or args.scenario is not None else "overview"

@@ -98,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a failure schedule, YAML or CSV: outages with kind (agent, node, partition), members, "
                           "start, end and optionally detect, in seconds from the trace's first submission "
                           "(not with --fail-rate)")
+    modes.add_argument("--peers", action="store_true",
+                       help="every policy, the heuristic agents, agents whose awards a model chooses (llm, hybrid) and "
+                            "the CP-SAT optimum on seven workload scenarios after Jadhav et al. (SC'25 WORKS); the "
+                            "model's answers replayed from the shipped cassettes unless --provider says otherwise")
+    peers = parser.add_argument_group("--peers")
+    peers.add_argument("--budget", type=non_negative_int, metavar="N",
+                       help="model calls per run for the llm and hybrid agents (default 10); the heuristic decides "
+                            "the rest")
     modes.add_argument("--evaluate", action="store_true",
                        help="run the resilience evaluation campaign (34 configurations, agents vs FCFS, SJF, EASY and "
                             "conservative backfilling); "

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import astuple, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ from llm_sched.sim.peer_workloads import (
     SCENARIO_TITLES,
     peer_workload,
 )
-from llm_sched.sim.resilience import PoolSplit, SimConfig, simulate
+from llm_sched.sim.resilience import PoolSplit, SimConfig, SimRun, simulate
 from llm_sched.sim.workload import SimJob
 
 CSV_NAME = "peer_comparison.csv"
@@ -112,6 +112,9 @@ class PeerRow:
     status: str = ""  # cp-sat: "OPTIMAL" or "FEASIBLE"
     bound: float = math.nan  # cp-sat: proven lower bound of the objective (seconds)
     solve_s: float = math.nan  # cp-sat: solver wall time
+    llm_calls: int = 0  # agents whose awards a model chooses: calls, the model's own awards, fallbacks
+    llm_choices: int = 0
+    llm_fallbacks: int = 0
 
     @property
     def proven(self) -> bool:
@@ -155,10 +158,12 @@ def peer_comparison(out_dir: str | Path, policies: Sequence[str | PolicyEntry] |
                     seeds: Sequence[int] = (1, 2, 3), kinds: Sequence[str] = SCENARIO_KINDS,
                     jobs: int = DEFAULT_JOBS, nodes: int = DEFAULT_NODES, pools: int = DEFAULT_POOLS,
                     time_limit_s: float = TIME_LIMIT_S, optimum: bool = True,
-                    progress: Callable[[str, int], None] | None = None) -> PeerComparison:
+                    progress: Callable[[str, int], None] | None = None,
+                    advisers: Mapping[str, Any] | None = None) -> PeerComparison:
     """Run every policy and the optimum on every scenario kind for every seed; write the CSV and
     the Markdown report into ``out_dir``. ``optimum``: False (or OR-Tools missing) skips CP-SAT.
-    ``progress(kind, seed)`` is called before each instance."""
+    ``progress(kind, seed)`` is called before each instance. ``advisers``: advice mode (llm,
+    hybrid) -> the :class:`~llm_sched.agents.pool_adviser.PoolAdviser` of the entries with that advice."""
     entries = policy_entries(policies)
     unknown = [k for k in kinds if k not in SCENARIO_KINDS]
     if unknown or not kinds or not seeds or jobs < 1 or not time_limit_s > 0:
@@ -177,8 +182,10 @@ def peer_comparison(out_dir: str | Path, policies: Sequence[str | PolicyEntry] |
                 progress(kind, seed)
             instance = peer_workload(kind, jobs, nodes, seed)
             for e in entries:
-                run = simulate(instance, cluster, e.config(), context=f"peer/{kind}/{seed}/{e.label}")
-                rows.append(_row(kind, e.label, seed, "simulator", instance, cluster, run.outcomes))
+                config = e.config()
+                adviser = (advisers or {}).get(config.advice) if config.advice != "heuristic" else None
+                run = simulate(instance, cluster, config, context=f"peer/{kind}/{seed}/{e.label}", adviser=adviser)
+                rows.append(_advised(_row(kind, e.label, seed, "simulator", instance, cluster, run.outcomes), run))
             if solve is not None:
                 for objective, label in OPTIMUM_LABELS.items():
                     best = solve(instance, nodes, objective, time_limit_s, SOLVER_SEED)
@@ -208,6 +215,16 @@ def _row(kind: str, label: str, seed: int, source: str, instance: Sequence[SimJo
     jain = jain_index(bounded_slowdown(o.start - o.submit, o.end - o.start) for o in outcomes)
     return PeerRow(kind, label, seed, source, len(instance), cluster.nodes, cluster.agents, m.completed, m.makespan,
                    m.wait_mean, m.utilization, jain)
+
+
+def _advised(row: PeerRow, run: SimRun) -> PeerRow:
+    """The row with the model's part in the run (nothing for heuristic agents and central policies)."""
+    if not run.advice:
+        return row
+    from llm_sched.sim.resilience_metrics import measure
+
+    m = measure(run)
+    return replace(row, llm_calls=m.llm_calls, llm_choices=m.llm_choices, llm_fallbacks=m.llm_fallbacks)
 
 
 def write_csv(path: Path, rows: Sequence[PeerRow]) -> None:
@@ -241,6 +258,13 @@ def _solver_note(rows: Sequence[PeerRow], time_limit_s: float) -> str:
     return f"proven optimal on {proven} of {len(rows)} seeds, {found} on the others"
 
 
+def _model_note(rows: Sequence[PeerRow]) -> str:
+    calls, chose, fell = (sum(getattr(r, f) for r in rows) for f in ("llm_calls", "llm_choices", "llm_fallbacks"))
+    if not (calls or fell):
+        return ""
+    return f"model chose {chose:,} awards ({calls:,} calls); heuristic fallback {fell:,}"
+
+
 def render(result: PeerComparison) -> list[str]:
     """The lines of ``peer_comparison.md``."""
     seeds = ", ".join(map(str, result.seeds))
@@ -272,14 +296,21 @@ def render(result: PeerComparison) -> list[str]:
     else:
         lines += ["No optimum was computed (not asked for, or OR-Tools is not installed: pip install "
                   "'llm-sched[optimum]').", ""]
-    head = ("policy", "seeds", "makespan", "mean wait", "utilisation", "Jain (bounded slowdown)", "CP-SAT")
+    if any(r.llm_calls or r.llm_fallbacks for r in result.rows):
+        lines += ["Agents marked llm or hybrid decide through the same engine as the heuristic agents, but the "
+                  "round's leader asks a model for the award (hybrid: only when the two best pools score within "
+                  "0.05), under a budget of calls per run; the voters accept any valid award. Their note counts, "
+                  "over the seeds, the awards the model chose, the calls, and the awards the heuristic gave "
+                  "instead (budget spent, invalid answer or failed call). Where the answers come from is in the "
+                  "folder's `source.txt`.", ""]
+    head = ("policy", "seeds", "makespan", "mean wait", "utilisation", "Jain (bounded slowdown)", "note")
     for kind in result.kinds:
         body = []
         for label in (*result.policies, *(OPTIMUM_LABELS.values() if result.optimum else ())):
             runs = [r for r in result.rows if r.kind == kind and r.policy == label]
             if not runs:
                 continue
-            note = _solver_note(runs, result.time_limit_s) if runs[0].source == "cp-sat" else ""
+            note = _solver_note(runs, result.time_limit_s) if runs[0].source == "cp-sat" else _model_note(runs)
             body.append([name(label), str(len(runs)), *_figures(runs, runs[0].objective), note])
         lines += [f"## {SCENARIO_TITLES.get(kind, kind)}", "", *markdown_table(head, body, "lrrrrrl")]
     return lines

@@ -96,6 +96,8 @@ from llm_sched.agents.byzantine import PROTOCOL_BEHAVIOUR
 from llm_sched.agents.evidence import BID_TOLERANCE as OVERCLAIM_TOLERANCE
 from llm_sched.agents.heuristics import SPECIALTY_FOR_KIND
 from llm_sched.agents.heuristics import specialisation as heuristic_specialisation
+from llm_sched.agents.pool_adviser import MODES as ADVICE_MODES
+from llm_sched.agents.pool_adviser import VIAS, PoolAdviser
 from llm_sched.agents.pool_agents import Award, PoolAgent, PoolView, award, placement_of
 from llm_sched.core.signing import PublicKeys, placement_digest
 from llm_sched.engine.awards import CertifiedAward
@@ -141,7 +143,8 @@ class SimEvent(NamedTuple):
 
     kinds: submit, decision (amount = messages), undecided (an agents' round that passed nothing;
     amount = messages), overclaim (agent = the bidder whose bid claimed more than its recomputed
-    score), refused (agent = the sender of a vote that does not count), start (at the job's start instant, amount =
+    score), refused (agent = the sender of a vote that does not count), advice (an llm or hybrid
+    run's proposal; amount = its index in agents.pool_adviser.VIAS: 0 the model's own choice), start (at the job's start instant, amount =
     nodes), end, timeout (just before the end of a job killed at its walltime), kill (amount =
     nodes, cause = outage), requeue (amount = nodes released), failover (agent = the pool whose
     scheduler replica took over),
@@ -206,6 +209,9 @@ class SimConfig:
     failover: float | None = None
     # Kill a job when it has run its requested time (SimJob.walltime), as Slurm's TIMEOUT does.
     walltime_kill: bool = False
+    # Who chooses the agents' awards: the recomputed heuristic, or a model (llm; hybrid: close calls
+    # only) through a PoolAdviser given to simulate(), under its call budget per run.
+    advice: str = "heuristic"
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -216,6 +222,8 @@ class SimConfig:
             raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {', '.join(PROTOCOLS)}")
         if self.hop_delay < 0:
             raise ValueError(f"hop_delay must not be negative, got {self.hop_delay}")
+        if self.advice not in ADVICE_MODES:
+            raise ValueError(f"unknown advice {self.advice!r}; expected one of {', '.join(ADVICE_MODES)}")
         if self.failover is not None and not (self.failover >= 0 and math.isfinite(self.failover)):
             raise ValueError(f"failover must be a non-negative number of seconds, got {self.failover}")
 
@@ -248,37 +256,51 @@ class SimRun:
     awards: tuple[CertifiedAward, ...] = ()
     context: str = ""  # what the agents' signatures are bound to
     public_keys: tuple[tuple[int, str, str], ...] = ()  # (key epoch, agent, Ed25519 public key hex)
+    # The model's part in an llm or hybrid run: the adviser's counts over this run (calls, valid
+    # answers, fallbacks by reason, latency in seconds, tokens); empty for heuristic agents.
+    advice: tuple[tuple[str, float], ...] = ()
     table: JobTable | None = field(default=None, compare=False, repr=False)
 
 
 def simulate(jobs: Sequence[SimJob], cluster: PoolSplit, config: SimConfig,
              schedule: FailureSchedule | None = None, context: str = "simulation",
-             byzantine: Mapping[int, str] | None = None) -> SimRun:
+             byzantine: Mapping[int, str] | None = None, adviser: PoolAdviser | None = None) -> SimRun:
     """Run ``jobs`` on ``cluster`` under ``config.policy`` through the outages of ``schedule``.
     ``context`` names the run in the agents' signatures (a campaign names configuration and seed)
     and seeds the engine's simulated network. ``byzantine``: pool -> the Byzantine behaviour of its
     agent (:data:`~llm_sched.agents.pool_agents.POOL_BEHAVIOURS`); only the agents policy has agents.
+    ``adviser``: the model that chooses the agents' awards when ``config.advice`` is llm or hybrid
+    (its mode must be that advice; its call budget starts afresh for this run).
 
     FCFS and EASY with no outage and no deadline take a shortcut: the same decisions in one loop
     over columns (:func:`~llm_sched.sim.baselines.schedule_pools`), a run equal to the event-driven
     one (:func:`simulate_events`) in every field, events included (the tests check it)."""
     faulty = _checked(cluster, schedule, byzantine)
+    _check_adviser(config, adviser)
     if (config.policy in COLUMN_POLICIES and config.deadline is None and not config.walltime_kill
             and not (schedule and schedule.outages)):
         replayed = _replay(jobs, cluster, config, schedule or FailureSchedule(), context)
         if replayed is not None:
             return replayed
-    run = _Run(sorted(jobs, key=_submit_key), cluster, config, schedule or FailureSchedule(), context, faulty)
+    run = _Run(sorted(jobs, key=_submit_key), cluster, config, schedule or FailureSchedule(), context, faulty, adviser)
     return run.run()
+
+
+def _check_adviser(config: SimConfig, adviser: PoolAdviser | None) -> None:
+    if config.policy == "agents" and config.advice != "heuristic":
+        if adviser is None or adviser.mode != config.advice:
+            have = "none" if adviser is None else f"one in {adviser.mode} mode"
+            raise ValueError(f"{config.advice} agents need a pool adviser in {config.advice} mode; got {have}")
 
 
 def simulate_events(jobs: Sequence[SimJob], cluster: PoolSplit, config: SimConfig,
                     schedule: FailureSchedule | None = None, context: str = "simulation",
-                    byzantine: Mapping[int, str] | None = None) -> SimRun:
+                    byzantine: Mapping[int, str] | None = None, adviser: PoolAdviser | None = None) -> SimRun:
     """:func:`simulate` on the event-driven simulator whatever the case (the reference its shortcut
     is checked against)."""
     faulty = _checked(cluster, schedule, byzantine)
-    run = _Run(sorted(jobs, key=_submit_key), cluster, config, schedule or FailureSchedule(), context, faulty)
+    _check_adviser(config, adviser)
+    run = _Run(sorted(jobs, key=_submit_key), cluster, config, schedule or FailureSchedule(), context, faulty, adviser)
     return run.run()
 
 
@@ -507,7 +529,8 @@ class _Run:
     """Simulation state; per-job data in parallel lists indexed by submission position."""
 
     def __init__(self, jobs: list[SimJob], cluster: PoolSplit, config: SimConfig,
-                 schedule: FailureSchedule, context: str, byzantine: dict[int, str]) -> None:
+                 schedule: FailureSchedule, context: str, byzantine: dict[int, str],
+                 adviser: PoolAdviser | None = None) -> None:
         self.jobs = jobs
         self.cluster = cluster
         self.config = config
@@ -526,6 +549,9 @@ class _Run:
         self.byzantine = {} if self.central else {f"p{p}": PROTOCOL_BEHAVIOUR[b] for p, b in byzantine.items()
                                                   if b in PROTOCOL_BEHAVIOUR}
         self.members = [a.name for a in self.agents]
+        # A model chooses the awards (llm, hybrid): voters then check that the award is valid.
+        self.adviser = adviser if not self.central and config.advice != "heuristic" else None
+        self.open_choice = self.adviser is not None
         self.keys = PublicKeys.of(context, {a.name: a.key for a in self.agents})
         self.delay = 0.0
         self.decision_time = 0.0
@@ -609,6 +635,9 @@ class _Run:
     # -- driving -------------------------------------------------------------------------------
     def run(self) -> SimRun:
         engine = self.engine
+        before = self.adviser.stats if self.adviser is not None else None
+        if self.adviser is not None:
+            self.adviser.begin_run()
         order = [i for i, ok in enumerate(self.accepted) if ok]
         self.order = order
         if order:
@@ -653,6 +682,7 @@ class _Run:
             awards=tuple(self.awards),
             context=self.context,
             public_keys=tuple(self.keys.table()),
+            advice=() if before is None or self.adviser is None else self.adviser.stats.since(before),
         )
 
     # -- jobs ----------------------------------------------------------------------------------
@@ -1023,18 +1053,25 @@ class _Run:
         for b in bids:  # a bid's own score ranks nothing; one that over-claims is evidence against its agent
             if b.score - view.score(b.pool, need) > OVERCLAIM_TOLERANCE:
                 self.log(_event((now, "overclaim", b.pool, -1, i, -1, -1)))
-        candidate = award(view, need, bids)
         job_id, round_no = str(self.jobs[i].job_id), self.attempt[i] + 1
+        if self.adviser is None:
+            candidate = award(view, need, bids)
+        else:
+            # The round's leader asks its model (the one model every agent of the run shares).
+            kind = KINDS[self.kind[i]] if self.kind[i] >= 0 else ""
+            proposal = self.adviser.propose(view, need, bids, job_id, kind)
+            candidate = proposal.award
+            self.log(_event((now, "advice", -1, -1, i, VIAS.index(proposal.via), -1)))
         pool, nodes = placement_of(candidate)
         digest = placement_digest(job_id, pool, nodes)
         # Each decision is one protocol instance; its first leader rotates with the decision number,
         # as Tendermint's proposer rotates with the height, so a faulty agent leads 1 in k of them.
         shift = len(self.awards) % self.k
         members = self.members[shift:] + self.members[:shift]
-        ballots = [(a.name, a.ballot(view, need, bids, candidate, job_id, round_no, digest, self.members))
-                   for a in voters]
+        ballots = [(a.name, a.ballot(view, need, bids, candidate, job_id, round_no, digest, self.members,
+                                     self.open_choice)) for a in voters]
         # A faulty agent runs its honest core (what its own check says), wrapped to lie in what it sends.
-        live_faulty = {a.name: (self.byzantine[a.name], a.judge(view, need, bids, candidate))
+        live_faulty = {a.name: (self.byzantine[a.name], a.judge(view, need, bids, candidate, self.open_choice))
                        for a in voters if a.name in self.byzantine}
         result = tally(self.config.protocol, members, PlacementValue(job_id, nodes, ""), ballots, self.keys,
                        round_no, digest, f"{self.context}/{job_id}/{round_no}", byzantine=live_faulty)

@@ -24,6 +24,9 @@ Definitions (shared/docs/REFERENCE.md where it has one):
 - timeouts: jobs killed when they reached their walltime (counted as ended: the batch system
   ended them; the work they did is in the utilization). failovers: takeovers by a central
   scheduler's hot standby.
+- llm calls, choices, fallbacks (agents whose awards a model chooses): the calls sent, the awards
+  that are the model's own choice, and those the heuristic gave instead (budget spent, invalid
+  answer, failed call); the proposals that needed no call (no choice, or no close call) are neither.
 - messages per decision: protocol messages / decisions (0 for a central scheduler, whose decisions
   are local).
 """
@@ -85,6 +88,9 @@ class ResilienceMetrics:
     overclaims: int  # bids whose own score exceeded the recomputed one beyond the tolerance
     timeouts: int  # jobs killed at their walltime (SimConfig.walltime_kill)
     failovers: int  # a central scheduler's standby taking over
+    llm_calls: int  # model calls of an llm or hybrid agents run (0: heuristic agents, central policies)
+    llm_choices: int  # awards the model chose (checked valid)
+    llm_fallbacks: int  # awards the heuristic gave because the budget was spent, the answer invalid or the call failed
     engine_events: int
 
     def as_dict(self) -> dict[str, float | int | str]:
@@ -274,6 +280,9 @@ def measure(run: SimRun, tries: Sequence[Attempt] | None = None) -> ResilienceMe
         overclaims=kinds["overclaim"],
         timeouts=kinds["timeout"],
         failovers=kinds["failover"],
+        llm_calls=int(dict(run.advice).get("calls", 0)),
+        llm_choices=sum(1 for e in events if e.kind == "advice" and e.amount == 0) if run.advice else 0,
+        llm_fallbacks=sum(1 for e in events if e.kind == "advice" and e.amount >= 2) if run.advice else 0,
         engine_events=run.engine_events,
     )
 

@@ -7,7 +7,6 @@ use the real SmolLM2-135M model through llama.cpp (skipped without the ``local``
 from __future__ import annotations
 
 import json
-import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -341,10 +340,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Proposal], 
     cassette = tmp_path_factory.mktemp("adviser") / "pool-adviser-local.yaml"
     with pool_adviser("llm", 3, settings=settings, cassette=cassette, record=True) as pa:
         assert pa.source is not None and pa.source.kind == "live" and pa.source.provider == "local"
-        started = time.monotonic()
         proposals = [pa.propose(view, need, bids(view, need), job, kind) for view, need, job, kind in REAL_CASES]
         latencies = [p.record.latency_s for p in proposals if p.record is not None]
-        assert time.monotonic() - started < 60
     return proposals, cassette, latencies
 
 

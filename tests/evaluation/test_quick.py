@@ -1,5 +1,7 @@
-"""The shipped quick campaign, end to end through the --evaluate entry point (issue 7: "--evaluate
---quick runs end to end in the test suite's time budget")."""
+"""The shipped quick campaign's configurations, end to end through the --evaluate entry point (issue 7:
+"--evaluate --quick runs end to end in the test suite's time budget"). Two of its three seeds: the
+same 34 configurations and code paths in two thirds of the time; the whole quick campaign's time is
+bench/bench_campaign.py's."""
 
 from __future__ import annotations
 
@@ -9,18 +11,22 @@ from pathlib import Path
 import pytest
 
 from llm_sched.cli.campaign import run_campaign_cli
-from llm_sched.config import ENV_VARS
+from llm_sched.config import ENV_VARS, PROJECT_ROOT
 
 
 @pytest.mark.slow
-def test_quick_campaign_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_quick_campaign_configurations_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
     for var in ENV_VARS.values():
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "quick"
-    code = run_campaign_cli(None, str(out), True, 2, None)  # its time: bench/bench_campaign.py
+    shipped = (PROJECT_ROOT / "scenarios" / "evaluation" / "quick.yaml").read_text(encoding="utf-8")
+    assert "repetitions: 3 " in shipped
+    config = tmp_path / "quick.yaml"
+    config.write_text(shipped.replace("repetitions: 3 ", "repetitions: 2 ", 1), encoding="utf-8")
+    code = run_campaign_cli(str(config), str(out), False, 2, None)
     printed = capsys.readouterr()
     assert code == 0, printed.err
     data = json.loads((out / "results.json").read_text(encoding="utf-8"))
@@ -30,7 +36,7 @@ def test_quick_campaign_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert data["campaign"]["policies"] == ["agents", "fcfs", "sjf", "easy", "conservative"]
     assert len(data["runs"]) == 34 * data["campaign"]["repetitions"] * 5
     report = (out / "report.md").read_text(encoding="utf-8")
-    assert "`python main.py --evaluate --quick --out" in report
+    assert f"`python main.py --evaluate --config {config} --out" in report
     for figure in ("scale", "failure-rate", "failure-pattern", "load-pattern", "high-load", "byzantine",
                    "byzantine-behaviour", "gantt", "cdf", "utilization", "messages"):
         assert f"](fig-{figure}.png)" in report and (out / f"fig-{figure}.png").is_file()
