@@ -10,8 +10,11 @@ MODES: tuple[tuple[str, str], ...] = (
     ("python main.py --scenario NAME", "run one scenario (healthy, byzantine, recovery, fault_tolerance, ...)"),
     ("python main.py --scenario supercomputers", "six supercomputers bid for eight large jobs; one turns Byzantine"),
     ("python main.py --experiment [FILE]", "consensus protocols (PBFT, Tendermint, Multi-Paxos, Raft...) under faults"),
-    ("python main.py --simulate --trace FILE --policy P", "replay an SWF trace under fcfs, easy or agents: metrics, CSV, plot"),
-    ("python main.py --evaluate [--quick]", "the resilience campaign: agents vs FCFS/EASY, statistics, figures, report"),
+    ("python main.py --simulate --trace FILE --policy P", "replay an SWF trace under fcfs, sjf, easy, conservative or "
+     "agents, with failures: metrics, CSV, plot"),
+    ("python main.py --evaluate [--quick]", "the resilience campaign: agents vs FCFS/SJF/EASY/conservative, statistics, "
+     "figures, report"),
+    ("python main.py --peers", "policies, agents (heuristic, model) and the CP-SAT optimum on seven peer scenarios"),
     ("python main.py --runs", "list the runs stored in the ledger; --show RUN_ID prints one run's decisions"),
     ("python main.py --resume RUN_ID", "continue a scenario run that was killed, after its last committed decision"),
     ("python main.py --verify RUN_ID", "check every quorum certificate (signed votes) of a stored run, offline"),

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             sources.append("agents (llm), agents (hybrid): not run (--provider heuristic)")
 
         def progress(kind: str, seed: int) -> None:
-            console.print(printable(f"  {kind}, seed {seed}"), markup=False)
+            console.print(printable(f"  {kind}, seed {seed}"), markup=False, soft_wrap=True)
 
         try:
             result = peer_comparison(out, policy_entries(entries), seeds=seeds, jobs=args.jobs or 50,
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     lines = [f"model calls per run (budget): {budget}", *sources]
     (out / "source.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     for line in lines:
-        console.print(printable(line), markup=False)
-    console.print(printable(f"report: {result.md_path}"), markup=False)
-    console.print(printable(f"per-run CSV: {result.csv_path}"), markup=False)
+        console.print(printable(line), markup=False, soft_wrap=True)
+    console.print(printable(f"report: {result.md_path}"), markup=False, soft_wrap=True)
+    console.print(printable(f"per-run CSV: {result.csv_path}"), markup=False, soft_wrap=True)
     return 0

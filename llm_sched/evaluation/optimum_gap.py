@@ -65,7 +65,7 @@ def gap_section(gap: Gap | None) -> list[str]:
         return lines + ["OR-Tools is not installed (pip install 'llm-sched[optimum]'): no optimum was computed.", ""]
     wait, makespan = gap.optimum
     proven = "proven optimal" if gap.best.proven else (
-        f"not proven optimal in {TIME_LIMIT_S:g} s: the optimum lies between the proven bound "
+        f"not proven optimal within {TIME_LIMIT_S:g} s of CP-SAT's deterministic time: the optimum lies between the proven bound "
         f"{gap.best.bound:,.0f} s and {wait:,.0f} s")
     lines += [f"The first {gap.jobs} jobs of the base scenario for the first seed, on its {gap.nodes} nodes, without "
               f"failures. OR-Tools CP-SAT (one worker, fixed seed, {gap.best.solve_s:.1f} s) knows every arrival and run "

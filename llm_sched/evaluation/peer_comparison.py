@@ -35,7 +35,7 @@ Files written into the output folder (created if missing; these two files replac
   as the policies ``optimum (makespan)`` and ``optimum (mean wait)`` (``source`` cp-sat, with the
   solver's status, proven bound and solve time);
 - ``peer_comparison.md``: per scenario kind a table of each policy's means over the seeds, and the
-  optimum's figures with "proven optimal" or "best found in T s".
+  optimum's figures with "proven optimal" or "best found within T s" (of CP-SAT's deterministic time).
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ def _figures(rows: Sequence[PeerRow], minimised: str = "") -> list[str]:
 
 def _solver_note(rows: Sequence[PeerRow], time_limit_s: float) -> str:
     proven = sum(r.proven for r in rows)
-    found = f"best found in {time_limit_s:g} s"
+    found = f"best found within {time_limit_s:g} s"
     if proven == len(rows):
         return "proven optimal"
     if proven == 0:
@@ -289,7 +289,9 @@ def render(result: PeerComparison) -> list[str]:
         "Each cell is the mean over the seeds (their count in the column seeds).", "",
     ]
     if result.optimum:
-        lines += [f"The optimum rows: CP-SAT (one worker, seed {SOLVER_SEED}, {result.time_limit_s:g} s per solve) "
+        lines += [f"The optimum rows: CP-SAT (one worker, seed {SOLVER_SEED}, a limit of {result.time_limit_s:g} s of "
+                  "CP-SAT's deterministic time per solve, about as many seconds of this machine's clock, so the "
+                  "same schedule whatever the machine's load) "
                   "minimising the makespan, and separately the mean wait; only the minimised figure (in bold) is "
                   "an optimum, the others are those of the same schedule. \"Best found\" means CP-SAT did not "
                   "prove optimality in the time limit: the optimum is at most that figure.", ""]
