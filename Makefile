@@ -34,9 +34,11 @@ demo: $(STAMP)
 demo-live: $(LOCAL_STAMP)
 	$(PY) main.py --interactive --no-pause --provider local
 
-# The tests, then the layer contracts of pyproject.toml (import-linter).
+# The tests, then the layer contracts of pyproject.toml (import-linter). The test files are spread
+# over one worker process per CPU (pytest-xdist), each file's tests in one worker, so that a file's
+# module fixtures (a model loaded, a campaign run) are made once.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)

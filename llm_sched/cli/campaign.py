@@ -12,6 +12,11 @@ campaign stored for DIR with the configuration stored with it, so the flags that
 be repeated; given again, they must describe the same campaign. A folder written by an older
 version (a results.json, no ledger run) is resumed from its results.json.
 
+Agents whose awards a model chooses (``advice: llm`` or ``hybrid`` in the campaign file) ask the
+file's ``model.provider``, else the configured provider (``LLM_SCHED_PROVIDER``); a live model's
+answers are recorded to ``<out>/cassettes/``, and ``model: {provider: replay, cassettes: DIR}``
+replays them (see :mod:`llm_sched.evaluation.campaign`). The plan names where the answers come from.
+
 The campaign itself is :mod:`llm_sched.evaluation`; this front end turns the flags into a run of it
 and shows it with :mod:`llm_sched.ui.campaign_view`.
 """
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from llm_sched.config import Settings
     from llm_sched.evaluation.config import CampaignConfig
 
 
@@ -153,12 +159,13 @@ def run_campaign_cli(config_path: str | None, out_dir: str | None, quick: bool, 
 
         def on_start(tasks: int, reused: int) -> None:
             view.header(f"evaluation campaign: {config.name}",
-                        plan_lines(config, source, tasks, reused, run_on.describe(), folder, ledger))
+                        plan_lines(config, source, tasks, reused, run_on.describe(), folder, ledger, settings))
 
         with view.progress() as report:
             result = run_campaign(config, folder, workers=run_on, command=command, config_file=config_file,
                                   on_start=on_start, on_progress=report, ledger=ledger, claim=claim,
-                                  on_existing="resume" if resume is not None else "replace" if force else "refuse")
+                                  on_existing="resume" if resume is not None else "replace" if force else "refuse",
+                                  settings=settings)
         view.outcome(result)
         return 0
     except UserError as exc:
@@ -172,8 +179,8 @@ def run_campaign_cli(config_path: str | None, out_dir: str | None, quick: bool, 
 
 
 def plan_lines(config: CampaignConfig, source: str, tasks: int, reused: int, workers: str, folder: Path,
-               ledger: Path) -> list[str]:
-    """The campaign's plan, as the header prints it."""
+               ledger: Path, settings: Settings | None = None) -> list[str]:
+    """The campaign's plan, as the header prints it (with ``settings``: where a model's answers come from)."""
     dims = ", ".join(config.dimensions.present())
     lines = [
         source,
@@ -184,4 +191,22 @@ def plan_lines(config: CampaignConfig, source: str, tasks: int, reused: int, wor
     ]
     if reused:
         lines.append(f"resuming: {reused} of {tasks} tasks are already stored, {tasks - reused} to run")
+    if config.needs_model:
+        lines.append(model_line(config, folder, settings))
     return lines
+
+
+def model_line(config: CampaignConfig, folder: Path, settings: Settings | None) -> str:
+    """Who answers the model's agents: the advice, the budget, the provider, the cassettes."""
+    from llm_sched.evaluation.campaign import CASSETTES
+
+    modes = ", ".join(m for m in config.advice_modes if m != "heuristic")
+    block = config.model
+    provider = block.provider if block is not None and block.provider else \
+        (settings.resolved_provider() if settings is not None else "the configured provider")
+    if provider == "replay":
+        cassettes = block.cassettes if block is not None and block.cassettes else folder / CASSETTES
+        where = f"replayed from {cassettes}"
+    else:
+        where = f"live {provider}, recorded to {folder / CASSETTES}"
+    return f"agents' advice {modes}: at most {config.base.llm_budget} model calls per agents run; answers {where}"

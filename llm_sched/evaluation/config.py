@@ -1,9 +1,20 @@
 """The campaign's configuration file (``scenarios/evaluation/*.yaml``), validated with Pydantic.
 
-A campaign is a base scenario and the five dimensions varied one at a time around it (each value
-of a dimension is one configuration; the scale dimension is the grid jobs x agents), the policies
+A campaign is a base scenario and the dimensions varied one at a time around it (each value of a
+dimension is one configuration; the scale dimension is the grid jobs x agents), the policies
 compared, the number of seeded repetitions, the base seed and the deadline factor. Every problem
 is a :class:`~llm_sched.errors.UserError` naming the file, the field and what is allowed.
+
+Who chooses the agents' awards (``base.advice``, and the ``advice`` dimension): the heuristic (the
+default: no model), or a model under a budget of ``base.llm_budget`` calls per agents run (``llm``:
+every decision with a choice; ``hybrid``: close calls only; :mod:`llm_sched.agents.pool_adviser`).
+Where the model's answers come from is one ``model:`` block for the whole campaign: a live
+``provider`` (default: the configured one), whose answers each task records to
+``<out>/cassettes/<configuration>-r<repetition>-<advice>.yaml``, or ``replay`` of such cassettes
+(``cassettes``: their folder, default ``<out>/cassettes``).
+
+A campaign whose agents are all heuristic stores (``results.json``, the ledger) exactly the
+configuration it stored before these fields existed: they are written only when set.
 """
 
 from __future__ import annotations
@@ -11,9 +22,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
+from llm_sched.agents.pool_adviser import AdviserMode
 from llm_sched.agents.pool_agents import POOL_BEHAVIOURS
+from llm_sched.config import Provider
 from llm_sched.folders import scenario_file
 from llm_sched.loader import load_yaml, validated
 from llm_sched.protocols.quorum import byzantine_f
@@ -21,8 +42,11 @@ from llm_sched.sim.failures import Pattern
 from llm_sched.sim.resilience import PROTOCOLS, Policy
 from llm_sched.sim.workload import Arrival
 
+# The resilience dimensions (every shipped campaign runs all of them), then the one that needs a model.
 DIMENSIONS: tuple[str, ...] = ("scale", "failure_rate", "failure_pattern", "load_pattern", "high_load", "byzantine",
                                "byzantine_behaviour")
+MODEL_DIMENSIONS: tuple[str, ...] = ("advice",)
+ALL_DIMENSIONS: tuple[str, ...] = DIMENSIONS + MODEL_DIMENSIONS
 LoadPattern = Literal["constant", "burst", "poisson"]
 Behaviour = Literal[POOL_BEHAVIOURS]  # type: ignore[valid-type]
 
@@ -33,6 +57,17 @@ MAX_JOBS = 1_000_000
 MAX_AGENTS = 10_000
 MAX_SECONDS = 1e9  # simulated seconds (about 31 years)
 SEED_MAX = 2**63 - 1  # seeds are stored as SQLite INTEGERs; repetition r uses seed + r
+MAX_LLM_BUDGET = 1_000_000  # model calls per agents run
+DEFAULT_LLM_BUDGET = 10
+
+
+def _without_defaults(model: BaseModel, data: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """``data`` (the model's dump) without the fields of ``names`` that hold their default: what a
+    configuration that does not use them stored before they existed."""
+    for key in names:
+        if key in data and getattr(model, key) == type(model).model_fields[key].default:
+            del data[key]
+    return data
 
 
 def _int(default: int, low: int, high: int, description: str = "") -> Any:
@@ -82,6 +117,9 @@ class BaseScenario(BaseModel):
     # seconds after the active one goes down (Slurm's default SlurmctldTimeout); null: no standby.
     failover: float | None = Field(120.0, ge=0, le=MAX_SECONDS, strict=True, allow_inf_nan=False,
                                    description="seconds for the central scheduler's hot standby to take over")
+    # Who chooses the agents' awards: the recomputed heuristic, or a model (see the module).
+    advice: AdviserMode = Field("heuristic", description="heuristic, llm (every choice) or hybrid (close calls)")
+    llm_budget: int = _int(DEFAULT_LLM_BUDGET, 0, MAX_LLM_BUDGET, "model calls per agents run (llm, hybrid)")
 
     @field_validator("protocol")
     @classmethod
@@ -89,6 +127,10 @@ class BaseScenario(BaseModel):
         if value not in PROTOCOLS:
             raise ValueError(f"unknown protocol {value!r}; allowed: {', '.join(PROTOCOLS)}")
         return value
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_defaults(self, handler(self), ("advice", "llm_budget"))
 
 
 class ScaleDimension(BaseModel):
@@ -119,6 +161,8 @@ class Dimensions(BaseModel):
         None, min_length=1, description="Byzantine agents, base behaviour")
     byzantine_behaviour: tuple[Behaviour, ...] | None = Field(
         None, min_length=1, description="behaviours, each of max(1, base byzantine) agents")
+    advice: tuple[AdviserMode, ...] | None = Field(
+        None, min_length=1, description="who chooses the agents' awards: heuristic, hybrid, llm (needs a model)")
 
     @field_validator("failure_rate")
     @classmethod
@@ -130,7 +174,7 @@ class Dimensions(BaseModel):
                 raise ValueError(f"failure rates are fractions in [0, 1] (0.15 for 15%), got {v}")
         return _unique(values)
 
-    @field_validator("failure_pattern", "load_pattern", "byzantine", "byzantine_behaviour")
+    @field_validator("failure_pattern", "load_pattern", "byzantine", "byzantine_behaviour", "advice")
     @classmethod
     def _distinct(cls, values: tuple[str, ...] | None) -> tuple[str, ...] | None:
         return None if values is None else _unique(values)
@@ -142,13 +186,39 @@ class Dimensions(BaseModel):
 
     @model_validator(mode="after")
     def _not_empty(self) -> Dimensions:
-        if all(getattr(self, d) is None for d in DIMENSIONS):
-            raise ValueError(f"no dimension to run; give at least one of: {', '.join(DIMENSIONS)}")
+        if all(getattr(self, d) is None for d in ALL_DIMENSIONS):
+            raise ValueError(f"no dimension to run; give at least one of: {', '.join(ALL_DIMENSIONS)}")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_defaults(self, handler(self), MODEL_DIMENSIONS)
 
     def present(self) -> tuple[str, ...]:
         """The dimensions this campaign runs, in the canonical order."""
-        return tuple(d for d in DIMENSIONS if getattr(self, d) is not None)
+        return tuple(d for d in ALL_DIMENSIONS if getattr(self, d) is not None)
+
+
+class CampaignModel(BaseModel):
+    """Where the model's answers come from, for every llm or hybrid agents run of the campaign."""
+
+    model_config = _STRICT
+
+    provider: Provider | None = Field(
+        None, description="a live provider (local, openai, ollama, sambanova, sambastudio), whose answers are "
+        "recorded to <out>/cassettes; replay (those cassettes); heuristic (no model). Default: the configured "
+        "provider (LLM_SCHED_PROVIDER)")
+    cassettes: str | None = Field(None, min_length=1, max_length=4096, strict=True,
+                                  description="replay: the folder of the cassettes (default: <out>/cassettes)")
+
+    @model_validator(mode="after")
+    def _cassettes_to_replay(self) -> CampaignModel:
+        if self.cassettes is not None and self.provider != "replay":
+            raise ValueError("cassettes is the folder a replay reads: give it with provider: replay (a live "
+                             "provider records into <out>/cassettes)")
+        if self.cassettes is not None and "\0" in self.cassettes:
+            raise ValueError("cassettes: a folder name cannot hold a NUL character")
+        return self
 
 
 class CampaignConfig(BaseModel):
@@ -167,6 +237,7 @@ class CampaignConfig(BaseModel):
         description="deadline = factor x the failure-free EASY makespan of the same jobs; null: none")
     base: BaseScenario = Field(default_factory=BaseScenario)
     dimensions: Dimensions
+    model: CampaignModel | None = Field(None, description="where the llm and hybrid agents' answers come from")
 
     @field_validator("policies")
     @classmethod
@@ -198,10 +269,24 @@ class CampaignConfig(BaseModel):
                              f"lower seed to {SEED_MAX - self.repetitions + 1:,} or less")
         return self
 
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_defaults(self, handler(self), ("model",))
+
     @property
     def baselines(self) -> tuple[str, ...]:
         """The policies agents are compared with."""
         return tuple(p for p in self.policies if p != "agents")
+
+    @property
+    def advice_modes(self) -> tuple[str, ...]:
+        """Who chooses the agents' awards in some configuration: the base's advice, then the dimension's."""
+        return tuple(dict.fromkeys((self.base.advice, *(self.dimensions.advice or ()))))
+
+    @property
+    def needs_model(self) -> bool:
+        """Whether some agents run asks a model (llm or hybrid advice)."""
+        return any(mode != "heuristic" for mode in self.advice_modes)
 
 
 def _positive(values: tuple[int, ...]) -> tuple[int, ...]:

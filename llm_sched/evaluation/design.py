@@ -9,7 +9,10 @@ Each configuration is the base scenario with one dimension's value applied:
 - ``high_load``: that many jobs all arriving at time 0 (``batch``);
 - ``byzantine``: that many Byzantine agents with the base behaviour (the agents policy only; a
   central scheduler asks nobody to agree);
-- ``byzantine_behaviour``: max(1, base byzantine) Byzantine agents with that behaviour.
+- ``byzantine_behaviour``: max(1, base byzantine) Byzantine agents with that behaviour;
+- ``advice``: who chooses the agents' awards: the heuristic, or a model (hybrid: close calls only;
+  llm: every decision with a choice) under the base's budget of model calls per agents run (the
+  central schedulers ask no model).
 
 Seeds: repetition ``r`` (counted from 0) of every configuration uses seed ``base seed + r``. The
 workload and failure streams are keyed by the seed alone, so within a dimension the values are
@@ -34,7 +37,18 @@ DIMENSION_TITLES: dict[str, str] = {
     "high_load": "High load (jobs arriving at once)",
     "byzantine": "Byzantine agents",
     "byzantine_behaviour": "Byzantine behaviour",
+    "advice": "Agents' advice (who chooses the award)",
 }
+# How each advice reads in a figure's tick, and (advice_label) in a configuration's label.
+ADVICE_TICKS: dict[str, str] = {"heuristic": "heuristic", "hybrid": "hybrid", "llm": "LLM"}
+_ADVICE_WHEN: dict[str, str] = {"hybrid": "model on close calls", "llm": "model on every choice"}
+
+
+def advice_label(advice: str, budget: int) -> str:
+    """``heuristic agents``, ``hybrid agents (model on close calls, at most 10 calls per run)``, ..."""
+    if advice == "heuristic":
+        return "heuristic agents"
+    return f"{ADVICE_TICKS[advice]} agents ({_ADVICE_WHEN[advice]}, at most {budget} calls per run)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +79,8 @@ def base_scenario(base: BaseScenario) -> SyntheticSetup:
         byzantine=base.byzantine,
         behaviour=base.behaviour,
         failover=base.failover,
+        advice=base.advice,
+        llm_budget=base.llm_budget,
     )
 
 
@@ -100,6 +116,9 @@ def configurations(config: CampaignConfig) -> list[Configuration]:
         out.append(Configuration(f"byzantine_behaviour-{behaviour}", "byzantine_behaviour",
                                  f"{liars} Byzantine ({behaviour.replace('_', ' ')})", behaviour.replace("_", " "),
                                  replace(base, byzantine=liars, behaviour=behaviour)))
+    for advice in dims.advice or ():
+        out.append(Configuration(f"advice-{advice}", "advice", advice_label(advice, base.llm_budget),
+                                 ADVICE_TICKS[advice], replace(base, advice=advice)))
     return out
 
 

@@ -9,9 +9,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from llm_sched.agents.pool_adviser import DEFAULT_MARGIN
 from llm_sched.evaluation.analysis import Analysis
 from llm_sched.evaluation.config import CampaignConfig
-from llm_sched.evaluation.design import DIMENSION_TITLES
+from llm_sched.evaluation.design import ADVICE_TICKS, DIMENSION_TITLES
 from llm_sched.evaluation.findings import ALPHA, name
 from llm_sched.evaluation.metrics import FIGURE_METRICS, KEY_METRICS, METRICS
 from llm_sched.evaluation.optimum_gap import Gap, gap_section
@@ -31,8 +32,40 @@ def markdown_table(head: Sequence[str], rows: Sequence[Sequence[str]], align: st
     return [_row(head), "| " + " | ".join(marks) + " |", *(_row(r) for r in rows), ""]
 
 
+ADVICE_WHEN = {"llm": "on every decision with a choice (more than one pool could take the job)",
+               "hybrid": "only on a close call (the two best bidders that can each hold the whole job score within "
+                         f"{DEFAULT_MARGIN:g} of each other; otherwise the heuristic award stands, without a call)"}
+
+
+def advice_lines(config: CampaignConfig) -> list[str]:
+    """How the agents' awards are chosen when a model chooses some (none for heuristic agents only)."""
+    b = config.base
+    if not config.needs_model:
+        return []
+    modes = [m for m in config.advice_modes if m != "heuristic"]
+    how = "; ".join(f"{ADVICE_TICKS[m]} agents ask it {ADVICE_WHEN[m]}" for m in modes)
+    where = [w for w, asks in (("the base scenario's", b.advice != "heuristic"),
+                               ("the advice dimension's", any(m not in ("heuristic", b.advice)
+                                                             for m in config.dimensions.advice or ()))) if asks]
+    lines = [
+        f"- Agents' advice: {' and '.join(where)} "
+        f"{' and '.join(ADVICE_TICKS[m] for m in modes)} agents let a model choose the award: the decision's "
+        f"leader asks it, at most {b.llm_budget} model call{'s' if b.llm_budget != 1 else ''} per agents run "
+        f"(the budget); {how}. The model picks among the bidding pools shown as lettered options (the letters an "
+        "enum of its answer's JSON schema, the scores recomputed from the shared state); its choice is checked as "
+        "a valid award, and otherwise, or once the budget is spent, the heuristic award is proposed instead "
+        "(a fallback, counted). Voters accept any valid award (they cannot recompute the model's choice) and "
+        "every award still needs a quorum certificate. The central schedulers ask no model. Where the answers "
+        "came from is in \"What was measured and how\".",
+    ]
+    if b.advice != "heuristic":
+        lines.append("- The one-run figures and the gap to the optimum simulate the base scenario again with "
+                     "heuristic agents: the model is not asked again for them.")
+    return lines
+
+
 def setup_section(config: CampaignConfig) -> list[str]:
-    """The settings: base scenario, deadline, failures, dimensions, statistics."""
+    """The settings: base scenario, deadline, failures, dimensions, advice, statistics."""
     b = config.base
     seeds = f"{config.seed}" if config.repetitions == 1 else f"{config.seed} to {config.seed + config.repetitions - 1}"
     if config.deadline_factor is None:
@@ -70,6 +103,7 @@ def setup_section(config: CampaignConfig) -> list[str]:
         f"probability {b.cascade_prob:g} per ring neighbour within {_hours(b.cascade_window)}. Partitions cut off "
         f"{b.partition_fraction:.0%} of the agents. The central scheduler runs beside agent 0's pool and fails "
         "with it.",
+        *advice_lines(config),
         "- Dimensions (one changed at a time from the base):",
     ]
     d = config.dimensions
@@ -90,6 +124,9 @@ def setup_section(config: CampaignConfig) -> list[str]:
     if d.byzantine_behaviour is not None:
         lines.append(f"  - Byzantine behaviour: {', '.join(x.replace('_', ' ') for x in d.byzantine_behaviour)} "
                      f"({max(1, b.byzantine)} agent{'s' if max(1, b.byzantine) > 1 else ''}, chosen per seed)")
+    if d.advice is not None:
+        lines.append(f"  - agents' advice: {', '.join(ADVICE_TICKS[m] for m in d.advice)} (at most {b.llm_budget} "
+                     f"model calls per agents run; the other dimensions' agents: {ADVICE_TICKS[b.advice]})")
     lines += [
         f"- Statistics (SciPy): per configuration and policy the mean with a 95% bootstrap confidence interval "
         f"(BCa, {BOOTSTRAP_RESAMPLES:,} resamples, fixed seed; it lies within the values' range, so within the "
@@ -191,10 +228,39 @@ def example_section(config: CampaignConfig, examples: Mapping[str, Path]) -> lis
     return lines
 
 
-def measured_section() -> list[str]:
-    """The table of what was measured and how."""
-    return ["## What was measured and how", "",
-            *markdown_table(["figure", "measured or modelled", "how"], [list(row) for row in MEASURED], "lll")]
+def model_row(model: Mapping[str, Any] | None) -> list[list[str]]:
+    """The row of the model's answers (a campaign whose agents asked one): where they came from, the
+    counts, and that no Byzantine agent rewrites them."""
+    if not model:
+        return []
+    sources = model.get("sources") or []
+    replay = model.get("provider") == "replay"
+    if sources:
+        where = "; ".join(sources)
+    else:  # every task was stored by an earlier invocation that did not say
+        where = "replayed cassettes" if replay else f"the live {model.get('provider')} provider"
+    kept = ("the output folder's cassettes/ holds the cassettes replayed, one per configuration and repetition"
+            if replay else "recorded to the output folder's cassettes/, one cassette per configuration and repetition, "
+            "which a campaign with model: {provider: replay, cassettes: THAT_FOLDER} replays")
+    counts = ""
+    if model.get("runs"):
+        counts = (f" Over the {model['runs']} agents runs that asked it: {model.get('llm_calls', 0)} calls, "
+                  f"{model.get('llm_choices', 0)} awards proposed as the model chose them, "
+                  f"{model.get('llm_fallbacks', 0)} heuristic fallbacks.")
+    how = (f"answers from {where} ({kept}); at most {model.get('llm_budget')} calls per agents run, counted by the "
+           f"adviser (llm_calls, llm_choices, llm_fallbacks in results.json).{counts} No Byzantine agent rewrites "
+           "the model's answer: the decision's leader puts the model's checked choice to the vote as it is, and "
+           "the Byzantine behaviours act on bids and signed votes only (silent: no bid, so its pool is not an "
+           "option; inflated scores: a claimed bid score, which neither the prompt (it shows recomputed scores) "
+           "nor the award uses; vote flipping, equivocation, forging: votes), so an award counted as the model's "
+           "is its own choice, which the quorum then certifies or refuses.")
+    return [["the model's answers (llm and hybrid agents): calls, choices, fallbacks", "measured", how]]
+
+
+def measured_section(model: Mapping[str, Any] | None = None) -> list[str]:
+    """The table of what was measured and how (``model``: the campaign's ``run_info["model"]``)."""
+    rows: list[list[str]] = [list(row) for row in MEASURED] + model_row(model)
+    return ["## What was measured and how", "", *markdown_table(["figure", "measured or modelled", "how"], rows, "lll")]
 
 
 def _config_file(run_info: Mapping[str, Any]) -> str:
@@ -244,7 +310,7 @@ def render(config: CampaignConfig, analysis: Analysis, findings: Sequence[str], 
         lines += dimension_section(analysis, d, figures.get(d))
     lines += example_section(config, examples or {})
     lines += gap_section(gap)
-    lines += measured_section()
+    lines += measured_section(run_info.get("model"))
     lines += ["## Agents against the baselines", "",
               "Per configuration: the mean of each policy [95% bootstrap CI], then for each baseline the paired "
               "Wilcoxon signed-rank p-value, the same after Holm's correction over the configurations, the "

@@ -8,6 +8,17 @@ achieves on the same jobs with no failures and no decision delay (one extra, fai
 A task's result depends only on its scenario and seed, and results are returned in task order, so
 the outcome is the same whatever the number of workers, the executor or the order in which tasks finish.
 
+A task whose agents ask a model (llm or hybrid advice) carries a :class:`ModelPlan`, plain data:
+the live provider whose answers it records to its cassette, or the cassette it replays. The worker
+builds the task's one :class:`~llm_sched.agents.pool_adviser.PoolAdviser` itself with
+:func:`build_adviser` (an adviser holds an event loop and a model session: it cannot be pickled),
+from its own settings (its environment and ``.env``: the model file or endpoint), runs the agents
+policy with it and closes it (which writes a recording). The adviser's budget of calls is the
+scenario's ``llm_budget`` for the agents run; its answers are the same for the same requests when
+replayed, so a replayed campaign gives the same results on any number of workers. A recording is
+written by the worker, so with a Dask cluster the output folder must be on a filesystem the
+workers share.
+
 Executors: local worker processes (the default), or a Dask cluster (``dask.distributed``, the
 ``dask`` extra): a scheduler's address (``tcp://host:8786``; on HPC sites dask-jobqueue starts the
 workers as batch jobs), or, without one, a local Dask cluster of ``workers`` processes. The Dask
@@ -23,12 +34,35 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from llm_sched.engine.awards import pack
-from llm_sched.sim.resilience import SimConfig, simulate
+from llm_sched.sim.resilience import SimConfig, SimRun, simulate
 from llm_sched.sim.resilience_metrics import measure
 from llm_sched.sim.simulate import SyntheticSetup, compare_runs, prepare
+
+if TYPE_CHECKING:  # the adviser's client and libraries load in the worker, when a task asks a model
+    from llm_sched.agents.pool_adviser import PoolAdviser
+
+REPLAY = "replay"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPlan:
+    """Where the answers of a task's llm or hybrid agents come from (plain, picklable data).
+
+    ``provider``: a live provider (``local``, ``openai``, ...), whose answers are recorded to
+    ``cassette`` when the agents run ends cleanly (an existing file of the same task is replaced:
+    the campaign's folder is its own), or ``replay``: ``cassette`` is replayed, no model is needed.
+    The advice (mode) and the call budget are the task scenario's ``advice`` and ``llm_budget``."""
+
+    provider: str
+    cassette: str
+
+    @property
+    def replay(self) -> bool:
+        return self.provider == REPLAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +75,7 @@ class Task:
     scenario: SyntheticSetup
     policies: tuple[str, ...]
     deadline_factor: float | None
+    model: ModelPlan | None = None  # set when the agents' awards are a model's (advice llm or hybrid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +89,8 @@ class TaskResult:
     metrics: dict[str, dict[str, Any]]
     wall_s: float
     certificates: dict[str, Any] | None = None  # the agents run's keys and certified awards (engine.awards.pack)
+    # Where the model's answers came from (model_source), for a task with a ModelPlan; else None.
+    model: dict[str, str] | None = None
 
 
 def reference_deadline(scenario: SyntheticSetup, seed: int, factor: float) -> float:
@@ -63,6 +100,35 @@ def reference_deadline(scenario: SyntheticSetup, seed: int, factor: float) -> fl
     return factor * (run.end_time - run.start_time)
 
 
+def build_adviser(task: Task) -> PoolAdviser:
+    """The one :class:`~llm_sched.agents.pool_adviser.PoolAdviser` of a task with a :class:`ModelPlan`,
+    built in the process that runs the task (tests replace this function to script the model)."""
+    from llm_sched.agents.pool_adviser import pool_adviser
+    from llm_sched.config import load_settings
+
+    plan = task.model
+    if plan is None:
+        raise ValueError(f"task {task.config}/r{task.repetition} has no model plan")
+    mode: Any = task.scenario.advice  # llm or hybrid: the campaign gives a plan to no other task
+    return pool_adviser(mode, task.scenario.llm_budget, settings=load_settings(),
+                        provider=None if plan.replay else plan.provider, cassette=Path(plan.cassette),
+                        record=not plan.replay, force=True, seed=task.seed)
+
+
+def model_source(adviser: PoolAdviser) -> dict[str, str]:
+    """Where an adviser's answers come from, as plain data: ``kind`` (live or replay), and the
+    ``provider`` and ``model`` that answered (for a replay: that the cassette was recorded from)."""
+    source = adviser.source
+    if source is None:
+        transport = getattr(adviser.client, "transport", None)
+        return {"kind": "live", "provider": str(getattr(transport, "provider", "unknown")),
+                "model": str(getattr(transport, "model", "unknown"))}
+    out = {"kind": source.kind, "provider": source.provider, "model": source.model or "unknown"}
+    if source.kind == REPLAY and source.cassette:
+        out["runtime"] = str(source.cassette.get("runtime", ""))
+    return out
+
+
 def run_task(task: Task) -> TaskResult:
     """Simulate one task (in a worker process or in this one)."""
     t0 = time.perf_counter()
@@ -70,12 +136,24 @@ def run_task(task: Task) -> TaskResult:
     if task.deadline_factor is not None:
         deadline = reference_deadline(scenario, task.seed, task.deadline_factor)
         scenario = replace(scenario, deadline=deadline)
-    runs = compare_runs(scenario, task.seed, task.policies,  # type: ignore[arg-type]
-                        context=f"campaign/{task.config}/{task.repetition}/{task.seed}")
+    context = f"campaign/{task.config}/{task.repetition}/{task.seed}"
+    source = None
+    if task.model is None or "agents" not in task.policies:
+        runs = compare_runs(scenario, task.seed, task.policies, context=context)  # type: ignore[arg-type]
+    else:
+        runs, source = _runs_with_model(task, scenario, context)
     agents = runs.get("agents")
     certificates = pack(agents.context, agents.public_keys, agents.awards) if agents is not None else None
     return TaskResult(task.config, task.repetition, task.seed, deadline,
-                      {p: measure(run).as_dict() for p, run in runs.items()}, time.perf_counter() - t0, certificates)
+                      {p: measure(run).as_dict() for p, run in runs.items()}, time.perf_counter() - t0, certificates,
+                      source)
+
+
+def _runs_with_model(task: Task, scenario: SyntheticSetup, context: str) -> tuple[dict[str, SimRun], dict[str, str]]:
+    """:func:`~llm_sched.sim.simulate.compare_runs` with the task's adviser choosing the agents' awards."""
+    with build_adviser(task) as adviser:
+        runs = compare_runs(scenario, task.seed, task.policies, context, adviser)  # type: ignore[arg-type]
+        return runs, model_source(adviser)
 
 
 def _ignore_interrupts() -> None:

@@ -52,6 +52,8 @@ from llm_sched.sim.workload import SimJob, WorkloadSpec, synthetic
 if TYPE_CHECKING:
     import numpy as np
 
+    from llm_sched.agents.pool_adviser import PoolAdviser
+
 
 @dataclass(frozen=True, slots=True)
 class SyntheticSetup:
@@ -70,6 +72,8 @@ class SyntheticSetup:
     behaviour: str = "vote_flipping"  # theirs, from agents.pool_agents.POOL_BEHAVIOURS
     failover: float | None = None  # seconds for a central scheduler's hot standby to take over; None: none
     walltime_kill: bool = False  # kill jobs at their walltime (synthetic jobs: their estimate)
+    advice: str = "heuristic"  # who chooses the agents' awards: heuristic, llm or hybrid (a PoolAdviser's mode)
+    llm_budget: int = 10  # model calls per agents run (llm, hybrid), for the PoolAdviser the caller builds
 
     @property
     def cluster(self) -> PoolSplit:
@@ -79,7 +83,7 @@ class SyntheticSetup:
     def config(self, policy: Policy) -> SimConfig:
         """The simulator settings for one policy."""
         return SimConfig(policy, self.queue_on_failure, self.protocol, self.hop_delay, self.deadline,
-                         self.failover, self.walltime_kill)
+                         self.failover, self.walltime_kill, self.advice)
 
 
 def prepare(scenario: SyntheticSetup, seed: int) -> tuple[list[SimJob], PoolSplit, FailureSchedule]:
@@ -115,10 +119,12 @@ def run_scenario(scenario: SyntheticSetup, policy: Policy, seed: int, context: s
 
 
 def compare_runs(scenario: SyntheticSetup, seed: int, policies: Sequence[Policy] = POLICIES,
-                 context: str = "simulation") -> dict[str, SimRun]:
-    """Each policy's run on the same jobs and failures (drawn once)."""
+                 context: str = "simulation", adviser: PoolAdviser | None = None) -> dict[str, SimRun]:
+    """Each policy's run on the same jobs and failures (drawn once). ``adviser``: the model that
+    chooses the agents' awards when the scenario's advice is llm or hybrid."""
     jobs, cluster, schedule = prepare(scenario, seed)
-    return {p: simulate(jobs, cluster, scenario.config(p), schedule, f"{context}/{p}", _faulty(scenario, p, seed))
+    return {p: simulate(jobs, cluster, scenario.config(p), schedule, f"{context}/{p}", _faulty(scenario, p, seed),
+                        adviser if p == "agents" else None)
             for p in policies}
 
 

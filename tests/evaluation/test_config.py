@@ -134,7 +134,7 @@ def test_not_a_mapping_and_bad_yaml(tmp_path: Path) -> None:
 def test_unknown_campaign_name_lists_the_shipped_ones() -> None:
     with pytest.raises(UserError) as info:
         campaign_path("huge", SCENARIOS)
-    assert "huge.yaml" in str(info.value) and "full, quick" in str(info.value)
+    assert "huge.yaml" in str(info.value) and "full, llm_agents, quick" in str(info.value)
 
 
 def test_the_command_line_refuses_quick_with_a_config_file(cli: Cli) -> None:
