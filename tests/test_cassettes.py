@@ -128,3 +128,39 @@ def test_missing_or_foreign_cassette_file_is_a_clear_error(tmp_path: Path) -> No
     broken.write_bytes(b"\xff\xfe: [")
     with pytest.raises(UserError, match="broken.yaml: not UTF-8 text"):
         read_info(broken)
+
+
+class _SlowThenQuick:
+    """A live model that does not answer its first request in time, then answers at once."""
+
+    provider, model, endpoint, max_concurrency = "scripted", "slow-then-quick", "memory", None
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def complete(self, messages, schema, timeout):  # type: ignore[no-untyped-def]
+        from llm_sched.llm.transport import RawReply
+
+        self.calls += 1
+        if self.calls == 1:
+            await asyncio.sleep(10)  # cancelled by the client's timeout
+        return RawReply('{"node_id": "gpu-01", "score": 0.5, "reasoning": "in time"}', 5, 5)
+
+
+def test_a_call_that_timed_out_is_recorded_and_replays_as_the_same_timeout(tmp_path: Path) -> None:
+    from llm_sched.llm.cassettes import CassetteInfo, RecordingTransport, open_replay
+    from llm_sched.llm.client import LLMClient, RetryPolicy
+
+    async def ask(transport) -> tuple[list[str], Pick | None]:  # type: ignore[no-untyped-def]
+        client = LLMClient(transport, RetryPolicy(attempts=2, timeout=0.2, backoff_initial=0.0, backoff_max=0.0))
+        answer = await client.structured(questions()[0][0], Pick, context=CONTEXT)
+        return [answer.record.outcome, str(answer.record.attempts)], answer.value
+
+    recorder = RecordingTransport(_SlowThenQuick())
+    live = asyncio.run(ask(recorder))
+    info = CassetteInfo(provider="scripted", model="slow-then-quick", runtime="test", recorded_at="2026-12-03",
+                        scenario="timeouts", seed=0, prompt_template_hash="0" * 64)
+    path = tmp_path / "timeouts.yaml"
+    recorder.save(path, info)
+    assert [e.get("error", {}).get("kind") for e in recorder.interactions] == ["timeout", None]
+    assert asyncio.run(ask(open_replay(path))) == live == (["ok", "2"], Pick(node_id="gpu-01", score=0.5, reasoning="in time"))

@@ -14,6 +14,7 @@ replacement with ``force``), and known secrets are scrubbed from every text befo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -96,6 +97,11 @@ class RecordingTransport:
             reply = await self.inner.complete(messages, schema, timeout)
         except TransportError as exc:
             entry["error"] = {"kind": exc.kind, "detail": str(exc), "status": exc.status}
+            raise
+        except asyncio.CancelledError:
+            # The client's timeout cancelled the call: recorded as the timeout the client reports, so
+            # that a replay takes the same path (retry or fallback) instead of missing the request.
+            entry["error"] = {"kind": "timeout", "detail": f"no answer within {timeout:g} s", "status": None}
             raise
         entry["reply"] = {"text": reply.text, "tokens_in": reply.tokens_in, "tokens_out": reply.tokens_out}
         return reply
