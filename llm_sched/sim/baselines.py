@@ -257,7 +257,8 @@ class PoolSchedule:
 
 
 def schedule_pools(submit: Sequence[float], run: Sequence[float], estimate: Sequence[float],
-                   width: Sequence[int], pools: Sequence[int], backfill: bool) -> PoolSchedule:
+                   width: Sequence[int], pools: Sequence[int], backfill: bool,
+                   rank: Sequence[int] | None = None) -> PoolSchedule:
     """FCFS (``backfill`` False) or EASY on a machine split into ``pools`` (their node counts), every
     job in submission order (``submit`` non-decreasing; each job fits the machine), nothing failing.
 
@@ -266,7 +267,8 @@ def schedule_pools(submit: Sequence[float], run: Sequence[float], estimate: Sequ
     an instant is done (ends and arrivals in the order they were scheduled, as the engine runs
     them), the head starts while it fits, EASY backfills as :func:`replay` does, and a job goes to
     the pool with the fewest free nodes that holds it whole (ties: the lowest id), else across pools
-    in id order (Slurm's best fit on leaf switches). Times are floats.
+    in id order (Slurm's best fit on leaf switches). Times are floats. ``rank``: SJF's queue order
+    (each job's position by estimate; no backfilling with it), as the event-driven SJF keeps it.
     """
     m = len(submit)
     start = array("d", bytes(8 * m))  # C doubles: no float object kept per job
@@ -338,7 +340,11 @@ def schedule_pools(submit: Sequence[float], run: Sequence[float], estimate: Sequ
             j = arrived + 1  # the jobs submitted at this instant (mostly one)
             while j < m and submit[j] <= at:
                 j += 1
-            queue.extend(range(arrived, j))
+            if rank is None:
+                queue.extend(range(arrived, j))
+            else:
+                for i in range(arrived, j):
+                    insort(queue, i, key=rank.__getitem__)
             arrived = j
             rec(j << 2)
             arrival, arrival_seq = (submit[j], seq()) if j < m else (math.inf, 0)

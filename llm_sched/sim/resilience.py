@@ -76,7 +76,8 @@ Every arrival, decision, start, end, kill, requeue, failure, detection and recov
 :class:`SimEvent` in the run's event list; :mod:`llm_sched.sim.resilience_metrics` computes the
 figures from it.
 
-A central run with no outage and no deadline (a trace replay, by default) makes the same decisions
+A FCFS, SJF or EASY run with no outage, no deadline and no walltime kills (a trace replay, by
+default) makes the same decisions
 in one loop over columns (:func:`~llm_sched.sim.baselines.schedule_pools`) instead of engine
 callbacks, and keeps its jobs, outcomes and events as columns (:class:`JobTable`), read as tuples
 on demand: a million-job trace in seconds and a few hundred megabytes. Its run equals the
@@ -120,7 +121,7 @@ Policy = Literal["fcfs", "sjf", "easy", "conservative", "agents"]
 POLICIES: tuple[Policy, ...] = ("fcfs", "sjf", "easy", "conservative", "agents")
 CENTRAL: tuple[Policy, ...] = ("fcfs", "sjf", "easy", "conservative")
 # The central policies the column loop of sim.baselines.schedule_pools runs without failures.
-COLUMN_POLICIES: tuple[Policy, ...] = ("fcfs", "easy")
+COLUMN_POLICIES: tuple[Policy, ...] = ("fcfs", "sjf", "easy")
 QueueOnFailure = Literal["keep", "lose"]
 
 # The protocols that may decide the agents' awards: Byzantine-tolerant cores whose replicas validate
@@ -272,7 +273,7 @@ def simulate(jobs: Sequence[SimJob], cluster: PoolSplit, config: SimConfig,
     ``adviser``: the model that chooses the agents' awards when ``config.advice`` is llm or hybrid
     (its mode must be that advice; its call budget starts afresh for this run).
 
-    FCFS and EASY with no outage and no deadline take a shortcut: the same decisions in one loop
+    FCFS, SJF and EASY with no outage, no deadline and no walltime kills take a shortcut: the same decisions in one loop
     over columns (:func:`~llm_sched.sim.baselines.schedule_pools`), a run equal to the event-driven
     one (:func:`simulate_events`) in every field, events included (the tests check it)."""
     faulty = _checked(cluster, schedule, byzantine)
@@ -456,8 +457,12 @@ def _replay(jobs: Sequence[SimJob], cluster: PoolSplit, config: SimConfig, sched
         if isinstance(kinds, Listed):
             kinds = Listed([kinds.values[i] for i in index.tolist()])
     pools = [len(r) for r in cluster.pools()]
+    rank = None
+    if config.policy == "sjf":  # the queue by estimate, ties in submission order, as _Run.rank
+        rank = np.empty(len(estimate), dtype=np.int64)
+        rank[np.argsort(estimate, kind="stable")] = np.arange(len(estimate))
     made = schedule_pools(submit.tolist(), run_time.tolist(), estimate.tolist(), nodes.tolist(), pools,
-                          config.policy == "easy")
+                          config.policy == "easy", None if rank is None else rank.tolist())
     start = np.frombuffer(made.start, dtype=np.float64)
     end = start + run_time
     # Where each job ran: a code into the pool names, then the distinct spreads ("p0+p1").
