@@ -52,9 +52,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from llm_sched import __version__
+from llm_sched.config import Provider
 from llm_sched.errors import UserError
 from llm_sched.evaluation.analysis import Analysis, ConfigInfo, analyse
 from llm_sched.evaluation.config import CampaignConfig
@@ -79,7 +80,7 @@ if TYPE_CHECKING:
 
 CHECKPOINT_EVERY_S = 5.0
 CASSETTES = "cassettes"  # the output folder's cassettes: what its model's agents answered
-LIVE_PROVIDERS = ("local", "openai", "ollama", "sambanova", "sambastudio")
+LIVE_PROVIDERS = tuple(p for p in get_args(Provider) if p not in ("replay", "heuristic"))
 # report.md lines that describe the invocation, not the results (see the module's "equal")
 PROVENANCE_LINES: tuple[str, ...] = ("- Command:", "- Configuration file:", "- Ran ", "- Resumed:")
 
