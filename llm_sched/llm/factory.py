@@ -356,7 +356,7 @@ def preflight(settings: Settings, allow_fallback: bool = False) -> str | None:
     except UserError as exc:
         if allow_fallback:
             return f"heuristic (fallback to heuristics (--allow-fallback): {exc})"
-        raise UserError(f"{exc} (or give --allow-fallback to run on the agents' heuristics)") from None
+        raise
     return None
 
 

@@ -104,7 +104,10 @@ def choose_provider(scenario: Scenario, settings: Settings, seed: int | None = N
         settings = settings.model_copy(update={"provider": scenario.provider})
     provider = settings.resolved_provider()
     if provider != "replay":
-        fallback = preflight(settings, allow_fallback)  # a live provider must answer before the run starts
+        try:
+            fallback = preflight(settings, allow_fallback)  # a live provider must answer before the run starts
+        except UserError as exc:  # the scenario's way out; other modes (campaigns, --peers) have none
+            raise UserError(f"{exc} (or give --allow-fallback to run on the agents' heuristics)") from None
         if fallback is not None:
             return settings.model_copy(update={"provider": "heuristic"}), fallback
         return settings, provider

@@ -48,3 +48,14 @@ def test_the_shipped_cassettes_replay_the_model_agents_offline(tmp_path: Path, m
     assert all(r.completed == 50 for r in rows)
     assert all(0 < r.llm_calls <= BUDGET and r.llm_choices + r.llm_fallbacks <= 50 for r in rows)
     assert "model chose" in result.md_path.read_text(encoding="utf-8")
+
+
+def test_peers_with_an_unreachable_model_stops_with_one_line_and_no_scenario_only_advice(cli: Cli) -> None:
+    from tests.test_unreachable_provider import closed_port
+
+    cli.env.update(OLLAMA_HOST=f"http://127.0.0.1:{closed_port()}", OLLAMA_MODEL="llama3.1:8b", LLM_SCHED_TIMEOUT="2")
+    result = cli("--peers", "--provider", "ollama", "--out", "peers", timeout=120)
+    assert result.code == 2 and "Traceback" not in result.err
+    (line,) = result.err.strip().splitlines()
+    assert "the ollama provider cannot be reached" in line and "--allow-fallback" not in line
+    assert not (cli.cwd / "peers" / "peer_comparison.csv").exists()
