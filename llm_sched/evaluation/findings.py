@@ -173,5 +173,8 @@ def findings(analysis: Analysis) -> list[str]:
         if dim in dims:
             out.append(agents_sentence(analysis, dim, "messages_per_decision"))
             out.append(agents_sentence(analysis, dim, "decision_latency"))
+    if "advice" in dims:  # what a model choosing the awards changed for the agents
+        out.append(agents_sentence(analysis, "advice", "wait_mean"))
+        out.append(agents_sentence(analysis, "advice", "utilization"))
     out.append(cost_sentence(analysis))
     return [s for s in out if s]

@@ -171,6 +171,7 @@ def test_the_report_names_the_advice_the_budget_and_where_the_answers_came_from(
     assert f"at most {BUDGET} model calls per agents run (the budget)" in report
     assert f"  - agents' advice: heuristic, hybrid (at most {BUDGET} model calls per agents run" in report
     assert "### Agents' advice (who chooses the award)" in report and "![Agents' advice" in report
+    assert "Agents' advice (who chooses the award): agents' mean wait was heuristic " in report
     row = next(line for line in report.splitlines() if line.startswith("| the model's answers"))
     assert "answers from the live scripted model last-option (recorded to the output folder's cassettes/" in row
     assert "No Byzantine agent rewrites the model's answer" in row and "signed votes only" in row
