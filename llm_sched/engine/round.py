@@ -39,6 +39,7 @@ class RoundOutcome:
     messages: int
     bytes: int
     sim_time: float  # when the first agent decided, or MAX_TIME
+    rounds: int = 1  # views (PBFT) or rounds (Tendermint, weighted) it took: 1 + the highest an honest agent reached
 
 
 def decide_round(protocol: str, agents: Sequence[str], value: PlacementValue, accepts: Mapping[str, bool],
@@ -81,8 +82,9 @@ def decide_round(protocol: str, agents: Sequence[str], value: PlacementValue, ac
     net.run(MAX_TIME, stop=lambda: all(0 in net.decisions[i] for i in accepting))
     decided_at = [net.decided_at[i][0] for i in honest if 0 in net.decided_at.get(i, {})]
     decided = any(net.decisions[i].get(0) == value for i in honest)
+    rounds = 1 + max((net.cores[i].rounds_reached() for i in honest if i in net.cores), default=0)
     return RoundOutcome(protocol, decided, net.stats.total_sent, net.stats.total_bytes,
-                        min(decided_at) if decided_at else MAX_TIME)
+                        min(decided_at) if decided_at else MAX_TIME, rounds)
 
 
 @dataclass(frozen=True, slots=True)

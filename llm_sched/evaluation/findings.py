@@ -172,6 +172,7 @@ def findings(analysis: Analysis) -> list[str]:
     for dim in ("byzantine", "byzantine_behaviour"):
         if dim in dims:
             out.append(agents_sentence(analysis, dim, "messages_per_decision"))
+            out.append(agents_sentence(analysis, dim, "rounds_per_decision"))
             out.append(agents_sentence(analysis, dim, "decision_latency"))
     if "advice" in dims:  # what a model choosing the awards changed for the agents
         out.append(agents_sentence(analysis, "advice", "wait_mean"))

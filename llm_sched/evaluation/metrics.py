@@ -74,6 +74,7 @@ KEY_METRICS: tuple[Metric, ...] = (
     Metric("makespan", "makespan", "seconds", "lower"),
     Metric("messages_per_decision", "messages per decision", "count", "lower"),
     Metric("decision_latency", "consensus latency", "seconds", "lower"),
+    Metric("rounds_per_decision", "protocol rounds per decision", "count", "lower"),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in KEY_METRICS}
 

@@ -103,6 +103,11 @@ class CoreBase(Generic[ConfigT, SavedT]):
         """When ``tick`` next has something to do (a core with several timers overrides this)."""
         return self._deadline
 
+    def rounds_reached(self) -> int:
+        """The view or round this core reached for slot 0, counting the first as 0 (a core with
+        views or rounds overrides this): how many times the protocol had to try again."""
+        return 0
+
     def step(self, msg: Message) -> Output:
         """Handle one message whose MAC the transport has already checked."""
         out = Output()

@@ -128,6 +128,9 @@ class PbftCore(BftCore[PbftConfig, PbftPersisted]):
         """Per decided slot, the view of the certificate that decided it (here or, learned, elsewhere)."""
         return {s: c.view for s, c in self._certs.items()}
 
+    def rounds_reached(self) -> int:
+        return self.view
+
     def persisted(self) -> PbftPersisted:
         """Snapshot of the durable state (see :class:`PbftPersisted`)."""
         voted = tuple(self._voted_pp.values())

@@ -82,6 +82,7 @@ class TendermintCore(BftCore[TendermintConfig, TendermintPersisted]):
         self.locked_round, self.locked_value = -1, cast(Value | None, None)
         self.valid_round, self.valid_value = -1, cast(Value | None, None)
         self._proofs: dict[int, tuple[Message, ...]] = {}
+        self._decided_round: dict[int, int] = {}  # height -> the round that decided it
         self._ahead: set[AgentId] = set()  # senders of messages for later heights (we lag behind)
         self._asked_at = float("-inf")  # when we last asked for catch-up because of them
         self._answered: set[tuple[AgentId, int, int]] = set()  # (laggard, height, round) sent a decision
@@ -112,6 +113,9 @@ class TendermintCore(BftCore[TendermintConfig, TendermintPersisted]):
         """Earliest pending timeout or sync deadline."""
         times = [t for t in (self._timers[0][0] if self._timers else None, self._sync_at) if t is not None]
         return min(times) if times else None
+
+    def rounds_reached(self) -> int:
+        return self._decided_round.get(0, self.round if self.height == 0 else 0)
 
     def persisted(self) -> TendermintPersisted:
         """Snapshot of the durable state (see :class:`TendermintPersisted`)."""
@@ -390,6 +394,7 @@ class TendermintCore(BftCore[TendermintConfig, TendermintPersisted]):
     def _decide(self, value: Value, r: int, proof: tuple[Message, ...], out: Output) -> None:
         h = self.height
         self._decided[h], self._proofs[h] = value, proof
+        self._decided_round[h] = r
         self._ahead = set()
         out.decisions.append((h, value))
         self.height += 1

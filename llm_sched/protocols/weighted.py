@@ -137,6 +137,7 @@ class WeightedCore(BftCore[WeightedConfig, WeightedPersisted]):
         if self.total <= 0 or any(w < 0 for w in self.weights.values()):
             raise ValueError("weights must be non-negative with a positive total")
         self.slot, self.round = 0, 0
+        self._decided_round: dict[int, int] = {}  # slot -> the round that decided it
         self._lock: Cert | None = None  # accepting votes of one round for one value, weighing a quorum
         self._certs: dict[int, Message] = {}
         self._collect_at: float | None = None
@@ -167,6 +168,9 @@ class WeightedCore(BftCore[WeightedConfig, WeightedPersisted]):
         """The round timer, or the coordinator's end of collection if earlier."""
         times = [t for t in (self._deadline, self._collect_at) if t is not None]
         return min(times) if times else None
+
+    def rounds_reached(self) -> int:
+        return self._decided_round.get(0, self.round if self.slot == 0 else 0)
 
     def persisted(self) -> WeightedPersisted:
         """Snapshot of the durable state (see :class:`WeightedPersisted`)."""
@@ -454,6 +458,7 @@ class WeightedCore(BftCore[WeightedConfig, WeightedPersisted]):
     def _decide(self, value: Value, cert: Message, out: Output) -> None:
         s = self.slot
         self._decided[s], self._certs[s] = value, cert
+        self._decided_round[s] = self.round
         out.decisions.append((s, value))
         self.slot, self._lock = s + 1, None
         self._reset_slot()

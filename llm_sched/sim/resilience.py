@@ -254,6 +254,7 @@ class SimRun:
     # The agents' decisions, measured on the engine's simulated network (central policies: none).
     decision_time: float = 0.0  # seconds, summed over decisions (start = decision + its latency)
     decision_bytes: int = 0
+    decision_rounds: int = 0  # views or rounds the protocol took, summed over decisions
     awards: tuple[CertifiedAward, ...] = ()
     context: str = ""  # what the agents' signatures are bound to
     public_keys: tuple[tuple[int, str, str], ...] = ()  # (key epoch, agent, Ed25519 public key hex)
@@ -561,6 +562,7 @@ class _Run:
         self.delay = 0.0
         self.decision_time = 0.0
         self.decision_bytes = 0
+        self.decision_rounds = 0
         self.awards: list[CertifiedAward] = []
         self.t0 = jobs[0].submit if jobs else 0.0
         # A hand-made schedule may start before the first job: the clock starts at the earlier.
@@ -684,6 +686,7 @@ class _Run:
             attempts_of={jobs[i].job_id: a for i, a in enumerate(self.attempt) if a > 1},
             decision_time=self.decision_time,
             decision_bytes=self.decision_bytes,
+            decision_rounds=self.decision_rounds,
             awards=tuple(self.awards),
             context=self.context,
             public_keys=tuple(self.keys.table()),
@@ -1092,6 +1095,7 @@ class _Run:
             return None
         self.delay = latency
         self.decision_time += latency
+        self.decision_rounds += ran.rounds
         self.log(_event((now, "decision", -1, -1, i, ran.messages, -1)))
         self.awards.append(CertifiedAward(job_id, round_no, pool, nodes, result.certificate))
         return candidate

@@ -27,6 +27,9 @@ Definitions (shared/docs/REFERENCE.md where it has one):
 - llm calls, choices, fallbacks (agents whose awards a model chooses): the calls sent, the awards
   that are the model's own choice, and those the heuristic gave instead (budget spent, invalid
   answer, failed call); the proposals that needed no call (no choice, or no close call) are neither.
+- rounds per decision: the protocol's views (PBFT) or rounds (Tendermint) a decision took, 1 when
+  the first leader's proposal passed; counted from the agents' protocol state (0 for a central
+  scheduler).
 - messages per decision: protocol messages / decisions (0 for a central scheduler, whose decisions
   are local).
 """
@@ -83,6 +86,7 @@ class ResilienceMetrics:
     messages_per_decision: float
     bytes_per_decision: float
     decision_latency: float
+    rounds_per_decision: float  # protocol views or rounds per decision (1: decided in the first)
     undecided: int  # agents' rounds that passed nothing
     votes_refused: int  # votes that did not count (forged, equivocating)
     overclaims: int  # bids whose own score exceeded the recomputed one beyond the tolerance
@@ -275,6 +279,7 @@ def measure(run: SimRun, tries: Sequence[Attempt] | None = None) -> ResilienceMe
         messages_per_decision=messages / kinds["decision"] if kinds["decision"] else 0.0,
         bytes_per_decision=run.decision_bytes / kinds["decision"] if kinds["decision"] else 0.0,
         decision_latency=run.decision_time / kinds["decision"] if kinds["decision"] else 0.0,
+        rounds_per_decision=run.decision_rounds / kinds["decision"] if kinds["decision"] and run.decision_rounds else 0.0,
         undecided=kinds["undecided"],
         votes_refused=kinds["refused"],
         overclaims=kinds["overclaim"],

@@ -55,6 +55,7 @@ ROWS: tuple[tuple[str, Callable[[ResilienceMetrics], str]], ...] = (
     ("messages per decision (counted)", lambda m: _num(m.messages_per_decision, 1)),
     ("bytes per decision (counted)", lambda m: _num(m.bytes_per_decision, 0)),
     ("consensus latency (simulated network)", lambda m: _latency(m.decision_latency)),
+    ("protocol rounds per decision", lambda m: f"{m.rounds_per_decision:.2f}"),
 )
 
 

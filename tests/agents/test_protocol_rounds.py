@@ -105,3 +105,25 @@ def test_a_run_killed_under_protocol_tendermint_resumes_on_tendermint_to_the_uni
     events = [comparable(e) for e in read_jsonl(resumed.run_dir / "events.jsonl")]
     assert {e["protocol"] for e in events if e["kind"] == "tally"} == {"tendermint"}
     assert events == [comparable(e) for e in read_jsonl(whole.run_dir / "events.jsonl")]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_silent_first_leader_costs_the_protocol_a_second_round(protocol: str) -> None:
+    agents = [f"p{i}" for i in range(5)]
+    value = PlacementValue("j-1", ("p1:2",), "")
+    everyone = {a: True for a in agents}
+    assert decide_round(protocol, agents, value, everyone, "rounds").rounds == 1
+    silent = decide_round(protocol, agents, value, everyone, "rounds", byzantine={"p0": ("silent", True)})
+    assert silent.decided and silent.rounds == 2
+
+
+def test_simulated_agents_count_protocol_rounds_per_decision() -> None:
+    from llm_sched.sim.resilience_metrics import measure
+    from llm_sched.sim.simulate import SyntheticSetup, run_scenario
+    from llm_sched.sim.workload import WorkloadSpec
+
+    honest = SyntheticSetup(workload=WorkloadSpec(jobs=20))
+    silent = SyntheticSetup(workload=WorkloadSpec(jobs=20), byzantine=1, behaviour="silent")
+    assert measure(run_scenario(honest, "agents", 1)).rounds_per_decision == 1.0
+    assert measure(run_scenario(silent, "agents", 1)).rounds_per_decision > 1.0  # its turns as leader
+    assert measure(run_scenario(honest, "easy", 1)).rounds_per_decision == 0.0
