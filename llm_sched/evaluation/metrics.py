@@ -44,8 +44,8 @@ class Metric:
             return f"{100 * value:.2f} %"
         if self.unit == "seconds":
             return f"{value:,.0f} s" if abs(value) >= 10 else f"{value:.2f} s"
-        if self.unit == "count":
-            return f"{value:,.1f}"
+        if self.unit == "count":  # two decimals below 10: 1.03 protocol rounds is not 1.0
+            return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
         return f"{value:,.2f}"
 
     def show_ci(self, mean: float | None, low: float | None, high: float | None) -> str:
@@ -59,7 +59,7 @@ class Metric:
         if self.unit == "seconds":
             digits = 0 if abs(mean) >= 10 else 2
             return f"{mean:,.{digits}f} [{low:,.{digits}f}, {high:,.{digits}f}] s"
-        digits = 1 if self.unit == "count" else 2
+        digits = 1 if self.unit == "count" and abs(mean) >= 10 else 2
         return f"{mean:,.{digits}f} [{low:,.{digits}f}, {high:,.{digits}f}]"
 
 
