@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if args.record and provider in ("replay", "heuristic"):
         raise UserError("--record needs a live model: --provider local (or another live provider)")
     budget = BUDGET if args.budget is None else args.budget
-    seeds = tuple(range(1 if args.seed is None else args.seed, (1 if args.seed is None else args.seed)
-                        + (args.repetitions or 3)))
+    first = 1 if args.seed is None else args.seed
+    seeds = tuple(range(first, first + (args.repetitions or 3)))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/peers/{stamp}")
     folder = Path(args.record_to) if args.record_to else PROJECT_ROOT / CASSETTES

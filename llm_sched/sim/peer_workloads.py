@@ -74,7 +74,7 @@ from typing import Literal
 
 from llm_sched.sim.metrics import peak_usage
 from llm_sched.sim.outcome import JobOutcome
-from llm_sched.sim.workload import KIND_SPECS, SimJob, WorkloadSpec, arrival_times, synthetic
+from llm_sched.sim.workload import KIND_SPECS, SimJob, WorkloadSpec, arrival_times, synthetic, user_estimate
 
 ScenarioKind = Literal[
     "homogeneous_short", "heterogeneous_mix", "long_jobs", "bursty", "high_parallelism", "resource_sparse",
@@ -173,11 +173,11 @@ def _adversarial(jobs: int, nodes: int, rng: random.Random) -> list[SimJob]:
         if k % BLOCKER_EVERY == 0:
             run = _lognormal(rng, 7200, 0.3, 3600, 4 * 3600)
             shapes.append((nodes, run))
-            estimates.append(_minutes_up(run * rng.uniform(1.0, 1.1), run))
+            estimates.append(user_estimate(run * rng.uniform(1.0, 1.1), run))
         else:
             run = float(rng.randint(60, 300))
             shapes.append((min(nodes, rng.choice((1, 2))), run))
-            estimates.append(_minutes_up(run * rng.uniform(10.0, 20.0), run))
+            estimates.append(user_estimate(run * rng.uniform(10.0, 20.0), run))
     cycles = [shapes[k:k + BLOCKER_EVERY] for k in range(0, jobs, BLOCKER_EVERY)]
     starts = arrival_times(WorkloadSpec(len(cycles), "poisson", ADVERSARIAL_LOAD),
                            [math.fsum(w * r for w, r in c) for c in cycles], nodes, rng)
@@ -207,9 +207,4 @@ def _lognormal(rng: random.Random, median: float, sigma: float, low: float, high
 
 
 def _estimate(rng: random.Random, run: float) -> float:
-    return _minutes_up(run * rng.uniform(1.2, 3.0), run)
-
-
-def _minutes_up(seconds: float, run: float) -> float:
-    """``seconds`` rounded up to a whole minute, never below ``run``."""
-    return float(max(run, 60 * math.ceil(seconds / 60)))
+    return user_estimate(run * rng.uniform(1.2, 3.0), run)

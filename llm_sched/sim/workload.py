@@ -107,13 +107,18 @@ def synthetic(spec: WorkloadSpec, machine_nodes: int, seed: int) -> list[SimJob]
         nodes = min(machine_nodes, rng.choices(ks.sizes, ks.size_weights)[0])
         run = rng.lognormvariate(math.log(ks.median_run), ks.sigma)
         run = float(round(min(ks.max_run, max(ks.min_run, run))))
-        estimate = float(max(run, 60 * math.ceil(run * rng.uniform(1.2, 3.0) / 60)))
+        estimate = user_estimate(run * rng.uniform(1.2, 3.0), run)
         drawn.append((kind, nodes, run, estimate))
     submits = arrival_times(spec, [n * r for _, n, r, _ in drawn], machine_nodes, rng)
     return [
         SimJob(k + 1, submits[k], run, est, nodes, kind, est)
         for k, (kind, nodes, run, est) in enumerate(drawn)
     ]
+
+
+def user_estimate(seconds: float, run: float) -> float:
+    """What a user asks for: ``seconds`` rounded up to a whole minute, never below the ``run`` time."""
+    return float(max(run, 60 * math.ceil(seconds / 60)))
 
 
 def arrival_times(
