@@ -11,7 +11,7 @@ setup: $(STAMP)
 # Reinstall when the project's dependencies change.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench,dask,optimum,parquet]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench,dask,optimum,parquet,bus]'
 	@touch $(STAMP)
 
 # The local model (llama.cpp + SmolLM2-135M): the first install compiles llama.cpp (about 8 minutes on
@@ -22,7 +22,7 @@ LOCAL_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 setup-local: $(LOCAL_STAMP)
 
 $(LOCAL_STAMP): $(STAMP)
-	CMAKE_ARGS="$(LOCAL_CMAKE_ARGS)" $(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench,local,dask,optimum,parquet]'
+	CMAKE_ARGS="$(LOCAL_CMAKE_ARGS)" $(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench,local,dask,optimum,parquet,bus]'
 	@touch $(LOCAL_STAMP)
 
 # The main job, offline, on the embedded defaults: healthy, Byzantine and recovery scenarios replayed

@@ -66,6 +66,7 @@ ENV_VARS: dict[str, str] = {
     "runs_dir": "LLM_SCHED_RUNS_DIR",
     "ledger": "LLM_SCHED_LEDGER",
     "scenarios_dir": "LLM_SCHED_SCENARIOS_DIR",
+    "nats_url": "NATS_URL",
 }
 SECRET_FIELDS = frozenset({"sambastudio_api_key", "sambanova_api_key", "openai_api_key"})
 
@@ -125,6 +126,9 @@ class Settings(BaseModel):
     runs_dir: Path = Path("runs")
     ledger: Path | None = None  # the SQLite ledger; None: <runs_dir>/llm_sched.db
     scenarios_dir: Path = PROJECT_ROOT / "scenarios"
+    # The federation's bus (nats://host:port, several comma-separated); None: the one `llm-sched bus` or
+    # `federation up` recorded under the data folder.
+    nats_url: str | None = Field(None, pattern=r"^(nats|tls)://[^\s,]+(,(nats|tls)://[^\s,]+)*$")
     # Where each field's value came from ("environment", a .env path, "flag"); defaults are absent.
     sources: dict[str, str] = Field(default_factory=dict, exclude=True)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from llm_sched.cli import campaign, check, experiment, ledger, peers, scenario, setup_env, simulate
+from llm_sched.cli import campaign, check, experiment, federation, ledger, peers, scenario, setup_env, simulate
+from llm_sched.cli.federation import SUBCOMMANDS
 from llm_sched.cli.modes import refuse_stray_flags
 from llm_sched.cli.overview import overview
 from llm_sched.cli.parser import build_parser
@@ -48,10 +49,22 @@ def dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in SUBCOMMANDS:  # llm-sched bus | agent | federation | submit | status
+        return _guarded(lambda: federation.main(words))
     args = build_parser().parse_args(argv)
+    return _guarded(lambda: _checked(args))
+
+
+def _checked(args: argparse.Namespace) -> int:
+    refuse_stray_flags(args)
+    return dispatch(args)
+
+
+def _guarded(run: Callable[[], int]) -> int:
+    """``run()``, with user errors and interrupts turned into a message and an exit code."""
     try:
-        refuse_stray_flags(args)
-        return dispatch(args)
+        return run()
     except Interrupted as exc:
         print(exc, file=sys.stderr)
         return exc.exit_code

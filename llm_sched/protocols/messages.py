@@ -52,6 +52,25 @@ class PlacementValue:
         return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+@dataclass(frozen=True, slots=True)
+class PlacementBatch:
+    """Placements of consecutive jobs decided together in one slot (PBFT's request batching): the
+    jobs at positions ``first``, ``first + 1``, ... of the job log, one entry each, in that order."""
+
+    first: int
+    entries: tuple[PlacementValue, ...]
+
+    def encode(self) -> bytes:
+        fields = [self.first, [[e.job_id, None if e.placement is None else list(e.placement), e.reason]
+                               for e in self.entries]]
+        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    @property
+    def last(self) -> int:
+        """The position of the batch's last job."""
+        return self.first + len(self.entries) - 1
+
+
 def digest_of(value: Value | None) -> str:
     """Hex SHA-256 of the value's canonical encoding; :data:`NIL` for no value."""
     if value is None:

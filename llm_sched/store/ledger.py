@@ -43,7 +43,7 @@ from llm_sched.safe_text import one_line
 from llm_sched.store.storage_errors import StorageFault, nearly_full
 
 SCHEMA_VERSION = 2  # 2: certificates and vote_keys
-RunKind = Literal["scenario", "experiment", "campaign"]
+RunKind = Literal["scenario", "experiment", "campaign", "federation"]
 RunStatus = Literal["running", "completed", "failed"]
 
 _SCHEMA = """
@@ -139,6 +139,7 @@ RESUME_COMMANDS: dict[str, str] = {
     "campaign": "python main.py --evaluate --resume {target}",
     "experiment": "python main.py --experiment --resume {target}",
     "scenario": "python main.py --resume {target}",
+    "federation": "llm-sched agent (start the agent again: it catches up from the decision stream)",
 }
 
 

@@ -1,0 +1,235 @@
+"""The federation's commands: ``llm-sched bus | agent | federation up|down | submit | status``.
+
+They are subcommands (the first word), beside the flag-driven modes of ``python main.py``, which keep
+working as before. ``python main.py federation up FILE`` and ``python -m llm_sched ...`` work too.
+
+Where things are: ``--data DIR`` (default ``runs/federation``) holds the bus record, the keys, the
+ledgers and the logs; the bus is ``--nats URL``, else the setting NATS_URL, else the one recorded there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from llm_sched.errors import UserError
+from llm_sched.safe_text import one_line
+
+SUBCOMMANDS = ("bus", "agent", "federation", "submit", "status")
+DEFAULT_DATA = Path("runs/federation")
+FORMATION_TIMEOUT = 60.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llm-sched", description="Agents as processes on a NATS bus.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the federation's folder (default %(default)s)")
+
+    def nats_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--nats", metavar="URL", help="the bus (nats://host:port[,...]); default NATS_URL, else "
+                                                     "the bus recorded under --data")
+
+    bus = sub.add_parser("bus", help="start a local nats-server with JetStream (1 server, or a cluster of 3)")
+    data_flag(bus)
+    bus.add_argument("--servers", type=int, default=1, choices=(1, 3))
+
+    agent = sub.add_parser("agent", help="run one agent process")
+    agent.add_argument("--name", required=True)
+    agent.add_argument("--federation", required=True, metavar="FILE")
+    data_flag(agent)
+    nats_flag(agent)
+    agent.add_argument("--replicas", type=int, choices=(1, 3), help="stream replicas if it creates them "
+                                                                    "(default: as the recorded bus)")
+
+    fed = sub.add_parser("federation", help="start or stop a whole federation")
+    fsub = fed.add_subparsers(dest="action", required=True)
+    fup = fsub.add_parser("up", help="start the bus (unless --nats / NATS_URL) and one process per agent")
+    fup.add_argument("file", metavar="FILE", help="a federation or scenario file (e.g. scenarios/federation.yaml)")
+    data_flag(fup)
+    nats_flag(fup)
+    fup.add_argument("--servers", type=int, default=1, choices=(1, 3), help="servers of the bus it starts")
+    fdown = fsub.add_parser("down", help="stop the agents (they write their final status), then the bus")
+    data_flag(fdown)
+
+    submit = sub.add_parser("submit", help="submit the jobs of a scenario file")
+    submit.add_argument("file", metavar="FILE")
+    data_flag(submit)
+    nats_flag(submit)
+
+    status = sub.add_parser("status", help="members, suspicion (phi), view and leader, jobs decided")
+    data_flag(status)
+    nats_flag(status)
+    status.add_argument("--json", action="store_true", help="the whole status as JSON")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "bus":
+        return _bus(args)
+    if args.command == "agent":
+        return _agent(args)
+    if args.command == "federation":
+        return _up(args) if args.action == "up" else _down(args)
+    if args.command == "submit":
+        return _submit(args)
+    return _status(args)
+
+
+def _settings_url(flag: str | None) -> str | None:
+    if flag:
+        return flag
+    from llm_sched.config import load_settings
+
+    return load_settings().nats_url
+
+
+def _federation(file: str):  # noqa: ANN202
+    from llm_sched.config import load_settings
+    from llm_sched.federation.spec import load_federation
+
+    return load_federation(file, load_settings().scenarios_dir)
+
+
+def _recorded_federation(data: Path):  # noqa: ANN202
+    path = data / "genesis.json"
+    try:
+        file = json.loads(path.read_text())["file"]
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist: start a federation with `llm-sched federation up FILE "
+                        f"--data {data}`") from None
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{path} is not a federation genesis") from None
+    return _federation(str(file))
+
+
+def _bus(args: argparse.Namespace) -> int:
+    from llm_sched.federation.launcher import start_bus
+
+    bus, _ = start_bus(args.data, args.servers)
+    print(f"bus: {bus.url} ({args.servers} server{'s' if args.servers > 1 else ''}, JetStream under {args.data / 'bus'})")
+    print(f"stop it with: llm-sched federation down --data {args.data}")
+    return 0
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from llm_sched.federation.agent import AgentOptions, run_agent
+    from llm_sched.federation.bus import server_list
+    from llm_sched.federation.launcher import read_bus
+
+    fed = _federation(args.federation)
+    if args.name not in {m.name for m in fed.members}:
+        raise UserError(f"no agent {one_line(args.name)[:80]!r} in {fed.path}; its agents are: "
+                        f"{', '.join(m.name for m in fed.members)}")
+    bus = read_bus(args.data, _settings_url(args.nats))
+    options = AgentOptions(tuple(server_list(bus.url)), args.data, replicas=args.replicas or bus.replicas)
+    return run_agent(fed, args.name, options)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from llm_sched.federation.bus import server_list
+    from llm_sched.federation.launcher import Bus, start_bus, up
+
+    fed = _federation(args.file)
+    url = _settings_url(args.nats)
+    if url:
+        bus = Bus(url)
+        print(f"bus: {url} (given)")
+    else:
+        bus, _ = start_bus(args.data, args.servers)
+        print(f"bus: {bus.url} ({args.servers} server{'s' if args.servers > 1 else ''} started, data under "
+              f"{args.data / 'bus'})")
+    pids = up(fed, args.data, bus)
+    print(f"federation {fed.name}: {len(pids)} agent processes started (logs under {args.data / 'agents'})")
+    formed = asyncio.run(_wait_formation(fed, server_list(bus.url)))
+    print(f"formed: {formed}" if formed else f"not formed within {FORMATION_TIMEOUT:.0f} s: see the agents' logs")
+    return 0 if formed else 1
+
+
+async def _wait_formation(fed, servers: list[str]) -> str | None:  # noqa: ANN001
+    from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+
+    from llm_sched.federation.bus import REQUEST_TIMEOUT, connect
+
+    nc = await connect(servers, f"{fed.name}/up")
+    try:
+        js = nc.jetstream(timeout=REQUEST_TIMEOUT)
+        deadline = time.monotonic() + FORMATION_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                entry = await (await js.key_value(fed.subjects.status_bucket)).get("formation")
+                body = json.loads(entry.value or b"{}")
+                return f"{len(body.get('present', []))} of {fed.n} members present, quorum {fed.quorum}"
+            except (BucketNotFoundError, KeyNotFoundError):
+                await asyncio.sleep(0.2)
+        return None
+    finally:
+        await nc.drain()
+
+
+def _down(args: argparse.Namespace) -> int:
+    from llm_sched.federation.launcher import down
+
+    stopped = down(args.data)
+    print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from llm_sched.federation.bus import server_list
+    from llm_sched.federation.client import submit
+    from llm_sched.federation.launcher import read_bus
+
+    fed = _recorded_federation(args.data)
+    jobs = _federation(args.file)
+    bus = read_bus(args.data, _settings_url(args.nats))
+    done = asyncio.run(submit(fed, jobs, server_list(bus.url), bus.replicas))
+    print(f"submitted {len(done.accepted)} jobs of {jobs.path} to federation {fed.name}"
+          + (f" (positions from {done.first_position})" if done.first_position else ""))
+    if done.duplicates:
+        print(f"already in the job log, not submitted again: {len(done.duplicates)}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from llm_sched.federation.bus import server_list
+    from llm_sched.federation.client import status
+    from llm_sched.federation.launcher import read_bus
+
+    fed = _recorded_federation(args.data)
+    bus = read_bus(args.data, _settings_url(args.nats))
+    body = asyncio.run(status(fed, server_list(bus.url), args.data))
+    if args.json:
+        print(json.dumps(body, indent=2, sort_keys=True))
+    else:
+        print("\n".join(status_lines(fed, body)))
+    return 1 if body["invalid"] or body["conflicts"] else 0
+
+
+def status_lines(fed, body: dict) -> list[str]:  # noqa: ANN001
+    """The status as text: one line per member, then the decision log."""
+    members: dict[str, dict] = body["members"]
+    lines = [f"federation {fed.name}: {len(members)} of {fed.n} members up (quorum {fed.quorum})"]
+    for m in fed.members:
+        info = members.get(m.name)
+        if info is None:
+            final = body["final"].get(m.name)
+            lines.append(f"  {m.name:<20} down" + (" (stopped cleanly)" if final else ""))
+            continue
+        phi = info.get("phi", {})
+        worst = max(phi.items(), key=lambda kv: kv[1], default=("-", 0.0))
+        suspected = ", ".join(one_line(str(s)) for s in info.get("suspected", [])) or "none"
+        lines.append(f"  {m.name:<20} up  instance {info.get('instance')} view {info.get('view')} "
+                     f"leader {one_line(str(info.get('leader')))} applied {info.get('applied')} "
+                     f"max phi {one_line(str(worst[0]))}={worst[1]} suspects {suspected}")
+    lines.append(f"{body['decided']} decided of {body['submitted']} submitted ({body['instances']} instances, "
+                 f"{body['records']} records; every certificate checked against the genesis)")
+    for problem in [*body["invalid"], *body["conflicts"]]:
+        lines.append(f"  problem: {one_line(str(problem))}")
+    return lines

@@ -1,0 +1,157 @@
+"""What a user asks of a running federation: submit jobs, and its status.
+
+``submit``: the jobs of a scenario file go to the job log, each with its arrival time (the file's
+intervals between jobs, continuing after the last job already in the log) and its submission time
+on this host's clock. A job id already in the log within the hour is not submitted twice.
+
+``status``: the members that are up (the registry), each one's progress, view, leader and phi values
+of its peers; the decision stream read whole, every record's certificate checked against the genesis,
+and the jobs decided counted: "N decided". A job in two checked records with different placements would
+be a safety violation and is reported as such.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout
+from llm_sched.federation.keys import read_genesis
+from llm_sched.federation.records import Record, check_record, decode_record
+from llm_sched.federation.spec import Federation
+from llm_sched.transport import wire
+
+
+@dataclass
+class Submitted:
+    """What a submission did."""
+
+    accepted: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    first_position: int | None = None
+
+
+async def submit(fed: Federation, jobs_file: Federation, servers: Sequence[str], replicas: int = 1) -> Submitted:
+    """Append the jobs of ``jobs_file`` to ``fed``'s job log."""
+    nc = await connect(servers, f"{fed.name}/submit")
+    try:
+        js = nc.jetstream(timeout=REQUEST_TIMEOUT)
+        await ensure_layout(js, fed.subjects, replicas)
+        start = await _last_arrival(js, fed)
+        out = Submitted()
+        for spec, offset in jobs_file.job_specs():
+            body = {"job": spec.model_dump(), "arrival": start + offset, "submitted": time.time()}
+            ack = await js.publish(fed.subjects.jobs, json.dumps(body).encode(), headers={"Nats-Msg-Id": spec.id})
+            (out.duplicates if ack.duplicate else out.accepted).append(spec.id)
+            if not ack.duplicate and out.first_position is None:
+                out.first_position = ack.seq
+        return out
+    finally:
+        await nc.drain()
+
+
+async def _last_arrival(js, fed: Federation) -> float:  # noqa: ANN001
+    """Where new arrivals continue: one interval after the last job of the log (0 for an empty log)."""
+    from nats.js.errors import NotFoundError
+
+    try:
+        msg = await js.get_msg(fed.subjects.jobs_stream, subject=fed.subjects.jobs)
+    except NotFoundError:
+        return 0.0
+    interval = fed.scenario.phases[-1].job_interval_s if fed.scenario.phases else 0.0
+    return float(json.loads(msg.data)["arrival"]) + interval
+
+
+@dataclass
+class DecisionLog:
+    """The decision stream, read whole and checked."""
+
+    instances: int = 0
+    records: int = 0  # records in the stream (a member may publish an instance's record again)
+    jobs: dict[str, tuple[str, ...] | None] = field(default_factory=dict)  # job -> nodes (None: rejected)
+    invalid: list[str] = field(default_factory=list)  # records whose certificate does not check
+    conflicts: list[str] = field(default_factory=list)  # jobs decided differently by two checked records
+    submitted: int = 0
+    decided_at: dict[str, float] = field(default_factory=dict)  # job -> when its record reached the stream
+
+    @property
+    def decided(self) -> int:
+        return len(self.jobs)
+
+
+async def read_decisions(js, fed: Federation, data: Path) -> DecisionLog:  # noqa: ANN001
+    """Every record of the decision stream, each certificate checked against the genesis in ``data``."""
+    from nats.js.errors import NotFoundError
+
+    public = read_genesis(fed, data).public
+    out = DecisionLog()
+    info = await js.stream_info(fed.subjects.jobs_stream)
+    out.submitted = info.state.messages
+    seen: dict[int, Record] = {}
+    seq = 1
+    while True:
+        try:
+            msg = await js.get_msg(fed.subjects.decisions_stream, seq=seq, subject=fed.subjects.decided_all, next=True)
+        except NotFoundError:
+            break
+        seq = msg.seq + 1
+        out.records += 1
+        try:
+            record = decode_record(msg.data or b"")
+        except wire.WireError as exc:
+            out.invalid.append(f"stream message {msg.seq}: {exc}")
+            continue
+        problem = check_record(record, fed.name, public, fed.quorum)
+        if problem is not None:
+            out.invalid.append(f"instance {record.instance}: {problem}")
+            continue
+        _count(out, seen, record, msg.time)
+    out.instances = len(seen)
+    return out
+
+
+def _count(out: DecisionLog, seen: dict[int, Record], record: Record, when: object) -> None:
+    earlier = seen.setdefault(record.instance, record)
+    if earlier is not record and earlier.batch != record.batch:
+        out.conflicts.append(f"instance {record.instance} decided twice, differently")
+    for entry in record.batch.entries:
+        placed = entry.placement
+        if entry.job_id in out.jobs and out.jobs[entry.job_id] != placed:
+            out.conflicts.append(f"job {entry.job_id} decided twice, differently")
+        out.jobs.setdefault(entry.job_id, placed)
+
+
+async def status(fed: Federation, servers: Sequence[str], data: Path) -> dict[str, object]:
+    """Members up, their views of each other, the formation and final statuses, and the decision log."""
+    from nats.js.errors import KeyNotFoundError, NoKeysError
+
+    nc = await connect(servers, f"{fed.name}/status")
+    try:
+        js = nc.jetstream(timeout=REQUEST_TIMEOUT)
+        registry = await js.key_value(fed.subjects.registry_bucket)
+        store = await js.key_value(fed.subjects.status_bucket)
+        members = {}
+        try:
+            for key in await registry.keys():
+                try:
+                    members[key] = json.loads((await registry.get(key)).value or b"{}")
+                except KeyNotFoundError:
+                    pass  # expired between the listing and the read
+        except NoKeysError:
+            pass
+        extra = {}
+        try:
+            for key in await store.keys():
+                extra[key] = json.loads((await store.get(key)).value or b"{}")
+        except NoKeysError:
+            pass
+        log = await read_decisions(js, fed, data)
+        return {"federation": fed.name, "members": members, "formation": extra.get("formation"),
+                "final": {k.removeprefix("final."): v for k, v in extra.items() if k.startswith("final.")},
+                "submitted": log.submitted, "decided": log.decided, "instances": log.instances,
+                "records": log.records, "invalid": log.invalid, "conflicts": log.conflicts}
+    finally:
+        await nc.drain()

@@ -1,0 +1,96 @@
+"""The federation's keys: each agent's private key in its own folder, every public key in the genesis.
+
+``federation up`` (or ``federation init``) makes them once, under the data folder::
+
+    DATA/genesis.json             the federation's name, file, members and their public keys
+    DATA/agents/NAME/key.pem      NAME's Ed25519 private key (mode 0600); only NAME's process reads it
+
+A member trusts the public keys of the genesis, not keys announced on the bus: whoever can publish
+on the bus still cannot sign for a member (as a validator set is fixed in a blockchain's genesis).
+Running the agents on several hosts means copying the genesis and each agent's own key file there.
+Keys are kept across restarts, so a certificate made before a crash still checks after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from llm_sched.errors import UserError
+from llm_sched.federation.spec import Federation
+from llm_sched.protocols.signed_messages import load_private_pem, private_pem, public_hex, public_key
+
+GENESIS = "genesis.json"
+
+
+@dataclass(frozen=True)
+class Genesis:
+    """The members' public keys, by member index."""
+
+    federation: str
+    public: tuple[Ed25519PublicKey, ...]
+    hex_keys: tuple[str, ...]
+
+
+def agent_dir(data: Path, name: str) -> Path:
+    """The folder of one agent (its key, ledger and log); agent names are checked identifiers."""
+    return data / "agents" / name
+
+
+def init_keys(fed: Federation, data: Path) -> Genesis:
+    """Make the keys that are missing and write the genesis; keep what exists (a restart keeps its keys)."""
+    if (data / GENESIS).exists():
+        genesis = read_genesis(fed, data)
+        if all((agent_dir(data, m.name) / "key.pem").exists() for m in fed.members):
+            return genesis
+    hex_keys = []
+    for m in fed.members:
+        folder = agent_dir(data, m.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "key.pem"
+        if not path.exists():
+            key = Ed25519PrivateKey.generate()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(private_pem(key))
+        hex_keys.append(public_hex(load_private_key(data, m.name)))
+    body = {"federation": fed.name, "file": str(fed.path), "members": [m.name for m in fed.members],
+            "keys": hex_keys}
+    tmp = data / (GENESIS + ".tmp")
+    tmp.write_text(json.dumps(body, indent=2) + "\n")
+    tmp.replace(data / GENESIS)  # a reader sees the old genesis or the new one, never half of one
+    return read_genesis(fed, data)
+
+
+def read_genesis(fed: Federation, data: Path) -> Genesis:
+    """The genesis of ``fed`` under ``data``; UserError when missing or not this federation's."""
+    path = data / GENESIS
+    try:
+        body = json.loads(path.read_text())
+        members, keys = body["members"], body["keys"]
+        public = tuple(public_key(k) for k in keys)
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist: start the federation with `llm-sched federation up FILE "
+                        f"--data {data}` (it makes the keys)") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path} is not a federation genesis ({type(exc).__name__}); move it away and run "
+                        f"`llm-sched federation up` again") from None
+    if body.get("federation") != fed.name or members != [m.name for m in fed.members] or len(public) != fed.n:
+        raise UserError(f"{path} is the genesis of another federation or membership; use another --data folder")
+    return Genesis(fed.name, public, tuple(keys))
+
+
+def load_private_key(data: Path, name: str) -> Ed25519PrivateKey:
+    """Agent ``name``'s private key; UserError naming the file when missing or damaged."""
+    path = agent_dir(data, name) / "key.pem"
+    try:
+        return load_private_pem(path.read_bytes())
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist: `llm-sched federation up FILE --data {data}` makes every "
+                        f"agent's key") from None
+    except ValueError:
+        raise UserError(f"{path} is not an Ed25519 private key") from None

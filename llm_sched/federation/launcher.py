@@ -1,0 +1,144 @@
+"""Start and stop a federation on this host: the bus, one process per agent, and the record of both.
+
+Under the data folder (``--data``, default ``runs/federation``)::
+
+    DATA/bus.json                   the servers: names, client URLs, pids (what `down` stops)
+    DATA/bus/s1/ ...                each server's config, JetStream store and log
+    DATA/federation.json            the federation file, the bus URL and each agent's pid
+    DATA/genesis.json, agents/NAME/ keys, ledgers and each agent's log (agent.log)
+
+A process is stopped only if its command line is still the one started (a pid reused by another
+program is left alone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from llm_sched.errors import UserError
+from llm_sched.federation.keys import agent_dir, init_keys
+from llm_sched.federation.spec import Federation
+from llm_sched.transport.nats_server import ServerProcess, servers_url, start_cluster, start_server
+
+BUS_FILE = "bus.json"
+FEDERATION_FILE = "federation.json"
+
+
+@dataclass(frozen=True)
+class Bus:
+    """The servers a federation uses, as recorded in ``bus.json`` (or given by NATS_URL)."""
+
+    url: str
+    pids: tuple[int, ...] = ()
+    replicas: int = 1
+
+
+def start_bus(data: Path, servers: int) -> tuple[Bus, list[ServerProcess]]:
+    """One server, or a cluster of ``servers`` (3: it survives the loss of one), under ``data/bus``."""
+    if servers not in (1, 3):
+        raise UserError(f"--servers {servers}: a federation's bus has 1 server or a cluster of 3")
+    folder = data / "bus"
+    procs = [start_server(folder)] if servers == 1 else start_cluster(folder, size=servers)
+    bus = Bus(servers_url(procs), tuple(p.process.pid for p in procs), min(servers, 3))
+    _write_json(data / BUS_FILE, {"url": bus.url, "pids": list(bus.pids), "replicas": bus.replicas,
+                                  "servers": [{"name": p.name, "url": p.client_url, "pid": p.process.pid,
+                                               "config": str(p.config_path)} for p in procs]})
+    return bus, procs
+
+
+def read_bus(data: Path, nats_url: str | None) -> Bus:
+    """The bus of a federation: ``nats_url`` (NATS_URL) if given, else the one ``bus``/``up`` recorded."""
+    if nats_url:
+        return Bus(nats_url)
+    path = data / BUS_FILE
+    try:
+        body = json.loads(path.read_text())
+        return Bus(str(body["url"]), tuple(int(p) for p in body["pids"]), int(body.get("replicas", 1)))
+    except FileNotFoundError:
+        raise UserError(f"no bus recorded in {path}: start one with `llm-sched bus --data {data}` or "
+                        f"`llm-sched federation up FILE --data {data}`, or set NATS_URL") from None
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{path} is not a bus record; stop its servers by hand and remove it") from None
+
+
+def agent_command(fed: Federation, name: str, data: Path, bus: Bus) -> list[str]:
+    """The command line of one agent process."""
+    return [sys.executable, "-m", "llm_sched", "agent", "--name", name, "--federation", str(fed.path),
+            "--data", str(data), "--nats", bus.url, "--replicas", str(bus.replicas)]
+
+
+def start_agent(fed: Federation, name: str, data: Path, bus: Bus) -> subprocess.Popen[bytes]:
+    """Start one agent process, its output appended to its log; it runs on after this process exits."""
+    folder = agent_dir(data, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "agent.log", "ab") as logfile:
+        return subprocess.Popen(agent_command(fed, name, data, bus), stdout=logfile, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def up(fed: Federation, data: Path, bus: Bus) -> dict[str, int]:
+    """Make the keys, start every agent, record their pids; returns name -> pid."""
+    init_keys(fed, data)
+    pids = {m.name: start_agent(fed, m.name, data, bus).pid for m in fed.members}
+    _write_json(data / FEDERATION_FILE, {"file": str(fed.path), "federation": fed.name, "bus": bus.url,
+                                         "replicas": bus.replicas, "agents": pids})
+    return pids
+
+
+def down(data: Path, timeout: float = 10.0) -> list[str]:
+    """Stop the agents (SIGTERM: each writes its final status) and then the bus; returns what was stopped."""
+    stopped = []
+    fed_path, bus_path = data / FEDERATION_FILE, data / BUS_FILE
+    if fed_path.exists():
+        agents = json.loads(fed_path.read_text()).get("agents", {})
+        stopped += [f"agent {n}" for n, pid in agents.items() if _terminate(int(pid), "llm_sched", timeout)]
+    if bus_path.exists():
+        pids = json.loads(bus_path.read_text()).get("pids", [])
+        stopped += [f"server pid {pid}" for pid in pids if _terminate(int(pid), "nats-server", timeout)]
+    if not fed_path.exists() and not bus_path.exists():
+        raise UserError(f"nothing to stop: {data} holds no {FEDERATION_FILE} or {BUS_FILE}")
+    return stopped
+
+
+def _terminate(pid: int, expect: str, timeout: float) -> bool:
+    """SIGTERM ``pid`` if its command line still names ``expect``, SIGKILL after ``timeout``."""
+    if expect not in _cmdline(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if expect not in _cmdline(pid):
+            return True
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _cmdline(pid: int) -> str:
+    """The process's command line, or "" when it is gone (or a zombie)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return ""
+    return "" if state == "Z" else raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def _write_json(path: Path, body: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def members_up(pids: Sequence[int]) -> int:
+    """How many of ``pids`` are running agent processes."""
+    return sum(1 for p in pids if "llm_sched" in _cmdline(p))

@@ -1,0 +1,154 @@
+"""What every member computes the same way: the cluster after the decided jobs, and the rules a batch
+of placements is proposed and checked by.
+
+The job log (a JetStream stream) orders the jobs; a decision places a batch of consecutive jobs.
+Applying the decided batches in log order gives every member the same state, so a member's checks
+are the same as every honest member's. Time is the jobs' own: a job arrives at its ``arrival``
+(seconds from the first job, set at submission) and, once placed, holds its nodes for ``runtime_s``;
+before a job is placed, every job that has ended by its arrival gives its nodes back. No wall clock
+enters, so two members that applied the same decisions agree on the state to the node.
+
+A batch is checked on the real state and every change is undone afterwards (an undo log), which is
+far cheaper than copying a cluster of thousands of nodes for each proposal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from llm_sched.agents.heuristics import placement_options, why_infeasible
+from llm_sched.core.feasibility import check_placement
+from llm_sched.core.model import Job, Placement
+from llm_sched.core.state import ClusterState
+from llm_sched.orchestration.scenarios import JobSpec
+from llm_sched.protocols.messages import PlacementBatch, PlacementValue
+
+NO_CAPACITY = "no capacity: "  # the reason of an agreed reject starts so
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedJob:
+    """A job as the job log holds it: its position (1, 2, ...), spec and arrival time."""
+
+    position: int
+    spec: JobSpec
+    arrival: float
+
+    @property
+    def job(self) -> Job:
+        return self.spec.job()
+
+
+class Replica:
+    """One member's state machine over the decided batches."""
+
+    def __init__(self, state: ClusterState, specialty: str) -> None:
+        self.state = state
+        self.specialty = specialty
+        self.applied = 0  # position of the last job applied
+        self._ends: dict[str, float] = {}  # running job -> when it ends
+        self._undo: list[Callable[[], None]] | None = None
+
+    # --- the three things a member does -----------------------------------------------------
+
+    def propose(self, jobs: Sequence[LoggedJob]) -> PlacementBatch:
+        """This member's placements for ``jobs`` (the next ones of the log, in order): its best option
+        for each, or the agreed reject when no pool can take it; the state is left as it was."""
+        entries = []
+        with self._trial():
+            for logged in jobs:
+                entries.append(self._place_best(logged))
+        return PlacementBatch(jobs[0].position, tuple(entries))
+
+    def validate(self, batch: PlacementBatch, jobs: Sequence[LoggedJob]) -> bool:
+        """Whether ``batch`` places exactly ``jobs`` (the next of the log), each feasibly, or rejects
+        only what no pool can take; the state is left as it was."""
+        if batch.first != self.applied + 1 or len(batch.entries) != len(jobs) or not jobs:
+            return False
+        with self._trial():
+            return all(self._accepts(entry, logged) for entry, logged in zip(batch.entries, jobs, strict=True))
+
+    def apply(self, batch: PlacementBatch, jobs: Sequence[LoggedJob]) -> None:
+        """Apply a decided batch (it was checked by a quorum; applied unchecked but in order)."""
+        if batch.first != self.applied + 1:
+            raise ValueError(f"batch starts at job {batch.first}, expected {self.applied + 1}")
+        for entry, logged in zip(batch.entries, jobs, strict=True):
+            self._release_until(logged.arrival)
+            if entry.placement is not None:
+                self._reserve(logged, self._placement(entry))
+            self.applied = logged.position
+
+    # --- rules ----------------------------------------------------------------------------------
+
+    def _place_best(self, logged: LoggedJob) -> PlacementValue:
+        self._release_until(logged.arrival)
+        job = logged.job
+        options = placement_options(self.state, job, self.specialty, {}, limit=1)
+        if not options:
+            return PlacementValue(job.id, None, NO_CAPACITY + why_infeasible(self.state, job))
+        placement = options[0].placement
+        self._reserve(logged, placement)
+        return PlacementValue(job.id, tuple(placement.nodes), f"{placement.pool} (score {options[0].score:.3f})")
+
+    def _accepts(self, entry: PlacementValue, logged: LoggedJob) -> bool:
+        self._release_until(logged.arrival)
+        job = logged.job
+        if entry.job_id != job.id:
+            return False
+        if entry.placement is None:  # a reject is right only when no pool can take the job
+            return not placement_options(self.state, job, self.specialty, {}, limit=1)
+        placement = self._placement(entry)
+        if placement is None or not check_placement(self.state, job, placement).ok:
+            return False
+        self._reserve(logged, placement)
+        return True
+
+    def _placement(self, entry: PlacementValue) -> Placement | None:
+        nodes = entry.placement or ()
+        if not nodes or nodes[0] not in self.state.pool_of:
+            return None
+        return Placement(job_id=entry.job_id, pool=self.state.pool_of[nodes[0]], nodes=tuple(nodes))
+
+    # --- changes, with an undo log while trying -------------------------------------------------
+
+    def _reserve(self, logged: LoggedJob, placement: Placement) -> None:
+        job = logged.job
+        self.state.reserve(job, placement)
+        self._ends[job.id] = logged.arrival + job.runtime_s
+        if self._undo is not None:
+            self._undo.append(lambda: self._unreserve(job.id))
+
+    def _unreserve(self, job_id: str) -> None:
+        self.state.release(job_id)
+        del self._ends[job_id]
+
+    def _release_until(self, now: float) -> None:
+        for job_id in sorted(j for j, end in self._ends.items() if end <= now):
+            job, placement = self.state.running[job_id]
+            end = self._ends.pop(job_id)
+            self.state.release(job_id)
+            if self._undo is not None:
+                self._undo.append(lambda job=job, placement=placement, end=end: self._rerun(job, placement, end))
+
+    def _rerun(self, job: Job, placement: Placement, end: float) -> None:
+        self.state.reserve(job, placement)
+        self._ends[job.id] = end
+
+    def _trial(self) -> _Trial:
+        return _Trial(self)
+
+
+class _Trial:
+    """A block whose changes to the replica are undone at its end, in reverse order."""
+
+    def __init__(self, replica: Replica) -> None:
+        self.replica = replica
+
+    def __enter__(self) -> None:
+        self.replica._undo = []
+
+    def __exit__(self, *exc: object) -> None:
+        undo, self.replica._undo = self.replica._undo or [], None
+        for step in reversed(undo):
+            step()
