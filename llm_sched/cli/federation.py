@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = sub.add_parser("submit", help="submit the jobs of a scenario file")
     submit.add_argument("file", metavar="FILE")
+    submit.add_argument("--pace", type=float, default=0.0, metavar="SECONDS",
+                        help="wall-clock seconds between two jobs (default: all at once)")
     data_flag(submit)
     nats_flag(submit)
 
@@ -189,7 +191,9 @@ def _submit(args: argparse.Namespace) -> int:
     fed = _recorded_federation(args.data)
     jobs = _federation(args.file)
     bus = read_bus(args.data, _settings_url(args.nats))
-    done = asyncio.run(submit(fed, jobs, server_list(bus.url), bus.replicas))
+    if not 0 <= args.pace <= 3600:
+        raise UserError(f"--pace {args.pace}: give seconds between 0 and 3600")
+    done = asyncio.run(submit(fed, jobs, server_list(bus.url), bus.replicas, args.pace))
     print(f"submitted {len(done.accepted)} jobs of {jobs.path} to federation {fed.name}"
           + (f" (positions from {done.first_position})" if done.first_position else ""))
     if done.duplicates:

@@ -51,7 +51,6 @@ log = logging.getLogger("llm_sched.federation.agent")
 
 FORMATION_WAIT = 20.0  # seconds to wait for every member before forming with a quorum
 POLL = 0.5  # seconds between looks at the streams when nothing was announced (a lost notice)
-RECORD_FALLBACK = 1.0  # seconds a non-primary waits for the primary's record before publishing its own
 MAX_AHEAD = 64  # instances ahead of ours whose messages are kept
 MAX_KEPT = 4096  # messages kept for one later instance (a flood is dropped, not stored)
 
@@ -141,7 +140,6 @@ class AgentProcess:
         self.started_at = time.time()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")  # SQLite stays on one thread
         self._ledger_queue: asyncio.Queue[list[DecisionRecord]] = asyncio.Queue()
-        self._published: set[int] = set()
         self._fetching = asyncio.Lock()
 
     # --- jobs ---------------------------------------------------------------------------------
@@ -174,12 +172,17 @@ class AgentProcess:
         self.registry = await self.js.key_value(self.subjects.registry_bucket)
         self.status = await self.js.key_value(self.subjects.status_bucket)
         await self._subscribe()
-        tasks = [asyncio.create_task(c) for c in (self._heartbeats(), self._register(), self._poll(),
-                                                  self._ledger_writer())]
+        tasks = [_watched(c) for c in (self._heartbeats(), self._register(), self._poll(), self._ledger_writer())]
         log.info("agent %s (member %d of %d) up, ledger epoch %d", self.me.name, self.me.index, self.fed.n, self.epoch)
         try:
             await self._form()
-            decide = asyncio.create_task(self._decide())
+            # From now on every member is expected to be heard: one that never was is as suspicious as
+            # one that fell silent (the detector starts as if a heartbeat had just arrived).
+            now = time.monotonic()
+            for detector in self.detectors.values():
+                if detector.last is None:
+                    detector.heartbeat(now)
+            decide = _watched(self._decide())
             await self.stopping.wait()
             decide.cancel()
         finally:
@@ -280,7 +283,9 @@ class AgentProcess:
             except TimeoutError:
                 self._retry_held(inst)
                 continue
-            if item is not None and item[0] == inst.number:
+            if item is None:
+                self._retry_held(inst)
+            elif item[0] == inst.number:
                 self._step(inst, item[1])
         self.current = None
 
@@ -344,13 +349,21 @@ class AgentProcess:
     def _decided(self, inst: _Instance, batch: PlacementBatch) -> None:
         cert = inst.core.persisted().decided[0]
         commits = tuple(m for m in cert.messages if m.kind is Kind.COMMIT)
+        # Every member that decides files its own record (its own message id): a record seen on the bus
+        # may never have reached the stream (its publisher killed mid-publish, a server lost), and only
+        # the stream lets a member that missed the decision catch up.
         record = Record(inst.number, cert.view, batch, commits, self.me.name)
+        asyncio.ensure_future(self._publish_record(record))
+        if self.jobs_between(batch.first, batch.last) is None:
+            # Decided from a peer's certificate before this member read those jobs: apply it the way
+            # a record is adopted, once the job log has been read.
+            self.records[inst.number] = record
+            self.inbox.put_nowait(None)
+            return
         self.counters.decided_here += 1
         self.counters.view_changes += cert.view > 0
         self.counters.latencies_ms.append((time.monotonic() - inst.started) * 1000.0)
         self._apply(record)
-        primary = member_of(inst.core.primary(cert.view), inst.number, self.fed.n)
-        asyncio.ensure_future(self._publish_record(record, 0.0 if primary == self.me.index else RECORD_FALLBACK))
 
     def _apply(self, record: Record) -> None:
         jobs = self.jobs_between(record.batch.first, record.batch.last)
@@ -361,21 +374,18 @@ class AgentProcess:
         self._ledger_queue.put_nowait(self._ledger_rows(record, jobs))
         self.wake.set()
 
-    async def _publish_record(self, record: Record, delay: float) -> None:
-        if delay:
-            await asyncio.sleep(delay)
-            if record.instance in self._published:
-                return
+    async def _publish_record(self, record: Record) -> None:
         headers = {"Nats-Msg-Id": f"{record.instance}/{self.me.name}"}
-        for attempt in range(10):
+        attempt = 0
+        while not self.stopping.is_set():
             try:
                 await self.js.publish(self.subjects.decided(record.instance), record.encode(), headers=headers)
-                self._published.add(record.instance)
                 return
             except Exception as exc:  # a server lost mid-publish: retry, the message id makes it once
+                attempt += 1
                 log.warning("publishing the record of instance %d failed (%s); retrying", record.instance,
                             type(exc).__name__)
-                await asyncio.sleep(0.2 * (attempt + 1))
+                await asyncio.sleep(min(2.0, 0.2 * attempt))
 
     # --- catching up from the decision stream -----------------------------------------------------
 
@@ -401,26 +411,33 @@ class AgentProcess:
             await self._fetch_jobs()
             if self.jobs_between(record.batch.first, record.batch.last) is None:
                 return False
-        self._published.add(number)
+        if number != self.instance or record.batch.first != self.replica.applied + 1:
+            return False  # decided here while the job log was read: nothing to adopt
         self.counters.adopted += 1
         self._apply(record)
         return True
 
     async def _fetch_record(self, number: int) -> Record | None:
+        """A checked record of instance ``number`` from the stream (each decider files one), or None."""
         from nats.js.errors import NotFoundError
 
-        try:
-            msg = await self.js.get_msg(self.subjects.decisions_stream, subject=self.subjects.decided(number))
-        except NotFoundError:
-            return None
-        except Exception as exc:  # the bus is failing over: try again at the next poll
-            log.warning("reading the decision stream failed (%s)", type(exc).__name__)
-            return None
-        try:
-            return decode_record(msg.data or b"")
-        except wire.WireError as exc:
-            log.warning("a malformed record of instance %d in the stream: %s", number, exc)
-            return None
+        subject, seq = self.subjects.decided(number), 1
+        while True:
+            try:
+                msg = await self.js.get_msg(self.subjects.decisions_stream, seq=seq, subject=subject, next=True)
+            except NotFoundError:
+                return None
+            except Exception as exc:  # the bus is failing over: try again at the next poll
+                log.warning("reading the decision stream failed (%s)", type(exc).__name__)
+                return None
+            seq = msg.seq + 1
+            try:
+                record = decode_record(msg.data or b"")
+            except wire.WireError as exc:
+                log.warning("a malformed record of instance %d in the stream: %s", number, exc)
+                continue
+            if record.instance == number and check_record(record, self.fed.name, self.public, self.fed.quorum) is None:
+                return record
 
     async def _fetch_jobs(self) -> None:
         """Read the job log from the first position not yet read until its end."""
@@ -440,8 +457,8 @@ class AgentProcess:
                 log.warning("reading the job log failed (%s)", type(exc).__name__)
                 return
             self.jobs[position] = _logged_job(position, msg.data or b"")
-            if self.current is not None:
-                self._retry_held(self.current)
+            if self.current is not None and self.current.held:
+                self.inbox.put_nowait(None)  # the instance loop retries what waited for these jobs
 
     # --- bus callbacks --------------------------------------------------------------------------
 
@@ -495,7 +512,6 @@ class AgentProcess:
             record = decode_record(msg.data)
         except wire.WireError:
             return
-        self._published.add(record.instance)
         if record.instance >= self.instance:
             self.records.setdefault(record.instance, record)
             self.wake.set()
@@ -580,7 +596,7 @@ class AgentProcess:
             placement = entry.placement or ()
             pool = self.replica.state.pool_of.get(placement[0]) if placement else None
             rows.append(DecisionRecord(
-                job_id=entry.job_id, seq=logged.position, outcome="committed" if placement else "rejected",
+                job_id=entry.job_id, seq=logged.position - 1, outcome="committed" if placement else "rejected",
                 pool=pool, nodes=tuple(placement), proposer=None, reason=entry.reason, rounds=record.view + 1,
                 accepts=len(record.commits), voters=self.fed.n, job_spec=logged.spec.model_dump(),
                 submitted_at=logged.arrival, certificate=cert))
@@ -600,6 +616,18 @@ class AgentProcess:
         loop = asyncio.get_running_loop()
         while not self._ledger_queue.empty():
             await loop.run_in_executor(self._db, self._write_rows, self._ledger_queue.get_nowait())
+
+
+def _watched(coro) -> asyncio.Task:  # noqa: ANN001
+    """A task whose death is logged at once (an unobserved exception would vanish until exit)."""
+    task = asyncio.create_task(coro)
+
+    def report(t: asyncio.Task) -> None:
+        if not t.cancelled() and t.exception() is not None:
+            log.error("task %s died", t.get_coro().__name__, exc_info=t.exception())
+
+    task.add_done_callback(report)
+    return task
 
 
 def _addressed(msg: Message, receiver: int) -> Message:

@@ -12,12 +12,14 @@ be a safety violation and is reported as such.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llm_sched.errors import UserError
 from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout
 from llm_sched.federation.keys import read_genesis
 from llm_sched.federation.records import Record, check_record, decode_record
@@ -34,8 +36,9 @@ class Submitted:
     first_position: int | None = None
 
 
-async def submit(fed: Federation, jobs_file: Federation, servers: Sequence[str], replicas: int = 1) -> Submitted:
-    """Append the jobs of ``jobs_file`` to ``fed``'s job log."""
+async def submit(fed: Federation, jobs_file: Federation, servers: Sequence[str], replicas: int = 1,
+                 pace: float = 0.0) -> Submitted:
+    """Append the jobs of ``jobs_file`` to ``fed``'s job log, ``pace`` seconds apart (0: at once)."""
     nc = await connect(servers, f"{fed.name}/submit")
     try:
         js = nc.jetstream(timeout=REQUEST_TIMEOUT)
@@ -44,13 +47,32 @@ async def submit(fed: Federation, jobs_file: Federation, servers: Sequence[str],
         out = Submitted()
         for spec, offset in jobs_file.job_specs():
             body = {"job": spec.model_dump(), "arrival": start + offset, "submitted": time.time()}
-            ack = await js.publish(fed.subjects.jobs, json.dumps(body).encode(), headers={"Nats-Msg-Id": spec.id})
+            ack = await _publish_job(js, fed.subjects.jobs, json.dumps(body).encode(), spec.id)
             (out.duplicates if ack.duplicate else out.accepted).append(spec.id)
             if not ack.duplicate and out.first_position is None:
                 out.first_position = ack.seq
+            if pace:
+                await asyncio.sleep(pace)
         return out
     finally:
         await nc.drain()
+
+
+async def _publish_job(js, subject: str, data: bytes, job_id: str, attempts: int = 20):  # noqa: ANN001, ANN202
+    """Publish one job, again while the bus fails over (a few seconds when a server is lost): the job id
+    is the message id, so a retry of a publish that did land is dropped as a duplicate."""
+    import nats.errors
+    from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+
+    for attempt in range(attempts):
+        try:
+            return await js.publish(subject, data, headers={"Nats-Msg-Id": job_id})
+        except (nats.errors.TimeoutError, NoStreamResponseError, ServiceUnavailableError):
+            if attempt == attempts - 1:
+                raise UserError(f"the bus did not take job {job_id} after {attempts} attempts; the jobs before it "
+                                f"were submitted, submit the file again to add the rest") from None
+            await asyncio.sleep(min(2.0, 0.2 * (attempt + 1)))
+    raise AssertionError("unreachable")
 
 
 async def _last_arrival(js, fed: Federation) -> float:  # noqa: ANN001
@@ -126,32 +148,45 @@ def _count(out: DecisionLog, seen: dict[int, Record], record: Record, when: obje
 
 async def status(fed: Federation, servers: Sequence[str], data: Path) -> dict[str, object]:
     """Members up, their views of each other, the formation and final statuses, and the decision log."""
-    from nats.js.errors import KeyNotFoundError, NoKeysError
+    import nats.errors
 
     nc = await connect(servers, f"{fed.name}/status")
     try:
-        js = nc.jetstream(timeout=REQUEST_TIMEOUT)
-        registry = await js.key_value(fed.subjects.registry_bucket)
-        store = await js.key_value(fed.subjects.status_bucket)
-        members = {}
-        try:
-            for key in await registry.keys():
-                try:
-                    members[key] = json.loads((await registry.get(key)).value or b"{}")
-                except KeyNotFoundError:
-                    pass  # expired between the listing and the read
-        except NoKeysError:
-            pass
-        extra = {}
-        try:
-            for key in await store.keys():
-                extra[key] = json.loads((await store.get(key)).value or b"{}")
-        except NoKeysError:
-            pass
-        log = await read_decisions(js, fed, data)
-        return {"federation": fed.name, "members": members, "formation": extra.get("formation"),
-                "final": {k.removeprefix("final."): v for k, v in extra.items() if k.startswith("final.")},
-                "submitted": log.submitted, "decided": log.decided, "instances": log.instances,
-                "records": log.records, "invalid": log.invalid, "conflicts": log.conflicts}
+        return await _status(nc, fed, data)
+    except (nats.errors.TimeoutError, TimeoutError):
+        raise UserError("the bus did not answer in time (a server may be failing over, which takes a few "
+                        "seconds); try again") from None
     finally:
         await nc.drain()
+
+
+async def _status(nc, fed: Federation, data: Path) -> dict[str, object]:  # noqa: ANN001
+    from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
+
+    js = nc.jetstream(timeout=REQUEST_TIMEOUT)
+    try:
+        registry = await js.key_value(fed.subjects.registry_bucket)
+        store = await js.key_value(fed.subjects.status_bucket)
+    except BucketNotFoundError:
+        raise UserError(f"federation {fed.name} has no streams on this bus yet: start it with "
+                        f"`llm-sched federation up FILE`") from None
+    members = {}
+    try:
+        for key in await registry.keys():
+            try:
+                members[key] = json.loads((await registry.get(key)).value or b"{}")
+            except KeyNotFoundError:
+                pass  # expired between the listing and the read
+    except NoKeysError:
+        pass
+    extra = {}
+    try:
+        for key in await store.keys():
+            extra[key] = json.loads((await store.get(key)).value or b"{}")
+    except NoKeysError:
+        pass
+    log = await read_decisions(js, fed, data)
+    return {"federation": fed.name, "members": members, "formation": extra.get("formation"),
+            "final": {k.removeprefix("final."): v for k, v in extra.items() if k.startswith("final.")},
+            "submitted": log.submitted, "decided": log.decided, "instances": log.instances,
+            "records": log.records, "invalid": log.invalid, "conflicts": log.conflicts}

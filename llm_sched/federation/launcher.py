@@ -13,6 +13,7 @@ program is left alone).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llm_sched.errors import UserError
+from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout, server_list
 from llm_sched.federation.keys import agent_dir, init_keys
 from llm_sched.federation.spec import Federation
 from llm_sched.transport.nats_server import ServerProcess, servers_url, start_cluster, start_server
@@ -84,9 +86,23 @@ def start_agent(fed: Federation, name: str, data: Path, bus: Bus) -> subprocess.
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def up(fed: Federation, data: Path, bus: Bus) -> dict[str, int]:
-    """Make the keys, start every agent, record their pids; returns name -> pid."""
+def prepare(fed: Federation, data: Path, bus: Bus) -> None:
+    """Make the keys that are missing and the federation's streams and buckets."""
     init_keys(fed, data)
+    asyncio.run(_layout(fed, bus))
+
+
+async def _layout(fed: Federation, bus: Bus) -> None:
+    nc = await connect(server_list(bus.url), f"{fed.name}/up")
+    try:
+        await ensure_layout(nc.jetstream(timeout=REQUEST_TIMEOUT * 5), fed.subjects, bus.replicas)
+    finally:
+        await nc.drain()
+
+
+def up(fed: Federation, data: Path, bus: Bus) -> dict[str, int]:
+    """Make the keys and the streams, start every agent, record their pids; returns name -> pid."""
+    prepare(fed, data, bus)
     pids = {m.name: start_agent(fed, m.name, data, bus).pid for m in fed.members}
     _write_json(data / FEDERATION_FILE, {"file": str(fed.path), "federation": fed.name, "bus": bus.url,
                                          "replicas": bus.replicas, "agents": pids})

@@ -75,9 +75,10 @@ def decode_record(data: bytes) -> Record:
         instance, view, decider = body["instance"], body["view"], body["decider"]
     except wire.WireError:
         raise
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise wire.WireError(f"not a decision record ({type(exc).__name__})") from None
-    if not isinstance(batch, PlacementBatch) or not all(isinstance(x, int) for x in (instance, view)):
+    numbers_ok = all(isinstance(x, int) and not isinstance(x, bool) for x in (instance, view))  # true is no 1
+    if not isinstance(batch, PlacementBatch) or not numbers_ok:
         raise wire.WireError("a decision record's batch, instance or view has the wrong type")
     return Record(instance, view, batch, commits, str(decider))
 

@@ -34,7 +34,8 @@ def decode(data: bytes) -> Message:
         return _from_data(json.loads(data), 0)
     except WireError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as exc:
+        # RecursionError: JSON nested thousands deep overflows json.loads' own recursion.
         raise WireError(f"not a protocol message ({type(exc).__name__})") from None
 
 
@@ -70,11 +71,23 @@ def _placement(e: Any) -> PlacementValue:
     if not isinstance(e, list) or len(e) != 3:
         raise WireError("a placement must be [job, nodes, reason]")
     job, nodes, reason = e
-    if not isinstance(job, str) or not isinstance(reason, str):
+    if not _is_text(job) or not _is_text(reason):
         raise WireError("a placement's job and reason must be text")
-    if nodes is not None and (not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes)):
+    if nodes is not None and (not isinstance(nodes, list) or not all(_is_text(n) for n in nodes)):
         raise WireError("a placement's nodes must be a list of names")
     return PlacementValue(job, None if nodes is None else tuple(nodes), reason)
+
+
+def _is_text(x: Any) -> bool:
+    """A string that encodes as UTF-8: JSON's escapes can spell a lone surrogate (``"\\ud800"``), which
+    json.loads accepts but which no canonical encoding (signature, digest, re-encoding) can take."""
+    if not isinstance(x, str):
+        return False
+    try:
+        x.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_int(x: Any) -> bool:
@@ -99,7 +112,7 @@ def _from_data(data: Any, depth: int) -> Message:
     if depth > MAX_PROOF_DEPTH:
         raise WireError("certificates nested too deep")
     ints = [data["s"], data["r"], data["v"], data["n"]]
-    if not all(_is_int(i) for i in ints) or not isinstance(data["d"], str) or not isinstance(data["m"], str):
+    if not all(_is_int(i) for i in ints) or not _is_text(data["d"]) or not isinstance(data["m"], str):
         raise WireError("a message's numbers and digest have the wrong types")
     proof = tuple(_from_data(p, depth + 1) for p in data.get("f", ()))
     payload = base64.b64decode(data["p"], validate=True) if "p" in data else b""
