@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm_sched.core.model import Job
 from llm_sched.core.state import ClusterState
 from llm_sched.orchestration.scenarios import JobSpec, Scenario, load_scenario
 from llm_sched.protocols.quorum import byzantine_quorum
@@ -137,7 +136,3 @@ def load_federation(name_or_path: str, scenarios_dir: Path) -> Federation:
     members = tuple(Member(i, a.id, a.specialty) for i, a in enumerate(scenario.cluster.agents))
     return Federation(scenario.name, scenario.path, scenario.seed, members, scenario)
 
-
-def job_of(spec: JobSpec) -> Job:
-    """The scheduler's job of a submitted spec."""
-    return spec.job()
