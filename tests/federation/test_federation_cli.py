@@ -1,0 +1,66 @@
+"""The federation's subcommands on bad input: one clear message, exit code 2, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from llm_sched.config import PROJECT_ROOT
+from tests.conftest import Cli
+
+SEVEN = str(PROJECT_ROOT / "scenarios" / "federations" / "seven.yaml")
+
+
+def _refused(result, *words: str) -> None:  # noqa: ANN001
+    assert result.code == 2, result.text
+    assert "Traceback" not in result.text
+    for word in words:
+        assert word in result.err, result.err
+
+
+def test_an_agent_not_in_the_federation_is_refused_naming_the_members(cli: Cli) -> None:
+    result = cli("agent", "--name", "nobody\x1b[31m", "--federation", SEVEN, "--nats", "nats://127.0.0.1:9")
+    _refused(result, "no agent", "gpu-a", "general")
+    assert "\x1b[31m" not in result.err  # untrusted text reaches the terminal escaped
+
+
+def test_status_without_a_federation_says_how_to_start_one(cli: Cli, tmp_path: Path) -> None:
+    _refused(cli("status", "--data", str(tmp_path / "none")), "genesis.json does not exist", "federation up")
+
+
+def test_a_bus_that_does_not_answer_is_named(cli: Cli, tmp_path: Path) -> None:
+    data = tmp_path / "fed"
+    data.mkdir()
+    (data / "genesis.json").write_text(json.dumps({"federation": "seven", "file": SEVEN, "members": [], "keys": []}))
+    _refused(cli("status", "--data", str(data), "--nats", "nats://127.0.0.1:9"), "cannot reach the bus",
+             "nats://127.0.0.1:9")
+
+
+def test_a_missing_jobs_file_and_a_bad_pace_are_refused(cli: Cli, tmp_path: Path) -> None:
+    data = tmp_path / "fed"
+    data.mkdir()
+    (data / "genesis.json").write_text(json.dumps({"federation": "seven", "file": SEVEN, "members": [], "keys": []}))
+    _refused(cli("submit", str(tmp_path / "nope.yaml"), "--data", str(data), "--nats", "nats://127.0.0.1:9"),
+             "nope.yaml")
+    _refused(cli("submit", SEVEN, "--data", str(data), "--nats", "nats://127.0.0.1:9", "--pace", "-1"), "--pace")
+
+
+def test_a_bus_url_that_is_not_nats_is_refused_by_the_settings(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "genesis.json").write_text(json.dumps({"federation": "seven", "file": SEVEN, "members": [],
+                                                        "keys": []}))
+    cli.env["NATS_URL"] = "http://example.org"
+    result = cli("status", "--data", str(tmp_path))
+    assert result.code != 0 and "Traceback" not in result.text
+    assert "NATS_URL" in result.err
+
+
+def test_down_with_nothing_running_says_so(cli: Cli, tmp_path: Path) -> None:
+    _refused(cli("federation", "down", "--data", str(tmp_path)), "nothing to stop")
+
+
+def test_a_federation_file_with_a_mistake_names_the_file(cli: Cli, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nseed: 1\ncluster: nowhere.yaml\nphases:\n  - name: p\n    jobs: []\n")
+    result = cli("federation", "up", str(bad), "--data", str(tmp_path / "d"), "--nats", "nats://127.0.0.1:9")
+    _refused(result, "bad.yaml")
+    assert not (tmp_path / "d" / "genesis.json").exists()  # nothing made for a federation that did not load
