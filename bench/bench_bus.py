@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llm_sched.federation.bus import REQUEST_TIMEOUT, connect  # noqa: E402
+from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, registered  # noqa: E402
 from llm_sched.federation.launcher import down, prepare, start_agent, start_bus  # noqa: E402
 from llm_sched.federation.records import decode_record  # noqa: E402
 from llm_sched.federation.spec import Federation, load_federation  # noqa: E402
@@ -91,7 +91,7 @@ async def agent_counters(fed: Federation, url: str) -> tuple[int, int]:
     nc = await connect([url], "bench-status")
     try:
         kv = await nc.jetstream(timeout=REQUEST_TIMEOUT).key_value(fed.subjects.registry_bucket)
-        entries = [json.loads((await kv.get(k)).value) for k in await kv.keys()]
+        entries = [json.loads(v) for v in (await registered(kv, [m.name for m in fed.members])).values()]
         return sum(e["sent"] for e in entries), max(e["instance"] for e in entries)
     finally:
         await nc.drain()

@@ -19,7 +19,7 @@ from pathlib import Path
 from llm_sched.errors import UserError
 from llm_sched.safe_text import one_line
 
-SUBCOMMANDS = ("bus", "agent", "federation", "submit", "status")
+SUBCOMMANDS = ("bus", "agent", "federation", "submit", "status", "chaos")
 DEFAULT_DATA = Path("runs/federation")
 FORMATION_TIMEOUT = 60.0
 
@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_flag(submit)
     nats_flag(submit)
 
+    chaos = sub.add_parser("chaos", help="kill, pause, cut off and restart agents and servers on a schedule")
+    chaos.add_argument("schedule", metavar="SCHEDULE", help="a YAML file of timed actions (see llm_sched/federation/chaos.py)")
+    data_flag(chaos)
+
     status = sub.add_parser("status", help="members, suspicion (phi), view and leader, jobs decided")
     data_flag(status)
     nats_flag(status)
@@ -81,7 +85,19 @@ def main(argv: Sequence[str]) -> int:
         return _up(args) if args.action == "up" else _down(args)
     if args.command == "submit":
         return _submit(args)
+    if args.command == "chaos":
+        return _chaos(args)
     return _status(args)
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from llm_sched.federation.chaos import load_schedule, run_schedule
+
+    fed = _recorded_federation(args.data)
+    actions = load_schedule(Path(args.schedule), fed)
+    done = run_schedule(actions, fed, args.data, say=lambda line: print(one_line(line), flush=True))
+    print(f"{done} of {len(actions)} actions carried out")
+    return 0
 
 
 def _settings_url(flag: str | None) -> str | None:

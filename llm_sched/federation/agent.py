@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout
+from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout, registered
 from llm_sched.federation.keys import agent_dir, load_private_key, read_genesis
 from llm_sched.federation.records import Record, check_record, core_id, decode_record, instance_ring, member_of
 from llm_sched.federation.replica import LoggedJob, Replica
@@ -168,9 +168,7 @@ class AgentProcess:
         self.ledger, self.epoch = await loop.run_in_executor(self._db, self._open_ledger)
         self.nc = await connect(self.options.servers, f"{self.fed.name}/{self.me.name}", patient=True)
         self.js = self.nc.jetstream(timeout=REQUEST_TIMEOUT)
-        await ensure_layout(self.js, self.subjects, self.options.replicas)
-        self.registry = await self.js.key_value(self.subjects.registry_bucket)
-        self.status = await self.js.key_value(self.subjects.status_bucket)
+        await self._bind()
         await self._subscribe()
         tasks = [_watched(c) for c in (self._heartbeats(), self._register(), self._poll(), self._ledger_writer())]
         log.info("agent %s (member %d of %d) up, ledger epoch %d", self.me.name, self.me.index, self.fed.n, self.epoch)
@@ -194,6 +192,20 @@ class AgentProcess:
             await loop.run_in_executor(self._db, self.ledger.close)
             self._db.shutdown()
         return 0
+
+    async def _bind(self) -> None:
+        """The streams and buckets, again and again while the bus fails over (a restart may land in it)."""
+        attempt = 0
+        while True:
+            try:
+                await ensure_layout(self.js, self.subjects, self.options.replicas)
+                self.registry = await self.js.key_value(self.subjects.registry_bucket)
+                self.status = await self.js.key_value(self.subjects.status_bucket)
+                return
+            except Exception as exc:  # timeouts, no responders: a server lost, a leader being elected
+                attempt += 1
+                log.warning("the bus is not serving the federation's streams yet (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(min(2.0, 0.2 * attempt))
 
     def _open_ledger(self) -> tuple[Ledger, int]:
         folder = agent_dir(self.options.data, self.me.name)
@@ -227,7 +239,16 @@ class AgentProcess:
                 return
             except KeyNotFoundError:
                 pass
-            present = await self._registered()
+            except Exception as exc:  # the bus failing over: ask again
+                log.warning("reading the formation record failed (%s)", type(exc).__name__)
+                await asyncio.sleep(0.25)
+                continue
+            try:
+                present = await self._registered()
+            except Exception as exc:
+                log.warning("reading the registry failed (%s)", type(exc).__name__)
+                await asyncio.sleep(0.25)
+                continue
             if len(present) == self.fed.n or (time.monotonic() > deadline and len(present) >= self.fed.quorum):
                 record = {"members": [m.name for m in self.fed.members], "present": sorted(present),
                           "formed_by": self.me.name, "at": time.time()}
@@ -236,16 +257,15 @@ class AgentProcess:
                     log.info("formed the federation with %d of %d members present", len(present), self.fed.n)
                 except KeyWrongLastSequenceError:
                     pass  # another member wrote it first: the same membership
+                except Exception as exc:  # the bus failing over: look again (the record may have landed)
+                    log.warning("writing the formation record failed (%s)", type(exc).__name__)
+                    await asyncio.sleep(0.25)
+                    continue
                 return
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.25)
 
     async def _registered(self) -> set[str]:
-        from nats.js.errors import NoKeysError
-
-        try:
-            return set(await self.registry.keys())
-        except NoKeysError:
-            return set()
+        return set(await registered(self.registry, [m.name for m in self.fed.members]))
 
     # --- the decision loop ----------------------------------------------------------------------
 

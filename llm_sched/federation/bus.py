@@ -72,3 +72,19 @@ async def ensure_layout(js, subjects: Subjects, replicas: int) -> None:  # noqa:
             await js.key_value(bucket)
         except (BucketNotFoundError, NotFoundError):
             await js.create_key_value(bucket=bucket, ttl=ttl, history=1, replicas=replicas)
+
+
+async def registered(kv, names: Sequence[str]) -> dict[str, bytes]:  # noqa: ANN001
+    """The entries of ``names`` present in a KV bucket, read one by one. Listing the keys instead would
+    create a consumer on the bucket at every call, which a polling loop turns into hundreds."""
+    from nats.js.errors import KeyNotFoundError
+
+    out = {}
+    for name in names:
+        try:
+            entry = await kv.get(name)
+        except KeyNotFoundError:
+            continue
+        if entry.value:
+            out[name] = entry.value
+    return out

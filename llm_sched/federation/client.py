@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llm_sched.errors import UserError
-from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout
+from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout, registered
 from llm_sched.federation.keys import read_genesis
 from llm_sched.federation.records import Record, check_record, decode_record
 from llm_sched.federation.spec import Federation
@@ -161,7 +161,7 @@ async def status(fed: Federation, servers: Sequence[str], data: Path) -> dict[st
 
 
 async def _status(nc, fed: Federation, data: Path) -> dict[str, object]:  # noqa: ANN001
-    from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
+    from nats.js.errors import BucketNotFoundError
 
     js = nc.jetstream(timeout=REQUEST_TIMEOUT)
     try:
@@ -170,21 +170,10 @@ async def _status(nc, fed: Federation, data: Path) -> dict[str, object]:  # noqa
     except BucketNotFoundError:
         raise UserError(f"federation {fed.name} has no streams on this bus yet: start it with "
                         f"`llm-sched federation up FILE`") from None
-    members = {}
-    try:
-        for key in await registry.keys():
-            try:
-                members[key] = json.loads((await registry.get(key)).value or b"{}")
-            except KeyNotFoundError:
-                pass  # expired between the listing and the read
-    except NoKeysError:
-        pass
-    extra = {}
-    try:
-        for key in await store.keys():
-            extra[key] = json.loads((await store.get(key)).value or b"{}")
-    except NoKeysError:
-        pass
+    names = [m.name for m in fed.members]
+    members = {k: json.loads(v) for k, v in (await registered(registry, names)).items()}
+    kept = await registered(store, ["formation", *(f"final.{n}" for n in names)])
+    extra = {k: json.loads(v) for k, v in kept.items()}
     log = await read_decisions(js, fed, data)
     return {"federation": fed.name, "members": members, "formation": extra.get("formation"),
             "final": {k.removeprefix("final."): v for k, v in extra.items() if k.startswith("final.")},

@@ -50,7 +50,7 @@ def start_bus(data: Path, servers: int) -> tuple[Bus, list[ServerProcess]]:
     folder = data / "bus"
     procs = [start_server(folder)] if servers == 1 else start_cluster(folder, size=servers)
     bus = Bus(servers_url(procs), tuple(p.process.pid for p in procs), min(servers, 3))
-    _write_json(data / BUS_FILE, {"url": bus.url, "pids": list(bus.pids), "replicas": bus.replicas,
+    write_json(data / BUS_FILE, {"url": bus.url, "pids": list(bus.pids), "replicas": bus.replicas,
                                   "servers": [{"name": p.name, "url": p.client_url, "pid": p.process.pid,
                                                "config": str(p.config_path)} for p in procs]})
     return bus, procs
@@ -104,7 +104,7 @@ def up(fed: Federation, data: Path, bus: Bus) -> dict[str, int]:
     """Make the keys and the streams, start every agent, record their pids; returns name -> pid."""
     prepare(fed, data, bus)
     pids = {m.name: start_agent(fed, m.name, data, bus).pid for m in fed.members}
-    _write_json(data / FEDERATION_FILE, {"file": str(fed.path), "federation": fed.name, "bus": bus.url,
+    write_json(data / FEDERATION_FILE, {"file": str(fed.path), "federation": fed.name, "bus": bus.url,
                                          "replicas": bus.replicas, "agents": pids})
     return pids
 
@@ -126,19 +126,19 @@ def down(data: Path, timeout: float = 10.0) -> list[str]:
 
 def _terminate(pid: int, expect: str, timeout: float) -> bool:
     """SIGTERM ``pid`` if its command line still names ``expect``, SIGKILL after ``timeout``."""
-    if expect not in _cmdline(pid):
+    if expect not in command_line(pid):
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if expect not in _cmdline(pid):
+        if expect not in command_line(pid):
             return True
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
     return True
 
 
-def _cmdline(pid: int) -> str:
+def command_line(pid: int) -> str:
     """The process's command line, or "" when it is gone (or a zombie)."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -148,7 +148,7 @@ def _cmdline(pid: int) -> str:
     return "" if state == "Z" else raw.replace(b"\0", b" ").decode(errors="replace")
 
 
-def _write_json(path: Path, body: object) -> None:
+def write_json(path: Path, body: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(body, indent=2) + "\n")
@@ -157,4 +157,4 @@ def _write_json(path: Path, body: object) -> None:
 
 def members_up(pids: Sequence[int]) -> int:
     """How many of ``pids`` are running agent processes."""
-    return sum(1 for p in pids if "llm_sched" in _cmdline(p))
+    return sum(1 for p in pids if "llm_sched" in command_line(p))

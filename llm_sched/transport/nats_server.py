@@ -260,10 +260,20 @@ def _refuse_if_running(pid_path: Path) -> None:
         return  # the process is gone: a stale file
     except PermissionError:
         pass  # it exists, under another user
+    if _zombie(pid):
+        return  # killed, waiting to be reaped by a parent that is not us: gone all the same
     raise UserError(
         f"a nats-server (pid {pid}) already runs on {pid_path.parent}; stop it, or delete {pid_path} if that pid "
         "belongs to something else"
     )
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited but not been reaped (its /proc state is Z)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][:1] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _launch(config_path: Path, log_path: Path, pid_path: Path) -> subprocess.Popen[bytes]:
@@ -447,6 +457,16 @@ def start_cluster(
         stop_all(servers)
         raise
     return servers
+
+
+def relaunch(folder: Path) -> int:
+    """Start the server of ``folder`` (``data_dir/sN``) again from its config file, ports and store, from a
+    process that did not start it (a chaos schedule); returns its pid. Refused while it still runs."""
+    config = Path(folder) / "nats.conf"
+    if not config.exists():
+        raise UserError(f"{config} does not exist: no nats-server was started in {folder}")
+    _refuse_if_running(Path(folder) / "nats.pid")
+    return _launch(config, Path(folder) / "nats.log", Path(folder) / "nats.pid").pid
 
 
 def servers_url(servers: Sequence[ServerProcess]) -> str:

@@ -10,6 +10,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,11 +21,12 @@ import pytest
 from llm_sched.config import PROJECT_ROOT
 from llm_sched.errors import UserError
 from llm_sched.federation.bus import server_list
-from llm_sched.federation.client import status, submit
+from llm_sched.federation.client import status
 from llm_sched.federation.launcher import down, prepare, start_agent, start_bus
 from llm_sched.federation.spec import Federation, load_federation
 from llm_sched.store.ledger import Ledger
-from llm_sched.transport.nats_server import ServerProcess, stop_all
+from llm_sched.transport.nats_server import stop_all
+from tests.conftest import Cli
 
 SEVEN = PROJECT_ROOT / "scenarios" / "federations" / "seven.yaml"
 
@@ -107,54 +110,57 @@ def formed(run: Running) -> bool:
     return len(body["members"]) == run.fed.n
 
 
-@pytest.mark.parametrize("running", [3], indirect=True)
+SCHEDULE = """\
+actions:
+  - {at: 1.0, action: kill, name: gpu-b}
+  - {at: 1.0, action: kill, name: storage}
+  - {at: 1.5, action: kill, target: server, name: s1}
+  - {at: 6.0, action: restart, name: gpu-b}
+  - {at: 6.0, action: restart, name: storage}
+  - {at: 7.0, action: restart, target: server, name: s1}
+"""
+
+
 def test_fifty_jobs_are_decided_once_each_through_two_agent_kills_and_one_of_three_servers_killed(
-        running: Running) -> None:
-    fed = running.fed
-    wait_for(lambda: formed(running), 60, "every member registered")
+        cli: Cli, tmp_path: Path) -> None:
+    """The whole path a user takes: federation up, submit, chaos on a schedule, status, down."""
+    data = tmp_path / "fed"
+    up = cli("federation", "up", str(SEVEN), "--servers", "3", "--data", str(data), timeout=120)
+    try:
+        assert up.code == 0 and "formed: 7 of 7 members present" in up.out, up.text
+        (tmp_path / "chaos.yaml").write_text(SCHEDULE)
+        submitter = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "main.py"), "submit", str(SEVEN), "--data",
+                                      str(data), "--pace", "0.08"], cwd=cli.cwd, env=cli.env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        chaos = cli("chaos", str(tmp_path / "chaos.yaml"), "--data", str(data), timeout=60)
+        assert chaos.code == 0 and "6 of 6 actions carried out" in chaos.out, chaos.text
+        out, _ = submitter.communicate(timeout=120)
+        assert submitter.returncode == 0 and "submitted 50 jobs" in out, out
 
-    async def submit_paced() -> None:
-        await submit(fed, fed, running.urls, replicas=3, pace=0.08)
+        def settled() -> dict | None:
+            result = cli("status", "--data", str(data), "--json", timeout=60)
+            if result.code != 0:
+                return None  # a server failing over, or a problem the final check below will show
+            body = json.loads(result.out)
+            members = body["members"]
+            caught_up = all(members.get(n, {}).get("applied") == 50 for n in ("gpu-b", "storage"))
+            return body if body["decided"] == 50 and caught_up else None
 
-    import threading
+        body = wait_for(settled, 120, "all 50 jobs decided and the restarted agents caught up")
+        assert body["invalid"] == [] and body["conflicts"] == []  # every certificate checks, no job decided twice
+        assert body["submitted"] == 50
+        assert body["members"]["gpu-b"]["epoch"] == 2 and body["members"]["storage"]["epoch"] == 2
 
-    submitter = threading.Thread(target=lambda: asyncio.run(submit_paced()))
-    submitter.start()
-    wait_for(lambda: running.status()["decided"] >= 8, 60, "the first jobs decided")
-    killed = ["gpu-b", "storage"]
-    for name in killed:  # mid-run, with no warning: SIGKILL
-        os.kill(running.agents[name].pid, signal.SIGKILL)
-        running.agents[name].wait()
-    server: ServerProcess = running.servers[0]
-    server.kill()  # one of the three NATS servers, its stream replicas with it
-    submitter.join(timeout=120)
-    assert not submitter.is_alive()
-    wait_for(lambda: (b := running.status())["decided"] >= 30 or _progress(b), 90, "jobs decided by the five survivors")
-    for name in killed:
-        running.restart(name)
-
-    body = wait_for(lambda: (b := running.status())["decided"] == 50 and b, 120, "all 50 jobs decided")
-    assert all(not s["invalid"] for s in [body])
-    assert body["invalid"] == [] and body["conflicts"] == []  # every certificate checks, no job decided twice
-    assert body["submitted"] == 50
-
-    def caught_up() -> dict | None:
-        b = running.status()
-        members = b["members"]
-        done = all(members.get(n, {}).get("applied") == 50 for n in killed)
-        return b if done else None
-
-    body = wait_for(caught_up, 60, "the restarted agents caught up")
-    for name in killed:
-        assert body["members"][name]["epoch"] == 2  # a restart, fenced from its former self
-
-    ledgers = {m.name: ledger_decisions(running.data, m.name) for m in fed.members}
-    wait_for(lambda: all(len(ledger_decisions(running.data, n)) == 50 for n in ledgers), 30, "every ledger complete")
-    ledgers = {n: ledger_decisions(running.data, n) for n in ledgers}
-    first = next(iter(ledgers.values()))
-    assert sorted(pos for pos, _, _ in first.values()) == list(range(50))  # each job once, in log order
-    assert all(ledger == first for ledger in ledgers.values())  # the same placement at every member
-    assert sum(1 for _, pool, _ in first.values() if pool is not None) >= 40  # jobs were placed, not just refused
+        members = [m.name for m in load_federation(str(SEVEN), PROJECT_ROOT / "scenarios").members]
+        wait_for(lambda: all(len(ledger_decisions(data, n)) == 50 for n in members), 30, "every ledger complete")
+        ledgers = {n: ledger_decisions(data, n) for n in members}
+        first = ledgers[members[0]]
+        assert sorted(pos for pos, _, _ in first.values()) == list(range(50))  # each job once, in log order
+        assert all(ledger == first for ledger in ledgers.values())  # the same placement at every member
+        assert sum(1 for _, pool, _ in first.values() if pool is not None) >= 40  # jobs placed, not just refused
+    finally:
+        down = cli("federation", "down", "--data", str(data), timeout=60)
+        assert down.code == 0, down.text
 
 
 def test_a_stopped_agent_is_suspected_by_phi_accrual_and_cleared_when_it_resumes(running: Running) -> None:

@@ -64,3 +64,39 @@ def test_a_federation_file_with_a_mistake_names_the_file(cli: Cli, tmp_path: Pat
     result = cli("federation", "up", str(bad), "--data", str(tmp_path / "d"), "--nats", "nats://127.0.0.1:9")
     _refused(result, "bad.yaml")
     assert not (tmp_path / "d" / "genesis.json").exists()  # nothing made for a federation that did not load
+
+
+def _federation_data(tmp_path: Path) -> Path:
+    data = tmp_path / "fed"
+    data.mkdir()
+    (data / "genesis.json").write_text(json.dumps({"federation": "seven", "file": SEVEN, "members": [], "keys": []}))
+    return data
+
+
+def test_a_chaos_schedule_with_a_mistake_is_refused_naming_file_action_and_field(cli: Cli, tmp_path: Path) -> None:
+    data = _federation_data(tmp_path)
+    cases = {
+        "unknown agent": ("actions:\n  - {at: 1, action: kill, name: nobody}\n", ["action 1", "nobody", "gpu-a"]),
+        "cut without seconds": ("actions:\n  - {at: 1, action: cut, name: memory}\n", ["seconds"]),
+        "unknown action": ("actions:\n  - {at: 1, action: explode, name: memory}\n", ["action", "kill"]),
+        "negative time": ("actions:\n  - {at: -1, action: kill, name: memory}\n", ["at"]),
+        "empty": ("actions: []\n", ["actions"]),
+    }
+    for what, (text, words) in cases.items():
+        path = tmp_path / f"{what.replace(' ', '-')}.yaml"
+        path.write_text(text)
+        result = cli("chaos", str(path), "--data", str(data))
+        _refused(result, path.name, *words)
+
+
+def test_a_chaos_schedule_is_put_in_time_order_and_a_cut_becomes_a_stop_and_a_cont(tmp_path: Path) -> None:
+    from llm_sched.federation.chaos import load_schedule
+    from llm_sched.federation.spec import load_federation
+
+    path = tmp_path / "s.yaml"
+    path.write_text("actions:\n  - {at: 5, action: restart, name: gpu-b}\n  - {at: 1, action: cut, name: memory, "
+                    "seconds: 2.5}\n  - {at: 2, action: kill, target: server, name: s1}\n")
+    fed = load_federation(SEVEN, PROJECT_ROOT / "scenarios")
+    steps = [(a.at, a.action, a.target, a.name) for a in load_schedule(path, fed)]
+    assert steps == [(1, "stop", "agent", "memory"), (2, "kill", "server", "s1"), (3.5, "cont", "agent", "memory"),
+                     (5, "restart", "agent", "gpu-b")]
