@@ -34,10 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     def nats_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--nats", metavar="URL", help="the bus (nats://host:port[,...]); default NATS_URL, else "
                                                      "the bus recorded under --data")
+        p.add_argument("--creds", type=Path, metavar="FILE", help="a tenant's credentials on a bus with tenants "
+                                                                 "(written by `llm-sched bus --tenants`)")
 
     bus = sub.add_parser("bus", help="start a local nats-server with JetStream (1 server, or a cluster of 3)")
     data_flag(bus)
     bus.add_argument("--servers", type=int, default=1, choices=(1, 3))
+    bus.add_argument("--tenants", metavar="NAMES", help="comma-separated tenants, each a NATS account of its own "
+                                                        "(credentials under DATA/tenants/)")
 
     agent = sub.add_parser("agent", help="run one agent process")
     agent.add_argument("--name", required=True)
@@ -54,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_flag(fup)
     nats_flag(fup)
     fup.add_argument("--servers", type=int, default=1, choices=(1, 3), help="servers of the bus it starts")
+    fup.add_argument("--replicas", type=int, default=1, choices=(1, 3), help="stream replicas on a bus given "
+                                                                             "with --nats (default %(default)s)")
     fdown = fsub.add_parser("down", help="stop the agents (they write their final status), then the bus")
     data_flag(fdown)
 
@@ -130,8 +136,11 @@ def _recorded_federation(data: Path):  # noqa: ANN202
 def _bus(args: argparse.Namespace) -> int:
     from llm_sched.federation.launcher import start_bus
 
-    bus, _ = start_bus(args.data, args.servers)
+    tenants = [t.strip() for t in (args.tenants or "").split(",") if t.strip()]
+    bus, _ = start_bus(args.data, args.servers, tenants)
     print(f"bus: {bus.url} ({args.servers} server{'s' if args.servers > 1 else ''}, JetStream under {args.data / 'bus'})")
+    for t in tenants:
+        print(f"tenant {t}: credentials in {args.data / 'tenants' / (t + '.json')} (give them with --creds)")
     print(f"stop it with: llm-sched federation down --data {args.data}")
     return 0
 
@@ -145,8 +154,9 @@ def _agent(args: argparse.Namespace) -> int:
     if args.name not in {m.name for m in fed.members}:
         raise UserError(f"no agent {one_line(args.name)[:80]!r} in {fed.path}; its agents are: "
                         f"{', '.join(m.name for m in fed.members)}")
-    bus = read_bus(args.data, _settings_url(args.nats))
-    options = AgentOptions(tuple(server_list(bus.url)), args.data, replicas=args.replicas or bus.replicas)
+    bus = read_bus(args.data, _settings_url(args.nats), args.creds)
+    options = AgentOptions(tuple(server_list(bus.url)), args.data, replicas=args.replicas or bus.replicas,
+                           creds=bus.creds)
     return run_agent(fed, args.name, options)
 
 
@@ -157,7 +167,7 @@ def _up(args: argparse.Namespace) -> int:
     fed = _federation(args.file)
     url = _settings_url(args.nats)
     if url:
-        bus = Bus(url)
+        bus = Bus(url, replicas=args.replicas, creds=args.creds.resolve() if args.creds else None)
         print(f"bus: {url} (given)")
     else:
         bus, _ = start_bus(args.data, args.servers)
@@ -165,17 +175,17 @@ def _up(args: argparse.Namespace) -> int:
               f"{args.data / 'bus'})")
     pids = up(fed, args.data, bus)
     print(f"federation {fed.name}: {len(pids)} agent processes started (logs under {args.data / 'agents'})")
-    formed = asyncio.run(_wait_formation(fed, server_list(bus.url)))
+    formed = asyncio.run(_wait_formation(fed, server_list(bus.url), bus.creds))
     print(f"formed: {formed}" if formed else f"not formed within {FORMATION_TIMEOUT:.0f} s: see the agents' logs")
     return 0 if formed else 1
 
 
-async def _wait_formation(fed, servers: list[str]) -> str | None:  # noqa: ANN001
+async def _wait_formation(fed, servers: list[str], creds: Path | None) -> str | None:  # noqa: ANN001
     from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
     from llm_sched.federation.bus import REQUEST_TIMEOUT, connect
 
-    nc = await connect(servers, f"{fed.name}/up")
+    nc = await connect(servers, f"{fed.name}/up", creds=creds)
     try:
         js = nc.jetstream(timeout=REQUEST_TIMEOUT)
         deadline = time.monotonic() + FORMATION_TIMEOUT
@@ -206,10 +216,10 @@ def _submit(args: argparse.Namespace) -> int:
 
     fed = _recorded_federation(args.data)
     jobs = _federation(args.file)
-    bus = read_bus(args.data, _settings_url(args.nats))
     if not 0 <= args.pace <= 3600:
         raise UserError(f"--pace {args.pace}: give seconds between 0 and 3600")
-    done = asyncio.run(submit(fed, jobs, server_list(bus.url), bus.replicas, args.pace))
+    bus = read_bus(args.data, _settings_url(args.nats), args.creds)
+    done = asyncio.run(submit(fed, jobs, server_list(bus.url), bus.replicas, args.pace, bus.creds))
     print(f"submitted {len(done.accepted)} jobs of {jobs.path} to federation {fed.name}"
           + (f" (positions from {done.first_position})" if done.first_position else ""))
     if done.duplicates:
@@ -223,8 +233,8 @@ def _status(args: argparse.Namespace) -> int:
     from llm_sched.federation.launcher import read_bus
 
     fed = _recorded_federation(args.data)
-    bus = read_bus(args.data, _settings_url(args.nats))
-    body = asyncio.run(status(fed, server_list(bus.url), args.data))
+    bus = read_bus(args.data, _settings_url(args.nats), args.creds)
+    body = asyncio.run(status(fed, server_list(bus.url), args.data, bus.creds))
     if args.json:
         print(json.dumps(body, indent=2, sort_keys=True))
     else:

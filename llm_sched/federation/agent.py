@@ -66,6 +66,7 @@ class AgentOptions:
     heartbeat_s: float = 0.2
     registry_every_s: float = 1.0
     batch_max: int = 16
+    creds: Path | None = None  # a tenant's credentials file on a bus with tenants
 
 
 @dataclass
@@ -166,7 +167,8 @@ class AgentProcess:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         self.ledger, self.epoch = await loop.run_in_executor(self._db, self._open_ledger)
-        self.nc = await connect(self.options.servers, f"{self.fed.name}/{self.me.name}", patient=True)
+        self.nc = await connect(self.options.servers, f"{self.fed.name}/{self.me.name}", patient=True,
+                                creds=self.options.creds)
         self.js = self.nc.jetstream(timeout=REQUEST_TIMEOUT)
         await self._bind()
         await self._subscribe()

@@ -16,8 +16,11 @@ consumer, so nothing a reader depends on lives only on the server that died.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from llm_sched.errors import UserError
 from llm_sched.federation.spec import Subjects
@@ -33,23 +36,53 @@ def server_list(url: str) -> list[str]:
     return [u.strip() for u in url.split(",") if u.strip()]
 
 
-async def connect(servers: Sequence[str], name: str, *, patient: bool = False):  # noqa: ANN201
-    """A NATS connection. ``patient`` (an agent): keep trying, at start and after every loss, for as
-    long as the process runs. Otherwise (a command): a :class:`UserError` when no server answers."""
+@dataclass(frozen=True)
+class Credentials:
+    """A tenant's user and password on the bus (the password never in a repr, a log or a command line)."""
+
+    tenant: str
+    user: str
+    password: str = field(repr=False)
+
+
+def read_credentials(path: Path) -> Credentials:
+    """The credentials file ``llm-sched bus --tenants`` wrote; UserError naming the file when unusable."""
+    try:
+        body = json.loads(path.read_text())
+        return Credentials(str(body["tenant"]), str(body["user"]), str(body["password"]))
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist: `llm-sched bus --tenants NAME` writes a tenant's credentials") from None
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{path} is not a credentials file of `llm-sched bus --tenants`") from None
+
+
+async def connect(servers: Sequence[str], name: str, *, patient: bool = False, creds: Path | None = None):  # noqa: ANN201
+    """A NATS connection, as the tenant of ``creds`` if given. ``patient`` (an agent): keep trying, at
+    start and after every loss, for as long as the process runs. Otherwise (a command): a
+    :class:`UserError` when no server answers."""
     import nats
+
+    auth = {}
+    if creds is not None:
+        c = read_credentials(creds)
+        auth = {"user": c.user, "password": c.password}
 
     async def quiet(exc: Exception) -> None:
         # nats-py's default prints a traceback for every failed connection attempt: one line is enough.
         _log.info("bus: %s", type(exc).__name__)
 
     if patient:
-        return await nats.connect(servers=list(servers), name=name, error_cb=quiet, max_reconnect_attempts=-1,
+        return await nats.connect(servers=list(servers), name=name, error_cb=quiet, max_reconnect_attempts=-1, **auth,
                                   reconnect_time_wait=0.1, connect_timeout=2, allow_reconnect=True,
                                   ping_interval=2, max_outstanding_pings=3)
     try:
-        return await nats.connect(servers=list(servers), name=name, error_cb=quiet, max_reconnect_attempts=2,
+        return await nats.connect(servers=list(servers), name=name, error_cb=quiet, max_reconnect_attempts=2, **auth,
                                   reconnect_time_wait=0.2, connect_timeout=2, allow_reconnect=True)
     except Exception as exc:  # nats-py raises several kinds (no servers, timeouts, refused)
+        if "authorization" in str(exc).lower():
+            raise UserError(f"the bus at {', '.join(servers)} refused the connection: "
+                            + (f"the credentials in {creds} are not accepted" if creds else
+                               "it needs a tenant's credentials (--creds FILE)")) from None
         raise UserError(f"cannot reach the bus at {', '.join(servers)} ({type(exc).__name__}); is it running? "
                         f"start it with `llm-sched federation up FILE` or `llm-sched bus`") from None
 

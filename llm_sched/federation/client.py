@@ -37,9 +37,9 @@ class Submitted:
 
 
 async def submit(fed: Federation, jobs_file: Federation, servers: Sequence[str], replicas: int = 1,
-                 pace: float = 0.0) -> Submitted:
+                 pace: float = 0.0, creds: Path | None = None) -> Submitted:
     """Append the jobs of ``jobs_file`` to ``fed``'s job log, ``pace`` seconds apart (0: at once)."""
-    nc = await connect(servers, f"{fed.name}/submit")
+    nc = await connect(servers, f"{fed.name}/submit", creds=creds)
     try:
         js = nc.jetstream(timeout=REQUEST_TIMEOUT)
         await ensure_layout(js, fed.subjects, replicas)
@@ -146,11 +146,11 @@ def _count(out: DecisionLog, seen: dict[int, Record], record: Record, when: obje
         out.jobs.setdefault(entry.job_id, placed)
 
 
-async def status(fed: Federation, servers: Sequence[str], data: Path) -> dict[str, object]:
+async def status(fed: Federation, servers: Sequence[str], data: Path, creds: Path | None = None) -> dict[str, object]:
     """Members up, their views of each other, the formation and final statuses, and the decision log."""
     import nats.errors
 
-    nc = await connect(servers, f"{fed.name}/status")
+    nc = await connect(servers, f"{fed.name}/status", creds=creds)
     try:
         return await _status(nc, fed, data)
     except (nats.errors.TimeoutError, TimeoutError):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from llm_sched.errors import UserError
 from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout, server_list
 from llm_sched.federation.keys import agent_dir, init_keys
 from llm_sched.federation.spec import Federation
-from llm_sched.transport.nats_server import ServerProcess, servers_url, start_cluster, start_server
+from llm_sched.transport.nats_server import ServerProcess, Tenant, servers_url, start_cluster, start_server
 
 BUS_FILE = "bus.json"
 FEDERATION_FILE = "federation.json"
@@ -41,40 +42,76 @@ class Bus:
     url: str
     pids: tuple[int, ...] = ()
     replicas: int = 1
+    creds: Path | None = None  # the tenant's credentials file, on a bus with tenants
 
 
-def start_bus(data: Path, servers: int) -> tuple[Bus, list[ServerProcess]]:
-    """One server, or a cluster of ``servers`` (3: it survives the loss of one), under ``data/bus``."""
+def start_bus(data: Path, servers: int, tenants: Sequence[str] = ()) -> tuple[Bus, list[ServerProcess]]:
+    """One server, or a cluster of ``servers`` (3: it survives the loss of one), under ``data/bus``.
+
+    With ``tenants``, each is a NATS account of its own (subjects, streams and buckets invisible to the
+    others) with a generated password, written only to ``data/tenants/NAME.json`` (mode 0600)."""
     if servers not in (1, 3):
         raise UserError(f"--servers {servers}: a federation's bus has 1 server or a cluster of 3")
+    accounts = [Tenant(name, name, secrets.token_urlsafe(24)) for name in tenants]
     folder = data / "bus"
-    procs = [start_server(folder)] if servers == 1 else start_cluster(folder, size=servers)
+    procs = ([start_server(folder, tenants=accounts)] if servers == 1 else
+             start_cluster(folder, size=servers, tenants=accounts))
     bus = Bus(servers_url(procs), tuple(p.process.pid for p in procs), min(servers, 3))
+    for t in accounts:
+        _write_private(data / "tenants" / f"{t.name}.json",
+                       {"tenant": t.name, "user": t.user, "password": t.password, "url": bus.url})
     write_json(data / BUS_FILE, {"url": bus.url, "pids": list(bus.pids), "replicas": bus.replicas,
-                                  "servers": [{"name": p.name, "url": p.client_url, "pid": p.process.pid,
-                                               "config": str(p.config_path)} for p in procs]})
+                                 "tenants": [t.name for t in accounts],
+                                 "servers": [{"name": p.name, "url": p.client_url, "pid": p.process.pid,
+                                              "config": str(p.config_path)} for p in procs]})
     return bus, procs
 
 
-def read_bus(data: Path, nats_url: str | None) -> Bus:
-    """The bus of a federation: ``nats_url`` (NATS_URL) if given, else the one ``bus``/``up`` recorded."""
+def _write_private(path: Path, body: object) -> None:
+    """A file only its owner can read, written whole (a secret is never half on disk)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(body, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def read_bus(data: Path, nats_url: str | None, creds: Path | None = None) -> Bus:
+    """The bus of a federation: ``nats_url`` (NATS_URL) if given, else the one recorded under ``data``
+    (``bus.json`` of a bus started there, or the bus ``federation up --nats`` was given); the credentials
+    ``creds`` if given, else those ``federation up`` was given."""
+    recorded = _read_record(data / FEDERATION_FILE) or {}
+    creds = creds.resolve() if creds else (Path(recorded["creds"]) if recorded.get("creds") else None)
     if nats_url:
-        return Bus(nats_url)
-    path = data / BUS_FILE
+        return Bus(nats_url, replicas=int(recorded.get("replicas", 1)), creds=creds)
+    body = _read_record(data / BUS_FILE)
+    if body is not None:
+        try:
+            return Bus(str(body["url"]), tuple(int(p) for p in body["pids"]), int(body.get("replicas", 1)), creds)
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{data / BUS_FILE} is not a bus record; stop its servers by hand and remove it") from None
+    if recorded.get("bus"):
+        return Bus(str(recorded["bus"]), replicas=int(recorded.get("replicas", 1)), creds=creds)
+    raise UserError(f"no bus recorded in {data}: start one with `llm-sched bus --data {data}` or "
+                    f"`llm-sched federation up FILE --data {data}`, or set NATS_URL")
+
+
+def _read_record(path: Path) -> dict | None:
     try:
         body = json.loads(path.read_text())
-        return Bus(str(body["url"]), tuple(int(p) for p in body["pids"]), int(body.get("replicas", 1)))
     except FileNotFoundError:
-        raise UserError(f"no bus recorded in {path}: start one with `llm-sched bus --data {data}` or "
-                        f"`llm-sched federation up FILE --data {data}`, or set NATS_URL") from None
-    except (ValueError, KeyError, TypeError):
-        raise UserError(f"{path} is not a bus record; stop its servers by hand and remove it") from None
+        return None
+    except ValueError:
+        raise UserError(f"{path} is not a federation record; remove it and start again") from None
+    return body if isinstance(body, dict) else None
 
 
 def agent_command(fed: Federation, name: str, data: Path, bus: Bus) -> list[str]:
     """The command line of one agent process."""
+    creds = ["--creds", str(bus.creds)] if bus.creds is not None else []  # a path: the secret stays in its file
     return [sys.executable, "-m", "llm_sched", "agent", "--name", name, "--federation", str(fed.path),
-            "--data", str(data), "--nats", bus.url, "--replicas", str(bus.replicas)]
+            "--data", str(data), "--nats", bus.url, "--replicas", str(bus.replicas), *creds]
 
 
 def start_agent(fed: Federation, name: str, data: Path, bus: Bus) -> subprocess.Popen[bytes]:
@@ -93,7 +130,7 @@ def prepare(fed: Federation, data: Path, bus: Bus) -> None:
 
 
 async def _layout(fed: Federation, bus: Bus) -> None:
-    nc = await connect(server_list(bus.url), f"{fed.name}/up")
+    nc = await connect(server_list(bus.url), f"{fed.name}/up", creds=bus.creds)
     try:
         await ensure_layout(nc.jetstream(timeout=REQUEST_TIMEOUT * 5), fed.subjects, bus.replicas)
     finally:
@@ -105,7 +142,8 @@ def up(fed: Federation, data: Path, bus: Bus) -> dict[str, int]:
     prepare(fed, data, bus)
     pids = {m.name: start_agent(fed, m.name, data, bus).pid for m in fed.members}
     write_json(data / FEDERATION_FILE, {"file": str(fed.path), "federation": fed.name, "bus": bus.url,
-                                         "replicas": bus.replicas, "agents": pids})
+                                        "replicas": bus.replicas, "creds": None if bus.creds is None else str(bus.creds),
+                                        "agents": pids})
     return pids
 
 

@@ -189,3 +189,51 @@ def test_a_stopped_agent_is_suspected_by_phi_accrual_and_cleared_when_it_resumes
         return members if all("memory" not in info["suspected"] for info in members.values()) else None
 
     wait_for(cleared, 30, "suspicion cleared after the agent resumed")
+
+
+def test_two_tenants_run_federations_of_the_same_name_on_one_bus_and_see_nothing_of_each_other(
+        cli: Cli, tmp_path: Path) -> None:
+    """NATS accounts: the same subjects, streams and buckets, twice, with nothing crossing between tenants."""
+    healthy = str(PROJECT_ROOT / "scenarios" / "healthy.yaml")
+    bus_dir, acme, globex = tmp_path / "bus", tmp_path / "acme", tmp_path / "globex"
+    started = cli("bus", "--data", str(bus_dir), "--tenants", "acme,globex")
+    try:
+        assert started.code == 0, started.text
+        url = json.loads((bus_dir / "bus.json").read_text())["url"]
+        secret = json.loads((bus_dir / "tenants" / "acme.json").read_text())["password"]
+        assert secret not in started.text  # printed: where the credentials are, never what they are
+        assert (bus_dir / "tenants" / "acme.json").stat().st_mode & 0o077 == 0
+        for name, data in (("acme", acme), ("globex", globex)):
+            up = cli("federation", "up", healthy, "--data", str(data), "--nats", url, "--creds",
+                     str(bus_dir / "tenants" / f"{name}.json"), timeout=120)
+            assert up.code == 0 and "formed: 5 of 5" in up.out, up.text
+        assert cli("submit", healthy, "--data", str(acme)).code == 0
+
+        def status(data: Path) -> dict | None:
+            result = cli("status", "--data", str(data), "--json")
+            return json.loads(result.out) if result.code == 0 else None
+
+        decided = wait_for(lambda: (b := status(acme)) and b["decided"] == b["submitted"] > 0 and b, 60,
+                           "acme's jobs decided")
+        other = status(globex)
+        assert other is not None and other["submitted"] == 0 and other["decided"] == 0  # nothing crossed over
+        assert len(other["members"]) == 5 and decided["invalid"] == []
+        anonymous = cli("status", "--data", str(acme), "--creds", str(tmp_path / "missing.json"))
+        assert anonymous.code == 2 and "missing.json" in anonymous.err
+
+        async def no_credentials() -> str:
+            import nats
+
+            try:
+                await nats.connect(servers=[url.split(",")[0]], allow_reconnect=False, connect_timeout=2)
+            except Exception as exc:
+                return str(exc)
+            return "connected"
+
+        assert "Authorization Violation" in asyncio.run(no_credentials())
+        assert secret not in "".join(p.read_text() for p in (acme / "agents").glob("*/agent.log"))
+    finally:
+        for data in (acme, globex):
+            if (data / "federation.json").exists():
+                cli("federation", "down", "--data", str(data), timeout=60)
+        cli("federation", "down", "--data", str(bus_dir), timeout=60)
