@@ -257,7 +257,9 @@ def status_lines(fed, body: dict) -> list[str]:  # noqa: ANN001
         suspected = ", ".join(one_line(str(s)) for s in info.get("suspected", [])) or "none"
         lines.append(f"  {m.name:<20} up  instance {info.get('instance')} view {info.get('view')} "
                      f"leader {one_line(str(info.get('leader')))} applied {info.get('applied')} "
-                     f"max phi {one_line(str(worst[0]))}={worst[1]} suspects {suspected}")
+                     f"max phi {one_line(str(worst[0]))}={worst[1]} suspects {suspected}"
+                     + (f" excludes from leading {', '.join(one_line(str(x)) for x in info['excluded'])}"
+                        if info.get("excluded") else ""))
     lines.append(f"{body['decided']} decided of {body['submitted']} submitted ({body['instances']} instances, "
                  f"{body['records']} records; every certificate checked against the genesis)")
     for problem in [*body["invalid"], *body["conflicts"]]:

@@ -32,17 +32,26 @@ import socket
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout, registered
 from llm_sched.federation.keys import agent_dir, load_private_key, read_genesis
-from llm_sched.federation.records import Record, check_record, core_id, decode_record, instance_ring, member_of
+from llm_sched.federation.records import (
+    Record,
+    check_record,
+    core_id,
+    decode_record,
+    instance_ring,
+    member_of,
+    valid_skip,
+)
 from llm_sched.federation.replica import LoggedJob, Replica
 from llm_sched.federation.spec import Federation, Member
 from llm_sched.orchestration.scenarios import JobSpec
 from llm_sched.protocols.messages import Kind, Message, Output, PlacementBatch, Value
 from llm_sched.protocols.pbft import PbftConfig, PbftCore
+from llm_sched.protocols.quorum import byzantine_f
 from llm_sched.store.ledger import DecisionRecord, Ledger
 from llm_sched.transport import wire
 from llm_sched.transport.phi_accrual import THRESHOLD, PhiAccrual
@@ -52,6 +61,7 @@ log = logging.getLogger("llm_sched.federation.agent")
 FORMATION_WAIT = 20.0  # seconds to wait for every member before forming with a quorum
 POLL = 0.5  # seconds between looks at the streams when nothing was announced (a lost notice)
 MAX_AHEAD = 64  # instances ahead of ours whose messages are kept
+EXCLUDE_BELOW = 0.5  # reputation under which a member proposes a peer's exclusion from leading
 MAX_KEPT = 4096  # messages kept for one later instance (a flood is dropped, not stored)
 
 
@@ -92,8 +102,10 @@ class _Instance:
     def __init__(self, agent: AgentProcess, number: int, first: int) -> None:
         fed, n = agent.fed, agent.fed.n
         self.number, self.first, self.agent = number, first, agent
-        self.ring = instance_ring(fed.name, number, agent.public, (agent.me.index, agent.private))
-        me = core_id(agent.me.index, number, n)
+        self.skip = agent.skip_next  # the exclusion the last batch agreed: who leads this instance last
+        self.ring = instance_ring(fed.name, number, agent.public, (agent.me.index, agent.private), self.skip)
+        me = core_id(agent.me.index, number, n, self.skip)
+        self.me = me
         self.core = PbftCore(me, tuple(range(n)), 1, self.ring.signer(me), self.ring, self._propose, self._validate,
                              PbftConfig(base_timeout=agent.options.base_timeout_ms))
         self.started = time.monotonic()
@@ -105,13 +117,19 @@ class _Instance:
         return (time.monotonic() - self.started) * 1000.0 + self.offset
 
     def primary_member(self) -> int:
-        return member_of(self.core.primary(self.core.view), self.number, self.agent.fed.n)
+        return self.member(self.core.primary(self.core.view))
+
+    def member(self, core: int) -> int:
+        return member_of(core, self.number, self.agent.fed.n, self.skip)
 
     def _propose(self, slot: int) -> Value:
-        return self.agent.replica.propose(self.agent.next_jobs(self.first))
+        batch = self.agent.replica.propose(self.agent.next_jobs(self.first))
+        return replace(batch, skip=self.agent.exclusions())
 
     def _validate(self, slot: int, value: Value) -> bool:
         if not isinstance(value, PlacementBatch) or value.first != self.first:
+            return False
+        if not valid_skip(value.skip, self.agent.fed.n):
             return False
         jobs = self.agent.jobs_between(value.first, value.last)
         return jobs is not None and self.agent.replica.validate(value, jobs)
@@ -135,6 +153,10 @@ class AgentProcess:
         self.detectors = {m.index: PhiAccrual(first_estimate=options.heartbeat_s) for m in fed.members
                           if m.index != member.index}
         self.peer_instance: dict[int, int] = {}
+        # Suspicion feeds reputation (down 20% a second while suspected, back up 0.05 a second), and a
+        # reputation under EXCLUDE_BELOW proposes the member's exclusion from leading (at most f).
+        self.reputation = {i: 1.0 for i in self.detectors}
+        self.skip_next: tuple[int, ...] = ()
         self.counters = Counters()
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()
@@ -159,6 +181,12 @@ class AgentProcess:
         if any(p not in self.jobs for p in range(first, last + 1)):
             return None
         return [self.jobs[p] for p in range(first, last + 1)]
+
+    def exclusions(self) -> tuple[int, ...]:
+        """The peers this member proposes to exclude from leading: reputation under EXCLUDE_BELOW, the
+        worst first, at most f, in member order (what every member checks a proposal against)."""
+        low = sorted((r, i) for i, r in self.reputation.items() if r < EXCLUDE_BELOW)
+        return tuple(sorted(i for _, i in low[: byzantine_f(self.fed.n)]))
 
     # --- the process ----------------------------------------------------------------------------
 
@@ -290,7 +318,7 @@ class AgentProcess:
         self.current = inst
         self._send(inst, inst.core.tick(inst.now()))
         for m in self.ahead.pop(inst.number, []):
-            self._step(inst, m)
+            self._deliver(inst, m)
         while inst.number == self.instance and not self.stopping.is_set():
             self._forward_if_primary_suspected(inst)
             self._send(inst, inst.core.tick(inst.now()))
@@ -308,8 +336,18 @@ class AgentProcess:
             if item is None:
                 self._retry_held(inst)
             elif item[0] == inst.number:
-                self._step(inst, item[1])
+                self._deliver(inst, item[1])
         self.current = None
+
+    def _deliver(self, inst: _Instance, msg: Message) -> None:
+        """A message of this instance from the bus: addressed as in-process, its signature checked, stepped."""
+        if msg.sender == inst.me:
+            return  # our own broadcast
+        msg = _addressed(msg, inst.me)
+        if not inst.ring.verify(msg):
+            self.counters.dropped += 1
+            return
+        self._step(inst, msg)
 
     def _step(self, inst: _Instance, msg: Message) -> None:
         if self._names_unread_jobs(msg):
@@ -346,15 +384,15 @@ class AgentProcess:
         for m in out.messages:
             groups.setdefault(m.mac, []).append(m)
         for copies in groups.values():
-            self._publish(inst.number, copies)
+            self._publish(inst, copies)
         for _slot, value in out.decisions:
             if isinstance(value, PlacementBatch) and inst.number == self.instance:
                 self._decided(inst, value)
 
-    def _publish(self, number: int, copies: list[Message]) -> None:
-        header = f"{number}\n".encode()
+    def _publish(self, inst: _Instance, copies: list[Message]) -> None:
+        header = f"{inst.number}\n".encode()
         receivers = {m.receiver for m in copies}
-        everyone = {core_id(m.index, number, self.fed.n) for m in self.fed.members if m.index != self.me.index}
+        everyone = set(range(self.fed.n)) - {inst.me}
         if receivers == everyone:
             data = header + wire.encode(copies[0])
             asyncio.ensure_future(self.nc.publish(self.subjects.broadcast, data))
@@ -363,7 +401,7 @@ class AgentProcess:
         else:
             for m in copies:
                 data = header + wire.encode(m)
-                asyncio.ensure_future(self.nc.publish(self.subjects.to(member_of(m.receiver, number, self.fed.n)), data))
+                asyncio.ensure_future(self.nc.publish(self.subjects.to(inst.member(m.receiver)), data))
                 self.counters.published += 1
                 self.counters.sent_bytes += len(data)
         self.counters.sent += len(copies)
@@ -374,7 +412,7 @@ class AgentProcess:
         # Every member that decides files its own record (its own message id): a record seen on the bus
         # may never have reached the stream (its publisher killed mid-publish, a server lost), and only
         # the stream lets a member that missed the decision catch up.
-        record = Record(inst.number, cert.view, batch, commits, self.me.name)
+        record = Record(inst.number, cert.view, batch, commits, self.me.name, inst.skip)
         asyncio.ensure_future(self._publish_record(record))
         if self.jobs_between(batch.first, batch.last) is None:
             # Decided from a peer's certificate before this member read those jobs: apply it the way
@@ -391,6 +429,7 @@ class AgentProcess:
         jobs = self.jobs_between(record.batch.first, record.batch.last)
         assert jobs is not None  # a decided or checked batch names only jobs already read
         self.replica.apply(record.batch, jobs)
+        self.skip_next = record.batch.skip
         self.instance = record.instance + 1
         self.records.pop(record.instance, None)
         self._ledger_queue.put_nowait(self._ledger_rows(record, jobs))
@@ -425,6 +464,8 @@ class AgentProcess:
         if record is None:
             return False
         problem = check_record(record, self.fed.name, self.public, self.fed.quorum)
+        if problem is None and record.skip != self.skip_next:
+            problem = f"its leader order excludes {list(record.skip)}, the agreed one {list(self.skip_next)}"
         if problem is not None or record.batch.first != self.replica.applied + 1:
             log.warning("record of instance %d refused: %s", number, problem or "it does not follow the last batch")
             self.records.pop(number, None)
@@ -492,20 +533,13 @@ class AgentProcess:
         except (ValueError, wire.WireError):
             self.counters.dropped += 1
             return
-        receiver = core_id(self.me.index, number, self.fed.n)
-        if decoded.sender == receiver:
-            return  # our own broadcast
-        decoded = _addressed(decoded, receiver)
         self.counters.received += 1
         if number < self.instance:
             self.counters.stale += 1
             return
-        current = self.current if self.current is not None and self.current.number == number else None
-        ring = current.ring if current is not None else instance_ring(self.fed.name, number, self.public)
-        if not ring.verify(decoded):
-            self.counters.dropped += 1
-            return
-        if current is not None:
+        # Checked and stepped by the decision task: a later instance's leader order (hence who signs as
+        # which core id) is known only once the batch before it is decided.
+        if self.current is not None and self.current.number == number:
             self.inbox.put_nowait((number, decoded))
         elif number - self.instance <= MAX_AHEAD:
             kept = self.ahead.setdefault(number, [])
@@ -574,8 +608,15 @@ class AgentProcess:
                 pass
             await asyncio.sleep(self.options.heartbeat_s)
 
+    def _update_reputation(self) -> None:
+        now = time.monotonic()
+        for i, detector in self.detectors.items():
+            r = self.reputation[i]
+            self.reputation[i] = r * 0.8 if detector.suspected(now) else min(1.0, r + 0.05)
+
     async def _register(self) -> None:
         while True:
+            self._update_reputation()
             try:
                 await self.registry.put(self.me.name, json.dumps(self.snapshot()).encode())
             except Exception as exc:
@@ -592,7 +633,9 @@ class AgentProcess:
         return {
             "member": self.me.name, "index": self.me.index, "pid": os.getpid(), "host": socket.gethostname(),
             "epoch": self.epoch, "instance": self.instance, "view": view, "applied": self.replica.applied,
-            "leader": names[member_of(0, self.instance, self.fed.n)],
+            "leader": names[member_of(0, self.instance, self.fed.n, self.skip_next)],
+            "reputation": {names[i]: round(r, 3) for i, r in sorted(self.reputation.items())},
+            "excluded": [names[i] for i in self.skip_next],
             "phi": {names[i]: round(min(d.phi(now), 1e6), 2) for i, d in sorted(self.detectors.items())},
             "suspected": [names[i] for i, d in sorted(self.detectors.items()) if d.phi(now) > THRESHOLD],
             "decided_here": c.decided_here, "adopted": c.adopted, "view_changes": c.view_changes,

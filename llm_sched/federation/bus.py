@@ -74,7 +74,7 @@ async def connect(servers: Sequence[str], name: str, *, patient: bool = False, c
     if patient:
         return await nats.connect(servers=list(servers), name=name, error_cb=quiet, max_reconnect_attempts=-1, **auth,
                                   reconnect_time_wait=0.1, connect_timeout=2, allow_reconnect=True,
-                                  ping_interval=2, max_outstanding_pings=3)
+                                  ping_interval=2, max_outstanding_pings=3, no_echo=True)
     try:
         return await nats.connect(servers=list(servers), name=name, error_cb=quiet, max_reconnect_attempts=2, **auth,
                                   reconnect_time_wait=0.2, connect_timeout=2, allow_reconnect=True)

@@ -18,18 +18,26 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from llm_sched.protocols.messages import Kind, Message, PlacementBatch, digest_of
+from llm_sched.protocols.quorum import byzantine_f
 from llm_sched.protocols.signed_messages import Ed25519KeyRing
 from llm_sched.transport import wire
 
 
-def core_id(member: int, instance: int, n: int) -> int:
-    """A member's id in the core of one instance."""
-    return (member - instance) % n
+def leader_order(instance: int, n: int, skip: Sequence[int] = ()) -> tuple[int, ...]:
+    """The members in core-id order for one instance: a rotation starting at ``instance mod n``, with the
+    members in ``skip`` (excluded from leading, as the last batch agreed) moved to the end."""
+    rotation = [(instance + i) % n for i in range(n)]
+    return tuple([m for m in rotation if m not in skip] + [m for m in rotation if m in skip])
 
 
-def member_of(core: int, instance: int, n: int) -> int:
+def core_id(member: int, instance: int, n: int, skip: Sequence[int] = ()) -> int:
+    """A member's id in the core of one instance (core id 0 leads view 0, 1 view 1, ...)."""
+    return leader_order(instance, n, skip).index(member)
+
+
+def member_of(core: int, instance: int, n: int, skip: Sequence[int] = ()) -> int:
     """The member behind a core id of one instance."""
-    return (core + instance) % n
+    return leader_order(instance, n, skip)[core]
 
 
 def context(federation: str, instance: int) -> bytes:
@@ -38,12 +46,19 @@ def context(federation: str, instance: int) -> bytes:
 
 
 def instance_ring(federation: str, instance: int, public: Sequence[Ed25519PublicKey],
-                  own: tuple[int, Ed25519PrivateKey] | None = None) -> Ed25519KeyRing:
+                  own: tuple[int, Ed25519PrivateKey] | None = None, skip: Sequence[int] = ()) -> Ed25519KeyRing:
     """The key ring of one instance: core ids to the members' public keys (and this member's key)."""
-    n = len(public)
-    ids = {core_id(m, instance, n): key for m, key in enumerate(public)}
-    mine = None if own is None else (core_id(own[0], instance, n), own[1])
+    order = leader_order(instance, len(public), skip)
+    ids = {core: public[member] for core, member in enumerate(order)}
+    mine = None if own is None else (order.index(own[0]), own[1])
     return Ed25519KeyRing(ids, mine, context(federation, instance))
+
+
+def valid_skip(skip: Sequence[int], n: int) -> bool:
+    """An exclusion list a member accepts: distinct members, sorted, at most f of them (so that at
+    least n - f members still lead, whatever a faulty primary proposes)."""
+    return (list(skip) == sorted(set(skip)) and all(0 <= m < n for m in skip)
+            and len(skip) <= byzantine_f(n))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +70,12 @@ class Record:
     batch: PlacementBatch
     commits: tuple[Message, ...]
     decider: str  # the member that published it (any member may; the certificate is what counts)
+    skip: tuple[int, ...] = ()  # the exclusion in force for this instance (the previous batch's)
 
     def encode(self) -> bytes:
         return json.dumps({"instance": self.instance, "view": self.view, "batch": wire.value_to_data(self.batch),
                            "commits": [json.loads(wire.encode(m)) for m in self.commits],
-                           "decider": self.decider}, separators=(",", ":")).encode()
+                           "decider": self.decider, "skip": list(self.skip)}, separators=(",", ":")).encode()
 
     @property
     def job_ids(self) -> tuple[str, ...]:
@@ -73,19 +89,23 @@ def decode_record(data: bytes) -> Record:
         batch = wire.value_from_data(body["batch"])
         commits = tuple(wire.decode(json.dumps(c).encode()) for c in body["commits"])
         instance, view, decider = body["instance"], body["view"], body["decider"]
+        skip = body.get("skip", [])
     except wire.WireError:
         raise
     except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise wire.WireError(f"not a decision record ({type(exc).__name__})") from None
     numbers_ok = all(isinstance(x, int) and not isinstance(x, bool) for x in (instance, view))  # true is no 1
-    if not isinstance(batch, PlacementBatch) or not numbers_ok:
-        raise wire.WireError("a decision record's batch, instance or view has the wrong type")
-    return Record(instance, view, batch, commits, str(decider))
+    skip_ok = isinstance(skip, list) and all(isinstance(m, int) and not isinstance(m, bool) for m in skip)
+    if not isinstance(batch, PlacementBatch) or not numbers_ok or not skip_ok:
+        raise wire.WireError("a decision record's batch, instance, view or skip has the wrong type")
+    return Record(instance, view, batch, commits, str(decider), tuple(skip))
 
 
 def check_record(record: Record, federation: str, public: Sequence[Ed25519PublicKey], quorum: int) -> str | None:
     """What is wrong with ``record``'s certificate (None: it proves that a quorum committed its batch)."""
-    ring = instance_ring(federation, record.instance, public)
+    if not valid_skip(record.skip, len(public)):
+        return f"the record's exclusion list {list(record.skip)} is not one a member accepts"
+    ring = instance_ring(federation, record.instance, public, skip=record.skip)
     digest = digest_of(record.batch)
     signers: set[int] = set()
     for m in record.commits:

@@ -59,10 +59,13 @@ class PlacementBatch:
 
     first: int
     entries: tuple[PlacementValue, ...]
+    # Members excluded from leading the next slot (suspected, low reputation): agreed with the batch,
+    # so every member computes the same order of primaries.
+    skip: tuple[int, ...] = ()
 
     def encode(self) -> bytes:
         fields = [self.first, [[e.job_id, None if e.placement is None else list(e.placement), e.reason]
-                               for e in self.entries]]
+                               for e in self.entries], list(self.skip)]
         return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     @property

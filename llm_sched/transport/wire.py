@@ -46,7 +46,7 @@ def value_to_data(value: Value | None) -> Any:
     if isinstance(value, PlacementValue):
         return ["p", *_entry(value)]
     if isinstance(value, PlacementBatch):
-        return ["b", value.first, [_entry(e) for e in value.entries]]
+        return ["b", value.first, [_entry(e) for e in value.entries], list(value.skip)]
     raise TypeError(f"no wire form for {type(value).__name__}")
 
 
@@ -58,8 +58,9 @@ def value_from_data(data: Any) -> Value | None:
         raise WireError("a value must be a list")
     if data[0] == "p" and len(data) == 4:
         return _placement(data[1:])
-    if data[0] == "b" and len(data) == 3 and _is_int(data[1]) and isinstance(data[2], list):
-        return PlacementBatch(data[1], tuple(_placement(e) for e in data[2]))
+    if data[0] == "b" and len(data) == 4 and _is_int(data[1]) and isinstance(data[2], list) \
+            and isinstance(data[3], list) and all(_is_int(m) for m in data[3]):
+        return PlacementBatch(data[1], tuple(_placement(e) for e in data[2]), tuple(data[3]))
     raise WireError("unknown value form")
 
 

@@ -21,7 +21,7 @@ import pytest
 from llm_sched.config import PROJECT_ROOT
 from llm_sched.errors import UserError
 from llm_sched.federation.bus import server_list
-from llm_sched.federation.client import status
+from llm_sched.federation.client import status, submit
 from llm_sched.federation.launcher import down, prepare, start_agent, start_bus
 from llm_sched.federation.spec import Federation, load_federation
 from llm_sched.store.ledger import Ledger
@@ -237,3 +237,51 @@ def test_two_tenants_run_federations_of_the_same_name_on_one_bus_and_see_nothing
             if (data / "federation.json").exists():
                 cli("federation", "down", "--data", str(data), timeout=60)
         cli("federation", "down", "--data", str(bus_dir), timeout=60)
+
+
+async def _records(fed: Federation, url: str) -> list:
+    """Every decision record in the stream, as filed."""
+    from nats.js.errors import NotFoundError
+
+    from llm_sched.federation.bus import connect
+    from llm_sched.federation.records import decode_record
+
+    nc = await connect([url], "test-records")
+    try:
+        js, seq, out = nc.jetstream(timeout=5), 1, []
+        while True:
+            try:
+                msg = await js.get_msg(fed.subjects.decisions_stream, seq=seq, subject=fed.subjects.decided_all,
+                                       next=True)
+            except NotFoundError:
+                return out
+            out.append(decode_record(msg.data))
+            seq = msg.seq + 1
+    finally:
+        await nc.drain()
+
+
+def test_a_dead_member_loses_reputation_and_is_excluded_from_leading_so_no_instance_waits_for_it(
+        running: Running) -> None:
+    fed = running.fed
+    wait_for(lambda: formed(running), 60, "every member registered")
+    dead = fed.member("compute-a")
+    os.kill(running.agents["compute-a"].pid, signal.SIGKILL)
+    running.agents["compute-a"].wait()
+
+    def low_reputation() -> dict | None:
+        members = running.status()["members"]
+        others = [m for n, m in members.items() if n != "compute-a"]
+        return members if len(others) == 6 and all(m["reputation"]["compute-a"] < 0.5 for m in others) else None
+
+    wait_for(low_reputation, 30, "every survivor's reputation of the dead member below 0.5")
+    asyncio.run(submit(fed, fed, running.urls, pace=0.05))
+    body = wait_for(lambda: (b := running.status())["decided"] == 50 and b, 60, "all 50 jobs decided")
+    assert body["invalid"] == [] and body["conflicts"] == []
+    records = {r.instance: r for r in asyncio.run(_records(fed, running.urls[0]))}
+    excluded = [r for r in records.values() if dead.index in r.skip]
+    assert excluded, "no instance ran with the dead member excluded"
+    # Once excluded, it leads no view of any instance, so none of them needs a view change for it.
+    assert all(r.view == 0 for r in excluded)
+    assert any((r.instance % fed.n) == dead.index for r in excluded)  # it would have led some of them
+    assert all(r.batch.skip == (dead.index,) for r in excluded)
