@@ -564,6 +564,9 @@ class AgentProcess:
             await self._fetch_jobs()
 
     async def _on_record(self, msg) -> None:  # noqa: ANN001
+        tail = msg.subject.rsplit(".", 1)[-1]
+        if tail.isdigit() and int(tail) < self.instance:
+            return  # applied already: every decider files a record, most arrive after ours
         try:
             record = decode_record(msg.data)
         except wire.WireError:
