@@ -23,6 +23,7 @@ from llm_sched.errors import UserError
 from llm_sched.federation.bus import server_list
 from llm_sched.federation.client import status, submit
 from llm_sched.federation.launcher import down, prepare, start_agent, start_bus
+from llm_sched.federation.records import decode_record, member_of
 from llm_sched.federation.spec import Federation, load_federation
 from llm_sched.store.ledger import Ledger
 from llm_sched.transport.nats_server import stop_all
@@ -244,7 +245,6 @@ async def _records(fed: Federation, url: str) -> list:
     from nats.js.errors import NotFoundError
 
     from llm_sched.federation.bus import connect
-    from llm_sched.federation.records import decode_record
 
     nc = await connect([url], "test-records")
     try:
@@ -281,7 +281,11 @@ def test_a_dead_member_loses_reputation_and_is_excluded_from_leading_so_no_insta
     records = {r.instance: r for r in asyncio.run(_records(fed, running.urls[0]))}
     excluded = [r for r in records.values() if dead.index in r.skip]
     assert excluded, "no instance ran with the dead member excluded"
-    # Once excluded, it leads no view of any instance, so none of them needs a view change for it.
-    assert all(r.view == 0 for r in excluded)
-    assert any((r.instance % fed.n) == dead.index for r in excluded)  # it would have led some of them
+    # Once excluded, it leads last: view 0 of every instance has a live primary, and the certificates
+    # (signed under that leader order) check. An instance whose turn it was in the plain rotation
+    # could not decide in view 0 with it as primary; with the exclusion such instances do.
+    assert all(member_of(0, r.instance, fed.n, r.skip) != dead.index for r in excluded)
+    assert all(r.view < fed.n - 1 for r in excluded)  # no instance went round to the dead member's view
+    its_turn = [r for r in excluded if r.instance % fed.n == dead.index]
+    assert its_turn and any(r.view == 0 for r in its_turn)
     assert all(r.batch.skip == (dead.index,) for r in excluded)
