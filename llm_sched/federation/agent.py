@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from llm_sched.agents.reputation import PENALTY_SILENCE, REWARD_GOOD_CONDUCT, Reputation
 from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout, registered
 from llm_sched.federation.keys import agent_dir, load_private_key, read_genesis
 from llm_sched.federation.records import (
@@ -61,7 +62,6 @@ log = logging.getLogger("llm_sched.federation.agent")
 FORMATION_WAIT = 20.0  # seconds to wait for every member before forming with a quorum
 POLL = 0.5  # seconds between looks at the streams when nothing was announced (a lost notice)
 MAX_AHEAD = 64  # instances ahead of ours whose messages are kept
-EXCLUDE_BELOW = 0.5  # reputation under which a member proposes a peer's exclusion from leading
 MAX_KEPT = 4096  # messages kept for one later instance (a flood is dropped, not stored)
 
 
@@ -153,9 +153,11 @@ class AgentProcess:
         self.detectors = {m.index: PhiAccrual(first_estimate=options.heartbeat_s) for m in fed.members
                           if m.index != member.index}
         self.peer_instance: dict[int, int] = {}
-        # Suspicion feeds reputation (down 20% a second while suspected, back up 0.05 a second), and a
-        # reputation under EXCLUDE_BELOW proposes the member's exclusion from leading (at most f).
-        self.reputation = {i: 1.0 for i in self.detectors}
+        # Suspicion feeds reputation (the agents' own rules: a silence penalty each second a peer is
+        # suspected, the good-conduct reward each second it is heard), and an excluded peer (below 0.5,
+        # back at 0.6) is proposed to lead last (at most f of them).
+        self.names = {m.index: m.name for m in fed.members}
+        self.reputation = Reputation.fresh([self.names[i] for i in self.detectors])
         self.skip_next: tuple[int, ...] = ()
         self.counters = Counters()
         self.stopping = asyncio.Event()
@@ -183,9 +185,10 @@ class AgentProcess:
         return [self.jobs[p] for p in range(first, last + 1)]
 
     def exclusions(self) -> tuple[int, ...]:
-        """The peers this member proposes to exclude from leading: reputation under EXCLUDE_BELOW, the
+        """The peers this member proposes to exclude from leading: those its reputation excludes, the
         worst first, at most f, in member order (what every member checks a proposal against)."""
-        low = sorted((r, i) for i, r in self.reputation.items() if r < EXCLUDE_BELOW)
+        index = {name: i for i, name in self.names.items()}
+        low = sorted((self.reputation.scores[a], index[a]) for a in self.reputation.excluded)
         return tuple(sorted(i for _, i in low[: byzantine_f(self.fed.n)]))
 
     # --- the process ----------------------------------------------------------------------------
@@ -614,8 +617,11 @@ class AgentProcess:
     def _update_reputation(self) -> None:
         now = time.monotonic()
         for i, detector in self.detectors.items():
-            r = self.reputation[i]
-            self.reputation[i] = r * 0.8 if detector.suspected(now) else min(1.0, r + 0.05)
+            if detector.suspected(now):
+                self.reputation.adjust(self.names[i], -PENALTY_SILENCE, "suspected: phi above 8")
+            else:
+                self.reputation.adjust(self.names[i], REWARD_GOOD_CONDUCT, "heard")
+        self.reputation.update_exclusions()
 
     async def _register(self) -> None:
         while True:
@@ -637,7 +643,7 @@ class AgentProcess:
             "member": self.me.name, "index": self.me.index, "pid": os.getpid(), "host": socket.gethostname(),
             "epoch": self.epoch, "instance": self.instance, "view": view, "applied": self.replica.applied,
             "leader": names[member_of(0, self.instance, self.fed.n, self.skip_next)],
-            "reputation": {names[i]: round(r, 3) for i, r in sorted(self.reputation.items())},
+            "reputation": dict(sorted(self.reputation.scores.items())),
             "excluded": [names[i] for i in self.skip_next],
             "phi": {names[i]: round(min(d.phi(now), 1e6), 2) for i, d in sorted(self.detectors.items())},
             "suspected": [names[i] for i, d in sorted(self.detectors.items()) if d.phi(now) > THRESHOLD],
