@@ -152,7 +152,6 @@ class AgentProcess:
         self.records: dict[int, Record] = {}  # instance -> a record seen on the bus, not yet checked
         self.detectors = {m.index: PhiAccrual(first_estimate=options.heartbeat_s) for m in fed.members
                           if m.index != member.index}
-        self.peer_instance: dict[int, int] = {}
         # Suspicion feeds reputation (the agents' own rules: a silence penalty each second a peer is
         # suspected, the good-conduct reward each second it is heard), and an excluded peer (below 0.5,
         # back at 0.6) is proposed to lead last (at most f of them).
@@ -557,7 +556,6 @@ class AgentProcess:
             return
         if index in self.detectors:
             self.detectors[index].heartbeat(time.monotonic())
-            self.peer_instance[index] = instance
             if instance > self.instance:
                 self.wake.set()
 
@@ -665,7 +663,7 @@ class AgentProcess:
     def _ledger_rows(self, record: Record, jobs: list[LoggedJob]) -> list[DecisionRecord]:
         rows = []
         cert = {"instance": record.instance, "view": record.view,
-                "commits": [json.loads(wire.encode(m)) for m in record.commits]}
+                "commits": [wire.message_to_data(m) for m in record.commits]}
         for entry, logged in zip(record.batch.entries, jobs, strict=True):
             placement = entry.placement or ()
             pool = self.replica.state.pool_of.get(placement[0]) if placement else None

@@ -192,7 +192,3 @@ def write_json(path: Path, body: object) -> None:
     tmp.write_text(json.dumps(body, indent=2) + "\n")
     tmp.replace(path)
 
-
-def members_up(pids: Sequence[int]) -> int:
-    """How many of ``pids`` are running agent processes."""
-    return sum(1 for p in pids if "llm_sched" in command_line(p))

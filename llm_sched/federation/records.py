@@ -74,7 +74,7 @@ class Record:
 
     def encode(self) -> bytes:
         return json.dumps({"instance": self.instance, "view": self.view, "batch": wire.value_to_data(self.batch),
-                           "commits": [json.loads(wire.encode(m)) for m in self.commits],
+                           "commits": [wire.message_to_data(m) for m in self.commits],
                            "decider": self.decider, "skip": list(self.skip)}, separators=(",", ":")).encode()
 
     @property
@@ -87,7 +87,7 @@ def decode_record(data: bytes) -> Record:
     try:
         body = json.loads(data)
         batch = wire.value_from_data(body["batch"])
-        commits = tuple(wire.decode(json.dumps(c).encode()) for c in body["commits"])
+        commits = tuple(wire.message_from_data(c) for c in body["commits"])
         instance, view, decider = body["instance"], body["view"], body["decider"]
         skip = body.get("skip", [])
     except wire.WireError:

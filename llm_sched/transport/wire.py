@@ -31,11 +31,24 @@ def encode(msg: Message) -> bytes:
 def decode(data: bytes) -> Message:
     """The message encoded in ``data``; :class:`WireError` when it is not one."""
     try:
-        return _from_data(json.loads(data), 0)
+        parsed = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
+        raise WireError(f"not a protocol message ({type(exc).__name__})") from None
+    return message_from_data(parsed)
+
+
+def message_to_data(msg: Message) -> dict[str, Any]:
+    """The message as JSON data (what :func:`encode` writes), for records that embed messages."""
+    return _to_data(msg)
+
+
+def message_from_data(data: Any) -> Message:
+    """The message of :func:`message_to_data` data; :class:`WireError` when it is not one."""
+    try:
+        return _from_data(data, 0)
     except WireError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as exc:
-        # RecursionError: JSON nested thousands deep overflows json.loads' own recursion.
         raise WireError(f"not a protocol message ({type(exc).__name__})") from None
 
 
