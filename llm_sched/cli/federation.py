@@ -10,7 +10,6 @@ ledgers and the logs; the bus is ``--nats URL``, else the setting NATS_URL, else
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -175,12 +174,16 @@ def _up(args: argparse.Namespace) -> int:
               f"{args.data / 'bus'})")
     pids = up(fed, args.data, bus)
     print(f"federation {fed.name}: {len(pids)} agent processes started (logs under {args.data / 'agents'})")
+    import asyncio  # here, not at the top: `--help` and `--check` start without it
+
     formed = asyncio.run(_wait_formation(fed, server_list(bus.url), bus.creds))
     print(f"formed: {formed}" if formed else f"not formed within {FORMATION_TIMEOUT:.0f} s: see the agents' logs")
     return 0 if formed else 1
 
 
 async def _wait_formation(fed, servers: list[str], creds: Path | None) -> str | None:  # noqa: ANN001
+    from asyncio import sleep as asyncio_sleep
+
     from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
     from llm_sched.federation.bus import REQUEST_TIMEOUT, connect
@@ -195,7 +198,7 @@ async def _wait_formation(fed, servers: list[str], creds: Path | None) -> str | 
                 body = json.loads(entry.value or b"{}")
                 return f"{len(body.get('present', []))} of {fed.n} members present, quorum {fed.quorum}"
             except (BucketNotFoundError, KeyNotFoundError):
-                await asyncio.sleep(0.2)
+                await asyncio_sleep(0.2)
         return None
     finally:
         await nc.drain()
@@ -219,6 +222,8 @@ def _submit(args: argparse.Namespace) -> int:
     if not 0 <= args.pace <= 3600:
         raise UserError(f"--pace {args.pace}: give seconds between 0 and 3600")
     bus = read_bus(args.data, _settings_url(args.nats), args.creds)
+    import asyncio
+
     done = asyncio.run(submit(fed, jobs, server_list(bus.url), bus.replicas, args.pace, bus.creds))
     print(f"submitted {len(done.accepted)} jobs of {jobs.path} to federation {fed.name}"
           + (f" (positions from {done.first_position})" if done.first_position else ""))
@@ -234,6 +239,8 @@ def _status(args: argparse.Namespace) -> int:
 
     fed = _recorded_federation(args.data)
     bus = read_bus(args.data, _settings_url(args.nats), args.creds)
+    import asyncio
+
     body = asyncio.run(status(fed, server_list(bus.url), args.data, bus.creds))
     if args.json:
         print(json.dumps(body, indent=2, sort_keys=True))
