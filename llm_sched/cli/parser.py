@@ -48,6 +48,17 @@ def probability(text: str) -> float:
     return value
 
 
+def time_scale(text: str) -> float:
+    """An argparse type: wall seconds per simulated second, above 0 and at most 1000."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:24]!r} is not a number") from None
+    if not 0.0 < value <= 1000.0:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text[:24]} is not allowed: give a number above 0 and at most 1000")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-sched",
@@ -114,8 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--quick", action="store_true", help="the quick campaign (scenarios/evaluation/quick.yaml)")
     ev.add_argument("--config", metavar="FILE", help="campaign file (default scenarios/evaluation/full.yaml)")
     ev.add_argument("--workers", type=positive_int, metavar="N", help="worker processes (default: one per CPU)")
-    ev.add_argument("--executor", choices=("local", "dask"), metavar="E",
-                    help="local worker processes (default) or dask: a Dask cluster (the dask extra)")
+    ev.add_argument("--executor", choices=("sim", "local", "slurm", "dask"), metavar="E",
+                    help="with --scenario: where committed jobs run: sim (the simulated clock, default), local "
+                         "(a process per node) or slurm (sbatch on the nodes chosen; the cluster is Slurm's: "
+                         "SLURM_CONF, scripts/slurm-local); with --evaluate: local worker processes (default) or "
+                         "dask: a Dask cluster (the dask extra)")
+    ev.add_argument("--time-scale", type=time_scale, metavar="S",
+                    help="with --executor local or slurm: wall seconds per simulated second (default 0.001: a "
+                         "2-hour job runs 7.2 s)")
     ev.add_argument("--scheduler", metavar="ADDRESS",
                     help="with --executor dask: the Dask scheduler (tcp://host:8786); without it, a local Dask "
                          "cluster of --workers processes")

@@ -17,7 +17,18 @@ def _run_options(args: argparse.Namespace) -> Any:
     if (args.record_to or args.force) and not args.record:
         raise UserError("--record-to and --force go with --record")
     return RunOptions(record=args.record, record_to=Path(args.record_to) if args.record_to else None,
-                      force=args.force, allow_fallback=args.allow_fallback)
+                      force=args.force, allow_fallback=args.allow_fallback, executor=_executor(args))
+
+
+def _executor(args: argparse.Namespace) -> Any:
+    from llm_sched.execution.factory import DEFAULT_TIME_SCALE, ExecutorChoice
+
+    kind = args.executor or "sim"
+    if kind == "dask":
+        raise UserError("--executor dask is for --evaluate; a scenario's jobs run on sim, local or slurm")
+    if args.time_scale is not None and kind == "sim":
+        raise UserError("--time-scale goes with --executor local or slurm (the sim executor's clock is simulated)")
+    return ExecutorChoice(kind=kind, time_scale=args.time_scale or DEFAULT_TIME_SCALE)
 
 
 def run(args: argparse.Namespace, name: str, transparent: bool) -> int:

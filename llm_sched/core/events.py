@@ -64,6 +64,7 @@ class ScenarioStarted(RunEvent):
     weighted: bool = False
     pools: dict[str, str] = {}  # agent id -> the pool it runs (bidding)
     protocol: str | None = None  # the protocol that decides each vote round
+    executor: str = "sim"  # where committed jobs run: sim (the simulated clock), local or slurm
 
 
 class PhaseStarted(RunEvent):
@@ -85,6 +86,7 @@ class JobSubmitted(RunEvent):
     kind: Literal["job_submitted"] = "job_submitted"
     job: Job
     sim_time: float
+    retry_of: str | None = None  # a job an executor lost or saw fail, placed again under a new id
 
 
 class ProposalMade(RunEvent):
@@ -240,9 +242,34 @@ class NetworkStatus(RunEvent):
     agents: list[AgentHealth]
 
 
+class JobStarted(RunEvent):
+    """A committed placement handed to an executor (sim, local processes or Slurm)."""
+
+    kind: Literal["job_started"] = "job_started"
+    job_id: str
+    nodes: list[str]
+    sim_time: float
+    executor: str  # "sim", "local" or "slurm"
+    external_id: str | None = None  # the Slurm job id, the process id
+
+
 class JobFinished(RunEvent):
     kind: Literal["job_finished"] = "job_finished"
     job_id: str
+    sim_time: float
+    # What the executor saw: "completed", or "failed" / "lost" (the job goes back to the agents).
+    state: Literal["completed", "failed", "lost"] = "completed"
+    ran_on: list[str] | None = None  # the nodes the job itself reported (Slurm: $SLURMD_NODENAME)
+    reason: str = ""
+
+
+class NodeStateChanged(RunEvent):
+    """The executor saw a node go down (no job is placed on it) or come back."""
+
+    kind: Literal["node_state"] = "node_state"
+    node: str
+    state: Literal["up", "down"]
+    reason: str = ""
     sim_time: float
 
 

@@ -52,6 +52,8 @@ def _node_problems(state: ClusterState, job: Job, pool: str, node_id: str) -> li
     if node_id not in state.nodes:
         return [f"unknown node {node_id}"]
     problems = []
+    if node_id in state.down:
+        problems.append(f"node {node_id} is down")
     if state.pool_of[node_id] != pool:
         problems.append(f"node {node_id} is in pool {state.pool_of[node_id]}, not {pool}")
     if state.overloaded(node_id):

@@ -30,6 +30,8 @@ class ClusterState:
         self.load: dict[str, float] = {n.id: n.load for n in self.nodes.values()}
         self._used: dict[str, Resources] = {n: Resources() for n in self.nodes}
         self.running: dict[str, tuple[Job, Placement]] = {}
+        # Nodes an executor reported down (Slurm: down, drained, not responding): they take no job.
+        self.down: set[str] = set()
 
     def background(self, node_id: str) -> Resources:
         """Capacity taken by background work: that fraction of the node's cores."""
@@ -46,10 +48,19 @@ class ClusterState:
     def fits(self, node_id: str, need: Resources) -> bool:
         """``available(node_id)`` has no shortfall for ``need``: the same test, without building objects
         (it runs for every node of every pool an agent looks at)."""
+        if node_id in self.down:
+            return False
         cap, used = self.nodes[node_id].capacity, self._used[node_id]
         free_cores = cap.cores - math.ceil(cap.cores * self.load[node_id] - 1e-9) - used.cores
         return (need.cores <= max(0, free_cores) and need.memory_gb <= cap.memory_gb - used.memory_gb + 1e-9
                 and need.gpus <= cap.gpus - used.gpus and need.storage_gb <= cap.storage_gb - used.storage_gb + 1e-9)
+
+    def set_down(self, node_id: str, down: bool) -> None:
+        """Mark a node down (it takes no new job) or back up."""
+        if down:
+            self.down.add(node_id)
+        else:
+            self.down.discard(node_id)
 
     def overloaded(self, node_id: str) -> bool:
         return self.load[node_id] >= OVERLOAD_THRESHOLD

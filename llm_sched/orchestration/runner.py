@@ -18,12 +18,11 @@ would write one ledger run.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import json
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,11 @@ from llm_sched.core.events import (
     EventBus,
     FaultChanged,
     JobFinished,
+    JobStarted,
     JobSubmitted,
     JsonlSink,
     NetworkStatus,
+    NodeStateChanged,
     OccupancyReported,
     PhaseStarted,
     PoolOccupancy,
@@ -50,8 +51,12 @@ from llm_sched.core.events import (
     read_jsonl,
 )
 from llm_sched.core.feasibility import commit
+from llm_sched.core.model import Job, Pool
 from llm_sched.core.signing import PublicKeys
+from llm_sched.core.state import ClusterState
 from llm_sched.errors import Interrupted, UserError
+from llm_sched.execution.base import Executor, Finished, NodeChange, Started
+from llm_sched.execution.factory import ExecutorChoice, make_executor
 from llm_sched.llm.cassettes import cassette_path, read_info, refuse_existing
 from llm_sched.llm.factory import LLMSession, ModelChoice, llm_session, preflight, secrets_of
 from llm_sched.names import check_name, inside
@@ -69,7 +74,7 @@ from llm_sched.orchestration.graph import ConsensusGraph
 from llm_sched.orchestration.scenarios import RANDOM_AGENT, Phase, Scenario, with_protocol
 from llm_sched.orchestration.summary import summarize
 from llm_sched.store.event_chain import check_log
-from llm_sched.store.ledger import RESUME_COMMANDS, DecisionRecord, Ledger, RunInfo, StoreError, a_kind
+from llm_sched.store.ledger import RESUME_COMMANDS, DecisionRecord, ExecutionRow, Ledger, RunInfo, StoreError, a_kind
 from llm_sched.store.run_lock import run_lock
 from llm_sched.store.storage_errors import StorageFault
 
@@ -78,12 +83,13 @@ from llm_sched.store.storage_errors import StorageFault
 class RunOptions:
     """How a run treats its model: ``record`` its answers (to ``record_to``, else into the run's
     folder; an existing file only with ``force``), and ``allow_fallback`` to heuristics when the
-    configured provider cannot be reached at the start."""
+    configured provider cannot be reached at the start; and where its committed jobs run."""
 
     record: bool = False
     record_to: Path | None = None
     force: bool = False
     allow_fallback: bool = False
+    executor: ExecutorChoice = ExecutorChoice()  # where committed jobs run (sim: the simulated clock)
 
 
 @dataclass(frozen=True)
@@ -149,59 +155,109 @@ def new_run_dir(runs_dir: Path, scenario: str) -> Path:
     raise UserError(f"could not create a run folder under {runs_dir}")
 
 
-class _Clock:
-    """Simulated time: job arrivals in order, running jobs released when they end."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.ends: list[tuple[float, str]] = []
-
-
 async def _run_phases(scenario: Scenario, graph: ConsensusGraph, world: World, bus: EventBus, seed: int,
-                      progress: Progress, events: JsonlSink) -> None:
+                      progress: Progress, events: JsonlSink, executor: Executor) -> None:
     async with checkpointer(checkpoint_path(progress.ledger.path), progress.run_id) as saver:
         graph.attach(saver)
         progress.saver = saver
         try:
-            await _walk(scenario, graph, world, bus, seed, progress, events)
+            await _Walk(scenario, graph, world, bus, progress, events, executor).run(seed)
         finally:
             progress.saver = None
 
 
-async def _walk(scenario: Scenario, graph: ConsensusGraph, world: World, bus: EventBus, seed: int,
-                progress: Progress, events: JsonlSink) -> None:
-    clock = _Clock()
-    active: dict[str, str] = {}
-    for phase in scenario.phases:
-        bus.emit(PhaseStarted(phase=phase.name, description=phase.description))
-        _apply_faults(_faults_of(phase, scenario, seed), active, graph, bus)
-        for spec in phase.jobs:
-            job = spec.job()
-            _release_until(clock, world, bus)
-            submitted = clock.now
-            bus.emit(JobSubmitted(job=job, sim_time=submitted))
-            stored = progress.stored_decision(job.id)
-            decision = decision_of(stored) if stored else await graph.decide(job, progress.thread(job))
-            if decision.outcome == "commit" and decision.placement is not None:
-                commit(world.state, job, decision.placement)
-                heapq.heappush(clock.ends, (clock.now + job.runtime_s, job.id))
-            if scenario.occupancy_view:
-                _report_occupancy(world, bus, job.id, clock.now)
-            if stored is None:  # the decision's boundary: commit it with where the run stands
-                resume = {"reputation": world.reputation.snapshot(), "events_offset": events.tell(),
-                          "events_seq": bus.next_seq, "events_hash": events.head}
-                await progress.commit(job, decision, submitted, resume)
-            else:
-                progress.replayed()
-                if stored is progress.last:  # the end of what was stored: continue from here
-                    world.reputation.restore(stored.resume["reputation"])
-                    bus.unmute(stored.resume["events_seq"])
-            clock.now += phase.job_interval_s
-    _release_until(clock, world, bus, until=float("inf"))
-    bus.emit(NetworkStatus(agents=[
-        AgentHealth(agent=a, pool=ag.pool, reputation=world.reputation.scores[a], health=world.reputation.health(a))
-        for a, ag in graph.agents.items()
-    ]))
+@dataclass
+class _Walk:
+    """One pass over the scenario: jobs arrive on the run's clock, the agents decide each one, the
+    executor runs what they commit and says when jobs end; a job it lost goes back to the agents."""
+
+    scenario: Scenario
+    graph: ConsensusGraph
+    world: World
+    bus: EventBus
+    progress: Progress
+    events: JsonlSink
+    executor: Executor
+    rows: dict[str, ExecutionRow] = field(default_factory=dict)  # jobs started and not yet ended
+
+    async def run(self, seed: int) -> None:
+        active: dict[str, str] = {}
+        arrival = 0.0
+        for phase in self.scenario.phases:
+            self.bus.emit(PhaseStarted(phase=phase.name, description=phase.description))
+            _apply_faults(_faults_of(phase, self.scenario, seed), active, self.graph, self.bus)
+            for spec in phase.jobs:
+                await self._advance(arrival)
+                await self._place(spec.job(), arrival)
+                arrival += phase.job_interval_s
+        await self._advance(float("inf"))
+        self.bus.emit(NetworkStatus(agents=[
+            AgentHealth(agent=a, pool=ag.pool, reputation=self.world.reputation.scores[a],
+                        health=self.world.reputation.health(a))
+            for a, ag in self.graph.agents.items()
+        ]))
+
+    async def _place(self, job: Job, submitted: float, retry_of: str | None = None) -> None:
+        """Submit ``job``, have the agents decide it, start what they commit."""
+        progress = self.progress
+        self.bus.emit(JobSubmitted(job=job, sim_time=submitted, retry_of=retry_of))
+        stored = progress.stored_decision(job.id)
+        decision = decision_of(stored) if stored else await self.graph.decide(job, progress.thread(job))
+        if decision.outcome == "commit" and decision.placement is not None:
+            commit(self.world.state, job, decision.placement)
+            started = await self.executor.start(job, decision.placement)
+            self._started(started)
+        if self.scenario.occupancy_view:
+            _report_occupancy(self.world, self.bus, job.id, submitted)
+        if stored is None:  # the decision's boundary: commit it with where the run stands
+            resume = {"reputation": self.world.reputation.snapshot(), "events_offset": self.events.tell(),
+                      "events_seq": self.bus.next_seq, "events_hash": self.events.head}
+            await progress.commit(job, decision, submitted, resume)
+        else:
+            progress.replayed()
+            if stored is progress.last:  # the end of what was stored: continue from here
+                self.world.reputation.restore(stored.resume["reputation"])
+                self.bus.unmute(stored.resume["events_seq"])
+
+    def _started(self, s: Started) -> None:
+        self.bus.emit(JobStarted(job_id=s.job_id, nodes=list(s.nodes), sim_time=s.sim_time,
+                                 executor=self.executor.name, external_id=s.external_id))
+        row = ExecutionRow(s.job_id, self.executor.name, s.external_id, s.nodes, "running", s.sim_time)
+        self.rows[s.job_id] = row
+        self._record(row)
+
+    def _record(self, row: ExecutionRow) -> None:
+        if self.executor.name != "sim":  # the simulated clock's jobs are all in the decisions already
+            self.progress.ledger.record_execution(self.progress.run_id, self.progress.epoch, row)
+
+    async def _advance(self, until: float) -> None:
+        """Take in what the executor saw up to ``until``: ends release capacity, lost jobs are placed again."""
+        while updates := await self.executor.advance(until):
+            for update in updates:
+                if isinstance(update, NodeChange):
+                    self.world.state.set_down(update.node, update.down)
+                    self.bus.emit(NodeStateChanged(node=update.node, state="down" if update.down else "up",
+                                                   reason=update.reason, sim_time=update.sim_time))
+                else:
+                    await self._ended(update)
+
+    async def _ended(self, end: Finished) -> None:
+        job, _ = self.world.state.running[end.job_id]
+        self.world.state.release(end.job_id)
+        self.bus.emit(JobFinished(job_id=end.job_id, sim_time=end.sim_time, state=end.state,
+                                  ran_on=None if end.ran_on is None else list(end.ran_on), reason=end.reason))
+        self._record(replace(self.rows.pop(end.job_id), state=end.state, ended=end.sim_time, ran_on=end.ran_on,
+                             reason=end.reason))
+        if end.state != "completed":
+            await self._place(_retry(job), self.executor.now(), retry_of=end.job_id)
+
+
+def _retry(job: Job) -> Job:
+    """The job again under a new id (``<id>.r1``, ``.r2``...): each decision is its own ledger row."""
+    base, _, tries = job.id.rpartition(".r")
+    if base and tries.isdigit():
+        return job.model_copy(update={"id": f"{base}.r{int(tries) + 1}"})
+    return job.model_copy(update={"id": f"{job.id}.r1"})
 
 
 def _report_occupancy(world: World, bus: EventBus, job_id: str, now: float) -> None:
@@ -212,14 +268,6 @@ def _report_occupancy(world: World, bus: EventBus, job_id: str, now: float) -> N
 def _faults_of(phase: Phase, scenario: Scenario, seed: int) -> dict[str, str]:
     """The phase's faults by agent, a ``random`` agent resolved from the run's seed."""
     return {(scenario.random_agent(seed) if f.agent == RANDOM_AGENT else f.agent): f.behaviour for f in phase.faults}
-
-
-def _release_until(clock: _Clock, world: World, bus: EventBus, until: float | None = None) -> None:
-    limit = clock.now if until is None else until
-    while clock.ends and clock.ends[0][0] <= limit:
-        end, job_id = heapq.heappop(clock.ends)
-        world.state.release(job_id)
-        bus.emit(JobFinished(job_id=job_id, sim_time=end))
 
 
 def _apply_faults(wanted: dict[str, str], active: dict[str, str], graph: ConsensusGraph, bus: EventBus) -> None:
@@ -259,6 +307,7 @@ def run_scenario(
                   "provider": settings.resolved_provider(), "replay_provider": settings.replay_provider,
                   "provider_note": provider_note, "record": options.record,
                   "allow_fallback": options.allow_fallback,
+                  "executor": options.executor.kind,
                   "weighted": scenario.consensus.weighted,
                   "protocol": scenario.consensus.protocol}  # --protocol, if given: a resume runs it again  # how --verify counts the quorum of a certificate
         try:
@@ -306,6 +355,10 @@ def resume_scenario(
             raise UserError(f"run {run_id} is a run of scenario {config['scenario']}, not {expect}")
         if config.get("record"):
             raise UserError(f"run {run_id} was recording a cassette; a partial recording cannot be resumed: record again")
+        if config.get("executor", "sim") != "sim" and info.status != "completed":
+            raise UserError(f"run {run_id} ran its jobs on the {config['executor']} executor, which a resume cannot "
+                            f"take over (the jobs it started are listed by python main.py --show {run_id}); "
+                            "start the scenario again")
         run_dir, moved = _run_folder(info, named, runs_dir or settings.runs_dir, ledger.path)
         if info.status == "completed":  # read, not written: any copy of it will do
             if moved:
@@ -385,9 +438,10 @@ def _execute(scenario: Scenario, settings: Settings, provider_note: str, seed: i
     bus = EventBus([sink, progress.journal, *subscribers], muted=resumed)
     started = time.monotonic()
     status = "failed"
+    executor = make_executor(options.executor, run_dir / "jobs")
     try:
         with _session(scenario, settings, seed, run_dir, options) as session:
-            graph, world = _build(scenario, seed, session, bus, progress)
+            graph, world = _build(scenario, seed, session, bus, progress, executor.pools())
             source = session.source.model_dump()
             if session.source.kind == "heuristic":
                 source["detail"] = provider_note  # why the heuristics answer
@@ -395,8 +449,9 @@ def _execute(scenario: Scenario, settings: Settings, provider_note: str, seed: i
                                      agents={a: ag.specialty for a, ag in graph.agents.items()},
                                      n=graph.n, f=graph.f, quorum=graph.quorum, method=scenario.consensus.method,
                                      weighted=graph.weighted, protocol=graph.protocol,
-                                     pools={a: ag.pool for a, ag in graph.agents.items() if ag.pool}))
-            asyncio.run(_run_phases(scenario, graph, world, bus, seed, progress, sink))
+                                     pools={a: ag.pool for a, ag in graph.agents.items() if ag.pool},
+                                     executor=executor.name))
+            asyncio.run(_run_phases(scenario, graph, world, bus, seed, progress, sink, executor))
         bus.emit(ScenarioEnded(scenario=scenario.name, wall_s=round(time.monotonic() - started, 3)))
         sink.close()
         events: list[Any] = bus.events if not resumed else _read_events(run_dir)
@@ -407,6 +462,7 @@ def _execute(scenario: Scenario, settings: Settings, provider_note: str, seed: i
         raise Interrupted(f"interrupted; the decisions made so far are stored: resume with "
                           f"python main.py --resume {progress.run_id}") from None
     finally:
+        executor.close()  # a run that stops early leaves no job of its own running
         sink.close()
         progress.ledger.finish_run(progress.run_id, progress.epoch, status)  # type: ignore[arg-type]
     return RunResult(run_dir, summary, events)
@@ -453,14 +509,22 @@ def _stored_result(run_dir: Path, stored: list[DecisionRecord]) -> RunResult:
     return RunResult(run_dir, _write_summary(run_dir, events), events)
 
 
-def _build(scenario: Scenario, seed: int, session: LLMSession, bus: EventBus,
-           progress: Progress) -> tuple[ConsensusGraph, World]:
-    state = scenario.cluster.build_state(seed)
-    agent_ids = [a.id for a in scenario.cluster.agents]
-    world = World(state, Reputation.fresh(agent_ids), {a.pool: a.id for a in scenario.cluster.agents}, scenario.name)
+def _build(scenario: Scenario, seed: int, session: LLMSession, bus: EventBus, progress: Progress,
+           pools: list[Pool] | None = None) -> tuple[ConsensusGraph, World]:
+    """The agents and their world: the scenario's cluster, or the executor's (``pools``: a Slurm
+    cluster's partitions), where an agent whose pool is not there watches none of its own (it
+    still proposes and votes on every pool)."""
+    state = scenario.cluster.build_state(seed) if pools is None else ClusterState(pools)
     bidding = scenario.consensus.method == "bidding"
+    pool_of = {a.id: a.pool if a.pool in state.pools else None for a in scenario.cluster.agents}
+    if bidding and None in pool_of.values():
+        missing = sorted(a for a, p in pool_of.items() if p is None)
+        raise UserError(f"scenario {scenario.name} decides by bidding, and agents {', '.join(missing)} have no pool "
+                        f"on this cluster to bid on (pools: {', '.join(sorted(state.pools))})")
+    world = World(state, Reputation.fresh(list(pool_of)), {p: a for a, p in pool_of.items() if p}, scenario.name)
     # Each agent asks the model its scenario gives it (the run's unless it names its own).
-    agents = {a.id: SpecialistAgent(a.id, a.specialty, world, session.client_for(a.id), pool=a.pool, bidding=bidding)
+    agents = {a.id: SpecialistAgent(a.id, a.specialty, world, session.client_for(a.id), pool=pool_of[a.id],
+                                    bidding=bidding)
               for a in scenario.cluster.agents}
     # Fresh key pairs for this process (key epoch = its ledger epoch); the public halves go to the
     # ledger before any vote is signed, so every certificate of the run can be checked later.

@@ -42,7 +42,7 @@ from llm_sched.errors import UserError
 from llm_sched.safe_text import one_line
 from llm_sched.store.storage_errors import StorageFault, nearly_full
 
-SCHEMA_VERSION = 2  # 2: certificates and vote_keys
+SCHEMA_VERSION = 3  # 2: certificates and vote_keys; 3: executions
 RunKind = Literal["scenario", "experiment", "campaign", "federation"]
 RunStatus = Literal["running", "completed", "failed"]
 
@@ -124,6 +124,19 @@ CREATE TABLE IF NOT EXISTS vote_keys (
     public_key TEXT NOT NULL,
     PRIMARY KEY (run_id, epoch, agent)
 );
+CREATE TABLE IF NOT EXISTS executions (
+    run_id TEXT NOT NULL REFERENCES runs (run_id),
+    job_id TEXT NOT NULL,
+    executor TEXT NOT NULL,
+    external_id TEXT,
+    nodes TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started REAL NOT NULL,
+    ended REAL,
+    ran_on TEXT,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (run_id, job_id)
+);
 CREATE TABLE IF NOT EXISTS units (
     run_id TEXT NOT NULL REFERENCES runs (run_id),
     unit TEXT NOT NULL,
@@ -195,6 +208,22 @@ class ReputationRow:
     old: float
     new: float
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRow:
+    """A committed job handed to an executor: where it was placed, its id there (the Slurm job id),
+    and how it ended (``running`` until then) on which nodes the job itself reported."""
+
+    job_id: str
+    executor: str
+    external_id: str | None
+    nodes: tuple[str, ...]
+    state: str
+    started: float
+    ended: float | None = None
+    ran_on: tuple[str, ...] | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -542,6 +571,25 @@ class Ledger:
                 raise LedgerFault(self._damaged(f"run {run_id} has {count} decisions, {len(records)} of them readable "
                                                 f"at positions {[r.seq for r in records]}"))
         return records
+
+    # -- where committed jobs ran (executors) ------------------------------------------------------
+    def record_execution(self, run_id: str, epoch: int, e: ExecutionRow) -> None:
+        """Store (or update, as the job runs and ends) where a committed job was handed to run."""
+        with self._errors(f"record the execution of job {e.job_id}"), self._transaction() as conn:
+            self._fence(conn, run_id, epoch)
+            conn.execute("INSERT OR REPLACE INTO executions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (run_id, e.job_id, e.executor, e.external_id, json.dumps(list(e.nodes)), e.state,
+                          e.started, e.ended, None if e.ran_on is None else json.dumps(list(e.ran_on)), e.reason))
+
+    def executions(self, run_id: str) -> list[ExecutionRow]:
+        """The run's executions in the order they started."""
+        with self._errors(f"read the executions of {run_id}"):
+            rows = self._conn.execute(
+                "SELECT job_id, executor, external_id, nodes, state, started, ended, ran_on, reason FROM executions "
+                "WHERE run_id = ? ORDER BY started, rowid", (run_id,)).fetchall()
+        return [ExecutionRow(job, executor, external, tuple(json.loads(nodes)), state, started, ended,
+                             None if ran_on is None else tuple(json.loads(ran_on)), reason)
+                for job, executor, external, nodes, state, started, ended, ran_on, reason in rows]
 
     # -- experiment and campaign units ---------------------------------------------------------
     def record_unit(self, run_id: str, epoch: int, unit: str, result: Mapping[str, Any]) -> bool:

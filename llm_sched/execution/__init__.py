@@ -1,0 +1,1 @@
+"""Where committed jobs run: the simulated clock, local processes, or a Slurm cluster."""
