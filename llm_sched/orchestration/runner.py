@@ -509,12 +509,21 @@ def _stored_result(run_dir: Path, stored: list[DecisionRecord]) -> RunResult:
     return RunResult(run_dir, _write_summary(run_dir, events), events)
 
 
+def _as_described(pools: list[Pool], scenario: Scenario) -> list[Pool]:
+    """The executor's pools, with what the scenario says of a pool of the same name (its specialty,
+    label, interconnect): Slurm knows a partition's nodes, not what it is for."""
+    described = {p.id: p for p in scenario.cluster.pools}
+    return [p if p.id not in described else p.model_copy(update={
+        "specialty": described[p.id].specialty, "label": described[p.id].label,
+        "interconnect": described[p.id].interconnect}) for p in pools]
+
+
 def _build(scenario: Scenario, seed: int, session: LLMSession, bus: EventBus, progress: Progress,
            pools: list[Pool] | None = None) -> tuple[ConsensusGraph, World]:
     """The agents and their world: the scenario's cluster, or the executor's (``pools``: a Slurm
     cluster's partitions), where an agent whose pool is not there watches none of its own (it
     still proposes and votes on every pool)."""
-    state = scenario.cluster.build_state(seed) if pools is None else ClusterState(pools)
+    state = scenario.cluster.build_state(seed) if pools is None else ClusterState(_as_described(pools, scenario))
     bidding = scenario.consensus.method == "bidding"
     pool_of = {a.id: a.pool if a.pool in state.pools else None for a in scenario.cluster.agents}
     if bidding and None in pool_of.values():
