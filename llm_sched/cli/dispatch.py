@@ -50,6 +50,10 @@ def dispatch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] == "serve":  # llm-sched serve: the web view, loaded only when asked for
+        from llm_sched.cli import serve
+
+        return _guarded(lambda: serve.main(words[1:]))
     if words and words[0] in SUBCOMMANDS:  # llm-sched bus | agent | federation | submit | status
         return _guarded(lambda: federation.main(words))
     args = build_parser().parse_args(argv)
