@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -179,6 +180,8 @@ class _Walk:
     events: JsonlSink
     executor: Executor
     rows: dict[str, ExecutionRow] = field(default_factory=dict)  # jobs started and not yet ended
+    origin: dict[str, str] = field(default_factory=dict)  # a retry's id -> the job's first id
+    tries: Counter[str] = field(default_factory=Counter)  # retries so far, by the job's first id
 
     async def run(self, seed: int) -> None:
         active: dict[str, str] = {}
@@ -249,15 +252,15 @@ class _Walk:
         self._record(replace(self.rows.pop(end.job_id), state=end.state, ended=end.sim_time, ran_on=end.ran_on,
                              reason=end.reason))
         if end.state != "completed":
-            await self._place(_retry(job), self.executor.now(), retry_of=end.job_id)
+            await self._place(self._retry(job), self.executor.now(), retry_of=end.job_id)
 
-
-def _retry(job: Job) -> Job:
-    """The job again under a new id (``<id>.r1``, ``.r2``...): each decision is its own ledger row."""
-    base, _, tries = job.id.rpartition(".r")
-    if base and tries.isdigit():
-        return job.model_copy(update={"id": f"{base}.r{int(tries) + 1}"})
-    return job.model_copy(update={"id": f"{job.id}.r1"})
+    def _retry(self, job: Job) -> Job:
+        """The job again under a new id, ``<id>.r1``, ``.r2``...: each decision is its own ledger row."""
+        root = self.origin.get(job.id, job.id)
+        self.tries[root] += 1
+        retry = f"{root}.r{self.tries[root]}"
+        self.origin[retry] = root
+        return job.model_copy(update={"id": retry})
 
 
 def _report_occupancy(world: World, bus: EventBus, job_id: str, now: float) -> None:

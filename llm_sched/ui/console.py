@@ -90,6 +90,9 @@ class ConsoleView:
                                     "agents' total reputation (a detected liar's vote weighs little)"))
         else:
             self.console.print(Text(f"commit needs a Byzantine quorum of q = {e.quorum} of {e.n} votes"))
+        if e.executor != "sim":
+            self.console.print(Text(f"committed jobs run on the {e.executor} executor (times: wall clock, scaled)",
+                                    style="bold"))
 
     def _on_phase_started(self, e: Any) -> None:
         if self._phases and self.pause:
@@ -117,15 +120,34 @@ class ConsoleView:
     def _on_job_submitted(self, e: Any) -> None:
         job = e.job
         self._fallbacks = 0
+        if e.retry_of and not self._detailed:
+            self.console.print(Text(f"job {safe(job.id)}: {safe(e.retry_of)} again, for the agents to place anew",
+                                    style="bold"))
         if not self._detailed:
             return
         title = f"{job.id} {job.kind}{': ' + safe(job.name) if job.name else ''}"
         self.console.print()
         self.console.print(Text(f"job {title} - {job.describe()}, t={e.sim_time:g} s", style="bold"))
 
+    def _on_job_started(self, e: Any) -> None:
+        if e.executor != "sim":  # the simulated clock starts every commit at once: the decision says it
+            where = f" as {e.executor} job {safe(e.external_id)}" if e.executor == "slurm" and e.external_id else ""
+            self.console.print(Text(f"  {safe(e.job_id)} started on {', '.join(e.nodes)}{where}, t={e.sim_time:.0f} s",
+                                    style="dim"))
+
     def _on_job_finished(self, e: Any) -> None:
-        if self.verbose:
-            self.console.print(Text(f"  {e.job_id} finished at t={e.sim_time:g} s, its nodes released", style="dim"))
+        if e.state != "completed":
+            self.console.print(Text(f"  {safe(e.job_id)} {e.state} at t={e.sim_time:.0f} s ({safe(e.reason)}): its "
+                                    "nodes released, the job goes back to the agents", style="bold red"))
+        elif self.verbose:
+            ran = f" (ran on {', '.join(e.ran_on)})" if e.ran_on else ""
+            self.console.print(Text(f"  {safe(e.job_id)} finished at t={e.sim_time:g} s{ran}, its nodes released",
+                                    style="dim"))
+
+    def _on_node_state(self, e: Any) -> None:
+        change = "down: it takes no job" if e.state == "down" else "back up"
+        self.console.print(Text(f"node {safe(e.node)} {change} ({safe(e.reason)}), t={e.sim_time:.0f} s",
+                                style="bold red" if e.state == "down" else "green"))
 
     # -- the LLM -------------------------------------------------------------------------------
     def _on_llm_call(self, e: Any) -> None:
