@@ -9,6 +9,8 @@ MODES: tuple[tuple[str, str], ...] = (
     ("python main.py --interactive", "healthy, Byzantine and recovery scenarios with every prompt and answer shown"),
     ("python main.py --scenario NAME", "run one scenario (healthy, byzantine, recovery, fault_tolerance, ...)"),
     ("python main.py --scenario supercomputers", "six supercomputers bid for eight large jobs; one turns Byzantine"),
+    ("python main.py --scenario NAME --executor slurm", "run the committed jobs on Slurm, on the nodes the agents "
+     "chose (or local)"),
     ("python main.py --experiment [FILE]", "consensus protocols (PBFT, Tendermint, Multi-Paxos, Raft...) under faults"),
     ("python main.py --simulate --trace FILE --policy P", "replay an SWF trace under fcfs, sjf, easy, conservative or "
      "agents, with failures: metrics, CSV, plot"),
@@ -18,6 +20,8 @@ MODES: tuple[tuple[str, str], ...] = (
     ("python main.py --runs", "list the runs stored in the ledger; --show RUN_ID prints one run's decisions"),
     ("python main.py --resume RUN_ID", "continue a scenario run that was killed, after its last committed decision"),
     ("python main.py --verify RUN_ID", "check every quorum certificate (signed votes) of a stored run, offline"),
+    ("python main.py serve [--port N]", "the web view of stored and running runs"),
+    ("python main.py federation up FILE", "the agents as processes on a NATS bus (then submit, status, chaos)"),
     ("python main.py --check", "check Python, packages, LLM endpoints and shipped cassettes"),
     ("python main.py --setup-env", "guided setup of ./.env (provider, endpoint, key)"),
 )
