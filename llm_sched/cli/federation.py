@@ -18,7 +18,7 @@ from pathlib import Path
 from llm_sched.errors import UserError
 from llm_sched.safe_text import one_line
 
-SUBCOMMANDS = ("bus", "agent", "federation", "submit", "status", "chaos")
+SUBCOMMANDS = ("bus", "agent", "execute", "federation", "submit", "status", "chaos")
 DEFAULT_DATA = Path("runs/federation")
 FORMATION_TIMEOUT = 60.0
 
@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--replicas", type=int, choices=(1, 3), help="stream replicas if it creates them "
                                                                     "(default: as the recorded bus)")
 
+    execute = sub.add_parser("execute", help="run the federation's executor process (federation up --executor "
+                                             "starts it): its decisions go to Slurm or local processes")
+    execute.add_argument("--federation", required=True, metavar="FILE")
+    data_flag(execute)
+    nats_flag(execute)
+
     fed = sub.add_parser("federation", help="start or stop a whole federation")
     fsub = fed.add_subparsers(dest="action", required=True)
     fup = fsub.add_parser("up", help="start the bus (unless --nats / NATS_URL) and one process per agent")
@@ -59,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     fup.add_argument("--servers", type=int, default=1, choices=(1, 3), help="servers of the bus it starts")
     fup.add_argument("--replicas", type=int, default=1, choices=(1, 3), help="stream replicas on a bus given "
                                                                              "with --nats (default %(default)s)")
+    fup.add_argument("--executor", choices=("local", "slurm"), help="run the decisions: slurm (the cluster is "
+                     "Slurm's, read once into the genesis; SLURM_CONF or --slurm-conf) or local processes")
+    fup.add_argument("--time-scale", type=float, default=None, metavar="S",
+                     help="with --executor: wall seconds per simulated second of a job's runtime (default 0.001)")
+    fup.add_argument("--slurm-conf", type=Path, metavar="FILE", help="with --executor slurm: the slurm.conf to use")
     fdown = fsub.add_parser("down", help="stop the agents (they write their final status), then the bus")
     data_flag(fdown)
 
@@ -86,6 +97,8 @@ def main(argv: Sequence[str]) -> int:
         return _bus(args)
     if args.command == "agent":
         return _agent(args)
+    if args.command == "execute":
+        return _execute(args)
     if args.command == "federation":
         return _up(args) if args.action == "up" else _down(args)
     if args.command == "submit":
@@ -159,11 +172,51 @@ def _agent(args: argparse.Namespace) -> int:
     return run_agent(fed, args.name, options)
 
 
+def _execute(args: argparse.Namespace) -> int:
+    from llm_sched.federation.bus import server_list
+    from llm_sched.federation.executor import ExecutorOptions, run_executor
+    from llm_sched.federation.launcher import read_bus
+
+    fed = _federation(args.federation)
+    bus = read_bus(args.data, _settings_url(args.nats), args.creds)
+    return run_executor(fed, ExecutorOptions(tuple(server_list(bus.url)), args.data, bus.creds))
+
+
+def _execution_plan(args: argparse.Namespace, fed):  # noqa: ANN001, ANN202
+    """Where ``federation up --executor`` runs the decisions, and the cluster it runs them on."""
+    if args.executor is None:
+        if args.time_scale is not None or args.slurm_conf is not None:
+            raise UserError("--time-scale and --slurm-conf go with --executor local or slurm")
+        return None
+    from llm_sched.execution.factory import DEFAULT_TIME_SCALE
+    from llm_sched.federation.execution import ExecutionPlan
+
+    scale = DEFAULT_TIME_SCALE if args.time_scale is None else args.time_scale
+    if not 0 < scale <= 1000:
+        raise UserError(f"--time-scale {args.time_scale}: give wall seconds per simulated second, above 0 and at "
+                        "most 1000")
+    if args.executor == "local":
+        if args.slurm_conf is not None:
+            raise UserError("--slurm-conf goes with --executor slurm")
+        pools = list(fed.initial_state().pools.values())
+        return ExecutionPlan(executor="local", time_scale=scale, pools=pools)
+    from llm_sched.execution.slurm import pools_of
+    from llm_sched.execution.slurm_commands import sinfo_nodes
+
+    conf = args.slurm_conf.resolve() if args.slurm_conf else None
+    pools = pools_of(sinfo_nodes(env=None if conf is None else {"SLURM_CONF": str(conf)}))
+    if not pools:
+        raise UserError("Slurm reports no node in any partition: nothing to run the decisions on")
+    return ExecutionPlan(executor="slurm", time_scale=scale, slurm_conf=None if conf is None else str(conf),
+                         pools=pools)
+
+
 def _up(args: argparse.Namespace) -> int:
     from llm_sched.federation.bus import server_list
     from llm_sched.federation.launcher import Bus, start_bus, up
 
     fed = _federation(args.file)
+    execution = _execution_plan(args, fed)
     url = _settings_url(args.nats)
     if url:
         bus = Bus(url, replicas=args.replicas, creds=args.creds.resolve() if args.creds else None)
@@ -172,8 +225,12 @@ def _up(args: argparse.Namespace) -> int:
         bus, _ = start_bus(args.data, args.servers)
         print(f"bus: {bus.url} ({args.servers} server{'s' if args.servers > 1 else ''} started, data under "
               f"{args.data / 'bus'})")
-    pids = up(fed, args.data, bus)
+    pids = up(fed, args.data, bus, execution)
     print(f"federation {fed.name}: {len(pids)} agent processes started (logs under {args.data / 'agents'})")
+    if execution is not None:
+        nodes = sum(len(p.nodes) for p in execution.pools)
+        print(f"executor: {execution.executor} on {nodes} nodes in {len(execution.pools)} pools (log: "
+              f"{args.data / 'executor' / 'executor.log'})")
     import asyncio  # here, not at the top: `--help` and `--check` start without it
 
     formed = asyncio.run(_wait_formation(fed, server_list(bus.url), bus.creds))
@@ -269,6 +326,12 @@ def status_lines(fed, body: dict) -> list[str]:  # noqa: ANN001
                         if info.get("excluded") else ""))
     lines.append(f"{body['decided']} decided of {body['submitted']} submitted ({body['instances']} instances, "
                  f"{body['records']} records; every certificate checked against the genesis)")
+    ex = body.get("executor")
+    if ex:
+        lines.append(f"executor ({one_line(str(ex.get('executor')))}): {ex.get('started')} jobs started, "
+                     f"{ex.get('running')} running, {ex.get('completed')} completed, {ex.get('failed')} failed, "
+                     f"{ex.get('lost')} lost, {ex.get('nodes_down')} nodes went down; {ex.get('reports')} reports "
+                     "filed in the job log")
     for problem in [*body["invalid"], *body["conflicts"]]:
         lines.append(f"  problem: {one_line(str(problem))}")
     return lines

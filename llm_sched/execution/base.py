@@ -90,6 +90,9 @@ class Executor(ABC):
     def close(self) -> None:
         """Stop what is still running (a run that stops early leaves nothing behind)."""
 
+    def abandon(self, external_id: str) -> None:
+        """Stop a job an earlier process of this executor started (its id there), which no one follows now."""
+
 
 class WallClock:
     """Simulated seconds from wall time: ``scale`` wall seconds per simulated second."""
@@ -115,3 +118,15 @@ def job_file(folder: Path, job_id: str, suffix: str) -> Path:
     if safe != job_id:
         safe += "-" + hashlib.sha256(job_id.encode()).hexdigest()[:10]
     return inside(folder, folder / f"{safe}{suffix}")
+
+
+_RETRY = re.compile(r"^(?P<root>.+)\.r(?P<n>[0-9]+)$")
+
+
+def retry_id(job_id: str) -> str:
+    """The id a failed or lost job is placed again under: ``<id>.r1``, then ``.r2``... (each decision
+    is its own ledger row); within the 64 characters of a job id."""
+    match = _RETRY.match(job_id)
+    root, n = (match["root"], int(match["n"]) + 1) if match else (job_id, 1)
+    suffix = f".r{n}"
+    return root[: 64 - len(suffix)] + suffix

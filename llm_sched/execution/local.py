@@ -9,7 +9,10 @@ job ids and node names reach the processes as arguments and file names made safe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -75,6 +78,11 @@ class LocalExecutor(Executor):
     @property
     def running(self) -> int:
         return len(self._running)
+
+    def abandon(self, external_id: str) -> None:
+        for pid in external_id.split(","):
+            with contextlib.suppress(ProcessLookupError, ValueError, PermissionError):
+                os.kill(int(pid), signal.SIGKILL)
 
     def close(self) -> None:
         for run in self._running.values():

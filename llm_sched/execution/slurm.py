@@ -127,6 +127,9 @@ class SlurmExecutor(Executor):
             scancel(slurm_id, env=self.env)
         self._jobs.clear()
 
+    def abandon(self, external_id: str) -> None:
+        scancel(int(external_id), env=self.env)
+
 
 def _script(nodes_file: Path, nodes: int, seconds: float) -> str:
     """The batch script: one task per node reports ``$SLURMD_NODENAME``, then the job works (sleeps)."""

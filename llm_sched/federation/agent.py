@@ -47,9 +47,8 @@ from llm_sched.federation.records import (
     member_of,
     valid_skip,
 )
-from llm_sched.federation.replica import LoggedJob, Replica
+from llm_sched.federation.replica import LoggedJob, Replica, logged_entry
 from llm_sched.federation.spec import Federation, Member
-from llm_sched.orchestration.scenarios import JobSpec
 from llm_sched.protocols.messages import Kind, Message, Output, PlacementBatch, Value
 from llm_sched.protocols.pbft import PbftConfig, PbftCore
 from llm_sched.protocols.quorum import byzantine_f
@@ -141,9 +140,10 @@ class AgentProcess:
     def __init__(self, fed: Federation, member: Member, options: AgentOptions) -> None:
         self.fed, self.me, self.options = fed, member, options
         self.private = load_private_key(options.data, member.name)
-        self.public = read_genesis(fed, options.data).public
+        genesis = read_genesis(fed, options.data)
+        self.public = genesis.public
         self.subjects = fed.subjects
-        self.replica = Replica(fed.initial_state(), member.specialty)
+        self.replica = Replica(genesis.initial_state(fed), member.specialty, executed=genesis.execution is not None)
         self.jobs: dict[int, LoggedJob] = {}
         self.instance = 0  # the instance being decided (all before it are applied)
         self.current: _Instance | None = None
@@ -521,7 +521,7 @@ class AgentProcess:
             except Exception as exc:
                 log.warning("reading the job log failed (%s)", type(exc).__name__)
                 return
-            self.jobs[position] = _logged_job(position, msg.data or b"")
+            self.jobs[position] = logged_entry(position, msg.data or b"")
             if self.current is not None and self.current.held:
                 self.inbox.put_nowait(None)  # the instance loop retries what waited for these jobs
 
@@ -667,10 +667,12 @@ class AgentProcess:
         for entry, logged in zip(record.batch.entries, jobs, strict=True):
             placement = entry.placement or ()
             pool = self.replica.state.pool_of.get(placement[0]) if placement else None
+            outcome = "reported" if logged.report else "committed" if placement else "rejected"
+            spec = logged.report.model_dump() if logged.report else logged.spec.model_dump()  # type: ignore[union-attr]
             rows.append(DecisionRecord(
-                job_id=entry.job_id, seq=logged.position - 1, outcome="committed" if placement else "rejected",
+                job_id=entry.job_id, seq=logged.position - 1, outcome=outcome,
                 pool=pool, nodes=tuple(placement), proposer=None, reason=entry.reason, rounds=record.view + 1,
-                accepts=len(record.commits), voters=self.fed.n, job_spec=logged.spec.model_dump(),
+                accepts=len(record.commits), voters=self.fed.n, job_spec=spec,
                 submitted_at=logged.arrival, certificate=cert))
         return rows
 
@@ -710,9 +712,6 @@ def _addressed(msg: Message, receiver: int) -> Message:
                    msg.mac)
 
 
-def _logged_job(position: int, data: bytes) -> LoggedJob:
-    body = json.loads(data)
-    return LoggedJob(position, JobSpec.model_validate(body["job"]), float(body["arrival"]))
 
 
 def run_agent(fed: Federation, name: str, options: AgentOptions) -> int:

@@ -43,11 +43,11 @@ async def submit(fed: Federation, jobs_file: Federation, servers: Sequence[str],
     try:
         js = nc.jetstream(timeout=REQUEST_TIMEOUT)
         await ensure_layout(js, fed.subjects, replicas)
-        start = await _last_arrival(js, fed)
+        start = await next_arrival(js, fed)
         out = Submitted()
         for spec, offset in jobs_file.job_specs():
             body = {"job": spec.model_dump(), "arrival": start + offset, "submitted": time.time()}
-            ack = await _publish_job(js, fed.subjects.jobs, json.dumps(body).encode(), spec.id)
+            ack = await publish_entry(js, fed.subjects.jobs, json.dumps(body).encode(), spec.id)
             (out.duplicates if ack.duplicate else out.accepted).append(spec.id)
             if not ack.duplicate and out.first_position is None:
                 out.first_position = ack.seq
@@ -58,9 +58,10 @@ async def submit(fed: Federation, jobs_file: Federation, servers: Sequence[str],
         await nc.drain()
 
 
-async def _publish_job(js, subject: str, data: bytes, job_id: str, attempts: int = 20):  # noqa: ANN001, ANN202
-    """Publish one job, again while the bus fails over (a few seconds when a server is lost): the job id
-    is the message id, so a retry of a publish that did land is dropped as a duplicate."""
+async def publish_entry(js, subject: str, data: bytes, job_id: str, attempts: int = 20):  # noqa: ANN001, ANN202
+    """Publish one entry of the job log (a job, or an executor's report), again while the bus fails over
+    (a few seconds when a server is lost): its id is the message id, so a retry of a publish that did
+    land is dropped as a duplicate."""
     import nats.errors
     from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
@@ -75,7 +76,7 @@ async def _publish_job(js, subject: str, data: bytes, job_id: str, attempts: int
     raise AssertionError("unreachable")
 
 
-async def _last_arrival(js, fed: Federation) -> float:  # noqa: ANN001
+async def next_arrival(js, fed: Federation) -> float:  # noqa: ANN001
     """Where new arrivals continue: one interval after the last job of the log (0 for an empty log)."""
     from nats.js.errors import NotFoundError
 
@@ -172,10 +173,11 @@ async def _status(nc, fed: Federation, data: Path) -> dict[str, object]:  # noqa
                         f"`llm-sched federation up FILE`") from None
     names = [m.name for m in fed.members]
     members = {k: json.loads(v) for k, v in (await registered(registry, names)).items()}
-    kept = await registered(store, ["formation", *(f"final.{n}" for n in names)])
+    kept = await registered(store, ["formation", "executor", *(f"final.{n}" for n in names)])
     extra = {k: json.loads(v) for k, v in kept.items()}
     log = await read_decisions(js, fed, data)
     return {"federation": fed.name, "members": members, "formation": extra.get("formation"),
             "final": {k.removeprefix("final."): v for k, v in extra.items() if k.startswith("final.")},
+            "executor": extra.get("executor"),
             "submitted": log.submitted, "decided": log.decided, "instances": log.instances,
             "records": log.records, "invalid": log.invalid, "conflicts": log.conflicts}

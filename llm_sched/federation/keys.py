@@ -20,7 +20,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from llm_sched.core.state import ClusterState
 from llm_sched.errors import UserError
+from llm_sched.federation.execution import ExecutionPlan
 from llm_sched.federation.spec import Federation
 from llm_sched.protocols.signed_messages import load_private_pem, private_pem, public_hex, public_key
 
@@ -34,6 +36,14 @@ class Genesis:
     federation: str
     public: tuple[Ed25519PublicKey, ...]
     hex_keys: tuple[str, ...]
+    execution: ExecutionPlan | None = None  # where decisions run, and the cluster they run on
+
+    def initial_state(self, fed: Federation) -> ClusterState:
+        """The cluster every member starts from: the executor's (with the file's pool descriptions),
+        else the federation file's."""
+        if self.execution is None:
+            return fed.initial_state()
+        return ClusterState(fed.scenario.cluster.described(self.execution.pools))
 
 
 def agent_dir(data: Path, name: str) -> Path:
@@ -41,10 +51,15 @@ def agent_dir(data: Path, name: str) -> Path:
     return data / "agents" / name
 
 
-def init_keys(fed: Federation, data: Path) -> Genesis:
-    """Make the keys that are missing and write the genesis; keep what exists (a restart keeps its keys)."""
+def init_keys(fed: Federation, data: Path, execution: ExecutionPlan | None = None) -> Genesis:
+    """Make the keys that are missing and write the genesis (with ``execution``, where decisions run);
+    keep what exists (a restart keeps its keys, and its executor: a genesis is never changed)."""
     if (data / GENESIS).exists():
         genesis = read_genesis(fed, data)
+        if genesis.execution != execution:
+            said = genesis.execution.executor if genesis.execution else "no executor"
+            raise UserError(f"{data / GENESIS} was made for {said}; a federation's genesis is not changed: use "
+                            "another --data folder")
         if all((agent_dir(data, m.name) / "key.pem").exists() for m in fed.members):
             return genesis
     hex_keys = []
@@ -59,7 +74,7 @@ def init_keys(fed: Federation, data: Path) -> Genesis:
                 f.write(private_pem(key))
         hex_keys.append(public_hex(load_private_key(data, m.name)))
     body = {"federation": fed.name, "file": str(fed.path), "members": [m.name for m in fed.members],
-            "keys": hex_keys}
+            "keys": hex_keys, "execution": None if execution is None else execution.model_dump(mode="json")}
     tmp = data / (GENESIS + ".tmp")
     tmp.write_text(json.dumps(body, indent=2) + "\n")
     tmp.replace(data / GENESIS)  # a reader sees the old genesis or the new one, never half of one
@@ -73,15 +88,16 @@ def read_genesis(fed: Federation, data: Path) -> Genesis:
         body = json.loads(path.read_text())
         members, keys = body["members"], body["keys"]
         public = tuple(public_key(k) for k in keys)
+        execution = None if body.get("execution") is None else ExecutionPlan.model_validate(body["execution"])
     except FileNotFoundError:
         raise UserError(f"{path} does not exist: start the federation with `llm-sched federation up FILE "
                         f"--data {data}` (it makes the keys)") from None
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
         raise UserError(f"{path} is not a federation genesis ({type(exc).__name__}); move it away and run "
                         f"`llm-sched federation up` again") from None
     if body.get("federation") != fed.name or members != [m.name for m in fed.members] or len(public) != fed.n:
         raise UserError(f"{path} is the genesis of another federation or membership; use another --data folder")
-    return Genesis(fed.name, public, tuple(keys))
+    return Genesis(fed.name, public, tuple(keys), execution)
 
 
 def load_private_key(data: Path, name: str) -> Ed25519PrivateKey:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from llm_sched.errors import UserError
 from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout, server_list
+from llm_sched.federation.execution import ExecutionPlan
 from llm_sched.federation.keys import agent_dir, init_keys
 from llm_sched.federation.spec import Federation
 from llm_sched.transport.nats_server import ServerProcess, Tenant, servers_url, start_cluster, start_server
@@ -123,9 +124,25 @@ def start_agent(fed: Federation, name: str, data: Path, bus: Bus) -> subprocess.
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def prepare(fed: Federation, data: Path, bus: Bus) -> None:
-    """Make the keys that are missing and the federation's streams and buckets."""
-    init_keys(fed, data)
+def executor_command(fed: Federation, data: Path, bus: Bus) -> list[str]:
+    """The command line of the federation's executor process."""
+    creds = ["--creds", str(bus.creds)] if bus.creds is not None else []
+    return [sys.executable, "-m", "llm_sched", "execute", "--federation", str(fed.path), "--data", str(data),
+            "--nats", bus.url, *creds]
+
+
+def start_executor(fed: Federation, data: Path, bus: Bus) -> subprocess.Popen[bytes]:
+    """Start the executor process (its log: ``DATA/executor/executor.log``); it runs on after this process exits."""
+    folder = data / "executor"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "executor.log", "ab") as logfile:
+        return subprocess.Popen(executor_command(fed, data, bus), stdout=logfile, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def prepare(fed: Federation, data: Path, bus: Bus, execution: ExecutionPlan | None = None) -> None:
+    """Make the keys that are missing (and the genesis, with ``execution``) and the streams and buckets."""
+    init_keys(fed, data, execution)
     asyncio.run(_layout(fed, bus))
 
 
@@ -137,13 +154,15 @@ async def _layout(fed: Federation, bus: Bus) -> None:
         await nc.drain()
 
 
-def up(fed: Federation, data: Path, bus: Bus) -> dict[str, int]:
-    """Make the keys and the streams, start every agent, record their pids; returns name -> pid."""
-    prepare(fed, data, bus)
+def up(fed: Federation, data: Path, bus: Bus, execution: ExecutionPlan | None = None) -> dict[str, int]:
+    """Make the keys and the streams, start every agent (and, with ``execution``, the executor process),
+    record their pids; returns name -> pid of the agents."""
+    prepare(fed, data, bus, execution)
     pids = {m.name: start_agent(fed, m.name, data, bus).pid for m in fed.members}
+    executor = start_executor(fed, data, bus).pid if execution is not None else None
     write_json(data / FEDERATION_FILE, {"file": str(fed.path), "federation": fed.name, "bus": bus.url,
                                         "replicas": bus.replicas, "creds": None if bus.creds is None else str(bus.creds),
-                                        "agents": pids})
+                                        "agents": pids, "executor": executor})
     return pids
 
 
@@ -152,8 +171,11 @@ def down(data: Path, timeout: float = 10.0) -> list[str]:
     stopped = []
     fed_path, bus_path = data / FEDERATION_FILE, data / BUS_FILE
     if fed_path.exists():
-        agents = json.loads(fed_path.read_text()).get("agents", {})
-        stopped += [f"agent {n}" for n, pid in agents.items() if _terminate(int(pid), "llm_sched", timeout)]
+        record = json.loads(fed_path.read_text())
+        if record.get("executor") and _terminate(int(record["executor"]), "llm_sched", timeout):
+            stopped.append("executor")  # first: it cancels the jobs it started while the bus is up
+        stopped += [f"agent {n}" for n, pid in record.get("agents", {}).items()
+                    if _terminate(int(pid), "llm_sched", timeout)]
     if bus_path.exists():
         pids = json.loads(bus_path.read_text()).get("pids", [])
         stopped += [f"server pid {pid}" for pid in pids if _terminate(int(pid), "nats-server", timeout)]

@@ -14,6 +14,7 @@ far cheaper than copying a cluster of thousands of nodes for each proposal.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from llm_sched.agents.heuristics import placement_options, why_infeasible
 from llm_sched.core.feasibility import check_placement
 from llm_sched.core.model import Job, Placement
 from llm_sched.core.state import ClusterState
+from llm_sched.federation.execution import Report, report_entry
 from llm_sched.orchestration.scenarios import JobSpec
 from llm_sched.protocols.messages import PlacementBatch, PlacementValue
 
@@ -29,23 +31,40 @@ NO_CAPACITY = "no capacity: "  # the reason of an agreed reject starts so
 
 @dataclass(frozen=True, slots=True)
 class LoggedJob:
-    """A job as the job log holds it: its position (1, 2, ...), spec and arrival time."""
+    """A job as the job log holds it: its position (1, 2, ...), spec and arrival time; or, in a
+    federation whose decisions run on an executor, the executor's report at that position."""
 
     position: int
-    spec: JobSpec
+    spec: JobSpec | None
     arrival: float
+    report: Report | None = None
 
     @property
     def job(self) -> Job:
+        assert self.spec is not None, "a report is not a job"
         return self.spec.job()
+
+    @property
+    def entry_id(self) -> str:
+        return self.report.entry_id if self.report is not None else self.job.id
+
+
+def logged_entry(position: int, data: bytes) -> LoggedJob:
+    """An entry of the job log as read from the stream: a job, or an executor's report."""
+    body = json.loads(data)
+    if "report" in body:  # the executor's: a job ended, a node went down or came back
+        return LoggedJob(position, None, float(body["arrival"]), Report.model_validate(body["report"]))
+    return LoggedJob(position, JobSpec.model_validate(body["job"]), float(body["arrival"]))
 
 
 class Replica:
     """One member's state machine over the decided batches."""
 
-    def __init__(self, state: ClusterState, specialty: str) -> None:
+    def __init__(self, state: ClusterState, specialty: str, executed: bool = False) -> None:
         self.state = state
         self.specialty = specialty
+        # On an executor, jobs end when its reports say so, not after their runtime in the jobs' time.
+        self.executed = executed
         self.applied = 0  # position of the last job applied
         self._ends: dict[str, float] = {}  # running job -> when it ends
         self._undo: list[Callable[[], None]] | None = None
@@ -74,14 +93,20 @@ class Replica:
         if batch.first != self.applied + 1:
             raise ValueError(f"batch starts at job {batch.first}, expected {self.applied + 1}")
         for entry, logged in zip(batch.entries, jobs, strict=True):
-            self._release_until(logged.arrival)
-            if entry.placement is not None:
-                self._reserve(logged, self._placement(entry))
+            if logged.report is not None:
+                self._take_report(logged.report)
+            else:
+                self._release_until(logged.arrival)
+                if entry.placement is not None:
+                    self._reserve(logged, self._placement(entry))
             self.applied = logged.position
 
     # --- rules ----------------------------------------------------------------------------------
 
     def _place_best(self, logged: LoggedJob) -> PlacementValue:
+        if logged.report is not None:
+            self._take_report(logged.report)
+            return report_entry(logged.report)
         self._release_until(logged.arrival)
         job = logged.job
         options = placement_options(self.state, job, self.specialty, {}, limit=1)
@@ -92,6 +117,9 @@ class Replica:
         return PlacementValue(job.id, tuple(placement.nodes), f"{placement.pool} (score {options[0].score:.3f})")
 
     def _accepts(self, entry: PlacementValue, logged: LoggedJob) -> bool:
+        if logged.report is not None:  # the report's own entry, nothing else
+            self._take_report(logged.report)
+            return entry == report_entry(logged.report)
         self._release_until(logged.arrival)
         job = logged.job
         if entry.job_id != job.id:
@@ -123,7 +151,26 @@ class Replica:
         self.state.release(job_id)
         del self._ends[job_id]
 
+    def _take_report(self, report: Report) -> None:
+        """What the executor saw: the job's nodes come back, or the node leaves (or rejoins) service.
+        A report of a job this state does not hold (never placed, already ended) changes nothing."""
+        if report.node is not None:
+            was_down = report.node in self.state.down
+            if report.node in self.state.nodes and was_down != report.down:
+                self.state.set_down(report.node, bool(report.down))
+                if self._undo is not None:
+                    self._undo.append(lambda: self.state.set_down(report.node, was_down))  # type: ignore[arg-type]
+            return
+        if report.ended in self.state.running:
+            job, placement = self.state.running[report.ended]
+            end = self._ends.pop(report.ended)
+            self.state.release(report.ended)
+            if self._undo is not None:
+                self._undo.append(lambda: self._rerun(job, placement, end))
+
     def _release_until(self, now: float) -> None:
+        if self.executed:
+            return
         for job_id in sorted(j for j, end in self._ends.items() if end <= now):
             job, placement = self.state.running[job_id]
             end = self._ends.pop(job_id)

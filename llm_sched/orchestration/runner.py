@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -56,7 +55,7 @@ from llm_sched.core.model import Job, Pool
 from llm_sched.core.signing import PublicKeys
 from llm_sched.core.state import ClusterState
 from llm_sched.errors import Interrupted, UserError
-from llm_sched.execution.base import Executor, Finished, NodeChange, Started
+from llm_sched.execution.base import Executor, Finished, NodeChange, Started, retry_id
 from llm_sched.execution.factory import ExecutorChoice, make_executor
 from llm_sched.llm.cassettes import cassette_path, read_info, refuse_existing
 from llm_sched.llm.factory import LLMSession, ModelChoice, llm_session, preflight, secrets_of
@@ -180,8 +179,6 @@ class _Walk:
     events: JsonlSink
     executor: Executor
     rows: dict[str, ExecutionRow] = field(default_factory=dict)  # jobs started and not yet ended
-    origin: dict[str, str] = field(default_factory=dict)  # a retry's id -> the job's first id
-    tries: Counter[str] = field(default_factory=Counter)  # retries so far, by the job's first id
 
     async def run(self, seed: int) -> None:
         active: dict[str, str] = {}
@@ -236,31 +233,28 @@ class _Walk:
     async def _advance(self, until: float) -> None:
         """Take in what the executor saw up to ``until``: ends release capacity, lost jobs are placed again."""
         while updates := await self.executor.advance(until):
+            lost: list[Job] = []
             for update in updates:
                 if isinstance(update, NodeChange):
                     self.world.state.set_down(update.node, update.down)
                     self.bus.emit(NodeStateChanged(node=update.node, state="down" if update.down else "up",
                                                    reason=update.reason, sim_time=update.sim_time))
-                else:
-                    await self._ended(update)
+                elif (job := self._ended(update)) is not None:
+                    lost.append(job)
+            for job in lost:  # after every end seen with it: what those jobs held is free for the retry
+                await self._place(job.model_copy(update={"id": retry_id(job.id)}), self.executor.now(),
+                                  retry_of=job.id)
 
-    async def _ended(self, end: Finished) -> None:
+    def _ended(self, end: Finished) -> Job | None:
+        """Release what the job held; the job, when it must be placed again."""
         job, _ = self.world.state.running[end.job_id]
         self.world.state.release(end.job_id)
         self.bus.emit(JobFinished(job_id=end.job_id, sim_time=end.sim_time, state=end.state,
                                   ran_on=None if end.ran_on is None else list(end.ran_on), reason=end.reason))
         self._record(replace(self.rows.pop(end.job_id), state=end.state, ended=end.sim_time, ran_on=end.ran_on,
                              reason=end.reason))
-        if end.state != "completed":
-            await self._place(self._retry(job), self.executor.now(), retry_of=end.job_id)
+        return None if end.state == "completed" else job
 
-    def _retry(self, job: Job) -> Job:
-        """The job again under a new id, ``<id>.r1``, ``.r2``...: each decision is its own ledger row."""
-        root = self.origin.get(job.id, job.id)
-        self.tries[root] += 1
-        retry = f"{root}.r{self.tries[root]}"
-        self.origin[retry] = root
-        return job.model_copy(update={"id": retry})
 
 
 def _report_occupancy(world: World, bus: EventBus, job_id: str, now: float) -> None:
@@ -512,21 +506,12 @@ def _stored_result(run_dir: Path, stored: list[DecisionRecord]) -> RunResult:
     return RunResult(run_dir, _write_summary(run_dir, events), events)
 
 
-def _as_described(pools: list[Pool], scenario: Scenario) -> list[Pool]:
-    """The executor's pools, with what the scenario says of a pool of the same name (its specialty,
-    label, interconnect): Slurm knows a partition's nodes, not what it is for."""
-    described = {p.id: p for p in scenario.cluster.pools}
-    return [p if p.id not in described else p.model_copy(update={
-        "specialty": described[p.id].specialty, "label": described[p.id].label,
-        "interconnect": described[p.id].interconnect}) for p in pools]
-
-
 def _build(scenario: Scenario, seed: int, session: LLMSession, bus: EventBus, progress: Progress,
            pools: list[Pool] | None = None) -> tuple[ConsensusGraph, World]:
     """The agents and their world: the scenario's cluster, or the executor's (``pools``: a Slurm
     cluster's partitions), where an agent whose pool is not there watches none of its own (it
     still proposes and votes on every pool)."""
-    state = scenario.cluster.build_state(seed) if pools is None else ClusterState(_as_described(pools, scenario))
+    state = scenario.cluster.build_state(seed) if pools is None else ClusterState(scenario.cluster.described(pools))
     bidding = scenario.consensus.method == "bidding"
     pool_of = {a.id: a.pool if a.pool in state.pools else None for a in scenario.cluster.agents}
     if bidding and None in pool_of.values():

@@ -121,6 +121,16 @@ class ClusterSpec(BaseModel):
         return ClusterState(pools)
 
 
+    def described(self, pools: list[Pool]) -> list[Pool]:
+        """Pools from elsewhere (a Slurm cluster's partitions), each with what this cluster says of a pool
+        of the same name (its specialty, label, interconnect): Slurm knows a partition's nodes, not what
+        it is for."""
+        spec = {p.id: p for p in self.pools}
+        return [p if p.id not in spec else p.model_copy(update={
+            "specialty": spec[p.id].specialty, "label": spec[p.id].label, "interconnect": spec[p.id].interconnect})
+            for p in pools]
+
+
 def _digits(count: int) -> int:
     """Zero-padding that keeps node ids sorting in numeric order: 2 digits up to 99 nodes, then 3..."""
     return max(2, len(str(count)))

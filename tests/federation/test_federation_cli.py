@@ -100,3 +100,32 @@ def test_a_chaos_schedule_is_put_in_time_order_and_a_cut_becomes_a_stop_and_a_co
     steps = [(a.at, a.action, a.target, a.name) for a in load_schedule(path, fed)]
     assert steps == [(1, "stop", "agent", "memory"), (2, "kill", "server", "s1"), (3.5, "cont", "agent", "memory"),
                      (5, "restart", "agent", "gpu-b")]
+
+
+def test_executor_flags_without_an_executor_are_refused(cli: Cli, tmp_path: Path) -> None:
+    data = tmp_path / "fed"
+    _refused(cli("federation", "up", SEVEN, "--data", str(data), "--time-scale", "0.01"),
+             "--time-scale and --slurm-conf go with --executor")
+    _refused(cli("federation", "up", SEVEN, "--data", str(data), "--executor", "local", "--time-scale", "0"),
+             "--time-scale 0.0", "above 0")
+    _refused(cli("federation", "up", SEVEN, "--data", str(data), "--executor", "local", "--slurm-conf", "x.conf"),
+             "--slurm-conf goes with --executor slurm")
+    assert not data.exists()  # nothing started, nothing written
+
+
+def test_a_slurm_that_does_not_answer_stops_federation_up_before_anything_starts(cli: Cli, tmp_path: Path) -> None:
+    data = tmp_path / "fed"
+    result = cli("federation", "up", SEVEN, "--data", str(data), "--executor", "slurm",
+                 "--slurm-conf", str(tmp_path / "missing.conf"))
+    _refused(result, "sinfo")
+    assert not data.exists()
+
+
+def test_execute_needs_a_federation_made_with_an_executor(cli: Cli, tmp_path: Path) -> None:
+    from llm_sched.federation.keys import init_keys
+    from llm_sched.federation.spec import load_federation
+
+    data = tmp_path / "fed"
+    init_keys(load_federation(SEVEN, PROJECT_ROOT / "scenarios"), data)  # a genesis without an executor
+    _refused(cli("execute", "--federation", SEVEN, "--data", str(data), "--nats", "nats://127.0.0.1:9"),
+             "decides without an executor", "--executor slurm|local")

@@ -235,3 +235,61 @@ def test_a_node_freed_by_an_ended_job_may_be_placed_on_again() -> None:
     assert not r.validate(again, [too_soon])
     assert r.validate(again, [after])
     assert "first" in r.state.running  # the check released it only for the trial
+
+
+# --- a federation whose decisions run on an executor: its reports, decided in log order -----------
+
+def executed(member: int = 0) -> Replica:
+    return Replica(seven().initial_state(), seven().members[member].specialty, executed=True)
+
+
+def _decide(r: Replica, jobs: list[LoggedJob]) -> PlacementBatch:
+    batch = r.propose(jobs)
+    assert r.validate(batch, jobs)
+    r.apply(batch, jobs)
+    return batch
+
+
+def test_on_an_executor_a_job_holds_its_nodes_until_the_report_of_its_end() -> None:
+    from llm_sched.federation.execution import Report
+
+    r = executed()
+    first = LoggedJob(1, spec("first", runtime_s=10.0), 0.0)
+    _decide(r, [first])
+    later = LoggedJob(2, spec("later"), 1_000_000.0)  # long after its runtime: still running until reported
+    _decide(r, [later])
+    assert "first" in r.state.running
+    _decide(r, [LoggedJob(3, None, 1_000_000.0, Report(ended="first", state="completed"))])
+    assert "first" not in r.state.running and "later" in r.state.running
+
+
+def test_a_node_reported_down_takes_no_job_and_a_proposal_naming_it_is_refused() -> None:
+    from llm_sched.federation.execution import Report
+
+    r = executed()
+    node = sorted(r.state.nodes)[0]
+    down = LoggedJob(1, None, 0.0, Report(node=node, down=True))
+    _decide(r, [down])
+    assert node in r.state.down
+    job = LoggedJob(2, spec("one"), 0.0)
+    assert node not in (r.propose([job]).entries[0].placement or ())
+    forced = PlacementBatch(2, (PlacementValue("one", (node,), "on the down node"),))
+    assert not r.validate(forced, [job])
+    up = LoggedJob(2, None, 0.0, Report(node=node, down=False, number=1))
+    _decide(r, [up])
+    assert node not in r.state.down
+
+
+def test_a_report_entry_must_be_the_reports_own_and_trials_leave_no_trace() -> None:
+    from llm_sched.federation.execution import Report, report_entry
+
+    r = executed()
+    _decide(r, [LoggedJob(1, spec("first"), 0.0)])
+    ended = LoggedJob(2, None, 0.0, Report(ended="first", state="lost", reason="NODE_FAIL"))
+    before = snapshot(r)
+    assert r.propose([ended]).entries == (report_entry(ended.report),)  # type: ignore[arg-type]
+    wrong = PlacementBatch(2, (PlacementValue(ended.entry_id, None, "executor: job first completed"),))
+    assert not r.validate(wrong, [ended])
+    assert snapshot(r) == before  # proposing and checking changed nothing
+    _decide(r, [ended])
+    assert "first" not in r.state.running
