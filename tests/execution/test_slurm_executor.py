@@ -9,8 +9,6 @@ jobs need 6 compute nodes, 2 large-memory nodes or 12 TB of disk: they are rejec
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,25 +22,16 @@ from llm_sched.execution.factory import ExecutorChoice
 from llm_sched.execution.slurm_commands import set_node_state, sinfo_nodes, squeue_jobs
 from llm_sched.orchestration.runner import RunOptions, RunResult, run_scenario
 from llm_sched.store.ledger import Ledger
+from tests.slurm_cluster import four_nodes, needs_slurm
 from tests.store.faults import Place
 
-REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(shutil.which("slurmctld") is None or shutil.which("slurmd") is None,
-                                reason="Slurm is not installed (make test installs slurm-wlm with apt-get as root)")
+pytestmark = needs_slurm
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A 4-node cluster started the way a user starts one; yields its slurm.conf."""
-    folder = tmp_path_factory.mktemp("slurm")
-    script = REPO / "scripts" / "slurm-local"
-    up = subprocess.run([str(script), "up", "4", "--pools", "gpu-pool=3,mem-pool=1", "--dir", str(folder)],
-                        capture_output=True, text=True, timeout=120)
-    assert up.returncode == 0, up.stdout + up.stderr
-    try:
-        yield folder / "slurm.conf"
-    finally:
-        subprocess.run([str(script), "down", "--dir", str(folder)], capture_output=True, timeout=60)
+    with four_nodes(tmp_path_factory.mktemp("slurm")) as conf:
+        yield conf
 
 
 class _DownMidRun:

@@ -7,7 +7,6 @@ the job again on nodes that are up."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -20,10 +19,10 @@ import pytest
 from llm_sched.config import PROJECT_ROOT
 from llm_sched.execution.slurm_commands import set_node_state, squeue_jobs
 from llm_sched.store.ledger import Ledger
+from tests.slurm_cluster import four_nodes, needs_slurm
 
 FILE = PROJECT_ROOT / "scenarios" / "federations" / "slurm-four.yaml"
-pytestmark = pytest.mark.skipif(shutil.which("slurmctld") is None or shutil.which("slurmd") is None,
-                                reason="Slurm is not installed (make test installs slurm-wlm with apt-get as root)")
+pytestmark = needs_slurm
 
 
 def _llm_sched(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -33,15 +32,8 @@ def _llm_sched(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[
 
 @pytest.fixture
 def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = tmp_path_factory.mktemp("slurmfed")
-    script = PROJECT_ROOT / "scripts" / "slurm-local"
-    up = subprocess.run([str(script), "up", "4", "--pools", "gpu-pool=3,mem-pool=1", "--dir", str(folder)],
-                        capture_output=True, text=True, timeout=120)
-    assert up.returncode == 0, up.stdout + up.stderr
-    try:
-        yield folder / "slurm.conf"
-    finally:
-        subprocess.run([str(script), "down", "--dir", str(folder)], capture_output=True, timeout=60)
+    with four_nodes(tmp_path_factory.mktemp("slurmfed")) as conf:
+        yield conf
 
 
 def _wait(what: str, check: Any, timeout: float = 60.0) -> Any:
