@@ -65,6 +65,11 @@ def summarize(events: list[RunEvent] | list[dict[str, Any]]) -> dict[str, Any]:
         "consensus_s_mean": round(sum(times) / len(times), 4) if times else None,
         "consensus_s_max": max(times) if times else None,
         "wall_s": ended.get("wall_s"),
+        # Where the committed jobs ran and what the executor saw (sim: every job completes).
+        "executor": started.get("executor", "sim"),
+        "job_ends": dict(sorted(Counter(r.get("state", "completed") for r in by_kind.get("job_finished", [])).items())),
+        "jobs_placed_again": sum(1 for r in by_kind.get("job_submitted", []) if r.get("retry_of")),
+        "nodes_down": sum(1 for r in by_kind.get("node_state", []) if r["state"] == "down"),
         "source": started.get("source", {}),
         "llm": llm_quality(started, calls, answers, times),
     }

@@ -394,6 +394,16 @@ def _certified(summary: dict[str, Any]) -> str:
     return f"{summary['certified_commits']} of {summary['committed']} (signed votes; check with --verify)"
 
 
+def _executor_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a real executor saw (none for the simulated clock, where every job simply completes)."""
+    executor = summary.get("executor", "sim")
+    if executor == "sim":
+        return []
+    ends = ", ".join(f"{n} {state}" for state, n in summary["job_ends"].items()) or "none yet"
+    return [(f"jobs run on {executor}", f"{ends}; {summary['jobs_placed_again']} placed again, "
+                                        f"{summary['nodes_down']} nodes went down")]
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
     """The end-of-run table; every figure comes from :func:`llm_sched.orchestration.summary.summarize`."""
     table = Table(title=f"summary: {summary['scenario']}", show_header=True, header_style="bold")
@@ -425,6 +435,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("awards by agent", ", ".join(f"{a} {n}" for a, n in summary["awards"].items()) or "none"),
         ("decisions under attack", summary["decisions_under_attack"]),
         ("consensus time per job", _seconds(summary)),
+        *_executor_rows(summary),
         ("wall time", f"{summary['wall_s']:.2f} s"),
     ]
     for name, value in rows:
