@@ -127,6 +127,7 @@ def test_a_stored_run_shows_what_its_log_holds(page: Any, base_url: str, stored:
     assert page.text_content("#h-scenario") == "byzantine"
     assert page.text_content("#h-source") == started["provider"] == "heuristic"
     assert page.text_content("#h-nfq") == f"{started['n']} / {started['f']} / {started['quorum']}"
+    assert page.text_content("#h-executor") == "sim (simulated clock)" and started["executor"] == "sim"
     assert page.text_content("#badge") == "done"
     assert int(page.text_content("#stat-decisions")) == len(decisions) == summary["jobs"]
     assert page.locator("#decisions tbody tr").count() == len(decisions)

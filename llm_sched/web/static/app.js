@@ -355,6 +355,9 @@
     setText("h-nfq", started ? `${started.n} / ${started.f} / ${started.quorum}` : "—");
     const protocol = started ? [started.protocol, started.method, started.weighted ? "weighted" : null] : [];
     setText("h-protocol", protocol.filter(Boolean).join(" · ") || "—");
+    // Runs from before executors have no such field: their jobs ran on the simulated clock.
+    setText("h-executor", started ? (started.executor === "sim" || !started.executor ? "sim (simulated clock)"
+                                     : started.executor) : "—");
     setText("h-seed", started ? String(started.seed) : "—");
     setText("h-phase", state.phase || "—");
   }
