@@ -130,3 +130,12 @@ def retry_id(job_id: str) -> str:
     root, n = (match["root"], int(match["n"]) + 1) if match else (job_id, 1)
     suffix = f".r{n}"
     return root[: 64 - len(suffix)] + suffix
+
+
+def reported_nodes(output: Path) -> tuple[str, ...] | None:
+    """The node names a job's payload wrote to ``output`` (one per line, each once), or None when it
+    wrote nothing readable (it never started)."""
+    try:
+        return tuple(sorted(set(output.read_text(encoding="utf-8").split())))
+    except OSError:
+        return None

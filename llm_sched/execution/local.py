@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llm_sched.core.model import Job, Placement
-from llm_sched.execution.base import Executor, Finished, Started, Update, WallClock, job_file
+from llm_sched.execution.base import Executor, Finished, Started, Update, WallClock, job_file, reported_nodes
 
 # The stand-in payload: report the node, then work (sleep) for the job's scaled runtime.
 _PAYLOAD = "import sys, time; open(sys.argv[2], 'a').write(sys.argv[1] + '\\n'); time.sleep(float(sys.argv[3]))"
@@ -72,7 +72,7 @@ class LocalExecutor(Executor):
             failed = [n for n, c in zip(run.placement.nodes, codes, strict=True) if c != 0]
             state = "failed" if failed else "completed"
             reason = f"exit codes {codes} on {', '.join(failed)}" if failed else ""
-            ended.append(Finished(job_id, state, self.now(), _ran_on(run.output), reason))
+            ended.append(Finished(job_id, state, self.now(), reported_nodes(run.output), reason))
         return ended
 
     @property
@@ -91,9 +91,3 @@ class LocalExecutor(Executor):
                 p.wait()
         self._running.clear()
 
-
-def _ran_on(output: Path) -> tuple[str, ...] | None:
-    try:
-        return tuple(sorted(output.read_text(encoding="utf-8").split()))
-    except OSError:
-        return None

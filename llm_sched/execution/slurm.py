@@ -22,7 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llm_sched.core.model import Job, Node, Placement, Pool, Resources, Specialty
-from llm_sched.execution.base import EndState, Executor, Finished, NodeChange, Started, Update, WallClock, job_file
+from llm_sched.execution.base import (
+    EndState,
+    Executor,
+    Finished,
+    NodeChange,
+    Started,
+    Update,
+    WallClock,
+    job_file,
+    reported_nodes,
+)
 from llm_sched.execution.slurm_commands import SlurmJob, SlurmNode, job_state, sbatch, scancel, sinfo_nodes, squeue_jobs
 
 POLL_S = 0.25
@@ -116,7 +126,7 @@ class SlurmExecutor(Executor):
         else:
             state = "completed" if final.state == "COMPLETED" else "lost" if final.state in _LOST else "failed"
             reason = "" if state == "completed" else f"Slurm job {sub.slurm_id} ended {final.state}"
-        return Finished(sub.job.id, state, self.now(), _ran_on(sub.output), reason)
+        return Finished(sub.job.id, state, self.now(), reported_nodes(sub.output), reason)
 
     @property
     def running(self) -> int:
@@ -160,9 +170,3 @@ def _specialty(nodes: list[Node]) -> Specialty:
         return "memory"
     return "compute"
 
-
-def _ran_on(output: Path) -> tuple[str, ...] | None:
-    try:
-        return tuple(sorted(set(output.read_text(encoding="utf-8").split())))
-    except OSError:
-        return None
