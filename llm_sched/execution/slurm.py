@@ -81,10 +81,22 @@ class SlurmExecutor(Executor):
 
     async def advance(self, until: float) -> list[Update]:
         while True:
-            updates = self._node_changes() + self._ended_jobs()
+            updates = self._poll()
             if updates or (not self._jobs and not math.isfinite(until)) or self.now() >= until:
                 return updates
             await asyncio.sleep(POLL_S)
+
+    def _poll(self) -> list[Update]:
+        """What changed since the last poll: node changes first, then the jobs that ended.
+
+        The queue is read before the nodes. slurmctld marks a node down and ends the jobs it held
+        (NODE_FAIL) under one lock, so a job seen lost in the queue has its node's change in the sinfo
+        read after it, and the run takes the node out before it places the job again. Read the other
+        way round, a node going down between the two reads would send its lost job back to the agents
+        while the node still looked usable to them."""
+        queue = {j.job_id: j for j in squeue_jobs(env=self.env)} if self._jobs else {}
+        changes = self._node_changes()
+        return changes + self._ended_jobs(queue)
 
     def _node_changes(self) -> list[Update]:
         """Nodes that became unusable (down, drained, not responding) or usable again since the last poll."""
@@ -97,10 +109,7 @@ class SlurmExecutor(Executor):
                 changes.append(NodeChange(name, down, self.now(), node.reason or node.state))
         return changes
 
-    def _ended_jobs(self) -> list[Update]:
-        if not self._jobs:
-            return []
-        queued = {j.job_id: j for j in squeue_jobs(env=self.env)}
+    def _ended_jobs(self, queued: dict[int, SlurmJob]) -> list[Update]:
         ended: list[Update] = []
         for slurm_id in sorted(self._jobs):
             seen = queued.get(slurm_id)

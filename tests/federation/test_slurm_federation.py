@@ -81,7 +81,8 @@ def test_a_federation_runs_its_decisions_on_slurm_and_places_a_lost_job_again(sl
     with Ledger.open(data / "executor" / "llm_sched.db") as ledger:
         rows = {r.job_id: r for r in ledger.executions("slurm-four")}
     assert status["invalid"] == [] and status["conflicts"] == []
-    assert status["executor"]["lost"] == 1 and status["executor"]["nodes_down"] == 1
+    seen = f"status {status['executor']}, executions {sorted((r.job_id, r.state, r.nodes) for r in rows.values())}"
+    assert status["executor"]["lost"] == 1 and status["executor"]["nodes_down"] == 1, seen
     # The lost job, and its retry on nodes that are up, where it ran and completed.
     assert rows["s01"].state == "lost" and "NODE_FAIL" in rows["s01"].reason
     assert rows["s01.r1"].state == "completed" and downed not in rows["s01.r1"].nodes
