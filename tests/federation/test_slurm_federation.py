@@ -36,13 +36,13 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield conf
 
 
-def _wait(what: str, check: Any, timeout: float = 60.0) -> Any:
+def _wait(what: str, check: Any, timeout: float = 60.0, show: Any = None) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if found := check():
             return found
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (f"; last seen: {show()}" if show else ""))
 
 
 def test_a_federation_runs_its_decisions_on_slurm_and_places_a_lost_job_again(slurm: Path, tmp_path: Path) -> None:
@@ -65,16 +65,21 @@ def test_a_federation_runs_its_decisions_on_slurm_and_places_a_lost_job_again(sl
         downed = s01.nodes[0]
         set_node_state(downed, "down", "test: node failure", env=env)
 
+        seen: dict[str, Any] = {}
+
         def settled() -> Any:
             got = _llm_sched("status", "--json", "--data", str(data))
             body = json.loads(got.stdout) if got.returncode == 0 else {}
+            seen.update(executor=body.get("executor"), decided=body.get("decided"), submitted=body.get("submitted"),
+                        error=got.stderr[-300:])
             ex = body.get("executor") or {}
             # s01-s07 and the retry started (s08 finds no room when it arrives, and is an agreed reject)
-            done = (ex.get("started", 0) >= 8 and ex.get("running") == 0 and ex["completed"] + ex["lost"] == ex["started"]
+            ended = sum(ex.get(state, 0) for state in ("completed", "failed", "lost"))
+            done = (ex.get("started", 0) >= 8 and ex.get("running") == 0 and ended == ex["started"]
                     and body["decided"] == body["submitted"])
             return body if done else None
 
-        status = _wait("every job ended and every entry decided", settled, timeout=90)
+        status = _wait("every job ended and every entry decided", settled, timeout=90, show=lambda: seen)
     finally:
         _llm_sched("federation", "down", "--data", str(data))
 
