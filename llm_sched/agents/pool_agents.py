@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llm_sched.agents.byzantine import claimed_score, corrupt_vote, extra_votes
+from llm_sched.agents.byzantine import PROTOCOL_BEHAVIOUR, claimed_score, corrupt_vote, extra_votes
 from llm_sched.agents.heuristics import pool_score
 from llm_sched.core.decisions import Vote
 from llm_sched.core.signing import VoteKey
@@ -47,11 +47,13 @@ class Bid:
     score: float
 
 
-def award(view: PoolView, need: int, bids: Sequence[Bid]) -> Award:
+def award(view: PoolView, need: int, bids: Sequence[Bid], by_claims: bool = False) -> Award:
     """The award of a job of ``need`` nodes among ``bids``, ranked by recomputed scores: the best
     bidder that can hold the whole job (ties: the lowest pool), else nodes from the best bidders in
-    score order until the need is met (empty when the bidders cannot meet it)."""
-    ranked = sorted((-view.score(b.pool, need), b.pool) for b in bids if view.free[b.pool] > 0)
+    score order until the need is met (empty when the bidders cannot meet it). ``by_claims``: ranked
+    by the scores the bids claim instead (what an agent that inflates its own would put forward)."""
+    ranked = sorted((-(b.score if by_claims else view.score(b.pool, need)), b.pool)
+                    for b in bids if view.free[b.pool] > 0)
     for _, pool in ranked:
         if view.free[pool] >= need:
             return ((pool, need),)
@@ -134,6 +136,23 @@ class PoolAgent:
         if open_choice:
             return valid_award(view, need, bids, candidate)
         return award(view, need, bids) == candidate
+
+    def protocol_fault(self, view: PoolView, need: int, bids: Sequence[Bid], candidate: Award,
+                       open_choice: bool = False) -> tuple[str, bool] | None:
+        """How this agent lies in the protocol's own messages on ``candidate`` (None: it does not),
+        with what its own check says of the candidate (the honest core it runs inside the lie).
+
+        An agent that inflates its score lies when it leads: it puts forward the award its claims
+        rank first, and where that is not the candidate the honest agents refuse the proposal
+        (``alter``: a proposal carrying another placement) and change the view."""
+        if self.behaviour is None:
+            return None
+        sound = self.judge(view, need, bids, candidate, open_choice)
+        if self.behaviour == "inflated_scores":
+            if open_choice or award(view, need, bids, by_claims=True) == candidate:
+                return None
+            return "alter", sound
+        return PROTOCOL_BEHAVIOUR[self.behaviour], sound
 
     def ballot(self, view: PoolView, need: int, bids: Sequence[Bid], candidate: Award, job_id: str, round_no: int,
                digest: str, members: Sequence[str], open_choice: bool = False) -> list[Vote]:

@@ -50,8 +50,10 @@ def decide_round(protocol: str, agents: Sequence[str], value: PlacementValue, ac
     only to show that a smaller one is unsafe. ``byzantine``: agents that are up but faulty, each
     with its protocol-level behaviour (``silent``, ``forge``, ``vote-against``, ``alter``,
     ``equivocate``) and what its honest core would answer: it runs that honest core, wrapped to lie
-    in what it sends (as in the protocol experiments), whether or not a vote of it counted. Only the
-    honest agents' decisions count."""
+    in what it sends (as in the protocol experiments), whether or not a vote of it counted; a
+    ``vote-against`` agent that leads a view proposes as it votes (the "no quorum" value for a
+    candidate its check finds sound), so the honest agents change the view. Only the honest agents'
+    decisions count."""
     method = get_method(protocol)
     ids = tuple(range(len(agents)))
     number = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big")
@@ -73,7 +75,9 @@ def decide_round(protocol: str, agents: Sequence[str], value: PlacementValue, ac
         if behaviour == "equivocate" and collusion is not None:  # one world accepts, the other does not
             return SplitBrainCore(i, (build(i, _hooks(value, True), None), build(i, _hooks(value, False), None)),
                                   collusion)
-        return ByzantineCore(build(i, _hooks(value, sound), restore), behaviour, keyring.signer(i), ids, lies, rng)
+        # A leader's proposal is its vote (see _hooks): a vote flipper that leads proposes as it votes.
+        hooks = _hooks(value, sound, proposes=not sound if behaviour == "vote-against" else sound)
+        return ByzantineCore(build(i, hooks, restore), behaviour, keyring.signer(i), ids, lies, rng)
 
     absent = tuple(Crash(i, 0.0) for i, a in enumerate(agents) if a not in accepts and i not in faulty)
     net = Network(ids, factory, keyring, number, FaultPlan(LinkModel(base_delay=1.0), crashes=absent))
@@ -119,13 +123,15 @@ def _config(protocol: str, agents: Sequence[str], weights: Mapping[str, float] |
     return TendermintConfig(quorum=quorum)
 
 
-def _hooks(value: PlacementValue, accept: bool) -> Hooks:
-    """An agent's answers to its core: it proposes and accepts the candidate as its vote says."""
+def _hooks(value: PlacementValue, accept: bool, proposes: bool | None = None) -> Hooks:
+    """An agent's answers to its core: it accepts the candidate as its vote says, and proposes it
+    when it leads as ``proposes`` says (default: as it accepts)."""
+    leads_with = accept if proposes is None else proposes
 
     def propose(slot: int) -> Value:
         # An agent that leads a view puts forward the candidate only if it accepts it (a leader's
         # proposal counts as its own vote), else the agreed "no quorum" value nobody accepts.
-        return value if accept else reject(slot)
+        return value if leads_with else reject(slot)
 
     def validate(slot: int, candidate: Value) -> bool:
         return accept and candidate == value

@@ -93,7 +93,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar, cast, overload
 
-from llm_sched.agents.byzantine import PROTOCOL_BEHAVIOUR
 from llm_sched.agents.evidence import BID_TOLERANCE as OVERCLAIM_TOLERANCE
 from llm_sched.agents.heuristics import SPECIALTY_FOR_KIND
 from llm_sched.agents.heuristics import specialisation as heuristic_specialisation
@@ -552,8 +551,6 @@ class _Run:
         # the latency of the latest decision, what backfilling expects the next one to take.
         self.context = context
         self.agents = [] if self.central else [PoolAgent(p, context, byzantine.get(p)) for p in range(k)]
-        self.byzantine = {} if self.central else {f"p{p}": PROTOCOL_BEHAVIOUR[b] for p, b in byzantine.items()
-                                                  if b in PROTOCOL_BEHAVIOUR}
         self.members = [a.name for a in self.agents]
         # A model chooses the awards (llm, hybrid): voters then check that the award is valid.
         self.adviser = adviser if not self.central and config.advice != "heuristic" else None
@@ -1079,8 +1076,8 @@ class _Run:
         ballots = [(a.name, a.ballot(view, need, bids, candidate, job_id, round_no, digest, self.members,
                                      self.open_choice)) for a in voters]
         # A faulty agent runs its honest core (what its own check says), wrapped to lie in what it sends.
-        live_faulty = {a.name: (self.byzantine[a.name], a.judge(view, need, bids, candidate, self.open_choice))
-                       for a in voters if a.name in self.byzantine}
+        live_faulty = {a.name: fault for a in voters
+                       if (fault := a.protocol_fault(view, need, bids, candidate, self.open_choice)) is not None}
         result = tally(self.config.protocol, members, PlacementValue(job_id, nodes, ""), ballots, self.keys,
                        round_no, digest, f"{self.context}/{job_id}/{round_no}", byzantine=live_faulty)
         for refusal in result.screened.refused:

@@ -117,6 +117,20 @@ def test_a_silent_first_leader_costs_the_protocol_a_second_round(protocol: str) 
     assert silent.decided and silent.rounds == 2
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_leader_that_flips_its_vote_or_alters_its_proposal_costs_a_view_change(protocol: str) -> None:
+    agents = [f"p{i}" for i in range(5)]
+    value = PlacementValue("j-1", ("p1:2",), "")
+    everyone = {a: True for a in agents}
+    honest = decide_round(protocol, agents, value, everyone, "rounds")
+    for lie in ("vote-against", "alter"):
+        led = decide_round(protocol, agents, value, everyone, "rounds", byzantine={"p0": (lie, True)})
+        assert led.decided and led.rounds == 2 and led.messages > honest.messages, lie
+    # Not leading, a flipper's votes name a lie: the four honest agents decide in the first round.
+    follows = decide_round(protocol, agents, value, everyone, "rounds", byzantine={"p3": ("vote-against", True)})
+    assert follows.decided and follows.rounds == 1
+
+
 def test_simulated_agents_count_protocol_rounds_per_decision() -> None:
     from llm_sched.sim.resilience_metrics import measure
     from llm_sched.sim.simulate import SyntheticSetup, run_scenario

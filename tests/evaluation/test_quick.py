@@ -35,6 +35,14 @@ def test_quick_campaign_configurations_run_end_to_end(tmp_path: Path, monkeypatc
         "scale", "failure_rate", "failure_pattern", "load_pattern", "high_load", "byzantine", "byzantine_behaviour"}
     assert data["campaign"]["policies"] == ["agents", "fcfs", "sjf", "easy", "conservative"]
     assert len(data["runs"]) == 34 * data["campaign"]["repetitions"] * 5
+    # Issue 17: every configuration with a Byzantine agent costs more messages per decision, counted
+    # on the engine's network, than the same seed with none (liars that lead force view changes).
+    cost = {(r["config"], r["repetition"]): r["metrics"]["messages_per_decision"] for r in data["runs"]
+            if r["policy"] == "agents"}
+    liars = {c for c, _ in cost if c.startswith("byzantine") and c != "byzantine-0"}
+    assert len(liars) == 7  # 1 and 3 vote flippers; one agent of each of the five behaviours
+    for key, rep in ((c, r) for c, r in cost if c in liars):
+        assert cost[key, rep] > cost["byzantine-0", rep], (key, rep)
     report = (out / "report.md").read_text(encoding="utf-8")
     assert f"`python main.py --evaluate --config {config} --out" in report
     for figure in ("scale", "failure-rate", "failure-pattern", "load-pattern", "high-load", "byzantine",

@@ -54,6 +54,18 @@ def test_forged_and_equivocating_votes_are_refused_every_round() -> None:
     assert split.votes_refused == split.decisions  # its two contradicting votes: one refusal a round
 
 
+def test_a_faulty_agent_lies_in_the_protocol_as_its_behaviour_says() -> None:
+    view = PoolView(free=[4, 4], size=[8, 8], completed=[0, 0], killed=[0, 3], specialisation=[1.0, 1.0], side=[0, 1])
+    inflater = PoolAgent(1, "test", "inflated_scores")
+    bids = [b for b in (PoolAgent(0, "test").bid(view, 2), inflater.bid(view, 2)) if b is not None]
+    right = award(view, 2, bids)
+    assert award(view, 2, bids, by_claims=True) == ((1, 2),) != right  # its claim ranks its own pool first
+    assert inflater.protocol_fault(view, 2, bids, right) == ("alter", True)  # leading, it would propose its own
+    assert inflater.protocol_fault(view, 2, bids, ((1, 2),)) is None  # the candidate it wants: nothing to lie about
+    assert PoolAgent(0, "test").protocol_fault(view, 2, bids, right) is None
+    assert PoolAgent(0, "test", "vote_flipping").protocol_fault(view, 2, bids, right) == ("vote-against", True)
+
+
 def test_a_vote_flipper_votes_against_the_award_it_computes() -> None:
     view = PoolView(free=[4, 4], size=[8, 8], completed=[0, 0], killed=[0, 0], specialisation=[1.0, 0.3], side=[0, 1])
     bids = [Bid("p0", 0, view.score(0, 2)), Bid("p1", 1, view.score(1, 2))]
@@ -70,6 +82,7 @@ def test_what_liars_cost_is_measured_on_the_network() -> None:
     silent = measure(run({0: "silent", 4: "silent"}))
     split = measure(run({0: "equivocate", 4: "equivocate"}))
     flipped = measure(run({0: "vote_flipping", 4: "vote_flipping"}))
+    inflated = measure(run({0: "inflated_scores", 4: "inflated_scores"}))
     assert honest.decision_latency == pytest.approx(0.03)  # PBFT: three message delays of 10 ms
     # The first leader rotates with the decision number: 2 of 7 decisions start with a liar in the
     # lead. A silent leader proposes nothing: the view changes and the decision comes later.
@@ -77,10 +90,14 @@ def test_what_liars_cost_is_measured_on_the_network() -> None:
     # Equivocators run two cores, each heard by half of the honest agents; their signed votes
     # contradict each other and are refused every round, and every award still commits.
     assert split.votes_refused == split.decisions * 2 and split.completed == honest.completed
-    # A vote flipper runs its honest core and turns its votes to a lie: the five honest agents are
-    # the quorum, the normal case decides, and the flipped votes cost what honest ones would.
-    assert flipped.decision_latency == pytest.approx(honest.decision_latency)
-    assert flipped.messages_per_decision == honest.messages_per_decision
+    # A vote flipper's votes name a lie, and when it leads it proposes as it votes ("no quorum" for a
+    # sound award): the honest agents change the view, which costs messages and time.
+    assert flipped.decision_latency > honest.decision_latency
+    assert flipped.messages_per_decision > honest.messages_per_decision
+    # An inflater that leads puts forward the award its own claims rank first; where that is not
+    # the recomputed award, the honest agents refuse it and change the view.
+    assert inflated.messages_per_decision > honest.messages_per_decision
+    assert flipped.completed == inflated.completed == honest.completed  # every job still runs
 
 
 def test_a_silent_agent_costs_liveness_when_honest_agents_fail() -> None:
