@@ -142,6 +142,7 @@ class AgentProcess:
         self.private = load_private_key(options.data, member.name)
         genesis = read_genesis(fed, options.data)
         self.public = genesis.public
+        self.reports = genesis.reports  # the executor's key: its reports are taken, no one else's
         self.subjects = fed.subjects
         self.replica = Replica(genesis.initial_state(fed), member.specialty, executed=genesis.execution is not None)
         self.jobs: dict[int, LoggedJob] = {}
@@ -521,7 +522,7 @@ class AgentProcess:
             except Exception as exc:
                 log.warning("reading the job log failed (%s)", type(exc).__name__)
                 return
-            self.jobs[position] = logged_entry(position, msg.data or b"")
+            self.jobs[position] = logged_entry(position, msg.data or b"", self.reports)
             if self.current is not None and self.current.held:
                 self.inbox.put_nowait(None)  # the instance loop retries what waited for these jobs
 
@@ -667,8 +668,12 @@ class AgentProcess:
         for entry, logged in zip(record.batch.entries, jobs, strict=True):
             placement = entry.placement or ()
             pool = self.replica.state.pool_of.get(placement[0]) if placement else None
-            outcome = "reported" if logged.report else "committed" if placement else "rejected"
-            spec = logged.report.model_dump() if logged.report else logged.spec.model_dump()  # type: ignore[union-attr]
+            if logged.refused:  # not a job nor a signed report: decided as nothing, and kept as such
+                outcome, spec = "refused", {"refused": logged.refused}
+            elif logged.report:
+                outcome, spec = "reported", logged.report.model_dump()
+            else:
+                outcome, spec = ("committed" if placement else "rejected"), logged.spec.model_dump()  # type: ignore[union-attr]
             rows.append(DecisionRecord(
                 job_id=entry.job_id, seq=logged.position - 1, outcome=outcome,
                 pool=pool, nodes=tuple(placement), proposer=None, reason=entry.reason, rounds=record.view + 1,

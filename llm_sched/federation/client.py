@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -85,7 +86,25 @@ async def next_arrival(js, fed: Federation) -> float:  # noqa: ANN001
     except NotFoundError:
         return 0.0
     interval = fed.scenario.phases[-1].job_interval_s if fed.scenario.phases else 0.0
-    return float(json.loads(msg.data)["arrival"]) + interval
+    # The last entry that has an arrival (anyone on the bus may have appended something that has not).
+    for position in range(msg.seq, 0, -1):
+        if position != msg.seq:
+            try:
+                msg = await js.get_msg(fed.subjects.jobs_stream, seq=position)
+            except NotFoundError:
+                continue
+        arrival = _arrival(msg.data or b"")
+        if arrival is not None:
+            return arrival + interval
+    return 0.0
+
+
+def _arrival(data: bytes) -> float | None:
+    try:
+        arrival = float(json.loads(data)["arrival"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return arrival if math.isfinite(arrival) else None
 
 
 @dataclass

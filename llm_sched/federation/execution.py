@@ -13,14 +13,19 @@ new job of the log (``<id>.r1``) for the members to place anew.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Literal
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llm_sched.core.model import Pool
 from llm_sched.protocols.messages import PlacementValue
 
 REPORT_PREFIX = "!"  # an entry id no job id can have (job ids are names: letters, digits, '_', '.', '-')
+REPORT_TAG = b"llm-sched/report/v1\x00"  # domain separation from votes and protocol messages
 
 
 class ExecutionPlan(BaseModel):
@@ -43,7 +48,9 @@ class Report(BaseModel):
     state: Literal["completed", "failed", "lost"] | None = None
     node: str | None = None
     down: bool | None = None
-    number: int = Field(0, ge=0)  # the executor's count of reports: two alike stay two entries
+    # The executor's count of its reports (1, 2, ...): two alike stay two entries, and a member takes
+    # a report only when its number is above every one it took before (a replayed report changes nothing).
+    number: int = Field(ge=1)
     reason: str = Field("", max_length=300)
 
     @model_validator(mode="after")
@@ -73,3 +80,33 @@ def report_entry(report: Report) -> PlacementValue:
 
 def is_report(entry_id: str) -> bool:
     return entry_id.startswith(REPORT_PREFIX)
+
+
+def report_statement(report: Report, federation: str) -> bytes:
+    """What the executor's signature on ``report`` covers: the tag, the federation's name (a report
+    cannot be replayed into another federation) and the report as canonical JSON."""
+    fed = federation.encode()
+    body = json.dumps(report.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+    return REPORT_TAG + len(fed).to_bytes(4, "big") + fed + body
+
+
+def sign_report(report: Report, federation: str, key: Ed25519PrivateKey) -> str:
+    """The executor's signature on ``report``, hex, as the job log entry carries it."""
+    return key.sign(report_statement(report, federation)).hex()
+
+
+@dataclass(frozen=True)
+class ReportKey:
+    """The executor's public key as the genesis fixes it: every member checks reports against it."""
+
+    federation: str
+    key: Ed25519PublicKey
+
+    def signed(self, report: Report, signature: object) -> bool:
+        if not isinstance(signature, str) or len(signature) != 128:
+            return False
+        try:
+            self.key.verify(bytes.fromhex(signature), report_statement(report, self.federation))
+        except (ValueError, InvalidSignature):
+            return False
+        return True

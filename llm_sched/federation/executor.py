@@ -30,8 +30,8 @@ from llm_sched.execution.base import Executor, Finished, NodeChange, Update, ret
 from llm_sched.execution.factory import ExecutorChoice, make_executor
 from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout
 from llm_sched.federation.client import next_arrival, publish_entry
-from llm_sched.federation.execution import ExecutionPlan, Report
-from llm_sched.federation.keys import read_genesis
+from llm_sched.federation.execution import ExecutionPlan, Report, sign_report
+from llm_sched.federation.keys import load_executor_key, read_genesis
 from llm_sched.federation.records import Record, check_record, decode_record
 from llm_sched.federation.replica import LoggedJob, logged_entry
 from llm_sched.federation.spec import Federation
@@ -64,6 +64,8 @@ class FederationExecutor:
                             f"with `llm-sched federation up FILE --executor slurm|local`")
         self.fed, self.options, self.plan = fed, options, genesis.execution
         self.public = genesis.public
+        self.key = load_executor_key(options.data)  # signs its reports: the members take no other
+        self.report_key = genesis.reports
         self.pool_of = genesis.initial_state(fed).pool_of
         self.executor: Executor = make_executor(_choice(self.plan), executor_dir(options.data) / "jobs")
         self.stopping = asyncio.Event()
@@ -84,6 +86,7 @@ class FederationExecutor:
         await ensure_layout(self.js, self.fed.subjects, 1)
         self.status = await self.js.key_value(self.fed.subjects.status_bucket)
         try:
+            self.reports = await self._last_report_number()  # a restart numbers its reports on
             await self._take_decisions()  # what is decided already (a restart: started before, or not yet)
             await self._abandon_unfollowed()
             while not self.stopping.is_set():
@@ -142,7 +145,21 @@ class FederationExecutor:
 
     async def _logged(self, position: int) -> LoggedJob:
         msg = await self.js.get_msg(self.fed.subjects.jobs_stream, seq=position)
-        return logged_entry(position, msg.data or b"")
+        return logged_entry(position, msg.data or b"", self.report_key)
+
+    async def _last_report_number(self) -> int:
+        """The number of the last report of ours in the job log (0: none): the next one is above it."""
+        from nats.js.errors import NotFoundError
+
+        info = await self.js.stream_info(self.fed.subjects.jobs_stream)
+        for position in range(info.state.last_seq, max(info.state.first_seq, 1) - 1, -1):
+            try:
+                logged = await self._logged(position)
+            except NotFoundError:
+                continue
+            if logged.report is not None:
+                return logged.report.number
+        return 0
 
     # --- what the executor saw ----------------------------------------------------------------------
 
@@ -154,7 +171,7 @@ class FederationExecutor:
             if isinstance(update, NodeChange):
                 self.counts["nodes_down"] += update.down
                 log.info("node %s %s (%s)", update.node, "down" if update.down else "back up", update.reason)
-                await self._report(Report(node=update.node, down=update.down, number=self.reports,
+                await self._report(Report(node=update.node, down=update.down, number=self.reports + 1,
                                           reason=update.reason[:300]))
             elif await self._ended(update):
                 lost.append(update.job_id)
@@ -168,13 +185,14 @@ class FederationExecutor:
         self.ledger.record_execution(self.fed.name, self.epoch, row)
         self.counts[end.state] += 1
         log.info("job %s %s%s", end.job_id, end.state, f" ({end.reason})" if end.reason else "")
-        await self._report(Report(ended=end.job_id, state=end.state, reason=end.reason[:300]))
+        await self._report(Report(ended=end.job_id, state=end.state, number=self.reports + 1,
+                                  reason=end.reason[:300]))
         return end.state != "completed"
 
     async def _report(self, report: Report) -> None:
-        self.reports += 1
-        body = {"report": report.model_dump(), "arrival": await next_arrival(self.js, self.fed),
-                "submitted": time.time()}
+        self.reports = report.number
+        body = {"report": report.model_dump(), "signature": sign_report(report, self.fed.name, self.key),
+                "arrival": await next_arrival(self.js, self.fed), "submitted": time.time()}
         await publish_entry(self.js, self.fed.subjects.jobs, json.dumps(body).encode(), report.entry_id)
 
     async def _retry(self, job_id: str) -> None:

@@ -15,6 +15,7 @@ far cheaper than copying a cluster of thousands of nodes for each proposal.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ from llm_sched.agents.heuristics import placement_options, why_infeasible
 from llm_sched.core.feasibility import check_placement
 from llm_sched.core.model import Job, Placement
 from llm_sched.core.state import ClusterState
-from llm_sched.federation.execution import Report, report_entry
+from llm_sched.federation.execution import REPORT_PREFIX, Report, ReportKey, report_entry
 from llm_sched.orchestration.scenarios import JobSpec
 from llm_sched.protocols.messages import PlacementBatch, PlacementValue
 
@@ -38,6 +39,7 @@ class LoggedJob:
     spec: JobSpec | None
     arrival: float
     report: Report | None = None
+    refused: str = ""  # why the entry is neither a job nor a report signed by the executor
 
     @property
     def job(self) -> Job:
@@ -46,15 +48,39 @@ class LoggedJob:
 
     @property
     def entry_id(self) -> str:
+        if self.refused:
+            return f"{REPORT_PREFIX}refused:{self.position}"
         return self.report.entry_id if self.report is not None else self.job.id
 
 
-def logged_entry(position: int, data: bytes) -> LoggedJob:
-    """An entry of the job log as read from the stream: a job, or an executor's report."""
-    body = json.loads(data)
-    if "report" in body:  # the executor's: a job ended, a node went down or came back
-        return LoggedJob(position, None, float(body["arrival"]), Report.model_validate(body["report"]))
-    return LoggedJob(position, JobSpec.model_validate(body["job"]), float(body["arrival"]))
+def logged_entry(position: int, data: bytes, reports: ReportKey | None = None) -> LoggedJob:
+    """An entry of the job log as read from the stream: a job, an executor's report (taken only with
+    the signature of the executor ``reports`` names), or a refused entry; never an exception.
+
+    Whoever may publish on the bus can append anything to the log. Every member reads the same bytes
+    and the same genesis, so every member refuses the same entries, and the members decide a refused
+    entry as an agreed reject that changes nothing (a forged report cannot free a running job's nodes
+    or take a node out of service)."""
+    try:
+        body = json.loads(data)
+        arrival = float(body["arrival"])
+        if not math.isfinite(arrival):
+            raise ValueError("arrival is not a finite number")
+        if "report" in body:  # the executor's: a job ended, a node went down or came back
+            report = Report.model_validate(body["report"])
+            if reports is None:
+                return LoggedJob(position, None, 0.0, refused="a report, and this federation runs on no executor")
+            if not reports.signed(report, body.get("signature")):
+                return LoggedJob(position, None, 0.0, refused="a report without the executor's valid signature")
+            return LoggedJob(position, None, arrival, report)
+        return LoggedJob(position, JobSpec.model_validate(body["job"]), arrival)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError
+        return LoggedJob(position, None, 0.0, refused=f"neither a job nor a report ({type(exc).__name__})")
+
+
+def refused_entry(logged: LoggedJob) -> PlacementValue:
+    """The one batch entry a member accepts for a refused entry: nothing placed, and why."""
+    return PlacementValue(logged.entry_id, None, f"refused: {logged.refused}")
 
 
 class Replica:
@@ -66,6 +92,7 @@ class Replica:
         # On an executor, jobs end when its reports say so, not after their runtime in the jobs' time.
         self.executed = executed
         self.applied = 0  # position of the last job applied
+        self.last_report = 0  # the number of the last executor report taken
         self._ends: dict[str, float] = {}  # running job -> when it ends
         self._undo: list[Callable[[], None]] | None = None
 
@@ -95,7 +122,7 @@ class Replica:
         for entry, logged in zip(batch.entries, jobs, strict=True):
             if logged.report is not None:
                 self._take_report(logged.report)
-            else:
+            elif not logged.refused:
                 self._release_until(logged.arrival)
                 if entry.placement is not None:
                     self._reserve(logged, self._placement(entry))
@@ -104,6 +131,8 @@ class Replica:
     # --- rules ----------------------------------------------------------------------------------
 
     def _place_best(self, logged: LoggedJob) -> PlacementValue:
+        if logged.refused:
+            return refused_entry(logged)
         if logged.report is not None:
             self._take_report(logged.report)
             return report_entry(logged.report)
@@ -117,6 +146,8 @@ class Replica:
         return PlacementValue(job.id, tuple(placement.nodes), f"{placement.pool} (score {options[0].score:.3f})")
 
     def _accepts(self, entry: PlacementValue, logged: LoggedJob) -> bool:
+        if logged.refused:
+            return entry == refused_entry(logged)
         if logged.report is not None:  # the report's own entry, nothing else
             self._take_report(logged.report)
             return entry == report_entry(logged.report)
@@ -153,7 +184,13 @@ class Replica:
 
     def _take_report(self, report: Report) -> None:
         """What the executor saw: the job's nodes come back, or the node leaves (or rejoins) service.
-        A report of a job this state does not hold (never placed, already ended) changes nothing."""
+        A report of a job this state does not hold (never placed, already ended) changes nothing, nor
+        does one numbered at or below a report taken before (a signed report published again)."""
+        if report.number <= self.last_report:
+            return
+        last, self.last_report = self.last_report, report.number
+        if self._undo is not None:
+            self._undo.append(lambda: setattr(self, "last_report", last))
         if report.node is not None:
             was_down = report.node in self.state.down
             if report.node in self.state.nodes and was_down != report.down:

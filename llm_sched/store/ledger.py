@@ -395,6 +395,22 @@ class Ledger:
                 conn.execute("ROLLBACK")
             raise
 
+    @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: its queries see the ledger as of one moment, whatever another process
+        commits meanwhile (a reader that counts rows a writer added after its first query would take
+        the ledger for damaged)."""
+        conn = self._conn
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
     # -- runs ----------------------------------------------------------------------------------
     def create_run(self, run_id: str, kind: RunKind, name: str, provider: str, seed: int,
                    config: Mapping[str, Any] | None = None, run_dir: Path | str | None = None) -> int:
@@ -537,8 +553,7 @@ class Ledger:
 
     def decisions(self, run_id: str) -> list[DecisionRecord]:
         """The run's committed decisions in order."""
-        with self._errors(f"read the decisions of {run_id}"):
-            conn = self._conn
+        with self._errors(f"read the decisions of {run_id}"), self._snapshot() as conn:
             rows = conn.execute(
                 "SELECT d.job_id, d.seq, d.outcome, d.pool, d.proposer, d.reason, d.rounds, d.accepts, d.voters, "
                 "j.spec, j.submitted_at, d.resume, d.epoch, d.content FROM decisions d JOIN jobs j USING (run_id, job_id) "

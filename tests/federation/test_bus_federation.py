@@ -25,7 +25,7 @@ from llm_sched.federation.client import status, submit
 from llm_sched.federation.launcher import down, prepare, start_agent, start_bus
 from llm_sched.federation.records import decode_record, member_of
 from llm_sched.federation.spec import Federation, load_federation
-from llm_sched.store.ledger import Ledger
+from llm_sched.store.ledger import Ledger, LedgerFault
 from llm_sched.transport.nats_server import stop_all
 from tests.conftest import Cli
 
@@ -289,3 +289,51 @@ def test_a_dead_member_loses_reputation_and_is_excluded_from_leading_so_no_insta
     its_turn = [r for r in excluded if r.instance % fed.n == dead.index]
     assert its_turn and any(r.view == 0 for r in its_turn)
     assert all(r.batch.skip == (dead.index,) for r in excluded)
+
+
+async def _append_junk(fed: Federation, servers: list[str]) -> None:
+    """What anyone allowed on the bus could append: bytes that are no entry, and a report nobody signed."""
+    from llm_sched.federation.bus import REQUEST_TIMEOUT, connect
+    from llm_sched.federation.client import publish_entry
+
+    nc = await connect(servers, "intruder")
+    try:
+        js = nc.jetstream(timeout=REQUEST_TIMEOUT)
+        await publish_entry(js, fed.subjects.jobs, b"\x00 not an entry", "junk-1")
+        forged = {"report": {"node": "gpu-a-01", "down": True, "number": 1, "reason": "forged"}, "arrival": 0.0}
+        await publish_entry(js, fed.subjects.jobs, json.dumps(forged).encode(), "junk-2")
+    finally:
+        await nc.drain()
+
+
+def test_junk_and_forged_reports_in_the_job_log_are_refused_alike_by_every_member(running: Running) -> None:
+    wait_for(lambda: formed(running), 60, "every member registered")
+    asyncio.run(_append_junk(running.fed, running.urls))
+    asyncio.run(submit(running.fed, running.fed, running.urls))
+    total = 2 + len(running.fed.job_specs())
+
+    def all_decided() -> dict | None:
+        body = running.status()
+        return body if body.get("decided") == total and body.get("submitted") == total else _progress(body)
+
+    body = wait_for(all_decided, 90, "the junk and every job decided")
+    assert body["invalid"] == [] and body["conflicts"] == []
+
+    def ledgers() -> dict[str, list[tuple[str, str, str]]] | None:
+        """Every member's ledger once each holds every decision (each writes on its own thread)."""
+        rows = {}
+        for member in running.fed.members:
+            try:
+                with Ledger.open(running.data / "agents" / member.name / "ledger.db") as ledger:
+                    rows[member.name] = [(d.job_id, d.outcome, d.reason) for d in ledger.decisions("seven")]
+            except LedgerFault:  # read while its writer was between two rows of a decision
+                return None
+        return rows if all(len(r) == total for r in rows.values()) else None
+
+    rows = wait_for(ledgers, 30, "every ledger holding every decision")
+    first = next(iter(rows.values()))
+    assert all(r == first for r in rows.values())  # every member decided the same, in the same order
+    refused = [(job, reason) for job, outcome, reason in first if outcome == "refused"]
+    assert refused == [("!refused:1", "refused: neither a job nor a report (JSONDecodeError)"),
+                       ("!refused:2", "refused: a report, and this federation runs on no executor")]
+    assert sum(1 for _, outcome, _ in first if outcome == "committed") > 0  # the jobs after them went on

@@ -259,7 +259,7 @@ def test_on_an_executor_a_job_holds_its_nodes_until_the_report_of_its_end() -> N
     later = LoggedJob(2, spec("later"), 1_000_000.0)  # long after its runtime: still running until reported
     _decide(r, [later])
     assert "first" in r.state.running
-    _decide(r, [LoggedJob(3, None, 1_000_000.0, Report(ended="first", state="completed"))])
+    _decide(r, [LoggedJob(3, None, 1_000_000.0, Report(ended="first", state="completed", number=1))])
     assert "first" not in r.state.running and "later" in r.state.running
 
 
@@ -268,14 +268,14 @@ def test_a_node_reported_down_takes_no_job_and_a_proposal_naming_it_is_refused()
 
     r = executed()
     node = sorted(r.state.nodes)[0]
-    down = LoggedJob(1, None, 0.0, Report(node=node, down=True))
+    down = LoggedJob(1, None, 0.0, Report(node=node, down=True, number=1))
     _decide(r, [down])
     assert node in r.state.down
     job = LoggedJob(2, spec("one"), 0.0)
     assert node not in (r.propose([job]).entries[0].placement or ())
     forced = PlacementBatch(2, (PlacementValue("one", (node,), "on the down node"),))
     assert not r.validate(forced, [job])
-    up = LoggedJob(2, None, 0.0, Report(node=node, down=False, number=1))
+    up = LoggedJob(2, None, 0.0, Report(node=node, down=False, number=2))
     _decide(r, [up])
     assert node not in r.state.down
 
@@ -285,7 +285,7 @@ def test_a_report_entry_must_be_the_reports_own_and_trials_leave_no_trace() -> N
 
     r = executed()
     _decide(r, [LoggedJob(1, spec("first"), 0.0)])
-    ended = LoggedJob(2, None, 0.0, Report(ended="first", state="lost", reason="NODE_FAIL"))
+    ended = LoggedJob(2, None, 0.0, Report(ended="first", state="lost", reason="NODE_FAIL", number=1))
     before = snapshot(r)
     assert r.propose([ended]).entries == (report_entry(ended.report),)  # type: ignore[arg-type]
     wrong = PlacementBatch(2, (PlacementValue(ended.entry_id, None, "executor: job first completed"),))

@@ -153,3 +153,24 @@ def test_a_truncated_event_log_names_file_and_line(tmp_path: Path) -> None:
     log.write_text('{"kind": "phase_started", "seq": 0, "ts": 0, "phase": "p"}\n{"kind": "phase_st')
     with pytest.raises(EventLogError, match="events.jsonl is damaged at line 2: .*truncated"):
         read_jsonl(log)
+
+
+def test_a_reader_sees_one_moment_while_another_process_writes(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A member's ledger is read (status, the web view, a test) while its own process writes decisions.
+    # The reader's queries run in one read transaction: a decision committed between two of them is
+    # not half-seen, so the ledger is not taken for damaged.
+    from llm_sched.store import ledger as module
+
+    ledger.record_decision("r1", 1, decision("j1", 0))
+    grouped, wrote = module._grouped, []
+
+    def write_between_queries(*args: object) -> object:
+        if not wrote:
+            with Ledger.open(ledger.path) as writer:  # another connection, as another process has
+                writer.record_decision("r1", 1, decision("j2", 1))
+            wrote.append(True)
+        return grouped(*args)
+
+    monkeypatch.setattr(module, "_grouped", write_between_queries)
+    assert [d.job_id for d in ledger.decisions("r1")] == ["j1"]  # as of the read's first query
+    assert wrote and [d.job_id for d in ledger.decisions("r1")] == ["j1", "j2"]  # the next read sees it
