@@ -108,15 +108,22 @@ def run_slurm(args: Sequence[str], *, env: Mapping[str, str] | None = None, inpu
               timeout: float = COMMAND_TIMEOUT_S) -> str:
     """Run one Slurm command and return its stdout; any failure is a :class:`SlurmError`."""
     command = " ".join(args)
+    full_env = merged_env(env)
+    conf = full_env.get("SLURM_CONF")
+    if conf and not Path(conf).is_file():
+        # Without its file a Slurm command looks for a configuration server (configless Slurm) and
+        # may wait for the whole timeout: say at once what is wrong.
+        raise SlurmError(f"SLURM_CONF names {one_line(conf, 300)}, which is not a file; give the slurm.conf of "
+                         "the cluster (`scripts/slurm-local up N` writes runs/slurm-local/slurm.conf)")
     try:
         done = subprocess.run(list(args), input=input, capture_output=True, text=True, timeout=timeout,
-                              env=merged_env(env), check=False)
+                              env=full_env, check=False)
     except FileNotFoundError:
         raise SlurmError(f"`{args[0]}` is not installed (not on PATH); Slurm's commands are needed "
                          f"(Debian: apt-get install slurm-wlm)") from None
     except subprocess.TimeoutExpired:
         raise SlurmError(f"`{command}` did not answer within {timeout:g} s; is slurmctld running "
-                         f"(SLURM_CONF={merged_env(env).get('SLURM_CONF', 'unset')})?") from None
+                         f"(SLURM_CONF={one_line(conf or 'unset', 300)})?") from None
     if done.returncode != 0:
         said = one_line(done.stderr or done.stdout) or "no message"
         raise SlurmError(f"`{command}` failed (exit {done.returncode}): {said}")

@@ -167,6 +167,12 @@ def test_a_failing_command_is_named_with_what_it_said() -> None:
         run_slurm(["sh", "-c", "echo 'sbatch: error: boom' >&2; exit 3"])
 
 
+def test_a_slurm_conf_that_is_no_file_is_named_before_any_command_runs(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.conf"
+    with pytest.raises(SlurmError, match=f"SLURM_CONF names {missing}, which is not a file"):
+        run_slurm(["sleep", "60"], env={"SLURM_CONF": str(missing)})  # not run: it would take the timeout
+
+
 def _fake_command(folder: Path, name: str, answer: str) -> Path:
     """A stand-in for a Slurm command that records its arguments and stdin, then prints ``answer``."""
     folder.mkdir(exist_ok=True)

@@ -113,11 +113,11 @@ def test_executor_flags_without_an_executor_are_refused(cli: Cli, tmp_path: Path
     assert not data.exists()  # nothing started, nothing written
 
 
-def test_a_slurm_that_does_not_answer_stops_federation_up_before_anything_starts(cli: Cli, tmp_path: Path) -> None:
+def test_a_slurm_conf_that_is_missing_stops_federation_up_before_anything_starts(cli: Cli, tmp_path: Path) -> None:
     data = tmp_path / "fed"
     result = cli("federation", "up", SEVEN, "--data", str(data), "--executor", "slurm",
                  "--slurm-conf", str(tmp_path / "missing.conf"))
-    _refused(result, "sinfo")
+    _refused(result, "SLURM_CONF names", "missing.conf", "which is not a file")
     assert not data.exists()
 
 
