@@ -130,3 +130,46 @@ def test_simulate_command_kills_trace_jobs_past_their_requested_time(tmp_path: P
     assert killed.metrics.timeouts == 1
     kept = simulate_trace(trace, "easy", out_dir=tmp_path, agents=2, plot=False)
     assert {o.job_id: o.end for o in kept.run.outcomes} == {1: 30.0, 2: 20.0} and kept.metrics.timeouts == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("pattern", ["random", "cascading", "partition"])
+def test_conservative_keeping_its_profile_between_passes_gives_the_rebuilt_schedule(
+        seed: int, pattern: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The profile kept from the last pass (only arrivals since) against a rebuild at every pass, on
+    # busy workloads with agents, nodes and partitions failing, walltime kills and estimates above runs.
+    from llm_sched.sim import resilience
+    from llm_sched.sim.failures import FailureSpec
+
+    setup = SyntheticSetup(workload=WorkloadSpec(jobs=150, arrival="poisson", load=1.3),
+                           failures=FailureSpec(rate=0.4, pattern=pattern, node_rate=0.1, repair_mean=1800.0),
+                           failover=60.0, walltime_kill=seed % 2 == 0)
+    jobs, cluster, schedule = prepare(setup, seed)
+    kept = simulate(jobs, cluster, setup.config("conservative"), schedule)  # type: ignore[arg-type]
+    monkeypatch.setattr(resilience._KeptProfile, "holds", lambda *_: False)
+    rebuilt = simulate(jobs, cluster, setup.config("conservative"), schedule)  # type: ignore[arg-type]
+    assert [(o.job_id, o.start, o.end, o.where) for o in kept.outcomes] == \
+           [(o.job_id, o.start, o.end, o.where) for o in rebuilt.outcomes]
+    assert kept.events == rebuilt.events
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_conservative_keeping_its_profile_holds_when_jobs_outrun_their_estimates(
+        seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Users' estimates from half to twice the run: a job past its estimate still holds its nodes,
+    # and a kept profile must not outlive that estimated end.
+    import random
+
+    from llm_sched.sim import resilience
+
+    rng = random.Random(seed)
+    jobs, t = [], 0.0
+    for k in range(1, 201):
+        t += rng.expovariate(1 / 30)
+        run = rng.uniform(10, 600)
+        jobs.append(SimJob(k, round(t, 3), round(run, 3), round(run * rng.uniform(0.5, 2.0), 3), rng.randint(1, 6), ""))
+    machine = PoolSplit(8, 2)
+    kept = simulate(jobs, machine, SimConfig("conservative"))
+    monkeypatch.setattr(resilience._KeptProfile, "holds", lambda *_: False)
+    rebuilt = simulate(jobs, machine, SimConfig("conservative"))
+    assert [(o.job_id, o.start) for o in kept.outcomes] == [(o.job_id, o.start) for o in rebuilt.outcomes]
