@@ -332,6 +332,11 @@ def status_lines(fed, body: dict) -> list[str]:  # noqa: ANN001
                      f"{ex.get('running')} running, {ex.get('completed')} completed, {ex.get('failed')} failed, "
                      f"{ex.get('lost')} lost, {ex.get('nodes_down')} nodes went down; {ex.get('reports')} reports "
                      "filed in the job log")
+    refused = body.get("refused") or {}
+    if refused:
+        lines.append(f"{len(refused)} entries of the job log refused by every member (neither a job nor a report "
+                     "signed by the executor: someone else publishes on the bus):")
+        lines += [f"  {one_line(str(entry))}: {one_line(str(why))}" for entry, why in list(refused.items())[:5]]
     for problem in [*body["invalid"], *body["conflicts"]]:
         lines.append(f"  problem: {one_line(str(problem))}")
     return lines

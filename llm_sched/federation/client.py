@@ -22,6 +22,7 @@ from pathlib import Path
 
 from llm_sched.errors import UserError
 from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout, registered
+from llm_sched.federation.execution import REFUSED
 from llm_sched.federation.keys import read_genesis
 from llm_sched.federation.records import Record, check_record, decode_record
 from llm_sched.federation.spec import Federation
@@ -116,6 +117,7 @@ class DecisionLog:
     jobs: dict[str, tuple[str, ...] | None] = field(default_factory=dict)  # job -> nodes (None: rejected)
     invalid: list[str] = field(default_factory=list)  # records whose certificate does not check
     conflicts: list[str] = field(default_factory=list)  # jobs decided differently by two checked records
+    refused: dict[str, str] = field(default_factory=dict)  # log entries that were neither jobs nor signed reports
     submitted: int = 0
     decided_at: dict[str, float] = field(default_factory=dict)  # job -> when its record reached the stream
 
@@ -164,6 +166,8 @@ def _count(out: DecisionLog, seen: dict[int, Record], record: Record, when: obje
         if entry.job_id in out.jobs and out.jobs[entry.job_id] != placed:
             out.conflicts.append(f"job {entry.job_id} decided twice, differently")
         out.jobs.setdefault(entry.job_id, placed)
+        if entry.job_id.startswith(REFUSED):
+            out.refused.setdefault(entry.job_id, entry.reason)
 
 
 async def status(fed: Federation, servers: Sequence[str], data: Path, creds: Path | None = None) -> dict[str, object]:
@@ -199,4 +203,4 @@ async def _status(nc, fed: Federation, data: Path) -> dict[str, object]:  # noqa
             "final": {k.removeprefix("final."): v for k, v in extra.items() if k.startswith("final.")},
             "executor": extra.get("executor"),
             "submitted": log.submitted, "decided": log.decided, "instances": log.instances,
-            "records": log.records, "invalid": log.invalid, "conflicts": log.conflicts}
+            "records": log.records, "invalid": log.invalid, "conflicts": log.conflicts, "refused": log.refused}

@@ -25,6 +25,7 @@ from llm_sched.core.model import Pool
 from llm_sched.protocols.messages import PlacementValue
 
 REPORT_PREFIX = "!"  # an entry id no job id can have (job ids are names: letters, digits, '_', '.', '-')
+REFUSED = REPORT_PREFIX + "refused:"  # the entry id of a log entry every member refused, then its position
 REPORT_TAG = b"llm-sched/report/v1\x00"  # domain separation from votes and protocol messages
 
 

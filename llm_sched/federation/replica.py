@@ -23,7 +23,7 @@ from llm_sched.agents.heuristics import placement_options, why_infeasible
 from llm_sched.core.feasibility import check_placement
 from llm_sched.core.model import Job, Placement
 from llm_sched.core.state import ClusterState
-from llm_sched.federation.execution import REPORT_PREFIX, Report, ReportKey, report_entry
+from llm_sched.federation.execution import REFUSED, Report, ReportKey, report_entry
 from llm_sched.orchestration.scenarios import JobSpec
 from llm_sched.protocols.messages import PlacementBatch, PlacementValue
 
@@ -49,7 +49,7 @@ class LoggedJob:
     @property
     def entry_id(self) -> str:
         if self.refused:
-            return f"{REPORT_PREFIX}refused:{self.position}"
+            return f"{REFUSED}{self.position}"
         return self.report.entry_id if self.report is not None else self.job.id
 
 

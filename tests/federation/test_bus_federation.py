@@ -318,6 +318,12 @@ def test_junk_and_forged_reports_in_the_job_log_are_refused_alike_by_every_membe
 
     body = wait_for(all_decided, 90, "the junk and every job decided")
     assert body["invalid"] == [] and body["conflicts"] == []
+    assert body["refused"] == {"!refused:1": "refused: neither a job nor a report (JSONDecodeError)",
+                               "!refused:2": "refused: a report, and this federation runs on no executor"}
+    from llm_sched.cli.federation import status_lines
+
+    shown = "\n".join(status_lines(running.fed, body))
+    assert "2 entries of the job log refused by every member" in shown and "!refused:2: refused: a report" in shown
 
     def ledgers() -> dict[str, list[tuple[str, str, str]]] | None:
         """Every member's ledger once each holds every decision (each writes on its own thread)."""
