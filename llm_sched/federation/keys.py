@@ -124,23 +124,20 @@ def read_genesis(fed: Federation, data: Path) -> Genesis:
 
 def load_private_key(data: Path, name: str) -> Ed25519PrivateKey:
     """Agent ``name``'s private key; UserError naming the file when missing or damaged."""
-    path = agent_dir(data, name) / "key.pem"
-    try:
-        return load_private_pem(path.read_bytes())
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist: `llm-sched federation up FILE --data {data}` makes every "
-                        f"agent's key") from None
-    except ValueError:
-        raise UserError(f"{path} is not an Ed25519 private key") from None
+    return _key_file(agent_dir(data, name) / "key.pem", f"`llm-sched federation up FILE --data {data}` makes "
+                     "every agent's key")
 
 
 def load_executor_key(data: Path) -> Ed25519PrivateKey:
     """The executor's private key; UserError naming the file when missing or damaged."""
-    path = executor_key_path(data)
+    return _key_file(executor_key_path(data), f"`llm-sched federation up FILE --executor slurm|local --data {data}` "
+                     "makes the executor's key")
+
+
+def _key_file(path: Path, maker: str) -> Ed25519PrivateKey:
     try:
         return load_private_pem(path.read_bytes())
     except FileNotFoundError:
-        raise UserError(f"{path} does not exist: `llm-sched federation up FILE --executor slurm|local --data "
-                        f"{data}` makes the executor's key") from None
+        raise UserError(f"{path} does not exist: {maker}") from None
     except ValueError:
         raise UserError(f"{path} is not an Ed25519 private key") from None
