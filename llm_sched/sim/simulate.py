@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llm_sched.errors import UserError
 from llm_sched.sim.columns import whole_numbers
@@ -242,6 +242,10 @@ def simulate_trace(
     out.mkdir(parents=True, exist_ok=True)
     stem = _stem(path)
     csv_path = out / f"{stem}-{policy}-jobs.csv"
+    plot_path = out / f"{stem}-{policy}-utilization.png" if plot else None
+    # The plot is drawn by a forked copy of this process on the other core while this one writes
+    # the tables (where fork is not available, after them).
+    drawing = _draw_aside(run, plot_path, f"{stem}, {policy}, P = {procs}, {agents} agents", tries)
     write_jobs_csv(csv_path, run, tries)
     parquet_path, parquet_skipped = None, ""
     if parquet and parquet_available():
@@ -249,12 +253,60 @@ def simulate_trace(
         write_jobs_parquet(parquet_path, run, tries)
     elif parquet:
         parquet_skipped = PARQUET_MISSING
-    plot_path = None
-    if plot:
-        plot_path = out / f"{stem}-{policy}-utilization.png"
-        plot_utilization(run, plot_path, title=f"{stem}, {policy}, P = {procs}, {agents} agents", tries=tries)
+    drawing()
     return TraceResult(str(path), policy, procs, agents, seed, jobs_read, skipped, metrics, csv_path, plot_path, run,
                        parquet_path, parquet_skipped)
+
+
+def _draw_aside(run: SimRun, path: Path | None, title: str, tries: list[Attempt] | None) -> Callable[[], None]:
+    """Start drawing the utilization plot; the function returned waits for it (and raises its error).
+
+    A forked child has the run without copying or pickling it (a million jobs). Where fork is not
+    available, or other threads run (a lock one of them holds would stay held in the child), the
+    plot is drawn when waited for."""
+    import multiprocessing
+    import threading
+
+    if path is None:
+        return lambda: None
+    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+        return lambda: _draw(run, path, title, tries)
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_draw_in_child, args=(send, run, path, title, tries), daemon=True)
+    child.start()
+    send.close()
+
+    def wait() -> None:
+        said, died = None, False
+        try:
+            said = receive.recv()
+        except EOFError:  # it ended before it could say how it went
+            died = True
+        finally:
+            child.join()
+            receive.close()
+        if died:
+            raise RuntimeError(f"the process drawing {path} ended with exit code {child.exitcode}")
+        if said is not None:
+            kind, message = said
+            raise (UserError if kind == "UserError" else RuntimeError)(message)
+
+    return wait
+
+
+def _draw(run: SimRun, path: Path, title: str, tries: list[Attempt] | None) -> None:
+    plot_utilization(run, path, title=title, tries=tries)
+
+
+def _draw_in_child(send: Any, run: SimRun, path: Path, title: str, tries: list[Attempt] | None) -> None:
+    try:
+        _draw(run, path, title, tries)
+        send.send(None)
+    except BaseException as exc:  # the parent raises it: the child has no one to tell but the pipe
+        send.send((type(exc).__name__, str(exc)))
+    finally:
+        send.close()
 
 
 def _stem(path: Path) -> str:

@@ -103,3 +103,35 @@ def test_metrics_table_renders_one_column_per_policy() -> None:
     for label in ("fcfs", "easy", "agents", "completion rate", "availability", "MTTR", "messages per decision"):
         assert label in text
     assert metrics_table(runs["easy"]).row_count == metrics_table(list(runs.values())).row_count
+
+
+def test_the_plot_drawn_aside_is_the_plot_drawn_in_turn(five_jobs: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing
+
+    aside = simulate_trace(five_jobs, "easy", out_dir=tmp_path / "aside", agents=2)
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])  # no fork: drawn in turn
+    in_turn = simulate_trace(five_jobs, "easy", out_dir=tmp_path / "in-turn", agents=2)
+    assert aside.plot_path is not None and in_turn.plot_path is not None
+    assert aside.plot_path.read_bytes() == in_turn.plot_path.read_bytes()
+
+
+def test_a_plot_that_fails_aside_fails_the_command_with_its_message(five_jobs: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from llm_sched.sim import simulate as module
+
+    def no_matplotlib(*_: object, **__: object) -> None:
+        raise UserError("the utilization plot needs Matplotlib: pip install matplotlib")
+
+    monkeypatch.setattr(module, "plot_utilization", no_matplotlib)
+    with pytest.raises(UserError, match="needs Matplotlib"):
+        simulate_trace(five_jobs, "easy", out_dir=tmp_path / "a", agents=2)
+    import threading
+
+    if threading.active_count() > 1:  # then the plot is drawn in this process, which os._exit would end
+        pytest.skip("other threads run in this test process: no plot is drawn aside")
+    monkeypatch.setattr(module, "plot_utilization", lambda *_, **__: os._exit(3))  # the drawing process dies
+    with pytest.raises(RuntimeError, match="ended with exit code 3"):
+        simulate_trace(five_jobs, "easy", out_dir=tmp_path / "b", agents=2)
