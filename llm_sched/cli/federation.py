@@ -17,6 +17,7 @@ from pathlib import Path
 
 from llm_sched.errors import UserError
 from llm_sched.safe_text import one_line
+from llm_sched.transport import wire
 
 SUBCOMMANDS = ("bus", "agent", "execute", "federation", "submit", "status", "chaos")
 DEFAULT_DATA = Path("runs/federation")
@@ -252,9 +253,9 @@ async def _wait_formation(fed, servers: list[str], creds: Path | None) -> str | 
         while time.monotonic() < deadline:
             try:
                 entry = await (await js.key_value(fed.subjects.status_bucket)).get("formation")
-                body = json.loads(entry.value or b"{}")
+                body = wire.parse_json(entry.value or b"{}")
                 return f"{len(body.get('present', []))} of {fed.n} members present, quorum {fed.quorum}"
-            except (BucketNotFoundError, KeyNotFoundError):
+            except (BucketNotFoundError, KeyNotFoundError, wire.WireError, AttributeError):
                 await asyncio_sleep(0.2)
         return None
     finally:

@@ -551,9 +551,9 @@ class AgentProcess:
 
     async def _on_heartbeat(self, msg) -> None:  # noqa: ANN001
         try:
-            body = json.loads(msg.data)
+            body = wire.parse_json(msg.data)
             index, instance = int(body["a"]), int(body["i"])
-        except (ValueError, KeyError, TypeError):
+        except (wire.WireError, ValueError, KeyError, TypeError):
             return
         if index in self.detectors:
             self.detectors[index].heartbeat(time.monotonic())

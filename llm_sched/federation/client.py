@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from llm_sched.errors import UserError
 from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout, registered
@@ -102,10 +103,20 @@ async def next_arrival(js, fed: Federation) -> float:  # noqa: ANN001
 
 def _arrival(data: bytes) -> float | None:
     try:
-        arrival = float(json.loads(data)["arrival"])
-    except (ValueError, KeyError, TypeError):
+        arrival = float(wire.parse_json(data)["arrival"])
+    except (wire.WireError, ValueError, KeyError, TypeError):
         return None
     return arrival if math.isfinite(arrival) else None
+
+
+def _readable(value: bytes) -> dict[str, Any] | None:
+    """A member's registration or status as a JSON object; None when it is not one (anyone allowed on
+    the bus may have written it: a status shows what it can read)."""
+    try:
+        body = wire.parse_json(value)
+    except wire.WireError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 @dataclass
@@ -195,9 +206,9 @@ async def _status(nc, fed: Federation, data: Path) -> dict[str, object]:  # noqa
         raise UserError(f"federation {fed.name} has no streams on this bus yet: start it with "
                         f"`llm-sched federation up FILE`") from None
     names = [m.name for m in fed.members]
-    members = {k: json.loads(v) for k, v in (await registered(registry, names)).items()}
+    members = {k: body for k, v in (await registered(registry, names)).items() if (body := _readable(v)) is not None}
     kept = await registered(store, ["formation", "executor", *(f"final.{n}" for n in names)])
-    extra = {k: json.loads(v) for k, v in kept.items()}
+    extra = {k: body for k, v in kept.items() if (body := _readable(v)) is not None}
     log = await read_decisions(js, fed, data)
     return {"federation": fed.name, "members": members, "formation": extra.get("formation"),
             "final": {k.removeprefix("final."): v for k, v in extra.items() if k.startswith("final.")},

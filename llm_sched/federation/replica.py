@@ -14,7 +14,6 @@ far cheaper than copying a cluster of thousands of nodes for each proposal.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from llm_sched.core.state import ClusterState
 from llm_sched.federation.execution import REFUSED, Report, ReportKey, report_entry
 from llm_sched.orchestration.scenarios import JobSpec
 from llm_sched.protocols.messages import PlacementBatch, PlacementValue
+from llm_sched.transport import wire
 
 NO_CAPACITY = "no capacity: "  # the reason of an agreed reject starts so
 
@@ -62,7 +62,7 @@ def logged_entry(position: int, data: bytes, reports: ReportKey | None = None) -
     entry as an agreed reject that changes nothing (a forged report cannot free a running job's nodes
     or take a node out of service)."""
     try:
-        body = json.loads(data)
+        body = wire.parse_json(data)
         arrival = float(body["arrival"])
         if not math.isfinite(arrival):
             raise ValueError("arrival is not a finite number")
@@ -74,6 +74,8 @@ def logged_entry(position: int, data: bytes, reports: ReportKey | None = None) -
                 return LoggedJob(position, None, 0.0, refused="a report without the executor's valid signature")
             return LoggedJob(position, None, arrival, report)
         return LoggedJob(position, JobSpec.model_validate(body["job"]), arrival)
+    except wire.WireError as exc:
+        return LoggedJob(position, None, 0.0, refused=f"neither a job nor a report ({exc})")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError
         return LoggedJob(position, None, 0.0, refused=f"neither a job nor a report ({type(exc).__name__})")
 

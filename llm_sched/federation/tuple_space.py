@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from llm_sched.errors import UserError
+from llm_sched.transport import wire
 
 Scalar = str | int | float | bool | None
 _TAG = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -96,7 +97,10 @@ class TupleSpace:
             if entry.operation in ("DEL", "PURGE") or not entry.value:
                 self._live.pop(entry.key, None)
             else:
-                self._live[entry.key] = (tuple(json.loads(entry.value)), entry.revision)
+                try:
+                    self._live[entry.key] = (tuple(wire.parse_json(entry.value)), entry.revision)
+                except (wire.WireError, TypeError):  # not a tuple of ours: someone else wrote it
+                    self._live.pop(entry.key, None)
             self._ready.set()
             self._changed.set()
 

@@ -30,11 +30,16 @@ def encode(msg: Message) -> bytes:
 
 def decode(data: bytes) -> Message:
     """The message encoded in ``data``; :class:`WireError` when it is not one."""
+    return message_from_data(parse_json(data, "a protocol message"))
+
+
+def parse_json(data: bytes | str, what: str = "JSON") -> Any:
+    """JSON read from the bus, where anyone allowed on it may have written anything; :class:`WireError`
+    when it is not JSON, or nests deeper than Python parses (RecursionError)."""
     try:
-        parsed = json.loads(data)
-    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
-        raise WireError(f"not a protocol message ({type(exc).__name__})") from None
-    return message_from_data(parsed)
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise WireError(f"not {what} ({type(exc).__name__})") from None
 
 
 def message_to_data(msg: Message) -> dict[str, Any]:

@@ -302,6 +302,8 @@ async def _append_junk(fed: Federation, servers: list[str]) -> None:
         await publish_entry(js, fed.subjects.jobs, b"\x00 not an entry", "junk-1")
         forged = {"report": {"node": "gpu-a-01", "down": True, "number": 1, "reason": "forged"}, "arrival": 0.0}
         await publish_entry(js, fed.subjects.jobs, json.dumps(forged).encode(), "junk-2")
+        status_bucket = await js.key_value(fed.subjects.status_bucket)
+        await status_bucket.put("final.intruder", b"[" * 100_000 + b"]" * 100_000)  # status reads past it
     finally:
         await nc.drain()
 
@@ -318,7 +320,7 @@ def test_junk_and_forged_reports_in_the_job_log_are_refused_alike_by_every_membe
 
     body = wait_for(all_decided, 90, "the junk and every job decided")
     assert body["invalid"] == [] and body["conflicts"] == []
-    assert body["refused"] == {"!refused:1": "refused: neither a job nor a report (JSONDecodeError)",
+    assert body["refused"] == {"!refused:1": "refused: neither a job nor a report (not JSON (JSONDecodeError))",
                                "!refused:2": "refused: a report, and this federation runs on no executor"}
     from llm_sched.cli.federation import status_lines
 
@@ -340,6 +342,6 @@ def test_junk_and_forged_reports_in_the_job_log_are_refused_alike_by_every_membe
     first = next(iter(rows.values()))
     assert all(r == first for r in rows.values())  # every member decided the same, in the same order
     refused = [(job, reason) for job, outcome, reason in first if outcome == "refused"]
-    assert refused == [("!refused:1", "refused: neither a job nor a report (JSONDecodeError)"),
+    assert refused == [("!refused:1", "refused: neither a job nor a report (not JSON (JSONDecodeError))"),
                        ("!refused:2", "refused: a report, and this federation runs on no executor")]
     assert sum(1 for _, outcome, _ in first if outcome == "committed") > 0  # the jobs after them went on

@@ -37,15 +37,16 @@ def test_a_report_signed_by_the_executor_is_taken() -> None:
 
 
 @pytest.mark.parametrize(("data", "why"), [
-    (b"\xff\x00 not json", "neither a job nor a report (UnicodeDecodeError)"),
-    (b"{not json", "neither a job nor a report (JSONDecodeError)"),
+    (b"\xff\x00 not json", "neither a job nor a report (not JSON (UnicodeDecodeError))"),
+    (b"{not json", "neither a job nor a report (not JSON (JSONDecodeError))"),
+    (b"[" * 100_000 + b"]" * 100_000, "neither a job nor a report (not JSON (RecursionError))"),
     (b"[1, 2]", "neither a job nor a report (TypeError)"),
     (b'{"job": {"id": "x"}, "arrival": 1}', "neither a job nor a report (ValidationError)"),
     (b'{"job": {}, "arrival": "NaN"}', "neither a job nor a report (ValueError)"),
     (b'{"report": {"ended": "j1", "state": "lost", "number": 1}}', "neither a job nor a report (KeyError)"),
     (_entry(Report(ended="j1", state="lost", number=1)), "a report without the executor's valid signature"),
     (_entry(Report(ended="j1", state="lost", number=1), "ab" * 64), "a report without the executor's valid signature"),
-], ids=["bytes", "not json", "a list", "a bad job", "nan arrival", "no arrival", "unsigned report", "bad signature"])
+], ids=["bytes", "not json", "nested too deep", "a list", "a bad job", "nan arrival", "no arrival", "unsigned report", "bad signature"])
 def test_what_is_neither_a_job_nor_a_signed_report_is_refused(data: bytes, why: str) -> None:
     logged = logged_entry(7, data, TRUST)
     assert logged.refused == why and logged.entry_id == "!refused:7"

@@ -124,3 +124,20 @@ async def test_each_phase_of_a_job_is_assigned_once_to_the_best_bid_and_committe
         done = await coordinator.rd("done", "job-7", phase, ANY, ANY, timeout=5)
         assert done == ("done", "job-7", phase, "w-b", f"{phase} ok")
         assert coordinator.count("bid", "job-7", phase, ANY, ANY) == 0  # the bids were consumed
+
+
+async def test_what_is_no_tuple_in_the_bucket_is_passed_over(members: Members) -> None:
+    # Anyone allowed on the bus may write into the bucket: bytes that are no JSON, or JSON nested
+    # deeper than Python parses. The space's follower passes over them and goes on.
+    a = await members.join("a")
+    nc = await connect([members.url], "intruder")
+    try:
+        kv = await nc.jetstream(timeout=5).key_value(members.bucket)
+        await kv.put("junk1", b"\x00 not json")
+        await kv.put("junk2", b"[" * 100_000 + b"]" * 100_000)
+    finally:
+        await nc.drain()
+    await a.out("after", "junk", 1)
+    assert await a.rd("after", ANY, ANY, timeout=5) == ("after", "junk", 1)
+    b = await members.join("b")  # a member that reads the bucket from its start
+    assert await b.rd("after", ANY, ANY, timeout=5) == ("after", "junk", 1)
