@@ -84,15 +84,15 @@ class Record:
 
 def decode_record(data: bytes) -> Record:
     """A record from the stream; ``wire.WireError`` when malformed."""
+    body = wire.parse_json(data, "a decision record")
     try:
-        body = json.loads(data)
         batch = wire.value_from_data(body["batch"])
         commits = tuple(wire.message_from_data(c) for c in body["commits"])
         instance, view, decider = body["instance"], body["view"], body["decider"]
         skip = body.get("skip", [])
     except wire.WireError:
         raise
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # RecursionError: a batch nested too deep
         raise wire.WireError(f"not a decision record ({type(exc).__name__})") from None
     numbers_ok = all(isinstance(x, int) and not isinstance(x, bool) for x in (instance, view))  # true is no 1
     skip_ok = isinstance(skip, list) and all(isinstance(m, int) and not isinstance(m, bool) for m in skip)
