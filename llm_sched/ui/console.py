@@ -13,6 +13,7 @@ visible, so it cannot move the cursor or change the terminal.
 from __future__ import annotations
 
 import json
+import select
 import signal
 import sys
 from typing import Any
@@ -48,6 +49,24 @@ def _ranked_by(e: Any) -> str:
     if e.claimed is None:
         return f"score {e.score:.2f}"
     return f"voters' median score {e.score:.2f}, claimed {e.claimed:.2f}"
+
+
+def _read_line(stream: Any, wake_every_s: float = 0.25) -> str:
+    """A line from ``stream``, waiting in short slices so that Ctrl-C always stops the wait.
+
+    The kernel may deliver SIGINT to any thread (aiosqlite keeps one); Python then only sets a flag,
+    which a main thread blocked in ``read`` never looks at (1 Ctrl-C in 15 was lost that way). A
+    ``select`` that times out returns to the interpreter, which raises the pending KeyboardInterrupt."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return stream.readline()  # no descriptor to wait on (a test's StringIO): nothing blocks
+    try:
+        while not select.select([fd], [], [], wake_every_s)[0]:
+            pass
+    except OSError:  # a descriptor select cannot wait on (Windows consoles): read as before
+        pass
+    return stream.readline()
 
 
 class ConsoleView:
@@ -113,7 +132,10 @@ class ConsoleView:
         # not notice: while waiting here, Ctrl-C raises at once.
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            self.console.input("\n[dim]Press Enter for the next phase (Ctrl-C stops; the run can be resumed)...[/]")
+            self.console.print("\n[dim]Press Enter for the next phase (Ctrl-C stops; the run can be resumed)...[/]",
+                               end="")
+            if not _read_line(sys.stdin):
+                self.pause = False  # standard input ended: nobody is left to press Enter
         finally:
             signal.signal(signal.SIGINT, previous)
 
