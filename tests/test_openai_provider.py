@@ -185,7 +185,7 @@ async def test_429_with_retry_after_is_retried_after_the_wait_and_counted(server
     assert (answer.record.outcome, answer.record.attempts) == ("ok", 2)
     first, second = chat_requests(server)
     assert second.at - first.at >= 0.4  # Retry-After, not the 0.01 s backoff
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10  # and not much longer: no backoff of its own on top
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
