@@ -330,7 +330,7 @@ def status_lines(fed, body: dict) -> list[str]:  # noqa: ANN001
     ex = body.get("executor")
     if ex:
         lines.append(f"executor ({one_line(str(ex.get('executor')))}): {ex.get('started')} jobs started, "
-                     f"{ex.get('running')} running, {ex.get('completed')} completed, {ex.get('failed')} failed, "
+                     f"{ex.get('running')} running, {ex.get('waiting', 0)} waiting for room, {ex.get('completed')} completed, {ex.get('failed')} failed, "
                      f"{ex.get('lost')} lost, {ex.get('nodes_down')} nodes went down; {ex.get('reports')} reports "
                      "filed in the job log")
     refused = body.get("refused") or {}

@@ -6,7 +6,9 @@ that does not check starts nothing), and hands every committed placement to the 
 names, on exactly the nodes decided. What the executor then sees goes back into the job log as
 reports (:mod:`llm_sched.federation.execution`): a job that ended releases its nodes at every member,
 a node that went down leaves their cluster, and a job that failed or was lost with its node is
-submitted again as ``<id>.r1``, ``.r2``... for the members to place anew.
+submitted again as ``<id>.r1``, ``.r2``... for the members to place anew. A job the members rejected
+for want of room now waits here and is submitted again the same way once it fits
+(:mod:`llm_sched.federation.waiting`).
 
 Its own ledger (``DATA/executor/llm_sched.db``) holds every job it started: the Slurm job id, the
 nodes, how it ended and the nodes the job itself reported. A restarted executor starts nothing twice:
@@ -35,6 +37,7 @@ from llm_sched.federation.keys import load_executor_key, read_genesis
 from llm_sched.federation.records import Record, check_record, decode_record
 from llm_sched.federation.replica import LoggedJob, logged_entry
 from llm_sched.federation.spec import Federation
+from llm_sched.federation.waiting import WaitingJobs
 from llm_sched.orchestration.scenarios import JobSpec
 from llm_sched.store.ledger import ExecutionRow, Ledger
 from llm_sched.transport import wire
@@ -73,6 +76,8 @@ class FederationExecutor:
         self.rows: dict[str, ExecutionRow] = {}  # jobs started and not yet ended
         self.specs: dict[str, JobSpec] = {}  # by job id, for a retry
         self.reports = 0
+        self.waiting = WaitingJobs(lambda: genesis.initial_state(fed))
+        self.down: set[str] = set()  # nodes the executor last saw down
         self.counts = {"started": 0, "completed": 0, "failed": 0, "lost": 0, "nodes_down": 0}
 
     async def run(self) -> int:
@@ -103,14 +108,22 @@ class FederationExecutor:
     # --- what the members decided -----------------------------------------------------------------
 
     async def _take_decisions(self) -> None:
+        waits = len(self.waiting)
         while (record := await self._record(self.instance)) is not None:
             jobs = [await self._logged(p) for p in range(record.batch.first, record.batch.last + 1)]
             for entry, logged in zip(record.batch.entries, jobs, strict=True):
-                if logged.spec is not None:
-                    self.specs[logged.spec.id] = logged.spec  # a retry of it needs its spec
-                if logged.report is None and entry.placement and entry.job_id not in self.done:
+                if logged.spec is None:
+                    continue
+                self.specs[logged.spec.id] = logged.spec  # a retry of it needs its spec
+                self.waiting.submitted(logged.spec.id)
+                if entry.placement is None:
+                    if self.waiting.rejected(logged.spec, entry.reason):
+                        log.info("job %s waits for room", logged.spec.id)
+                elif entry.job_id not in self.done:
                     await self._start(logged, tuple(entry.placement))
             self.instance += 1
+        if len(self.waiting) > waits:  # room may have come back before the rejection was read
+            await self._submit_waiting()
 
     async def _start(self, logged: LoggedJob, nodes: tuple[str, ...]) -> None:
         job = logged.job
@@ -170,6 +183,7 @@ class FederationExecutor:
         for update in updates:
             if isinstance(update, NodeChange):
                 self.counts["nodes_down"] += update.down
+                (self.down.add if update.down else self.down.discard)(update.node)
                 log.info("node %s %s (%s)", update.node, "down" if update.down else "back up", update.reason)
                 await self._report(Report(node=update.node, down=update.down, number=self.reports + 1,
                                           reason=update.reason[:300]))
@@ -177,6 +191,8 @@ class FederationExecutor:
                 lost.append(update.job_id)
         for job_id in lost:
             await self._retry(job_id)
+        if updates:
+            await self._submit_waiting()
 
     async def _ended(self, end: Finished) -> bool:
         """Record and report the end; whether the job must be placed again."""
@@ -197,11 +213,19 @@ class FederationExecutor:
 
     async def _retry(self, job_id: str) -> None:
         """The job again, under a new id, for the members to place anew."""
-        again = self.specs[job_id].model_copy(update={"id": retry_id(job_id)})
+        await self._submit_again(self.specs[job_id].model_copy(update={"id": retry_id(job_id)}), job_id)
+
+    async def _submit_waiting(self) -> None:
+        """The waiting jobs that fit beside what runs now, again under new ids."""
+        running = [(self.specs[job_id].job(), row.nodes) for job_id, row in self.rows.items() if job_id in self.specs]
+        for rejected_id, again in self.waiting.ready(running, self.down):
+            await self._submit_again(again, rejected_id)
+
+    async def _submit_again(self, again: JobSpec, retry_of: str) -> None:
         body = {"job": again.model_dump(), "arrival": await next_arrival(self.js, self.fed), "submitted": time.time(),
-                "retry_of": job_id}
+                "retry_of": retry_of}
         await publish_entry(self.js, self.fed.subjects.jobs, json.dumps(body).encode(), again.id)
-        log.info("job %s submitted again as %s", job_id, again.id)
+        log.info("job %s submitted again as %s", retry_of, again.id)
 
     # --- its own record -------------------------------------------------------------------------
 
@@ -229,7 +253,7 @@ class FederationExecutor:
                                    "the executor restarted and no longer followed it") for row in self.unfollowed])
 
     async def _publish_status(self) -> None:
-        body = {**self.counts, "running": len(self.rows), "instance": self.instance, "reports": self.reports,
+        body = {**self.counts, "running": len(self.rows), "waiting": len(self.waiting), "instance": self.instance, "reports": self.reports,
                 "executor": self.executor.name, "updated": time.time()}
         try:
             await self.status.put("executor", json.dumps(body).encode())

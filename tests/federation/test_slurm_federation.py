@@ -2,7 +2,8 @@
 ``scripts/slurm-local up 4``, ``llm-sched federation up FILE --executor slurm``, ``llm-sched submit``.
 A node is set down with ``scontrol`` while the longest job runs on it: the executor reports the node
 and the lost job through the job log, every member takes them in the same order, and the members place
-the job again on nodes that are up."""
+the job again on nodes that are up. The job that finds no room when it arrives waits at the executor
+and runs once room comes back."""
 
 from __future__ import annotations
 
@@ -73,10 +74,10 @@ def test_a_federation_runs_its_decisions_on_slurm_and_places_a_lost_job_again(sl
             seen.update(executor=body.get("executor"), decided=body.get("decided"), submitted=body.get("submitted"),
                         error=got.stderr[-300:])
             ex = body.get("executor") or {}
-            # s01-s07 and the retry started (s08 finds no room when it arrives, and is an agreed reject)
+            # s01-s07, s01's retry and s08's (no room when it arrives: it waits) started
             ended = sum(ex.get(state, 0) for state in ("completed", "failed", "lost"))
-            done = (ex.get("started", 0) >= 8 and ex.get("running") == 0 and ended == ex["started"]
-                    and body["decided"] == body["submitted"])
+            done = (ex.get("started", 0) >= 9 and ex.get("running") == 0 and ex.get("waiting") == 0
+                    and ended == ex["started"] and body["decided"] == body["submitted"])
             return body if done else None
 
         status = _wait("every job ended and every entry decided", settled, timeout=90, show=lambda: seen)
@@ -108,7 +109,12 @@ def test_a_federation_runs_its_decisions_on_slurm_and_places_a_lost_job_again(sl
     (node_report,) = [job for job in order if job.startswith(f"!node:{downed}:down:")]
     # The node's report, then the lost job's, then its retry: every member applied them in that order.
     assert order.index(node_report) < order.index("!ended:s01") < order.index("s01.r1")
-    assert {job: outcome for job, outcome, _ in ledgers[0]}["s01.r1"] == "committed"
+    outcomes = {job: outcome for job, outcome, _ in ledgers[0]}
+    assert outcomes["s01.r1"] == "committed"
+    # s08 found no room: the members rejected it, it waited, and a retry of it ran once room was back.
+    assert outcomes["s08"] == "rejected" and "s08" not in rows
+    (s08_ran,) = [job for job, row in rows.items() if job.startswith("s08.r") and row.state == "completed"]
+    assert order.index("s08") < order.index(s08_ran)
     assert status["executor"]["completed"] == status["executor"]["started"] - 1  # all but the lost s01
 
 

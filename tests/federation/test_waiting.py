@@ -1,0 +1,71 @@
+"""The executor's queue: jobs the members rejected for want of room wait, and go into the job log again
+as retries once they fit beside what runs."""
+
+from __future__ import annotations
+
+from llm_sched.core.model import Node, Pool, Resources
+from llm_sched.core.state import ClusterState
+from llm_sched.federation.replica import NO_CAPACITY
+from llm_sched.federation.waiting import WaitingJobs
+from llm_sched.orchestration.scenarios import JobSpec
+
+NO_ROOM = NO_CAPACITY + "every pool is busy"
+
+
+def two_nodes() -> ClusterState:
+    node = Resources(cores=32, memory_gb=256.0)
+    return ClusterState([Pool(id="cpu", specialty="compute", nodes=(Node(id="n1", capacity=node),
+                                                                     Node(id="n2", capacity=node)))])
+
+
+def spec(job_id: str, nodes: int = 1, cores: int = 32) -> JobSpec:
+    return JobSpec.model_validate({"id": job_id, "kind": "physics", "nodes": nodes, "cores": cores,
+                                   "memory_gb": 16.0, "runtime_s": 600.0})
+
+
+def on(job_id: str, *nodes: str, width: int = 1) -> tuple[object, tuple[str, ...]]:
+    return spec(job_id, width).job(), nodes
+
+
+def test_only_a_job_rejected_for_room_that_the_whole_cluster_could_take_waits() -> None:
+    waiting = WaitingJobs(two_nodes)
+    assert waiting.rejected(spec("a"), NO_ROOM)
+    assert not waiting.rejected(spec("wide", nodes=3), NO_ROOM)  # more nodes than the cluster has
+    assert not waiting.rejected(spec("huge", cores=64), NO_ROOM)  # more cores than any node has
+    assert not waiting.rejected(spec("b"), "refused: neither a job nor a report")
+    assert len(waiting) == 1
+
+
+def test_a_waiting_job_goes_again_under_a_retry_id_once_its_room_is_back() -> None:
+    waiting = WaitingJobs(two_nodes)
+    waiting.rejected(spec("a", nodes=2), NO_ROOM)
+    assert waiting.ready([on("x", "n1")], down=()) == []  # one node still runs x
+    assert len(waiting) == 1
+    ((rejected, again),) = waiting.ready([], down=())
+    assert rejected == "a" and again.id == "a.r1" and again.nodes == 2
+    assert len(waiting) == 0 and waiting.ready([], down=()) == []  # submitted once
+    assert waiting.rejected(again, NO_ROOM)  # rejected again (a newcomer took the room): waits again
+    assert [a.id for _, a in waiting.ready([], down=())] == ["a.r2"]
+
+
+def test_waiting_jobs_go_oldest_first_and_each_keeps_its_room_from_the_next() -> None:
+    waiting = WaitingJobs(two_nodes)
+    for job_id in ("first", "second", "third"):
+        waiting.rejected(spec(job_id), NO_ROOM)
+    assert [a.id for _, a in waiting.ready([on("x", "n2")], down=())] == ["first.r1"]
+    assert [a.id for _, a in waiting.ready([], down=())] == ["second.r1", "third.r1"]
+
+
+def test_a_node_that_is_down_gives_no_room() -> None:
+    waiting = WaitingJobs(two_nodes)
+    waiting.rejected(spec("a", nodes=2), NO_ROOM)
+    assert waiting.ready([], down={"n2"}) == []
+    assert [a.id for _, a in waiting.ready([], down=set())] == ["a.r1"]
+
+
+def test_a_retry_already_in_the_job_log_is_not_submitted_again() -> None:
+    # A restarted executor reads every decision again: the rejection, then the retry it had submitted.
+    waiting = WaitingJobs(two_nodes)
+    waiting.rejected(spec("a"), NO_ROOM)
+    waiting.submitted("a.r1")
+    assert len(waiting) == 0 and waiting.ready([], down=()) == []
