@@ -505,8 +505,9 @@ def _replay(jobs: Sequence[SimJob], cluster: PoolSplit, config: SimConfig, sched
 
 @dataclass(slots=True)
 class _KeptProfile:
-    """Conservative backfilling's free-node profile after a pass at ``at``, with every reservation
-    of ``queue`` in it, and what it was built from.
+    """Conservative backfilling's free-node profile after a pass at ``at``, with the reservations of
+    the first ``reserved`` jobs of ``queue`` in it (the pass stopped where nothing more could start),
+    and what it was built from.
 
     A pass rebuilds the profile and reserves the whole queue again. When nothing but arrivals came
     since (the same running jobs, the same free nodes, the old queue still in front) and every running
@@ -514,13 +515,14 @@ class _KeptProfile:
     its steps after ``at`` are estimated ends and reservation ends, all later than ``now``, and the
     level before them is the same. Each old job's earliest start is then what it was, later than
     ``now`` (a window that failed from ``at`` failed at a dip after ``now``, which the window from
-    ``now`` also covers), so the pass need only reserve the new jobs. The results are the same as
+    ``now`` also covers), so the pass need only reserve the jobs after them. The results are the same as
     with the rebuild (tests/sim/test_central_policies.py), in far less time on a long queue."""
 
     at: float
     free: int
     running: list[tuple[float, int, int]]
     queue: list[int]
+    reserved: int  # the first jobs of ``queue`` with their reservation in the profile (a pass may stop early)
     times: list[float]
     level: list[int]
 
@@ -528,6 +530,44 @@ class _KeptProfile:
         if free != self.free or running != self.running or queue[: len(self.queue)] != self.queue:
             return False
         return not running or running[0][0] > now  # sorted: every estimated end still to come
+
+
+def _may_start_now(times: list[float], level: list[int], waiting: Sequence[int], width: Sequence[int],
+                   estimate: Sequence[float]) -> bool:
+    """Whether any job of ``waiting`` could still start now on this free-node profile.
+
+    Reservations only take nodes away, so a job that cannot start now on this profile cannot start
+    now once the jobs before it have their reservations too. To start now, a job of width w needs w
+    nodes free from now until its estimated end: ``now + estimate`` no later than the first step at
+    which the profile falls below w (the same sum and comparison as :func:`_earliest`'s)."""
+    free, now = level[0], times[0]
+    if free <= 0:
+        return False
+    drops = []  # (level, time): where the profile first falls below each lower level, in time order
+    low = free
+    for k in range(1, len(times)):
+        if level[k] < low:
+            low = level[k]
+            drops.append((low, times[k]))
+            if low <= 0:
+                break
+    for i in waiting:
+        w = width[i]
+        if w > free:
+            continue
+        for low, at in drops:
+            if low < w:
+                if now + estimate[i] <= at:
+                    return True
+                break
+        else:
+            return True  # w nodes stay free for ever
+    return False
+
+
+# A pass asks :func:`_may_start_now` after this many reservations: often enough to stop soon after the
+# last job that starts (most of a long queue's reservations come after it), rarely enough to cost little.
+_STOP_CHECK_EVERY = 8
 
 
 def _earliest(times: list[float], level: list[int], need: int, length: float) -> int:
@@ -995,14 +1035,19 @@ class _Run:
         The profile of free nodes is rebuilt at each pass from the running jobs' estimated ends (so
         a job that ends early moves every reservation up). A job wider than the nodes its side can
         ever get back gets no reservation, as EASY's head then gets none.
+
+        A pass stops reserving once no job left could start now (:func:`_may_start_now`): what it
+        would reserve after that starts nothing in this pass, and the next pass reserves it again
+        anyway (or, after arrivals alone, goes on from where this one stopped). The schedule is the
+        same as when every job is reserved every time; on a long queue most reservations are saved.
         """
         now, queue, width, estimate = self.engine.now, self.queue, self.width, self.estimate
         split, side = bool(self.groups), self.side_set
         kept, self.kept = self.kept, None
         if not split and kept is not None and kept.holds(now, free, self.running, queue):
             # Only jobs arrived since the last pass: the jobs before them get the reservations they
-            # had, none of which starts now (see _KeptProfile); the new ones are reserved after them.
-            times, level, first = kept.times, kept.level, len(kept.queue)
+            # had, none of which starts now (see _KeptProfile); the rest are reserved after them.
+            times, level, first = kept.times, kept.level, kept.reserved
             times[0] = now
         else:
             times, level, first = [now], [free], 0  # free nodes: level[j] from times[j] until times[j + 1]
@@ -1019,23 +1064,29 @@ class _Run:
         most = level[-1]
         started: list[int] = []
         placed_all = True
-        for pos in range(first, len(queue)):
+        pos, check_at = first, first
+        while pos < len(queue):
+            if pos == check_at:
+                # Nothing later can start now: the rest is reserved when it matters (a later pass).
+                if not _may_start_now(times, level, queue[pos:], width, estimate):
+                    break
+                check_at += _STOP_CHECK_EVERY
             i = queue[pos]
             w = width[i]
-            if w > most:
-                continue
-            j = _earliest(times, level, w, estimate[i])
-            if j == 0:
-                if not self._place(i):
-                    placed_all = False
-                    break
-                started.append(pos)
-            _reserve(times, level, j, w, estimate[i])
+            if w <= most:
+                j = _earliest(times, level, w, estimate[i])
+                if j == 0:
+                    if not self._place(i):
+                        placed_all = False
+                        break
+                    started.append(pos)
+                _reserve(times, level, j, w, estimate[i])
+            pos += 1
         if started:
-            for pos in reversed(started):
-                del queue[pos]
+            for p in reversed(started):
+                del queue[p]
         if placed_all and not split:
-            self.kept = _KeptProfile(now, level[0], list(self.running), list(queue), times, level)
+            self.kept = _KeptProfile(now, level[0], list(self.running), list(queue), pos - len(started), times, level)
 
     def _reservation(self, need: int, free: int) -> tuple[float, int]:
         """Shadow time and extra nodes for the head, counting the nodes the decider's side will get back.

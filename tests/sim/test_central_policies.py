@@ -136,8 +136,9 @@ def test_simulate_command_kills_trace_jobs_past_their_requested_time(tmp_path: P
 @pytest.mark.parametrize("pattern", ["random", "cascading", "partition"])
 def test_conservative_keeping_its_profile_between_passes_gives_the_rebuilt_schedule(
         seed: int, pattern: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The profile kept from the last pass (only arrivals since) against a rebuild at every pass, on
-    # busy workloads with agents, nodes and partitions failing, walltime kills and estimates above runs.
+    # The profile kept from the last pass (only arrivals since), and passes that stop once nothing
+    # more can start, against every job reserved again at every pass, on busy workloads with agents,
+    # nodes and partitions failing, walltime kills and estimates above runs.
     from llm_sched.sim import resilience
     from llm_sched.sim.failures import FailureSpec
 
@@ -147,6 +148,7 @@ def test_conservative_keeping_its_profile_between_passes_gives_the_rebuilt_sched
     jobs, cluster, schedule = prepare(setup, seed)
     kept = simulate(jobs, cluster, setup.config("conservative"), schedule)  # type: ignore[arg-type]
     monkeypatch.setattr(resilience._KeptProfile, "holds", lambda *_: False)
+    monkeypatch.setattr(resilience, "_may_start_now", lambda *_: True)
     rebuilt = simulate(jobs, cluster, setup.config("conservative"), schedule)  # type: ignore[arg-type]
     assert [(o.job_id, o.start, o.end, o.where) for o in kept.outcomes] == \
            [(o.job_id, o.start, o.end, o.where) for o in rebuilt.outcomes]
@@ -169,7 +171,13 @@ def test_conservative_keeping_its_profile_holds_when_jobs_outrun_their_estimates
         run = rng.uniform(10, 600)
         jobs.append(SimJob(k, round(t, 3), round(run, 3), round(run * rng.uniform(0.5, 2.0), 3), rng.randint(1, 6), ""))
     machine = PoolSplit(8, 2)
+    calls = []
+    earliest = resilience._earliest
+    monkeypatch.setattr(resilience, "_earliest", lambda *a: calls.append(1) or earliest(*a))
     kept = simulate(jobs, machine, SimConfig("conservative"))
+    fast, calls[:] = len(calls), []
     monkeypatch.setattr(resilience._KeptProfile, "holds", lambda *_: False)
+    monkeypatch.setattr(resilience, "_may_start_now", lambda *_: True)
     rebuilt = simulate(jobs, machine, SimConfig("conservative"))
     assert [(o.job_id, o.start) for o in kept.outcomes] == [(o.job_id, o.start) for o in rebuilt.outcomes]
+    assert fast < len(calls) / 2  # the same schedule from fewer than half the reservations
