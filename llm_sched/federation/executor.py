@@ -78,6 +78,7 @@ class FederationExecutor:
         self.reports = 0
         self.waiting = WaitingJobs(lambda: genesis.initial_state(fed))
         self.down: set[str] = set()  # nodes the executor last saw down
+        self.pending: dict[str, JobSpec] = {}  # jobs it submitted again, not yet decided
         self.counts = {"started": 0, "completed": 0, "failed": 0, "lost": 0, "nodes_down": 0}
 
     async def run(self) -> int:
@@ -92,8 +93,11 @@ class FederationExecutor:
         self.status = await self.js.key_value(self.fed.subjects.status_bucket)
         try:
             self.reports = await self._last_report_number()  # a restart numbers its reports on
-            await self._take_decisions()  # what is decided already (a restart: started before, or not yet)
+            # What is decided already (a restart: started before, or not yet); what waits is submitted
+            # once the jobs an earlier process left running are stopped and their nodes free.
+            await self._take_decisions(submit=False)
             await self._abandon_unfollowed()
+            await self._submit_waiting()
             while not self.stopping.is_set():
                 await self._take_decisions()
                 await self._file(await self.executor.advance(self.executor.now() + POLL_S / self.plan.time_scale))
@@ -107,7 +111,7 @@ class FederationExecutor:
 
     # --- what the members decided -----------------------------------------------------------------
 
-    async def _take_decisions(self) -> None:
+    async def _take_decisions(self, submit: bool = True) -> None:
         waits = len(self.waiting)
         while (record := await self._record(self.instance)) is not None:
             jobs = [await self._logged(p) for p in range(record.batch.first, record.batch.last + 1)]
@@ -116,13 +120,14 @@ class FederationExecutor:
                     continue
                 self.specs[logged.spec.id] = logged.spec  # a retry of it needs its spec
                 self.waiting.submitted(logged.spec.id)
+                self.pending.pop(logged.spec.id, None)
                 if entry.placement is None:
                     if self.waiting.rejected(logged.spec, entry.reason):
                         log.info("job %s waits for room", logged.spec.id)
                 elif entry.job_id not in self.done:
                     await self._start(logged, tuple(entry.placement))
             self.instance += 1
-        if len(self.waiting) > waits:  # room may have come back before the rejection was read
+        if submit and len(self.waiting) > waits:  # room may have come back before the rejection was read
             await self._submit_waiting()
 
     async def _start(self, logged: LoggedJob, nodes: tuple[str, ...]) -> None:
@@ -218,10 +223,12 @@ class FederationExecutor:
     async def _submit_waiting(self) -> None:
         """The waiting jobs that fit beside what runs now, again under new ids."""
         running = [(self.specs[job_id].job(), row.nodes) for job_id, row in self.rows.items() if job_id in self.specs]
-        for rejected_id, again in self.waiting.ready(running, self.down):
+        ahead = [spec.job() for spec in self.pending.values()]
+        for rejected_id, again in self.waiting.ready(running, self.down, ahead):
             await self._submit_again(again, rejected_id)
 
     async def _submit_again(self, again: JobSpec, retry_of: str) -> None:
+        self.pending[again.id] = again
         body = {"job": again.model_dump(), "arrival": await next_arrival(self.js, self.fed), "submitted": time.time(),
                 "retry_of": retry_of}
         await publish_entry(self.js, self.fed.subjects.jobs, json.dumps(body).encode(), again.id)

@@ -54,16 +54,21 @@ class WaitingJobs:
         restarted executor learns this way which retries it had already submitted)."""
         self._waiting.pop(job_id, None)
 
-    def ready(self, running: Iterable[tuple[Job, tuple[str, ...]]], down: Iterable[str]) -> list[tuple[str, JobSpec]]:
+    def ready(self, running: Iterable[tuple[Job, tuple[str, ...]]], down: Iterable[str],
+              ahead: Iterable[Job] = ()) -> list[tuple[str, JobSpec]]:
         """The waiting jobs that fit now beside ``running`` on nodes not ``down``, oldest first, each
-        with the room of those before it taken: (the id it was rejected under, its retry). They wait
-        no more; a retry rejected again waits again."""
+        with the room of those before it taken, and first that of the jobs ``ahead`` (submitted and
+        not yet decided: the members place them first): (the id it was rejected under, its retry).
+        They wait no more; a retry rejected again waits again."""
         state = self.cluster()
         for job, nodes in running:
             state.reserve(job, Placement(job_id=job.id, pool=state.pool_of[nodes[0]], nodes=nodes))
         for node in down:
             if node in state.nodes:
                 state.set_down(node, True)
+        for job in ahead:
+            if (placement := _fits(state, job)) is not None:
+                state.reserve(job, placement)
         ready = []
         for again_id, spec in list(self._waiting.items()):
             again = spec.model_copy(update={"id": again_id})

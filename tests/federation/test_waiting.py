@@ -69,3 +69,11 @@ def test_a_retry_already_in_the_job_log_is_not_submitted_again() -> None:
     waiting.rejected(spec("a"), NO_ROOM)
     waiting.submitted("a.r1")
     assert len(waiting) == 0 and waiting.ready([], down=()) == []
+
+
+def test_jobs_submitted_and_not_yet_decided_keep_their_room() -> None:
+    # A restarted executor submits the lost jobs again first: the members will place them first.
+    waiting = WaitingJobs(two_nodes)
+    waiting.rejected(spec("a"), NO_ROOM)
+    assert waiting.ready([], down=(), ahead=[spec("lost1.r1").job(), spec("lost2.r1").job()]) == []
+    assert [a.id for _, a in waiting.ready([], down=(), ahead=[spec("lost1.r1").job()])] == ["a.r1"]
