@@ -75,9 +75,9 @@ def test_a_killed_executor_started_again_starts_nothing_twice_and_runs_what_wait
                                                              for k, s in enumerate(specialties, 1)))
     fed_file, data = tmp_path / "four-small.yaml", tmp_path / "fed"
     fed_file.write_text(FEDERATION)
-    # 4,000 s of the jobs' time at 0.002: each job runs 8 s.
+    # 4,000 s of the jobs' time at 0.0012: each job runs 4.8 s.
     up = _llm_sched("federation", "up", str(fed_file), "--data", str(data), "--executor", "local",
-                    "--time-scale", "0.002")
+                    "--time-scale", "0.0012")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         assert _llm_sched("submit", str(fed_file), "--data", str(data)).returncode == 0
