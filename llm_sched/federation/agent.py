@@ -47,7 +47,7 @@ from llm_sched.federation.records import (
     member_of,
     valid_skip,
 )
-from llm_sched.federation.replica import LoggedJob, Replica, logged_entry
+from llm_sched.federation.replica import JobLog, LoggedJob, Replica
 from llm_sched.federation.spec import Federation, Member
 from llm_sched.protocols.messages import Kind, Message, Output, PlacementBatch, Value
 from llm_sched.protocols.pbft import PbftConfig, PbftCore
@@ -142,7 +142,8 @@ class AgentProcess:
         self.private = load_private_key(options.data, member.name)
         genesis = read_genesis(fed, options.data)
         self.public = genesis.public
-        self.reports = genesis.reports  # the executor's key: its reports are taken, no one else's
+        # The executor's key (its reports are taken, no one else's); a job id is taken by its first entry.
+        self.job_log = JobLog(genesis.reports)
         self.subjects = fed.subjects
         self.replica = Replica(genesis.initial_state(fed), member.specialty, executed=genesis.execution is not None)
         self.jobs: dict[int, LoggedJob] = {}
@@ -522,7 +523,7 @@ class AgentProcess:
             except Exception as exc:
                 log.warning("reading the job log failed (%s)", type(exc).__name__)
                 return
-            self.jobs[position] = logged_entry(position, msg.data or b"", self.reports)
+            self.jobs[position] = self.job_log.entry(position, msg.data or b"")
             if self.current is not None and self.current.held:
                 self.inbox.put_nowait(None)  # the instance loop retries what waited for these jobs
 

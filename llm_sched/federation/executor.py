@@ -35,7 +35,7 @@ from llm_sched.federation.client import next_arrival, publish_entry
 from llm_sched.federation.execution import ExecutionPlan, Report, sign_report
 from llm_sched.federation.keys import load_executor_key, read_genesis
 from llm_sched.federation.records import Record, check_record, decode_record
-from llm_sched.federation.replica import LoggedJob, logged_entry
+from llm_sched.federation.replica import JobLog, LoggedJob, logged_entry
 from llm_sched.federation.spec import Federation
 from llm_sched.federation.waiting import WaitingJobs
 from llm_sched.orchestration.scenarios import JobSpec
@@ -69,6 +69,7 @@ class FederationExecutor:
         self.public = genesis.public
         self.key = load_executor_key(options.data)  # signs its reports: the members take no other
         self.report_key = genesis.reports
+        self.job_log = JobLog(genesis.reports)  # the decided entries as the members read them, in order
         self.pool_of = genesis.initial_state(fed).pool_of
         self.executor: Executor = make_executor(_choice(self.plan), executor_dir(options.data) / "jobs")
         self.stopping = asyncio.Event()
@@ -114,7 +115,7 @@ class FederationExecutor:
     async def _take_decisions(self, submit: bool = True) -> None:
         waits = len(self.waiting)
         while (record := await self._record(self.instance)) is not None:
-            jobs = [await self._logged(p) for p in range(record.batch.first, record.batch.last + 1)]
+            jobs = [self.job_log.entry(p, await self._entry(p)) for p in range(record.batch.first, record.batch.last + 1)]
             for entry, logged in zip(record.batch.entries, jobs, strict=True):
                 if logged.spec is None:
                     continue
@@ -161,9 +162,12 @@ class FederationExecutor:
                 return record
             log.warning("record of instance %d refused: %s", number, problem)
 
-    async def _logged(self, position: int) -> LoggedJob:
+    async def _entry(self, position: int) -> bytes:
         msg = await self.js.get_msg(self.fed.subjects.jobs_stream, seq=position)
-        return logged_entry(position, msg.data or b"", self.report_key)
+        return msg.data or b""
+
+    async def _logged(self, position: int) -> LoggedJob:
+        return logged_entry(position, await self._entry(position), self.report_key)
 
     async def _last_report_number(self) -> int:
         """The number of the last report of ours in the job log (0: none): the next one is above it."""

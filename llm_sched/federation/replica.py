@@ -80,6 +80,31 @@ def logged_entry(position: int, data: bytes, reports: ReportKey | None = None) -
         return LoggedJob(position, None, 0.0, refused=f"neither a job nor a report ({type(exc).__name__})")
 
 
+class JobLog:
+    """The job log's entries as every member reads them: :func:`logged_entry`, and a job whose id an
+    earlier entry already took is refused too.
+
+    A job id names one job: the ledger keeps one decision per id, and a running job is known by it.
+    A second job under the same id (the same file submitted again after the bus's duplicate window,
+    or anyone on the bus) would otherwise make a second decision under it, which no ledger takes,
+    and a second reservation that hides the first. Which entry came first is the log's order, the
+    same for every reader, so every member refuses the same entries. Entries must be read in order."""
+
+    def __init__(self, reports: ReportKey | None = None) -> None:
+        self.reports = reports
+        self._first: dict[str, int] = {}  # job id -> the position that took it
+
+    def entry(self, position: int, data: bytes) -> LoggedJob:
+        logged = logged_entry(position, data, self.reports)
+        if logged.spec is None:
+            return logged
+        first = self._first.setdefault(logged.spec.id, position)
+        if first != position:
+            return LoggedJob(position, None, 0.0, refused=f"job {logged.spec.id} is already at position {first} "
+                                                          "of the job log")
+        return logged
+
+
 def refused_entry(logged: LoggedJob) -> PlacementValue:
     """The one batch entry a member accepts for a refused entry: nothing placed, and why."""
     return PlacementValue(logged.entry_id, None, f"refused: {logged.refused}")

@@ -308,11 +308,29 @@ async def _append_junk(fed: Federation, servers: list[str]) -> None:
         await nc.drain()
 
 
+async def _append_again(fed: Federation, servers: list[str]) -> int:
+    """The first job again under another message id (as after the bus's duplicate window); its position."""
+    from llm_sched.federation.bus import REQUEST_TIMEOUT, connect
+    from llm_sched.federation.client import publish_entry
+
+    spec, _ = fed.job_specs()[0]
+    nc = await connect(servers, "resubmitter")
+    try:
+        js = nc.jetstream(timeout=REQUEST_TIMEOUT)
+        body = {"job": spec.model_dump(), "arrival": 99_999.0, "submitted": 0.0}
+        return (await publish_entry(js, fed.subjects.jobs, json.dumps(body).encode(), "again-1")).seq
+    finally:
+        await nc.drain()
+
+
 def test_junk_and_forged_reports_in_the_job_log_are_refused_alike_by_every_member(running: Running) -> None:
     wait_for(lambda: formed(running), 60, "every member registered")
     asyncio.run(_append_junk(running.fed, running.urls))
     asyncio.run(submit(running.fed, running.fed, running.urls))
-    total = 2 + len(running.fed.job_specs())
+    again = asyncio.run(_append_again(running.fed, running.urls))
+    first_job = running.fed.job_specs()[0][0].id
+    total = 3 + len(running.fed.job_specs())
+    assert again == total
 
     def all_decided() -> dict | None:
         body = running.status()
@@ -321,11 +339,12 @@ def test_junk_and_forged_reports_in_the_job_log_are_refused_alike_by_every_membe
     body = wait_for(all_decided, 90, "the junk and every job decided")
     assert body["invalid"] == [] and body["conflicts"] == []
     assert body["refused"] == {"!refused:1": "refused: neither a job nor a report (not JSON (JSONDecodeError))",
-                               "!refused:2": "refused: a report, and this federation runs on no executor"}
+                               "!refused:2": "refused: a report, and this federation runs on no executor",
+                               f"!refused:{again}": f"refused: job {first_job} is already at position 3 of the job log"}
     from llm_sched.cli.federation import status_lines
 
     shown = "\n".join(status_lines(running.fed, body))
-    assert "2 entries of the job log refused by every member" in shown and "!refused:2: refused: a report" in shown
+    assert "3 entries of the job log refused by every member" in shown and "!refused:2: refused: a report" in shown
 
     def ledgers() -> dict[str, list[tuple[str, str, str]]] | None:
         """Every member's ledger once each holds every decision (each writes on its own thread)."""
@@ -343,5 +362,6 @@ def test_junk_and_forged_reports_in_the_job_log_are_refused_alike_by_every_membe
     assert all(r == first for r in rows.values())  # every member decided the same, in the same order
     refused = [(job, reason) for job, outcome, reason in first if outcome == "refused"]
     assert refused == [("!refused:1", "refused: neither a job nor a report (not JSON (JSONDecodeError))"),
-                       ("!refused:2", "refused: a report, and this federation runs on no executor")]
+                       ("!refused:2", "refused: a report, and this federation runs on no executor"),
+                       (f"!refused:{again}", f"refused: job {first_job} is already at position 3 of the job log")]
     assert sum(1 for _, outcome, _ in first if outcome == "committed") > 0  # the jobs after them went on

@@ -15,7 +15,7 @@ from llm_sched.core.model import Pool
 from llm_sched.errors import UserError
 from llm_sched.federation.execution import ExecutionPlan, Report, ReportKey, sign_report
 from llm_sched.federation.keys import executor_key_path, init_keys, load_executor_key, read_genesis
-from llm_sched.federation.replica import LoggedJob, logged_entry, refused_entry
+from llm_sched.federation.replica import JobLog, LoggedJob, logged_entry, refused_entry
 from llm_sched.protocols.messages import PlacementBatch, PlacementValue
 from tests.federation.test_replica import _decide, executed, seven, snapshot, spec
 
@@ -82,6 +82,35 @@ def test_a_refused_entry_is_decided_as_nothing_and_only_so() -> None:
     _decide(r, [junk])
     assert "first" in r.state.running and r.applied == 2
     assert snapshot(r)[1:] == before[1:]  # the same cluster: only the position moved on
+
+
+def _job(job_id: str, arrival: float, **need: object) -> bytes:
+    return json.dumps({"job": spec(job_id, **need).model_dump(), "arrival": arrival, "submitted": 0.0}).encode()
+
+
+def test_a_second_job_under_an_id_already_in_the_log_is_refused_and_changes_nothing() -> None:
+    # The same file submitted again after the bus's duplicate window, or anyone on the bus. Before,
+    # the second decision under the id ended every member's ledger writer (one decision per id), and
+    # its reservation hid the first job's, whose nodes were then never given back.
+    log = JobLog(TRUST)
+    first, second = log.entry(1, _job("j1", 0.0)), log.entry(2, _job("j1", 1.0, nodes=2))
+    assert first.spec is not None and first.spec.id == "j1" and not first.refused
+    assert second.refused == "job j1 is already at position 1 of the job log" and second.entry_id == "!refused:2"
+    assert log.entry(3, _job("j2", 2.0)).spec is not None  # other ids go on as ever
+    r = executed()
+    _decide(r, [first])
+    before = snapshot(r)
+    batch = _decide(r, [second])
+    assert batch.entries == (refused_entry(second),) and r.applied == 2
+    assert snapshot(r)[1:] == before[1:]  # the first j1 still holds its nodes, and only they
+
+
+def test_every_reader_refuses_the_same_entries_whatever_it_read_before() -> None:
+    entries = [_job("a", 0.0), b"junk", _job("b", 1.0), _job("a", 2.0), _job("b", 3.0), _job("c", 4.0)]
+    readers = [JobLog(TRUST), JobLog(TRUST)]
+    seen = [[(e.entry_id, e.refused) for e in (log.entry(p, d) for p, d in enumerate(entries, 1))] for log in readers]
+    assert seen[0] == seen[1]
+    assert [entry_id for entry_id, _ in seen[0]] == ["a", "!refused:2", "b", "!refused:4", "!refused:5", "c"]
 
 
 def test_a_signed_report_published_again_changes_nothing() -> None:
