@@ -589,6 +589,8 @@ def _earliest(times: list[float], level: list[int], need: int, length: float) ->
 def _reserve(times: list[float], level: list[int], j: int, need: int, length: float) -> None:
     """Take ``need`` nodes from the profile from step ``j``'s time for ``length`` seconds."""
     until = times[j] + length
+    if until <= times[j]:  # estimated at 0 s: it still holds its nodes until just after it starts
+        until = math.nextafter(times[j], math.inf)
     k = bisect_left(times, until)
     if k == len(times) or times[k] != until:
         times.insert(k, until)

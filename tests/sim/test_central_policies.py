@@ -181,3 +181,12 @@ def test_conservative_keeping_its_profile_holds_when_jobs_outrun_their_estimates
     rebuilt = simulate(jobs, machine, SimConfig("conservative"))
     assert [(o.job_id, o.start) for o in kept.outcomes] == [(o.job_id, o.start) for o in rebuilt.outcomes]
     assert fast < len(calls) / 2  # the same schedule from fewer than half the reservations
+
+
+def test_a_job_estimated_at_zero_seconds_holds_its_nodes_under_conservative_backfilling() -> None:
+    # An SWF line with run 0 and no requested time: the reservation of its start took nothing, so the
+    # next job was started on its nodes too (CapacityError). It waits for the end, as under EASY.
+    jobs = [SimJob(1, 0.0, 0.0, 0.0, 4, ""), SimJob(2, 0.0, 10.0, 10.0, 4, "")]
+    for policy in ("conservative", "easy"):
+        run = simulate(jobs, PoolSplit(4, 1), SimConfig(policy))
+        assert [(o.job_id, o.start, o.end) for o in run.outcomes] == [(1, 0.0, 0.0), (2, 0.0, 10.0)], policy
