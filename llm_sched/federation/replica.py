@@ -182,8 +182,9 @@ class Replica:
         job = logged.job
         if entry.job_id != job.id:
             return False
-        if entry.placement is None:  # a reject is right only when no pool can take the job
-            return not placement_options(self.state, job, self.specialty, {}, limit=1)
+        if entry.placement is None:  # a reject is right only when no pool can take the job, and says why
+            return (entry.reason == NO_CAPACITY + why_infeasible(self.state, job)
+                    and not placement_options(self.state, job, self.specialty, {}, limit=1))
         placement = self._placement(entry)
         if placement is None or not check_placement(self.state, job, placement).ok:
             return False

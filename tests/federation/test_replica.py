@@ -164,6 +164,11 @@ def test_a_job_that_fits_nowhere_is_rejected_and_the_reject_is_valid() -> None:
     assert r.validate(batch, batch_jobs)
     placed_anyway = with_entry(batch, 1, PlacementValue("huge", ("cb-05",)))
     assert not r.validate(placed_anyway, batch_jobs)
+    # The reason is part of what is decided: a leader cannot give another (the executor queues a
+    # job by it), for every member computes the same one from the same state.
+    for reason in ("nope", NO_CAPACITY + "claimed", ""):
+        assert not r.validate(with_entry(batch, 1, PlacementValue("huge", None, reason)), batch_jobs)
+    assert all(replica(m).validate(batch, batch_jobs) for m in range(len(seven().members)))
     r.apply(batch, batch_jobs)
     assert r.applied == 2 and "huge" not in r.state.running
 
