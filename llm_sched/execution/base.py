@@ -93,6 +93,10 @@ class Executor(ABC):
     def abandon(self, external_id: str) -> None:
         """Stop a job an earlier process of this executor started (its id there), which no one follows now."""
 
+    def reported_down(self, nodes: set[str]) -> None:
+        """The nodes an earlier process of this executor last reported down: what ``advance`` then
+        reports is every difference from them (a node repaired meanwhile comes back up)."""
+
 
 class WallClock:
     """Simulated seconds from wall time: ``scale`` wall seconds per simulated second."""

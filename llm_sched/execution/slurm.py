@@ -64,6 +64,9 @@ class SlurmExecutor(Executor):
     def now(self) -> float:
         return self.clock.now()
 
+    def reported_down(self, nodes: set[str]) -> None:
+        self._down = {n for n in nodes if n in self._nodes}
+
     def pools(self) -> list[Pool]:
         return pools_of(list(self._nodes.values()))
 

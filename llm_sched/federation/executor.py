@@ -44,6 +44,7 @@ from llm_sched.transport import wire
 
 log = logging.getLogger("llm_sched.executor")
 POLL_S = 0.25  # wall seconds between two looks at the decision stream and the executor
+MAX_RETRY_IDS = 100  # retry ids tried for one job before giving up (each taken by some other entry)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class FederationExecutor:
         self.waiting = WaitingJobs(lambda: genesis.initial_state(fed))
         self.down: set[str] = set()  # nodes the executor last saw down
         self.pending: dict[str, JobSpec] = {}  # jobs it submitted again, not yet decided
+        self.taken: set[str] = set()  # retry ids the bus had already seen from someone else
         self.counts = {"started": 0, "completed": 0, "failed": 0, "lost": 0, "nodes_down": 0}
 
     async def run(self) -> int:
@@ -96,7 +98,8 @@ class FederationExecutor:
             self.reports = await self._last_report_number()  # a restart numbers its reports on
             # What is decided already (a restart: started before, or not yet); what waits is submitted
             # once the jobs an earlier process left running are stopped and their nodes free.
-            await self._take_decisions(submit=False)
+            await self._take_decisions(replay=True)
+            self.executor.reported_down(set(self.down))  # its next look reports what changed since
             await self._abandon_unfollowed()
             await self._submit_waiting()
             while not self.stopping.is_set():
@@ -112,23 +115,33 @@ class FederationExecutor:
 
     # --- what the members decided -----------------------------------------------------------------
 
-    async def _take_decisions(self, submit: bool = True) -> None:
-        waits = len(self.waiting)
+    async def _take_decisions(self, replay: bool = False) -> None:
+        """Start what the members placed and queue what they rejected for want of room. ``replay``: a
+        (re)started executor reads every decision; the node reports among them are what the members
+        know of the nodes, and nothing is submitted yet."""
+        fresh = False  # a job that waits, rejected for the first time
         while (record := await self._record(self.instance)) is not None:
             jobs = [self.job_log.entry(p, await self._entry(p)) for p in range(record.batch.first, record.batch.last + 1)]
             for entry, logged in zip(record.batch.entries, jobs, strict=True):
+                if replay and logged.report is not None and logged.report.node is not None:
+                    (self.down.add if logged.report.down else self.down.discard)(logged.report.node)
                 if logged.spec is None:
                     continue
                 self.specs[logged.spec.id] = logged.spec  # a retry of it needs its spec
-                self.waiting.submitted(logged.spec.id)
-                self.pending.pop(logged.spec.id, None)
+                ours = self.pending.pop(logged.spec.id, None) is not None
+                if logged.retry_of:
+                    self.waiting.submitted_again(logged.retry_of)
                 if entry.placement is None:
                     if self.waiting.rejected(logged.spec, entry.reason):
                         log.info("job %s waits for room", logged.spec.id)
+                        fresh = fresh or not ours
                 elif entry.job_id not in self.done:
                     await self._start(logged, tuple(entry.placement))
             self.instance += 1
-        if submit and len(self.waiting) > waits:  # room may have come back before the rejection was read
+        # Room may have come back before a new rejection was read. A retry of ours rejected again
+        # waits for the next end or node back up: asking again at once, on the same view of the
+        # room, could go on for ever where the members see less room than this executor guesses.
+        if fresh and not replay:
             await self._submit_waiting()
 
     async def _start(self, logged: LoggedJob, nodes: tuple[str, ...]) -> None:
@@ -222,21 +235,33 @@ class FederationExecutor:
 
     async def _retry(self, job_id: str) -> None:
         """The job again, under a new id, for the members to place anew."""
-        await self._submit_again(self.specs[job_id].model_copy(update={"id": retry_id(job_id)}), job_id)
+        await self._submit_again(self.specs[job_id])
 
     async def _submit_waiting(self) -> None:
         """The waiting jobs that fit beside what runs now, again under new ids."""
         running = [(self.specs[job_id].job(), row.nodes) for job_id, row in self.rows.items() if job_id in self.specs]
         ahead = [spec.job() for spec in self.pending.values()]
-        for rejected_id, again in self.waiting.ready(running, self.down, ahead):
-            await self._submit_again(again, rejected_id)
+        for spec in self.waiting.ready(running, self.down, ahead):
+            await self._submit_again(spec)
 
-    async def _submit_again(self, again: JobSpec, retry_of: str) -> None:
-        self.pending[again.id] = again
-        body = {"job": again.model_dump(), "arrival": await next_arrival(self.js, self.fed), "submitted": time.time(),
-                "retry_of": retry_of}
-        await publish_entry(self.js, self.fed.subjects.jobs, json.dumps(body).encode(), again.id)
-        log.info("job %s submitted again as %s", retry_of, again.id)
+    async def _submit_again(self, spec: JobSpec) -> None:
+        """``spec`` again under its next retry id that no entry has taken (a user may have named a job
+        so; the bus drops a message id it saw within the hour, which says so in its answer)."""
+        again_id = retry_id(spec.id)
+        for _ in range(MAX_RETRY_IDS):
+            if again_id in self.specs or again_id in self.pending or again_id in self.taken:
+                again_id = retry_id(again_id)
+                continue
+            again = spec.model_copy(update={"id": again_id})
+            body = {"job": again.model_dump(), "arrival": await next_arrival(self.js, self.fed),
+                    "submitted": time.time(), "retry_of": spec.id}
+            ack = await publish_entry(self.js, self.fed.subjects.jobs, json.dumps(body).encode(), again.id)
+            if not getattr(ack, "duplicate", False):
+                self.pending[again.id] = again
+                log.info("job %s submitted again as %s", spec.id, again.id)
+                return
+            self.taken.add(again_id)
+        log.warning("job %s not submitted again: its next %d retry ids are taken", spec.id, MAX_RETRY_IDS)
 
     # --- its own record -------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ class LoggedJob:
     arrival: float
     report: Report | None = None
     refused: str = ""  # why the entry is neither a job nor a report signed by the executor
+    retry_of: str = ""  # the job the executor submitted this one again for, as the entry says
 
     @property
     def job(self) -> Job:
@@ -73,7 +74,9 @@ def logged_entry(position: int, data: bytes, reports: ReportKey | None = None) -
             if not reports.signed(report, body.get("signature")):
                 return LoggedJob(position, None, 0.0, refused="a report without the executor's valid signature")
             return LoggedJob(position, None, arrival, report)
-        return LoggedJob(position, JobSpec.model_validate(body["job"]), arrival)
+        retry_of = body.get("retry_of")
+        return LoggedJob(position, JobSpec.model_validate(body["job"]), arrival,
+                         retry_of=retry_of if isinstance(retry_of, str) and len(retry_of) <= 64 else "")
     except wire.WireError as exc:
         return LoggedJob(position, None, 0.0, refused=f"neither a job nor a report ({exc})")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError

@@ -6,8 +6,8 @@ until nodes come back, as Slurm's pending queue does. The executor sees every en
 that comes back, so it keeps the queue: each job rejected for want of room that the whole cluster
 could take (all nodes free and up) waits here in the order it was rejected, and whenever nodes come
 back, the waiting jobs that fit alongside the running ones (taken in that order, each one's room
-kept from the next) go into the job log again under a retry id (``<id>.r1``, ``.r2``...) for the
-members to decide like any job. A job that no longer fits when its retry is decided (a new job took
+kept from the next) go into the job log again under a retry id (``<id>.r1``, ``.r2``..., the first
+not taken) for the members to decide like any job. A job that no longer fits when its retry is decided (a new job took
 the room first) is rejected again and waits again. A job the whole cluster could never take stays
 rejected.
 
@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterable
 from llm_sched.agents.heuristics import placement_options
 from llm_sched.core.model import Job, Placement
 from llm_sched.core.state import ClusterState
-from llm_sched.execution.base import retry_id
 from llm_sched.federation.replica import NO_CAPACITY
 from llm_sched.orchestration.scenarios import JobSpec
 
@@ -37,7 +36,7 @@ class WaitingJobs:
 
     def __init__(self, cluster: Callable[[], ClusterState]) -> None:
         self.cluster = cluster
-        self._waiting: dict[str, JobSpec] = {}  # the next retry's id -> the job as it was rejected
+        self._waiting: dict[str, JobSpec] = {}  # the id it was rejected under -> the job
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -46,20 +45,20 @@ class WaitingJobs:
         """Take a job the members rejected; whether it waits (no room now, but room on the whole cluster)."""
         if not reason.startswith(NO_CAPACITY) or _fits(self.cluster(), spec.job()) is None:
             return False
-        self._waiting[retry_id(spec.id)] = spec
+        self._waiting[spec.id] = spec
         return True
 
-    def submitted(self, job_id: str) -> None:
-        """A job entered the job log: if it is a waiting job's retry, that job waits no more (a
-        restarted executor learns this way which retries it had already submitted)."""
-        self._waiting.pop(job_id, None)
+    def submitted_again(self, rejected_id: str) -> None:
+        """A retry of ``rejected_id`` is in the job log: that job waits no more (a restarted executor
+        learns this way which retries it had submitted)."""
+        self._waiting.pop(rejected_id, None)
 
     def ready(self, running: Iterable[tuple[Job, tuple[str, ...]]], down: Iterable[str],
-              ahead: Iterable[Job] = ()) -> list[tuple[str, JobSpec]]:
+              ahead: Iterable[Job] = ()) -> list[JobSpec]:
         """The waiting jobs that fit now beside ``running`` on nodes not ``down``, oldest first, each
         with the room of those before it taken, and first that of the jobs ``ahead`` (submitted and
-        not yet decided: the members place them first): (the id it was rejected under, its retry).
-        They wait no more; a retry rejected again waits again."""
+        not yet decided: the members place them first). They wait no more; the caller submits each
+        again under a new id, and one rejected again waits again."""
         state = self.cluster()
         for job, nodes in running:
             state.reserve(job, Placement(job_id=job.id, pool=state.pool_of[nodes[0]], nodes=nodes))
@@ -70,11 +69,10 @@ class WaitingJobs:
             if (placement := _fits(state, job)) is not None:
                 state.reserve(job, placement)
         ready = []
-        for again_id, spec in list(self._waiting.items()):
-            again = spec.model_copy(update={"id": again_id})
-            placement = _fits(state, again.job())
+        for rejected_id, spec in list(self._waiting.items()):
+            placement = _fits(state, spec.job())
             if placement is not None:
-                state.reserve(again.job(), placement)
-                ready.append((spec.id, again))
-                del self._waiting[again_id]
+                state.reserve(spec.job(), placement)
+                ready.append(spec)
+                del self._waiting[rejected_id]
         return ready

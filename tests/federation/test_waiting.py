@@ -36,38 +36,39 @@ def test_only_a_job_rejected_for_room_that_the_whole_cluster_could_take_waits() 
     assert len(waiting) == 1
 
 
-def test_a_waiting_job_goes_again_under_a_retry_id_once_its_room_is_back() -> None:
+def test_a_waiting_job_is_ready_once_its_room_is_back_and_then_waits_no_more() -> None:
     waiting = WaitingJobs(two_nodes)
     waiting.rejected(spec("a", nodes=2), NO_ROOM)
     assert waiting.ready([on("x", "n1")], down=()) == []  # one node still runs x
     assert len(waiting) == 1
-    ((rejected, again),) = waiting.ready([], down=())
-    assert rejected == "a" and again.id == "a.r1" and again.nodes == 2
-    assert len(waiting) == 0 and waiting.ready([], down=()) == []  # submitted once
+    (ready,) = waiting.ready([], down=())
+    assert ready.id == "a" and ready.nodes == 2  # the executor submits it again under a new id
+    assert len(waiting) == 0 and waiting.ready([], down=()) == []  # ready once
+    again = ready.model_copy(update={"id": "a.r1"})
     assert waiting.rejected(again, NO_ROOM)  # rejected again (a newcomer took the room): waits again
-    assert [a.id for _, a in waiting.ready([], down=())] == ["a.r2"]
+    assert [a.id for a in waiting.ready([], down=())] == ["a.r1"]
 
 
 def test_waiting_jobs_go_oldest_first_and_each_keeps_its_room_from_the_next() -> None:
     waiting = WaitingJobs(two_nodes)
     for job_id in ("first", "second", "third"):
         waiting.rejected(spec(job_id), NO_ROOM)
-    assert [a.id for _, a in waiting.ready([on("x", "n2")], down=())] == ["first.r1"]
-    assert [a.id for _, a in waiting.ready([], down=())] == ["second.r1", "third.r1"]
+    assert [a.id for a in waiting.ready([on("x", "n2")], down=())] == ["first"]
+    assert [a.id for a in waiting.ready([], down=())] == ["second", "third"]
 
 
 def test_a_node_that_is_down_gives_no_room() -> None:
     waiting = WaitingJobs(two_nodes)
     waiting.rejected(spec("a", nodes=2), NO_ROOM)
     assert waiting.ready([], down={"n2"}) == []
-    assert [a.id for _, a in waiting.ready([], down=set())] == ["a.r1"]
+    assert [a.id for a in waiting.ready([], down=set())] == ["a"]
 
 
-def test_a_retry_already_in_the_job_log_is_not_submitted_again() -> None:
+def test_a_job_with_a_retry_already_in_the_job_log_waits_no_more() -> None:
     # A restarted executor reads every decision again: the rejection, then the retry it had submitted.
     waiting = WaitingJobs(two_nodes)
     waiting.rejected(spec("a"), NO_ROOM)
-    waiting.submitted("a.r1")
+    waiting.submitted_again("a")
     assert len(waiting) == 0 and waiting.ready([], down=()) == []
 
 
@@ -76,4 +77,4 @@ def test_jobs_submitted_and_not_yet_decided_keep_their_room() -> None:
     waiting = WaitingJobs(two_nodes)
     waiting.rejected(spec("a"), NO_ROOM)
     assert waiting.ready([], down=(), ahead=[spec("lost1.r1").job(), spec("lost2.r1").job()]) == []
-    assert [a.id for _, a in waiting.ready([], down=(), ahead=[spec("lost1.r1").job()])] == ["a.r1"]
+    assert [a.id for a in waiting.ready([], down=(), ahead=[spec("lost1.r1").job()])] == ["a"]
