@@ -80,3 +80,12 @@ def test_a_node_failing_mid_poll_is_reported_before_the_job_it_lost(cluster: _Fa
     (down,) = [u for u in seen if isinstance(u, NodeChange)]
     (lost,) = [u for u in seen if isinstance(u, Finished)]
     assert down.down and lost.state == "lost" and "NODE_FAIL" in lost.reason
+
+
+def test_a_restarted_executor_reports_a_node_repaired_meanwhile_as_back_up(cluster: _FailingCluster,
+                                                                          tmp_path: Path) -> None:
+    # The members still hold n2 down (the last process reported it so); Slurm has it idle again.
+    executor = slurm.SlurmExecutor(tmp_path, time_scale=0.001)
+    executor.reported_down({"n2", "not-a-slurm-node"})
+    seen = asyncio.run(executor.advance(executor.now()))
+    assert [(u.node, u.down) for u in seen if isinstance(u, NodeChange)] == [("n2", False)]
