@@ -82,6 +82,7 @@ class FederationExecutor:
         self.down: set[str] = set()  # nodes the executor last saw down
         self.pending: dict[str, JobSpec] = {}  # jobs it submitted again, not yet decided
         self.taken: set[str] = set()  # retry ids the bus had already seen from someone else
+        self.decided_upto = 0  # the last job log position the decisions read so far cover
         self.counts = {"started": 0, "completed": 0, "failed": 0, "lost": 0, "nodes_down": 0}
 
     async def run(self) -> int:
@@ -99,6 +100,7 @@ class FederationExecutor:
             # What is decided already (a restart: started before, or not yet); what waits is submitted
             # once the jobs an earlier process left running are stopped and their nodes free.
             await self._take_decisions(replay=True)
+            await self._undecided_retries()
             self.executor.reported_down(set(self.down))  # its next look reports what changed since
             await self._abandon_unfollowed()
             await self._submit_waiting()
@@ -138,11 +140,21 @@ class FederationExecutor:
                 elif entry.job_id not in self.done:
                     await self._start(logged, tuple(entry.placement))
             self.instance += 1
+            self.decided_upto = record.batch.last
         # Room may have come back before a new rejection was read. A retry of ours rejected again
         # waits for the next end or node back up: asking again at once, on the same view of the
         # room, could go on for ever where the members see less room than this executor guesses.
         if fresh and not replay:
             await self._submit_waiting()
+
+    async def _undecided_retries(self) -> None:
+        """Retries an earlier process submitted that the members have not decided yet: pending, and
+        the jobs they were for wait no more (else a restart would submit them a second time)."""
+        for position in range(self.decided_upto + 1, (await self._log_span())[1] + 1):
+            logged = self.job_log.entry(position, await self._entry(position))
+            if logged.spec is not None and logged.retry_of:
+                self.waiting.submitted_again(logged.retry_of)
+                self.pending[logged.spec.id] = logged.spec
 
     async def _start(self, logged: LoggedJob, nodes: tuple[str, ...]) -> None:
         job = logged.job
@@ -175,6 +187,11 @@ class FederationExecutor:
                 return record
             log.warning("record of instance %d refused: %s", number, problem)
 
+    async def _log_span(self) -> tuple[int, int]:
+        """The first and the last position the job log holds."""
+        state = (await self.js.stream_info(self.fed.subjects.jobs_stream)).state
+        return state.first_seq, state.last_seq
+
     async def _entry(self, position: int) -> bytes:
         msg = await self.js.get_msg(self.fed.subjects.jobs_stream, seq=position)
         return msg.data or b""
@@ -186,8 +203,8 @@ class FederationExecutor:
         """The number of the last report of ours in the job log (0: none): the next one is above it."""
         from nats.js.errors import NotFoundError
 
-        info = await self.js.stream_info(self.fed.subjects.jobs_stream)
-        for position in range(info.state.last_seq, max(info.state.first_seq, 1) - 1, -1):
+        first, last = await self._log_span()
+        for position in range(last, max(first, 1) - 1, -1):
             try:
                 logged = await self._logged(position)
             except NotFoundError:

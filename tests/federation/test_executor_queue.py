@@ -152,7 +152,10 @@ class World:
         async def entry(position: int) -> bytes:
             return bus.entries[position - 1]
 
-        ex._record, ex._entry = record, entry  # type: ignore[method-assign]
+        async def log_span() -> tuple[int, int]:
+            return 1, len(bus.entries)
+
+        ex._record, ex._entry, ex._log_span = record, entry, log_span  # type: ignore[method-assign]
         return ex, double
 
     def poll(self, ex: FederationExecutor, times: int = 1) -> None:
@@ -167,11 +170,14 @@ class World:
 
         asyncio.run(loop())
 
-    def start(self, ex: FederationExecutor) -> None:
-        """What ``run`` does before its loop (a restart)."""
+    def start(self, ex: FederationExecutor, decided: bool = True) -> None:
+        """What ``run`` does before its loop (a restart); ``decided``: the members decided all before."""
         async def begin() -> None:
-            self.members.decide()
+            if decided:
+                self.members.decide()
+            ex.reports = await ex._last_report_number()
             await ex._take_decisions(replay=True)
+            await ex._undecided_retries()
             ex.executor.reported_down(set(ex.down))
             await ex._abandon_unfollowed()
             await ex._submit_waiting()
@@ -266,3 +272,22 @@ def test_a_restarted_executor_learns_what_the_members_hold_down_and_what_it_subm
     world.start(again)
     assert again.down == {"n2-01"} and double_again.told_down == {"n2-01"}
     assert len(again.waiting) == 0 and double_again.started == []
+
+
+def test_a_retry_submitted_before_a_restart_and_not_yet_decided_is_not_submitted_again(world: World) -> None:
+    ex, double = world.executor()
+    world.start(ex)
+    for name in ("a", "b", "c", "d"):
+        world.bus.submit(job(name))
+    world.poll(ex)
+    assert len(ex.waiting) == 1  # d
+    double.next = [Finished("a", "completed", 1.0)]
+    asyncio.run(ex._file(asyncio.run(double.advance(0.0))))  # the end filed and d.r1 submitted: killed here
+    assert world.bus.ids_in_order()[-1] == "d.r1"
+    world.bus.ids.clear()  # more than the bus's hour later: it no longer drops a message id it saw
+    again, double_again = world.executor()
+    world.start(again, decided=False)  # the members have not decided d.r1 yet
+    world.poll(again, times=2)
+    assert [i for i in world.bus.ids_in_order() if i.startswith("d.")] == ["d.r1"]
+    assert "d.r1" in double_again.started and len(again.waiting) == 0 and again.pending == {}
+
