@@ -70,7 +70,7 @@ class FederationExecutor:
         self.public = genesis.public
         self.key = load_executor_key(options.data)  # signs its reports: the members take no other
         self.report_key = genesis.reports
-        self.job_log = JobLog(genesis.reports)  # the decided entries as the members read them, in order
+        self.job_log = JobLog(genesis.reports)  # the job log as the members read it, in order
         self.pool_of = genesis.initial_state(fed).pool_of
         self.executor: Executor = make_executor(_choice(self.plan), executor_dir(options.data) / "jobs")
         self.stopping = asyncio.Event()
