@@ -70,10 +70,3 @@ def cli(tmp_path: Path) -> Cli:
 def standin() -> Iterator[StandIn]:
     with StandIn() as server:
         yield server
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with slow tests first, each file's tests kept together and in order: ``make test`` hands
-    whole files to its workers in this order, and a long file handed out last runs alone at the end."""
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)

@@ -30,8 +30,6 @@ from llm_sched.llm.transport import UnreadAnswer
 from tests.conftest import REPO, Cli, CliResult
 from tests.standin import Reply, StandIn
 
-pytestmark = pytest.mark.slow  # run first: a long file started last keeps one worker busy alone
-
 PROVIDERS = ("ollama", "openai", "sambanova", "sambastudio")
 CHAT_PROBED = ("ollama", "openai", "sambanova")
 MODEL = "llama3.1:8b"
@@ -82,7 +80,6 @@ def server() -> Iterator[StandIn]:
 MEASURE = """
 import json, resource, sys
 from tests.test_endpoint_limits import ask, settings_for
-
 settings = settings_for(sys.argv[1], sys.argv[2])
 ask(settings)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

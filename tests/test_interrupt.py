@@ -11,11 +11,7 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from tests.conftest import MAIN, Cli
-
-pytestmark = pytest.mark.slow  # run first: a long file started last keeps one worker busy alone
 
 
 def _read_until(fd: int, pattern: str, timeout: float) -> str:

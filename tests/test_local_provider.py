@@ -22,8 +22,6 @@ from llm_sched.llm.factory import build_transport, llm_session, local_model  # n
 from llm_sched.llm.local_transport import default_model_path, file_sha256  # noqa: E402
 from tests.conftest import Cli  # noqa: E402
 
-pytestmark = pytest.mark.slow  # run first: a long file started last keeps one worker busy alone
-
 SETTINGS = load_settings({"LLM_SCHED_PROVIDER": "local"}, environ={})
 PROMPT = [Message(role="system", content="You are an HPC scheduling agent. Answer in JSON."),
           Message(role="user", content="Job j-1 (ai, 2 h): 2 nodes x (32 cores, 4 GPUs)\n"

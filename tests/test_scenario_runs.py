@@ -6,13 +6,9 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 from llm_sched.core.events import read_jsonl
 from llm_sched.orchestration.summary import same_run, summarize
 from tests.conftest import Cli
-
-pytestmark = pytest.mark.slow  # run first: a long file started last keeps one worker busy alone
 
 
 def _run_dirs(cli: Cli) -> list[Path]:

@@ -26,8 +26,6 @@ from llm_sched.llm.client import LLMClient, RetryPolicy
 from llm_sched.llm.factory import LLMSource
 from llm_sched.llm.transport import RawReply
 
-pytestmark = pytest.mark.slow  # run first: a long file started last keeps one worker busy alone
-
 BUDGET = 2
 # 2 configurations (heuristic and hybrid agents) x 2 repetitions, 20 jobs, agents against EASY.
 TINY: dict[str, Any] = {

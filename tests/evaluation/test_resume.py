@@ -19,8 +19,6 @@ from llm_sched.store.ledger import Ledger, StoreError
 from tests.evaluation.conftest import tiny_config
 from tests.evaluation.killing import environ, kill_after, run, start
 
-pytestmark = pytest.mark.slow  # run first: a long file started last keeps one worker busy alone
-
 # 3 configurations x 2 repetitions = 6 units, each a few hundredths of a second
 CAMPAIGN = """\
 name: resume

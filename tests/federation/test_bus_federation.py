@@ -29,8 +29,6 @@ from llm_sched.store.ledger import Ledger, LedgerFault
 from llm_sched.transport.nats_server import stop_all
 from tests.conftest import Cli
 
-pytestmark = pytest.mark.slow  # run first: a long file started last keeps one worker busy alone
-
 SEVEN = PROJECT_ROOT / "scenarios" / "federations" / "seven.yaml"
 
 

@@ -15,13 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from llm_sched.config import PROJECT_ROOT
 from llm_sched.federation.launcher import command_line
 from llm_sched.store.ledger import Ledger
-
-pytestmark = pytest.mark.slow  # run first: a long file started last keeps one worker busy alone
 
 CLUSTER = """\
 agents:

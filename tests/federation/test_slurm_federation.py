@@ -23,7 +23,7 @@ from llm_sched.store.ledger import Ledger
 from tests.slurm_cluster import four_nodes, needs_slurm
 
 FILE = PROJECT_ROOT / "scenarios" / "federations" / "slurm-four.yaml"
-pytestmark = [needs_slurm, pytest.mark.slow]  # slow: run first (see tests/conftest.py)
+pytestmark = needs_slurm
 
 
 def _llm_sched(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
