@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import re
@@ -57,6 +58,9 @@ def _interrupt_after(cli: Cli, commits: int) -> tuple[int, str]:
                              "--no-pause"], cwd=cli.cwd, env=cli.env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
     assert proc.stdout is not None
+    # The smallest pipe: the run cannot get more than a page of output ahead of this reader, so on a
+    # loaded machine a Ctrl-C still lands while it runs (a whole run's output fits the default 64 KiB).
+    fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)
     shown, seen = [], 0
     for line in proc.stdout:
         shown.append(line)
