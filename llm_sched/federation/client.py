@@ -13,6 +13,7 @@ be a safety violation and is reported as such.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import time
@@ -64,14 +65,19 @@ async def submit(fed: Federation, jobs_file: Federation, servers: Sequence[str],
 async def publish_entry(js, subject: str, data: bytes, job_id: str, attempts: int = 20):  # noqa: ANN001, ANN202
     """Publish one entry of the job log (a job, or an executor's report), again while the bus fails over
     (a few seconds when a server is lost): its id is the message id, so a retry of a publish that did
-    land is dropped as a duplicate."""
+    land is dropped as a duplicate. The answer's ``duplicate`` says whether someone published the id
+    before this call: a duplicate after this call's own attempt went unanswered is that attempt,
+    which landed (its answer was lost with the server), so it is not a duplicate."""
     import nats.errors
     from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
+    unanswered = False
     for attempt in range(attempts):
         try:
-            return await js.publish(subject, data, headers={"Nats-Msg-Id": job_id})
+            ack = await js.publish(subject, data, headers={"Nats-Msg-Id": job_id})
+            return dataclasses.replace(ack, duplicate=False) if unanswered and ack.duplicate else ack
         except (nats.errors.TimeoutError, NoStreamResponseError, ServiceUnavailableError):
+            unanswered = True
             if attempt == attempts - 1:
                 raise UserError(f"the bus did not take job {job_id} after {attempts} attempts; the jobs before it "
                                 f"were submitted, submit the file again to add the rest") from None
