@@ -107,6 +107,32 @@ async def ensure_layout(js, subjects: Subjects, replicas: int) -> None:  # noqa:
             await js.create_key_value(bucket=bucket, ttl=ttl, history=1, replicas=replicas)
 
 
+LAYOUT_ATTEMPTS = 6  # a cluster of servers just started elects its JetStream leaders first: seconds, under load
+
+
+async def layout_for(js, subjects: Subjects, replicas: int, where: str) -> None:  # noqa: ANN001
+    """:func:`ensure_layout` for a command or a process that cannot go on without it: asked again
+    while the bus answers with timeouts or without JetStream yet, then a :class:`UserError` naming the
+    bus at ``where`` (not a traceback). An agent, which waits for the bus for as long as it runs, has
+    its own loop."""
+    import asyncio
+
+    import nats.errors
+
+    from llm_sched.safe_text import one_line
+
+    for attempt in range(1, LAYOUT_ATTEMPTS + 1):
+        try:
+            return await ensure_layout(js, subjects, replicas)
+        except nats.errors.Error as exc:  # a timeout, no JetStream yet, no responders: the same again
+            if attempt == LAYOUT_ATTEMPTS:
+                raise UserError(f"the bus at {where} did not make the federation's streams and buckets "
+                                f"({LAYOUT_ATTEMPTS} attempts; the last: {type(exc).__name__}: "
+                                f"{one_line(str(exc))[:200]}); if its servers were just started, run the "
+                                "command again") from None
+            await asyncio.sleep(1.0)
+
+
 async def registered(kv, names: Sequence[str]) -> dict[str, bytes]:  # noqa: ANN001
     """The entries of ``names`` present in a KV bucket, read one by one. Listing the keys instead would
     create a consumer on the bucket at every call, which a polling loop turns into hundreds."""

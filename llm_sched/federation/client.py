@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_sched.errors import UserError
-from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout, registered
+from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, layout_for, registered
 from llm_sched.federation.execution import REFUSED
 from llm_sched.federation.keys import read_genesis
 from llm_sched.federation.records import Record, check_record, decode_record
@@ -46,7 +46,7 @@ async def submit(fed: Federation, jobs_file: Federation, servers: Sequence[str],
     nc = await connect(servers, f"{fed.name}/submit", creds=creds)
     try:
         js = nc.jetstream(timeout=REQUEST_TIMEOUT)
-        await ensure_layout(js, fed.subjects, replicas)
+        await layout_for(js, fed.subjects, replicas, ", ".join(servers))
         start = await next_arrival(js, fed)
         out = Submitted()
         for spec, offset in jobs_file.job_specs():

@@ -30,7 +30,7 @@ from llm_sched.core.model import Placement
 from llm_sched.errors import UserError
 from llm_sched.execution.base import Executor, Finished, NodeChange, Update, retry_id
 from llm_sched.execution.factory import ExecutorChoice, make_executor
-from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout
+from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, layout_for
 from llm_sched.federation.client import next_arrival, publish_entry
 from llm_sched.federation.execution import ExecutionPlan, Report, sign_report
 from llm_sched.federation.keys import load_executor_key, read_genesis
@@ -93,7 +93,7 @@ class FederationExecutor:
         self.nc = await connect(self.options.servers, f"{self.fed.name}/executor", patient=True,
                                 creds=self.options.creds)
         self.js = self.nc.jetstream(timeout=REQUEST_TIMEOUT)
-        await ensure_layout(self.js, self.fed.subjects, 1)
+        await layout_for(self.js, self.fed.subjects, 1, ", ".join(self.options.servers))
         self.status = await self.js.key_value(self.fed.subjects.status_bucket)
         try:
             self.reports = await self._last_report_number()  # a restart numbers its reports on

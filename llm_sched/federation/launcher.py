@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llm_sched.errors import UserError
-from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, ensure_layout, server_list
+from llm_sched.federation.bus import REQUEST_TIMEOUT, connect, layout_for, server_list
 from llm_sched.federation.execution import ExecutionPlan
 from llm_sched.federation.keys import agent_dir, init_keys
 from llm_sched.federation.spec import Federation
-from llm_sched.safe_text import one_line
 from llm_sched.transport.nats_server import ServerProcess, Tenant, servers_url, start_cluster, start_server
 
 BUS_FILE = "bus.json"
@@ -147,25 +146,10 @@ def prepare(fed: Federation, data: Path, bus: Bus, execution: ExecutionPlan | No
     asyncio.run(_layout(fed, bus))
 
 
-LAYOUT_ATTEMPTS = 6  # a cluster of servers just started elects its JetStream leaders first: seconds, under load
-
-
 async def _layout(fed: Federation, bus: Bus) -> None:
-    import nats.errors
-
     nc = await connect(server_list(bus.url), f"{fed.name}/up", creds=bus.creds)
     try:
-        js = nc.jetstream(timeout=REQUEST_TIMEOUT * 5)
-        for attempt in range(1, LAYOUT_ATTEMPTS + 1):
-            try:
-                return await ensure_layout(js, fed.subjects, bus.replicas)
-            except nats.errors.Error as exc:  # a timeout, no JetStream yet, no responders: the same again
-                if attempt == LAYOUT_ATTEMPTS:
-                    raise UserError(f"the bus at {bus.url} did not make the federation's streams and buckets "
-                                    f"({LAYOUT_ATTEMPTS} attempts; the last: {type(exc).__name__}: "
-                                    f"{one_line(str(exc))[:200]}); if its servers were just started, run the "
-                                    "command again") from None
-                await asyncio.sleep(1.0)
+        await layout_for(nc.jetstream(timeout=REQUEST_TIMEOUT * 5), fed.subjects, bus.replicas, bus.url)
     finally:
         await nc.drain()
 
