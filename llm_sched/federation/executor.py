@@ -126,7 +126,7 @@ class FederationExecutor:
             jobs = [self.job_log.entry(p, await self._entry(p)) for p in range(record.batch.first, record.batch.last + 1)]
             for entry, logged in zip(record.batch.entries, jobs, strict=True):
                 if replay and logged.report is not None and logged.report.node is not None:
-                    (self.down.add if logged.report.down else self.down.discard)(logged.report.node)
+                    self._node_is(logged.report.node, bool(logged.report.down))
                 if logged.spec is None:
                     continue
                 self.specs[logged.spec.id] = logged.spec  # a retry of it needs its spec
@@ -222,7 +222,7 @@ class FederationExecutor:
         for update in updates:
             if isinstance(update, NodeChange):
                 self.counts["nodes_down"] += update.down
-                (self.down.add if update.down else self.down.discard)(update.node)
+                self._node_is(update.node, update.down)
                 log.info("node %s %s (%s)", update.node, "down" if update.down else "back up", update.reason)
                 await self._report(Report(node=update.node, down=update.down, number=self.reports + 1,
                                           reason=update.reason[:300]))
@@ -232,6 +232,9 @@ class FederationExecutor:
             await self._retry(job_id)
         if updates:
             await self._submit_waiting()
+
+    def _node_is(self, node: str, down: bool) -> None:
+        (self.down.add if down else self.down.discard)(node)
 
     async def _ended(self, end: Finished) -> bool:
         """Record and report the end; whether the job must be placed again."""
@@ -273,7 +276,7 @@ class FederationExecutor:
             body = {"job": again.model_dump(), "arrival": await next_arrival(self.js, self.fed),
                     "submitted": time.time(), "retry_of": spec.id}
             ack = await publish_entry(self.js, self.fed.subjects.jobs, json.dumps(body).encode(), again.id)
-            if not getattr(ack, "duplicate", False):
+            if not ack.duplicate:
                 self.pending[again.id] = again
                 log.info("job %s submitted again as %s", spec.id, again.id)
                 return
@@ -306,8 +309,8 @@ class FederationExecutor:
                                    "the executor restarted and no longer followed it") for row in self.unfollowed])
 
     async def _publish_status(self) -> None:
-        body = {**self.counts, "running": len(self.rows), "waiting": len(self.waiting), "instance": self.instance, "reports": self.reports,
-                "executor": self.executor.name, "updated": time.time()}
+        body = {**self.counts, "running": len(self.rows), "waiting": len(self.waiting), "instance": self.instance,
+                "reports": self.reports, "executor": self.executor.name, "updated": time.time()}
         try:
             await self.status.put("executor", json.dumps(body).encode())
         except Exception as exc:  # the bus is failing over: the next poll writes it again

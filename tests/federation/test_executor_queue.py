@@ -199,13 +199,18 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
     return World(tmp_path, monkeypatch)
 
 
-def test_a_job_without_room_waits_and_runs_as_its_retry_once_a_node_is_free(world: World) -> None:
+def three_running_and_d_waiting(world: World) -> tuple[FederationExecutor, Double]:
     ex, double = world.executor()
     world.start(ex)
     for name in ("a", "b", "c", "d"):
         world.bus.submit(job(name))
     world.poll(ex)
     assert double.started == ["a", "b", "c"] and len(ex.waiting) == 1
+    return ex, double
+
+
+def test_a_job_without_room_waits_and_runs_as_its_retry_once_a_node_is_free(world: World) -> None:
+    ex, double = three_running_and_d_waiting(world)
     double.next = [Finished("a", "completed", 1.0)]
     world.poll(ex)
     assert double.started == ["a", "b", "c", "d.r1"] and len(ex.waiting) == 0
@@ -275,12 +280,7 @@ def test_a_restarted_executor_learns_what_the_members_hold_down_and_what_it_subm
 
 
 def test_a_retry_submitted_before_a_restart_and_not_yet_decided_is_not_submitted_again(world: World) -> None:
-    ex, double = world.executor()
-    world.start(ex)
-    for name in ("a", "b", "c", "d"):
-        world.bus.submit(job(name))
-    world.poll(ex)
-    assert len(ex.waiting) == 1  # d
+    ex, double = three_running_and_d_waiting(world)
     double.next = [Finished("a", "completed", 1.0)]
     asyncio.run(ex._file(asyncio.run(double.advance(0.0))))  # the end filed and d.r1 submitted: killed here
     assert world.bus.ids_in_order()[-1] == "d.r1"
